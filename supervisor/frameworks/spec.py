@@ -1,0 +1,89 @@
+"""A framework definition is data: how to run it, probe it and stop it. Python code only renders configs."""
+
+from __future__ import annotations
+
+import signal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from supervisor.models import Duration
+
+__all__ = ["FrameworkSpec", "Probe", "ProbeKind", "merge_overrides"]
+
+
+class ProbeKind(StrEnum):
+    HTTP = "http"  # GET path on 127.0.0.1:port, status == expect
+    TCP = "tcp"  # connect to 127.0.0.1:port
+    LOG = "log"  # regex `pattern` matches output written since the process started
+    EXEC = "exec"  # `command` exits 0 (placeholders expanded)
+    PROCESS = "process"  # the process stayed alive for `seconds`
+
+
+class Probe(BaseModel):
+    """One readiness or liveness check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ProbeKind
+    path: str = "/health"
+    expect: int = 200
+    pattern: str = ""
+    command: list[str] = Field(default_factory=list)
+    seconds: Duration = 0.0
+
+
+class FrameworkSpec(BaseModel):
+    """How one framework runs. ``command`` and ``env`` values may use the placeholders ``{port}``,
+    ``{config}``, ``{instance_dir}``, ``{workspace}``, ``{name}``, ``{id}``, ``{python}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    config_format: Literal["json", "toml", "yaml"] = "json"
+    config_file: str = "config.json"
+    ready: Probe = Probe(kind=ProbeKind.TCP)
+    live: Probe | None = None
+    stop_signal: str = "SIGTERM"
+    stop_timeout: Duration = 30.0
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v or not v[0]:
+            raise ValueError("command must name a program")
+        return v
+
+    @field_validator("stop_signal")
+    @classmethod
+    def _known_signal(cls, v: str) -> str:
+        name = v.upper() if v.upper().startswith("SIG") else f"SIG{v.upper()}"
+        if not isinstance(getattr(signal, name, None), signal.Signals):
+            raise ValueError(f"unknown signal {v!r}")
+        return name
+
+    @property
+    def stop_signum(self) -> signal.Signals:
+        return signal.Signals[self.stop_signal]
+
+
+_FRAMEWORK_KEYS = frozenset({"command", "env", "ready", "live", "stop_signal", "stop_timeout"})
+
+
+def merge_overrides(base: FrameworkSpec, overrides: dict[str, Any]) -> FrameworkSpec:
+    """Apply fleet-file overrides key by key (``env`` merges per variable; a probe replaces the probe)."""
+    unknown = set(overrides) - _FRAMEWORK_KEYS - {"config_format", "config_file"}
+    if unknown:
+        raise ValueError(f"unknown framework key(s): {', '.join(sorted(unknown))}")
+    data = base.model_dump()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "env":
+            data["env"] = {**data["env"], **value}
+        else:
+            data[key] = value
+    return FrameworkSpec.model_validate(data)

@@ -1,0 +1,274 @@
+"""The instance data model, compatible with the JSON that eyrie's Go ``instance`` package writes.
+
+Models hold data and do no I/O. Times that Go writes as its zero value (``0001-01-01T00:00:00Z``) read as
+``None``; keys this version does not know are kept and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+
+from supervisor.errors import InvalidName
+
+__all__ = [
+    "NAME_PATTERN",
+    "SCHEMA_VERSION",
+    "CreateRequest",
+    "Duration",
+    "DesiredState",
+    "HealthStatus",
+    "HierarchyRole",
+    "Instance",
+    "InstanceStatus",
+    "LastExit",
+    "MigrationResult",
+    "TemplateContext",
+    "check_name",
+    "display_name_for",
+    "new_instance_id",
+    "parse_duration",
+    "utcnow",
+]
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SCHEMA_VERSION = 1
+"""Version of the on-disk layout written by this release; `supervisor.migrate` brings older ones up."""
+
+_GO_ZERO_YEAR = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_instance_id() -> str:
+    return str(uuid.uuid4())
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid slug; otherwise raise `InvalidName` saying which rule it breaks."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidName("name is empty")
+    if len(name) > 63:
+        raise InvalidName(f"name {name[:20]!r}… is {len(name)} characters long; the limit is 63")
+    if any(c.isspace() for c in name):
+        raise InvalidName(f"name {name!r} contains whitespace or a newline")
+    if "/" in name or ".." in name or "\\" in name:
+        raise InvalidName(f"name {name!r} contains a path separator or '..'")
+    if name != name.lower():
+        raise InvalidName(f"name {name!r} contains uppercase letters; use lowercase")
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidName(
+            f"name {name!r} is not a slug: use lowercase letters, digits and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def display_name_for(name: str) -> str:
+    """``strategist-sarah`` → ``Strategist Sarah``."""
+    return " ".join(part[:1].upper() + part[1:] for part in name.split("-") if part)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``250ms``, ``10s``, ``5m``, ``1h`` or a number of seconds → seconds as a float."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value!r}")
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 10s, 5m or a number of seconds)")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds; accepts ``250ms``, ``10s``, ``5m``, ``1h`` or a plain number."""
+
+
+def _go_time(value: Any) -> Any:
+    """Go's zero ``time.Time`` and empty strings mean "not set"."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and value.startswith("0001-01-01"):
+        return None
+    if isinstance(value, datetime) and value.year == _GO_ZERO_YEAR:
+        return None
+    return value
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+OptionalTime = Annotated[
+    datetime | None, BeforeValidator(_go_time), PlainSerializer(_rfc3339, return_type=str | None)
+]
+
+
+class InstanceStatus(StrEnum):
+    """Lifecycle state of an instance: exactly the seed's five. Finer detail lives in ``status_detail``."""
+
+    CREATED = "created"  # provisioned, never started
+    STARTING = "starting"  # spawned, waiting for the readiness probe
+    RUNNING = "running"  # ready; liveness probes keep it honest
+    STOPPED = "stopped"  # not running, and that is expected (or waiting out a backoff)
+    ERROR = "error"  # failed: crash loop, failed start, or an unrecoverable problem
+
+    def valid(self) -> bool:
+        return True
+
+
+class HierarchyRole(StrEnum):
+    """Role in the agent hierarchy; the empty string is a standalone instance."""
+
+    COMMANDER = "commander"
+    CAPTAIN = "captain"
+    TALON = "talon"
+    STANDALONE = ""
+
+
+class HealthStatus(StrEnum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+DesiredState = Literal["running", "stopped"]
+
+
+class LastExit(BaseModel):
+    """How the instance's process last ended: exit code or signal, and when."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: int | None = None
+    signal: int | None = None
+    time: OptionalTime = None
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            return f"killed by signal {self.signal}"
+        return f"exit code {self.code}"
+
+
+class Instance(BaseModel):
+    """A named, configured agent deployment: its own config, workspace, port and process."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, use_enum_values=False)
+
+    # --- the seed's fields, with its JSON keys
+    id: str = ""
+    name: str = ""
+    display_name: str = ""
+    framework: str = ""
+    persona_id: str = ""
+    hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
+    project_id: str = ""
+    parent_id: str = ""
+    port: int = 0
+    config_path: str = ""
+    workspace_path: str = ""
+    auth_token: str = Field(default="", exclude=True, repr=False)
+    status: InstanceStatus = InstanceStatus.CREATED
+    status_updated_at: OptionalTime = None
+    pid: int | None = None
+    last_seen: OptionalTime = None
+    health_status: HealthStatus | None = None
+    restart_count: int = 0
+    created_at: OptionalTime = None
+    created_by: str = ""
+
+    # --- supervisor runtime detail (the five statuses stay the seed's)
+    schema_version: int = 0
+    model: str = ""
+    desired: DesiredState | None = None
+    desired_boot_id: str = ""
+    status_detail: str = ""
+    next_start_at: OptionalTime = None
+    started_at: OptionalTime = None
+    pgid: int | None = None
+    proc_start_time: float | None = None
+    boot_id: str = ""
+    cmdline: list[str] | None = None
+    last_exit: LastExit | None = None
+    last_error: str = ""
+    config_hash: str = ""
+    total_restarts: int = 0
+
+    @field_validator("pid", "pgid", mode="before")
+    @classmethod
+    def _zero_is_none(cls, v: Any) -> Any:
+        return None if v in (0, None) else v
+
+    @field_validator("health_status", mode="before")
+    @classmethod
+    def _empty_health(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON object written to ``instance.json`` and returned by the API: no secrets, no nulls."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class CreateRequest(BaseModel):
+    """What provisioning a new instance needs; names are validated here, before anything touches disk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    framework: str = ""
+    persona_id: str = ""
+    hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
+    project_id: str = ""
+    parent_id: str = ""
+    model: str = ""
+    auto_start: bool | None = None
+    created_by: str = ""
+    display_name: str = ""
+    # Project context, filled by the caller (never from an API body) for the identity templates.
+    project_name: str = Field(default="", exclude=True)
+    project_goal: str = Field(default="", exclude=True)
+    project_description: str = Field(default="", exclude=True)
+
+
+class MigrationResult(BaseModel):
+    """What migrating one instance did."""
+
+    instance_id: str
+    instance_name: str = ""
+    framework: str = ""
+    applied: list[str] = Field(default_factory=list)
+    skipped: bool = False
+    error: str = ""
+
+
+class TemplateContext(BaseModel):
+    """The values identity templates may use (``{{ name }}``, ``{{ project_goal }}``, …)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    display_name: str
+    role: str = ""
+    description: str = ""
+    parent_agent: str = ""
+    eyrie_url: str = ""
+    framework: str = ""
+    project_name: str = ""
+    project_goal: str = ""
+    project_description: str = ""

@@ -1,0 +1,71 @@
+"""Where everything lives under ``$EYRIE_HOME`` (default ``~/.eyrie``); one variable isolates a test."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.errors import InvalidID
+
+__all__ = ["ID_PATTERN", "Home", "check_id"]
+
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def check_id(instance_id: str) -> str:
+    """Return ``instance_id`` if it is safe as a single path component, else raise `InvalidID`."""
+    if not isinstance(instance_id, str) or not ID_PATTERN.fullmatch(instance_id):
+        raise InvalidID(f"invalid instance id {instance_id!r}: must match {ID_PATTERN.pattern}")
+    return instance_id
+
+
+@dataclass(frozen=True)
+class Home:
+    """The supervisor's home directory and the fixed layout below it."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, override: str | os.PathLike[str] | None = None) -> Home:
+        """``override``, else ``$EYRIE_HOME``, else ``~/.eyrie``; always absolute."""
+        raw = override or os.environ.get("EYRIE_HOME") or Path.home() / ".eyrie"
+        return cls(Path(raw).expanduser().absolute())
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.root / "instances"
+
+    @property
+    def personas_dir(self) -> Path:
+        return self.root / "personas"
+
+    @property
+    def fleet_file(self) -> Path:
+        return self.root / "fleet.yaml"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / "eyried.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "eyried.pid"
+
+    @property
+    def daemon_lock(self) -> Path:
+        return self.run_dir / "eyried.lock"
+
+    def instance_dir(self, instance_id: str) -> Path:
+        return self.instances_dir / check_id(instance_id)
+
+    def ensure_run_dir(self) -> Path:
+        """Create ``run/`` owner-only (0700), tightening it if it already exists."""
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.run_dir.chmod(0o700)
+        return self.run_dir

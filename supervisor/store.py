@@ -1,0 +1,184 @@
+"""Instance metadata on disk: ``$EYRIE_HOME/instances/<id>/instance.json``, one directory per instance.
+
+The daemon and ``eyriectl`` are separate processes, so every write happens under a per-instance ``flock``
+and lands atomically; readers never see a torn file. A corrupt file is skipped and reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+
+from supervisor._fs import atomic_write, locked
+from supervisor.errors import CorruptInstance, NameExists, NotFound, RequiredField
+from supervisor.models import Instance, InstanceStatus, utcnow
+from supervisor.paths import Home, check_id
+
+__all__ = ["INSTANCE_FILE", "Store", "StoreProblem"]
+
+INSTANCE_FILE = "instance.json"
+TOKEN_FILE = "token"
+_LOCK_FILE = ".lock"
+
+log = structlog.get_logger("supervisor.store")
+
+
+@dataclass(frozen=True)
+class StoreProblem:
+    """An instance directory that could not be read, and why."""
+
+    path: Path
+    reason: str
+
+
+class Store:
+    """Reads and writes instance metadata under one root (``$EYRIE_HOME/instances``)."""
+
+    def __init__(self, root: Path | Home) -> None:
+        self.root = root.instances_dir if isinstance(root, Home) else Path(root)
+
+    # --- paths
+
+    def dir(self, instance_id: str) -> Path:
+        """The instance's directory; raises `InvalidID` before any path is built from a bad id."""
+        return self.root / check_id(instance_id)
+
+    def _file(self, instance_id: str) -> Path:
+        return self.dir(instance_id) / INSTANCE_FILE
+
+    def lock(self) -> Path:
+        """The store-wide lock file: held while a name or port is chosen and the instance first saved."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.root / _LOCK_FILE
+
+    # --- reading
+
+    def get(self, instance_id: str) -> Instance:
+        path = self._file(instance_id)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"instance {instance_id} not found") from None
+        return _parse(path, raw)
+
+    def get_by_name(self, name: str) -> Instance:
+        for inst in self.list():
+            if inst.name == name:
+                return inst
+        raise NotFound(f"instance {name!r} not found")
+
+    def list(self) -> list[Instance]:
+        """Every readable instance, oldest first; unreadable ones are logged and left out (see `problems`)."""
+        instances, problems = self._scan()
+        for p in problems:
+            log.warning("instance_unreadable", path=str(p.path), reason=p.reason)
+        return instances
+
+    def problems(self) -> list[StoreProblem]:
+        """Instance directories whose ``instance.json`` is missing, torn or invalid."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[Instance], list[StoreProblem]]:
+        instances: list[Instance] = []
+        problems: list[StoreProblem] = []
+        if not self.root.is_dir():
+            return instances, problems
+        for entry in sorted(self.root.iterdir()):
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
+            path = entry / INSTANCE_FILE
+            try:
+                instances.append(_parse(path, path.read_bytes()))
+            except FileNotFoundError:
+                problems.append(StoreProblem(path, "instance.json is missing"))
+            except CorruptInstance as exc:
+                problems.append(StoreProblem(path, str(exc)))
+        instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name))
+        return instances, problems
+
+    def name_exists(self, name: str) -> bool:
+        return any(inst.name == name for inst in self.list())
+
+    def token(self, instance_id: str) -> str:
+        """The instance's auth token from ``secrets/token`` ("" when it has none)."""
+        try:
+            return (self.dir(instance_id) / "secrets" / TOKEN_FILE).read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    # --- writing
+
+    def save(self, inst: Instance) -> None:
+        """Write the whole instance (creating its directory); the caller owns every field."""
+        _require(inst)
+        directory = self.dir(inst.id)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with locked(directory / _LOCK_FILE):
+            self._write(inst)
+
+    def create(self, inst: Instance) -> None:
+        """Save a new instance, refusing a taken name (`NameExists`); callers hold `lock` around it."""
+        _require(inst)
+        if self.name_exists(inst.name):
+            raise NameExists(f"instance name {inst.name!r} already exists")
+        self.save(inst)
+
+    def update(self, instance_id: str, mutate: Callable[[Instance], object]) -> Instance:
+        """Read, change and write one instance under its lock, so concurrent writers lose nothing."""
+        directory = self.dir(instance_id)
+        if not (directory / INSTANCE_FILE).exists():
+            raise NotFound(f"instance {instance_id} not found")
+        with locked(directory / _LOCK_FILE):
+            inst = self.get(instance_id)
+            mutate(inst)
+            self._write(inst)
+        return inst
+
+    def update_status(self, instance_id: str, status: InstanceStatus | str) -> Instance:
+        new = InstanceStatus(status)
+
+        def apply(inst: Instance) -> None:
+            inst.status = new
+            inst.status_updated_at = utcnow()
+
+        return self.update(instance_id, apply)
+
+    def delete(self, instance_id: str) -> None:
+        """Remove the instance directory and everything in it."""
+        directory = self.dir(instance_id)
+        if not directory.is_dir():
+            raise NotFound(f"instance {instance_id} not found")
+        with locked(directory / _LOCK_FILE):
+            shutil.rmtree(directory)
+
+    def _write(self, inst: Instance) -> None:
+        data = json.dumps(inst.to_json_dict(), indent=2) + "\n"
+        atomic_write(self._file(inst.id), data, mode=0o600)
+
+
+def _require(inst: Instance) -> None:
+    for field in ("id", "name", "framework"):
+        if not getattr(inst, field):
+            raise RequiredField(f"instance {field} is required")
+    check_id(inst.id)
+
+
+def _parse(path: Path, raw: bytes) -> Instance:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptInstance(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptInstance(f"{path}: expected a JSON object")
+    try:
+        return Instance.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CorruptInstance(f"{path}: {where}: {first['msg']}") from None
