@@ -1,0 +1,97 @@
+"""The control API's data: what the daemon serves and ``eyriectl`` reads. Plain models, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.models import HierarchyRole
+
+__all__ = ["AddRequest", "DaemonStatus", "Event", "Flag", "InstanceView", "ReloadResult"]
+
+Flag = Literal["DRIFT", "MISSING", "ORPHAN", "DISABLED"]
+"""DRIFT: the running process was started from a config that differs from the fleet file now.
+MISSING: declared in the fleet file, not provisioned. ORPHAN: provisioned or running, not declared.
+DISABLED: running now, will not come back after a reboot (autostart false)."""
+
+
+class InstanceView(BaseModel):
+    """One row of ``eyriectl ps --json``: the instance JSON keys (no secrets) plus derived fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    id: str = ""
+    framework: str = ""
+    hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
+    status: str = ""
+    status_detail: str = ""
+    health_status: str = ""
+    pid: int | None = None
+    port: int = 0
+    restart_count: int = 0
+    total_restarts: int = 0
+    uptime_seconds: float | None = None
+    autostart: bool = True
+    desired: str | None = None
+    last_error: str = ""
+    flags: list[Flag] = Field(default_factory=list)
+
+
+class AddRequest(BaseModel):
+    """``POST /instances``: declare an instance in the fleet file, provision it, maybe start it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    framework: str = "embedded"
+    role: HierarchyRole = HierarchyRole.STANDALONE
+    persona: str = ""
+    project: str = ""
+    parent: str = ""
+    model: str = ""
+    enable: bool = True
+    start: bool = True
+
+
+class ReloadResult(BaseModel):
+    """What a reload did, or why it changed nothing."""
+
+    ok: bool
+    error: str = ""
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    restarted: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)  # policy-only changes applied live
+    unchanged: list[str] = Field(default_factory=list)
+    at: datetime | None = None
+    seconds: float = 0.0
+
+
+class DaemonStatus(BaseModel):
+    pid: int
+    version: str
+    home: str
+    fleet_file: str
+    started_at: datetime
+    uptime_seconds: float
+    instances: dict[str, int] = Field(default_factory=dict)  # status → count
+    last_reload: ReloadResult | None = None
+    problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
+
+
+class Event(BaseModel):
+    """One lifecycle event, as sent on the event stream (server-sent events, one JSON object each)."""
+
+    time: datetime
+    event: str  # "transition", "health", "reload", "daemon"
+    instance: str = ""
+    instance_id: str = ""
+    framework: str = ""
+    pid: int | None = None
+    from_status: str = ""
+    to_status: str = ""
+    detail: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,51 @@
+"""What the control API needs from the daemon: the daemon implements it, the ASGI app only calls it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+
+__all__ = ["ControlTarget"]
+
+
+class ControlTarget(Protocol):
+    """Instances are addressed by name or id; unknown ones raise `supervisor.errors.NotFound`."""
+
+    def list_instances(self) -> list[InstanceView]: ...
+
+    def get_instance(self, ref: str) -> InstanceView: ...
+
+    async def create_instance(self, request: AddRequest) -> InstanceView:
+        """Declare in the fleet file (round-trip edit), provision, start when asked."""
+        ...
+
+    async def delete_instance(self, ref: str, *, keep_files: bool) -> None:
+        """Stop, drop from the fleet file, delete files unless ``keep_files``."""
+        ...
+
+    async def start(self, ref: str, *, wait: bool = False) -> InstanceView: ...
+
+    async def stop(self, ref: str, *, wait: bool = False) -> InstanceView: ...
+
+    async def restart(self, ref: str, *, wait: bool = False) -> InstanceView: ...
+
+    async def enable(self, ref: str) -> InstanceView:
+        """Set ``autostart: true`` in the fleet file (comes back after a reboot)."""
+        ...
+
+    async def disable(self, ref: str) -> InstanceView: ...
+
+    async def reload(self) -> ReloadResult: ...
+
+    def status(self) -> DaemonStatus: ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """Every event from now on, until the context exits."""
+        ...
+
+    def metrics_text(self) -> bytes:
+        """Prometheus text exposition of the fleet's state."""
+        ...
