@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supervisor.engine.events import Event
 from supervisor.models import HierarchyRole
 
 __all__ = ["AddRequest", "DaemonStatus", "Event", "Flag", "InstanceView", "ReloadResult"]
@@ -80,18 +81,3 @@ class DaemonStatus(BaseModel):
     instances: dict[str, int] = Field(default_factory=dict)  # status → count
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
-
-
-class Event(BaseModel):
-    """One lifecycle event, as sent on the event stream (server-sent events, one JSON object each)."""
-
-    time: datetime
-    event: str  # "transition", "health", "reload", "daemon"
-    instance: str = ""
-    instance_id: str = ""
-    framework: str = ""
-    pid: int | None = None
-    from_status: str = ""
-    to_status: str = ""
-    detail: str = ""
-    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,58 @@
+"""Shared fixtures: an isolated home per test, the asyncio backend, and a check that nothing leaks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from supervisor.paths import Home
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A fresh ``$EYRIE_HOME`` for this test only."""
+    root = tmp_path / "eyrie"
+    root.mkdir()
+    monkeypatch.setenv("EYRIE_HOME", str(root))
+    return Home(root)
+
+
+def _marked_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if any(marker in part for part in proc.cmdline()) or marker in proc.environ().get("EYRIE_HOME", ""):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(tmp_path: Path) -> Iterator[None]:
+    """Fail the test if it leaves a child behind, or any process that runs out of its temp dir."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    leaked = [p for p in me.children(recursive=True) if p.pid not in before and p.status() != "zombie"]
+    leaked += [p for p in _marked_processes(str(tmp_path)) if p.pid != me.pid and p not in leaked]
+    if leaked:
+        desc = []
+        for p in leaked:
+            try:
+                desc.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+            except psutil.Error:
+                desc.append(str(p.pid))
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        pytest.fail("test leaked processes:\n  " + "\n  ".join(desc))
