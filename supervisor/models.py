@@ -20,8 +20,8 @@ __all__ = [
     "NAME_PATTERN",
     "SCHEMA_VERSION",
     "CreateRequest",
-    "Duration",
     "DesiredState",
+    "Duration",
     "HealthStatus",
     "HierarchyRole",
     "Instance",
@@ -65,7 +65,8 @@ def check_name(name: str) -> str:
         raise InvalidName(f"name {name!r} contains uppercase letters; use lowercase")
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidName(
-            f"name {name!r} is not a slug: use lowercase letters, digits and '-', starting with a letter or digit"
+            f"name {name!r} is not a slug: use lowercase letters, digits and '-',"
+            " starting with a letter or digit"
         )
     return name
 
