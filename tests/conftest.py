@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def _marked_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if any(marker in part for part in proc.cmdline()) or marker in proc.environ().get("EYRIE_HOME", ""):
+            in_cmdline = any(marker in part for part in proc.cmdline())
+            if in_cmdline or marker in proc.environ().get("EYRIE_HOME", ""):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -51,8 +53,6 @@ def no_leaked_processes(tmp_path: Path) -> Iterator[None]:
                 desc.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
             except psutil.Error:
                 desc.append(str(p.pid))
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         pytest.fail("test leaked processes:\n  " + "\n  ".join(desc))
