@@ -6,6 +6,7 @@ and lands atomically; readers never see a torn file. A corrupt file is skipped a
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 from collections.abc import Callable
@@ -80,13 +81,13 @@ class Store:
             log.warning("instance_unreadable", path=str(p.path), reason=p.reason)
         return instances
 
-    def problems(self) -> list[StoreProblem]:
+    def problems(self) -> builtins.list[StoreProblem]:
         """Instance directories whose ``instance.json`` is missing, torn or invalid."""
         return self._scan()[1]
 
-    def _scan(self) -> tuple[list[Instance], list[StoreProblem]]:
-        instances: list[Instance] = []
-        problems: list[StoreProblem] = []
+    def _scan(self) -> tuple[builtins.list[Instance], builtins.list[StoreProblem]]:
+        instances: builtins.list[Instance] = []
+        problems: builtins.list[StoreProblem] = []
         if not self.root.is_dir():
             return instances, problems
         for entry in sorted(self.root.iterdir()):
