@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up .venv, write a demo fleet of three embedded agents into ./.eyrie-demo, run eyried in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e .
+export EYRIE_HOME="$PWD/.eyrie-demo"
+mkdir -p "$EYRIE_HOME"
+[ -f "$EYRIE_HOME/fleet.yaml" ] || cp config/fleet.demo.yaml "$EYRIE_HOME/fleet.yaml"
+cat <<MSG
+Demo home: $EYRIE_HOME   (Ctrl-C stops the fleet and the daemon)
+In another terminal:
+  export EYRIE_HOME=$EYRIE_HOME
+  .venv/bin/eyriectl ps                 # the three agents, their pids and ports
+  kill -9 <a pid from ps>               # watch eyried restart it, then: .venv/bin/eyriectl ps
+  .venv/bin/eyriectl events -f          # every transition as it happens
+MSG
+exec .venv/bin/eyried --dev

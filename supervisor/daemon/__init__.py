@@ -1,0 +1,1 @@
+"""The daemon: composition root of the supervisor (fleet file, provisioner, engine, control API, signals)."""

@@ -1,0 +1,3 @@
+from supervisor.daemon.main import main
+
+main()

@@ -1,0 +1,48 @@
+"""One daemon per home: an ``flock`` held for the daemon's life, plus a pid file that names the holder."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+
+from supervisor._fs import atomic_write
+from supervisor.errors import DaemonRunning
+from supervisor.paths import Home
+
+__all__ = ["DaemonLock", "read_daemon_pid"]
+
+
+def read_daemon_pid(home: Home) -> int | None:
+    try:
+        return int(home.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class DaemonLock:
+    """Held from `acquire` until `release` or process exit (the kernel drops an flock with its fd)."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.home.ensure_run_dir()
+        fd = os.open(self.home.daemon_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DaemonRunning(read_daemon_pid(self.home), str(self.home.root)) from None
+        self._fd = fd
+        atomic_write(self.home.pid_file, f"{os.getpid()}\n", mode=0o644)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if read_daemon_pid(self.home) == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.home.pid_file.unlink()
+        os.close(self._fd)
+        self._fd = None

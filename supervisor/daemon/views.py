@@ -1,0 +1,60 @@
+"""What ``eyriectl ps`` shows: instance rows with uptime and the DRIFT/MISSING/ORPHAN/DISABLED flags."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supervisor.control.schema import Flag, InstanceView
+from supervisor.models import HierarchyRole, Instance, InstanceStatus, utcnow
+
+if TYPE_CHECKING:
+    from supervisor.fleet import InstanceDecl
+
+__all__ = ["instance_view", "missing_view", "status_summary"]
+
+
+def instance_view(
+    inst: Instance, *, decl: InstanceDecl | None, drift: bool, declared_fleet_known: bool = True
+) -> InstanceView:
+    flags: list[Flag] = []
+    if drift:
+        flags.append("DRIFT")
+    if decl is None and declared_fleet_known:
+        flags.append("ORPHAN")
+    running = inst.status in (InstanceStatus.RUNNING, InstanceStatus.STARTING)
+    autostart = decl.autostart if decl is not None else False
+    if running and decl is not None and not autostart:
+        flags.append("DISABLED")
+    uptime = None
+    if inst.status is InstanceStatus.RUNNING and inst.started_at is not None:
+        uptime = max((utcnow() - inst.started_at).total_seconds(), 0.0)
+    data = inst.to_json_dict()
+    data.update(
+        uptime_seconds=uptime,
+        autostart=autostart,
+        flags=flags,
+        health_status=inst.health_status.value if inst.health_status else "unknown",
+    )
+    return InstanceView.model_validate(data)
+
+
+def missing_view(decl: InstanceDecl, error: str = "") -> InstanceView:
+    return InstanceView(
+        name=decl.name,
+        framework=decl.framework,
+        hierarchy_role=HierarchyRole(decl.role),
+        status="",
+        autostart=decl.autostart,
+        last_error=error,
+        flags=["MISSING"],
+    )
+
+
+def status_summary(instances: list[Instance]) -> str:
+    """One line for systemd's STATUS=: ``3 running, 1 backoff, 0 error``."""
+    running = sum(i.status is InstanceStatus.RUNNING for i in instances)
+    error = sum(i.status is InstanceStatus.ERROR for i in instances)
+    backoff = sum(i.status is InstanceStatus.STOPPED and i.status_detail.startswith("backoff") for i in instances)
+    starting = sum(i.status is InstanceStatus.STARTING for i in instances)
+    text = f"{running} running, {backoff} backoff, {error} error"
+    return f"{text}, {starting} starting" if starting else text
