@@ -6,13 +6,22 @@ Models hold data and do no I/O. Times that Go writes as its zero value (``0001-0
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from supervisor.errors import InvalidName
 
@@ -37,8 +46,11 @@ __all__ = [
 ]
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SCHEMA_VERSION = 1
-"""Version of the on-disk layout written by this release; `supervisor.migrate` brings older ones up."""
+SCHEMA_VERSION = 3
+"""Version of the on-disk layout written by this release; `supervisor.migrate` brings older ones up.
+
+It equals the version of the last migration in `supervisor.migrate.MIGRATIONS` (a test holds them together):
+new instances are written at this version, so no migration ever runs on a freshly provisioned one."""
 
 _GO_ZERO_YEAR = 1
 
@@ -53,7 +65,9 @@ def new_instance_id() -> str:
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid slug; otherwise raise `InvalidName` saying which rule it breaks."""
-    if not isinstance(name, str) or name == "":
+    if not isinstance(name, str):
+        raise InvalidName(f"name must be a string, not {type(name).__name__}")
+    if name == "":
         raise InvalidName("name is empty")
     if len(name) > 63:
         raise InvalidName(f"name {name[:20]!r}… is {len(name)} characters long; the limit is 63")
@@ -85,6 +99,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"duration must be a finite number of seconds: {value!r}")
         if value < 0:
             raise ValueError(f"duration must not be negative: {value!r}")
         return float(value)
@@ -108,6 +124,13 @@ def _go_time(value: Any) -> Any:
     return value
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """A time written without an offset is read as UTC, so every time compares with every other."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def _rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -117,7 +140,10 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 
 OptionalTime = Annotated[
-    datetime | None, BeforeValidator(_go_time), PlainSerializer(_rfc3339, return_type=str | None)
+    datetime | None,
+    BeforeValidator(_go_time),
+    AfterValidator(_aware),
+    PlainSerializer(_rfc3339, return_type=str | None),
 ]
 
 
@@ -222,8 +248,16 @@ class Instance(BaseModel):
         return None if v == "" else v
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON object written to ``instance.json`` and returned by the API: no secrets, no nulls."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The JSON object written to ``instance.json`` and returned by the API: no secrets.
+
+        Unset optional fields are left out (as Go's ``omitempty`` does); keys this version does not know are
+        written back exactly as they were read, ``null`` included.
+        """
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key, value in (self.model_extra or {}).items():
+            if value is None:
+                data[key] = None
+        return data
 
 
 class CreateRequest(BaseModel):

@@ -7,6 +7,7 @@ and lands atomically; readers never see a torn file. A corrupt file is skipped a
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -100,6 +101,8 @@ class Store:
                 problems.append(StoreProblem(path, "instance.json is missing"))
             except CorruptInstance as exc:
                 problems.append(StoreProblem(path, str(exc)))
+            except OSError as exc:
+                problems.append(StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})"))
         instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name))
         return instances, problems
 
@@ -135,7 +138,11 @@ class Store:
         directory = self.dir(instance_id)
         if not (directory / INSTANCE_FILE).exists():
             raise NotFound(f"instance {instance_id} not found")
-        with locked(directory / _LOCK_FILE):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(locked(directory / _LOCK_FILE))
+            except FileNotFoundError:  # deleted between the check and the lock
+                raise NotFound(f"instance {instance_id} not found") from None
             inst = self.get(instance_id)
             mutate(inst)
             self._write(inst)
@@ -178,8 +185,11 @@ def _parse(path: Path, raw: bytes) -> Instance:
     if not isinstance(data, dict):
         raise CorruptInstance(f"{path}: expected a JSON object")
     try:
-        return Instance.model_validate(data)
+        inst = Instance.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise CorruptInstance(f"{path}: {where}: {first['msg']}") from None
+    if inst.id != path.parent.name:
+        raise CorruptInstance(f"{path}: id {inst.id!r} does not match its directory {path.parent.name!r}")
+    return inst

@@ -1,0 +1,149 @@
+"""Instance ports: choosing a free one from 43000–43999, and telling who holds a taken one.
+
+Choosing is only half of the job: two provisionings running at once (threads, or the daemon and ``eyriectl``)
+must not pick the same port. `port_reservation` holds the store-wide lock from the choice until the caller
+has saved the instance that uses the port, so the next chooser sees it in the store. The port is not held
+open: something outside the supervisor may still bind it later, and the engine reports that at start
+(`port_holder` names the process).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from supervisor._fs import locked
+from supervisor.errors import PortsExhausted
+from supervisor.models import Instance
+
+__all__ = [
+    "PORT_RANGE_END",
+    "PORT_RANGE_START",
+    "InstanceSource",
+    "allocate_port",
+    "port_holder",
+    "port_in_use",
+    "port_reservation",
+]
+
+PORT_RANGE_START = 43000
+PORT_RANGE_END = 43999
+
+_IPV4_LOOPBACK = "127.0.0.1"
+_IPV6_LOOPBACK = "::1"
+
+
+class InstanceSource(Protocol):
+    """What a reservation needs of `supervisor.store.Store` (ports and store are independent modules)."""
+
+    def lock(self) -> Path:
+        """The store-wide lock file."""
+        ...
+
+    def list(self) -> builtins.list[Instance]:
+        """Every instance saved so far."""
+        ...
+
+
+def port_in_use(port: int, host: str = _IPV4_LOOPBACK) -> bool:
+    """True when some socket is bound to ``port`` on ``host`` (or on the wildcard address).
+
+    Checked by trying to bind, with ``SO_REUSEADDR`` as servers use it: a listener or a bound socket counts;
+    connections lingering in TIME_WAIT after a server stopped do not (when that server, like asyncio, Go and
+    Node servers, set ``SO_REUSEADDR`` too), since they do not keep the next server from binding.
+    For the IPv4 loopback the IPv6 loopback is checked too (where the machine has one), since an agent told
+    "localhost" may take either. An address this machine does not have holds nothing, so it reads as free.
+    """
+    hosts = [host]
+    if host == _IPV4_LOOPBACK and socket.has_ipv6:
+        hosts.append(_IPV6_LOOPBACK)
+    return any(_bound(port, h) for h in hosts)
+
+
+def _bound(port: int, host: str) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+            return False  # no IPv6 on this machine: nothing can be bound there
+        raise
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def allocate_port(
+    existing: Iterable[Instance],
+    *,
+    host: str = _IPV4_LOOPBACK,
+    start: int = PORT_RANGE_START,
+    end: int = PORT_RANGE_END,
+) -> int:
+    """The first port in ``start..end`` that no instance in ``existing`` uses and nothing has bound.
+
+    Raises `PortsExhausted` naming the range. Call it inside `port_reservation` when the result will be
+    saved; on its own it only answers "which port is free right now".
+    """
+    used = {inst.port for inst in existing}
+    for port in range(start, end + 1):
+        if port not in used and not port_in_use(port, host):
+            return port
+    raise PortsExhausted(
+        f"no free port in {start}-{end}: every port is used by an instance or bound by another process"
+    )
+
+
+@contextlib.contextmanager
+def port_reservation(store: InstanceSource, *, host: str = _IPV4_LOOPBACK) -> Iterator[int]:
+    """Choose a free port for a new instance and keep it reserved until the block ends.
+
+    The store-wide lock (``Store.lock()``) is held for the whole block, across threads and processes.
+    The contract: save the instance that uses the port (``Store.create``/``Store.save``) *inside* the block;
+    the next reservation then sees it. Leaving the block without saving releases the port. Do not take the
+    store-wide lock again inside the block: ``flock`` would wait for itself.
+    """
+    with locked(store.lock()):
+        yield allocate_port(store.list(), host=host)
+
+
+def port_holder(port: int) -> str | None:
+    """Who holds ``port``: ``"pid 812 (nginx)"``; None when nothing is bound or the owner cannot be seen.
+
+    A listening socket is preferred over other sockets with that local port (e.g. a client's
+    ephemeral port).
+    """
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.Error:
+        return None
+    owners = sorted(
+        {
+            (conn.status != psutil.CONN_LISTEN, conn.pid)
+            for conn in conns
+            if conn.pid is not None and conn.laddr and conn.laddr.port == port
+        }
+    )
+    for _, pid in owners:
+        try:
+            return f"pid {pid} ({psutil.Process(pid).name()})"
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            return f"pid {pid}"
+    return None
