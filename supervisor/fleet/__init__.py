@@ -1,0 +1,50 @@
+"""The fleet file: its schema, loading with precise errors, comment-keeping edits, hierarchy rules, diffs
+and the starting profiles of ``eyriectl init``."""
+
+from __future__ import annotations
+
+from supervisor.fleet.diff import FleetDiff, diff_fleets
+from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
+from supervisor.fleet.hierarchy import check_hierarchy
+from supervisor.fleet.loader import load_fleet, parse_fleet
+from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
+from supervisor.fleet.resolved import ResolvedInstance
+from supervisor.fleet.schema import (
+    ControlTCP,
+    DaemonSettings,
+    Defaults,
+    FleetFile,
+    FrameworkOverride,
+    HealthOverride,
+    InstanceDecl,
+    LogOverride,
+    RestartOverride,
+)
+
+__all__ = [
+    "PROFILES",
+    "ControlTCP",
+    "DaemonSettings",
+    "Defaults",
+    "FleetDiff",
+    "FleetFile",
+    "FrameworkOverride",
+    "HealthOverride",
+    "HealthPolicy",
+    "InstanceDecl",
+    "LogOverride",
+    "LogPolicy",
+    "ResolvedInstance",
+    "RestartOverride",
+    "RestartPolicy",
+    "add_instance",
+    "check_hierarchy",
+    "diff_fleets",
+    "load_fleet",
+    "parse_fleet",
+    "remove_instance",
+    "render_profile",
+    "set_autostart",
+    "write_initial_fleet",
+]

@@ -1,0 +1,243 @@
+"""Change the fleet file the way a careful person would: only the lines that change, nothing else.
+
+Every edit takes ``flock`` on ``<file>.lock`` (so two ``eyriectl`` processes never lose each other's
+change), reads the file, refuses to touch a file that is already invalid, edits the lines of one instance,
+validates the whole result (schema and hierarchy) and only then replaces the file atomically, keeping its
+mode. Comments, key order, quoting and indentation elsewhere stay byte for byte as they were. Flow-style
+instance lists (``instances: [{…}]``) are edited through a round-trip dump instead, which keeps comments but
+may re-indent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+from supervisor._fs import atomic_write, locked
+from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFound
+from supervisor.fleet import _textedit as te
+from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
+from supervisor.fleet.loader import parse_fleet
+from supervisor.fleet.schema import InstanceDecl
+
+__all__ = ["add_instance", "remove_instance", "set_autostart"]
+
+_NEW_FILE = "version: 1\n"
+_YAML11_BOOL = re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF")
+
+
+def add_instance(path: str | os.PathLike[str], decl: InstanceDecl) -> None:
+    """Append ``decl`` to ``instances`` (writing only its non-default keys); creates the file if missing.
+
+    Raises `NameExists` for a declared name, `HierarchyError` or `FleetFileError` if the result would be
+    invalid; the file is then unchanged.
+    """
+    _edit(Path(path), f"adding {decl.name!r}", lambda text, tree: _add(text, tree, decl), create=True)
+
+
+def remove_instance(path: str | os.PathLike[str], name: str) -> None:
+    """Delete the instance's entry (its lines only); `NotFound` if the file does not declare it."""
+    _edit(Path(path), f"removing {name!r}", lambda text, tree: _remove(text, tree, name))
+
+
+def set_autostart(path: str | os.PathLike[str], name: str, enabled: bool) -> None:
+    """Set ``autostart`` of one instance (enable/disable); no write when it already has that value."""
+    _edit(Path(path), f"changing {name!r}", lambda text, tree: _autostart(text, tree, name, enabled))
+
+
+# --- the transaction ----------------------------------------------------------------------------------
+
+
+def _edit(file: Path, what: str, change: Callable[[str, Any], str], *, create: bool = False) -> None:
+    lock = file.with_name(file.name + ".lock")
+    if create:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    with locked(lock):
+        try:
+            text = file.read_text(encoding="utf-8")
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            if not create:
+                raise FleetFileError(
+                    "fleet file not found; create one with 'eyriectl init'", path=str(file)
+                ) from None
+            text, mode = "", 0o600
+        try:
+            root = compose(text)
+        except YamlSyntaxError as exc:
+            raise FleetFileError(f"not valid YAML: {exc.message}", path=str(file), line=exc.line) from None
+        if root is not None:
+            parse_fleet(text, path=file)  # an invalid file is reported as it is, with its own line numbers
+        new_text = change(text, root)
+        if new_text == text:
+            return
+        try:
+            parse_fleet(new_text, path=file)
+        except HierarchyError as exc:
+            raise HierarchyError(f"{what} refused: {exc}") from None
+        except FleetFileError as exc:
+            raise FleetFileError(
+                f"{what} would make the file invalid: {exc.reason}", path=exc.path, line=exc.line, key=exc.key
+            ) from None
+        atomic_write(file, new_text, mode=mode)
+
+
+def _find(root: Any, name: str) -> tuple[yaml.SequenceNode, int] | None:
+    entry = te.get(root, "instances")
+    if entry is not None and isinstance(entry[1], yaml.SequenceNode):
+        for index, item in enumerate(entry[1].value):
+            found = te.get(item, "name")
+            if found is not None and isinstance(found[1], yaml.ScalarNode) and found[1].value == name:
+                return entry[1], index
+    return None
+
+
+def _require(root: Any, name: str) -> tuple[yaml.SequenceNode, int]:
+    found = _find(root, name)
+    if found is None:
+        raise NotFound(f"instance {name!r} is not declared in the fleet file")
+    return found
+
+
+def _rt_item(text: str, name: str) -> tuple[CommentedMap, CommentedSeq, int]:
+    """The round-trip tree, its instance list and the index of ``name``, for a whole-file rewrite."""
+    tree = rt_load(text)
+    seq = tree["instances"]
+    index = next(i for i, item in enumerate(seq) if item.get("name") == name)
+    return tree, seq, index
+
+
+# --- add ------------------------------------------------------------------------------------------------
+
+
+def _compact(decl: InstanceDecl) -> CommentedMap:
+    """The instance's non-default keys (``name`` and ``framework`` always), nested values in flow style."""
+    data = decl.model_dump(mode="json", exclude_defaults=True)
+    item = CommentedMap()
+    item["name"] = decl.name
+    item["framework"] = decl.framework
+    for key, value in data.items():
+        if key not in item:
+            item[key] = _flow(value)
+    return item
+
+
+def _flow(value: Any) -> Any:
+    if isinstance(value, str) and _YAML11_BOOL.fullmatch(value):
+        return SingleQuotedScalarString(value)  # a YAML 1.1 reader would see a boolean
+    if isinstance(value, dict):
+        node = CommentedMap((k, _flow(v)) for k, v in value.items())
+        node.fa.set_flow_style()
+        return node
+    if isinstance(value, list):
+        seq = CommentedSeq(_flow(v) for v in value)
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def _render(decl: InstanceDecl, dash_col: int, key_col: int) -> str:
+    text = dump_rt([_compact(decl)], mapping=2, sequence=max(key_col - dash_col, 2), offset=0)
+    pad = " " * dash_col
+    return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def _add(text: str, root: Any, decl: InstanceDecl) -> str:
+    if root is None:  # missing, empty or only comments
+        text = text + ("\n" if text and not text.endswith("\n") else "") + _NEW_FILE
+        root = compose(text)
+    if (found := _find(root, decl.name)) is not None:
+        seq, index = found
+        line = seq.value[index].start_mark.line + 1
+        raise NameExists(f"instance {decl.name!r} is already declared (line {line})")
+    lines = text.splitlines(keepends=True)
+    entry = te.get(root, "instances")
+    if te.is_flow(root):
+        return _redump_add(text, decl)
+    if entry is None:
+        te.ensure_newline(lines)
+        lines.append("instances:\n")
+        te.append_lines(lines, len(lines), _render(decl, 2, 4))
+        return "".join(lines)
+    key_node, listed = entry
+    if te.is_null(listed) or (isinstance(listed, yaml.SequenceNode) and not listed.value):
+        key_line, key_col = key_node.start_mark.line, key_node.start_mark.column
+        parts = te.key_value_text(lines[key_line])
+        if parts is None or parts[1] not in ("", "null", "Null", "NULL", "~", "[]"):
+            return _redump_add(text, decl)
+        key, _value, rest = parts
+        lines[key_line] = key + (rest if rest.endswith("\n") else rest + "\n")
+        te.append_lines(lines, key_line + 1, _render(decl, key_col + 2, key_col + 4))
+        return "".join(lines)
+    if not isinstance(listed, yaml.SequenceNode) or te.is_flow(listed):
+        return _redump_add(text, decl)
+    span = te.item_span(lines, listed.value[-1])
+    if span is None:
+        return _redump_add(text, decl)
+    first, end, dash_col, key_col = span
+    spaced = len(listed.value) > 1 and first > 0 and lines[first - 1].strip() == ""
+    te.append_lines(lines, end, ("\n" if spaced else "") + _render(decl, dash_col, key_col))
+    return "".join(lines)
+
+
+def _redump_add(text: str, decl: InstanceDecl) -> str:
+    tree = rt_load(text)
+    if not isinstance(tree.get("instances"), CommentedSeq):
+        tree["instances"] = CommentedSeq()
+    tree["instances"].append(_compact(decl))
+    return te.redump(tree, text)
+
+
+# --- remove ---------------------------------------------------------------------------------------------
+
+
+def _remove(text: str, root: Any, name: str) -> str:
+    seq, index = _require(root, name)
+    lines = text.splitlines(keepends=True)
+    span = None if te.is_flow(root) or te.is_flow(seq) else te.item_span(lines, seq.value[index])
+    if span is None:
+        tree, rt_seq, rt_index = _rt_item(text, name)
+        del rt_seq[rt_index]
+        return te.redump(tree, text)
+    first, end, _dash_col, _key_col = span
+    if first > 0 and lines[first - 1].strip() == "" and end < len(lines) and lines[end].strip() == "":
+        end += 1  # the item sat between two blank lines: keep one of them
+    del lines[first:end]
+    return "".join(lines)
+
+
+# --- autostart ------------------------------------------------------------------------------------------
+
+
+def _autostart(text: str, root: Any, name: str, enabled: bool) -> str:
+    seq, index = _require(root, name)
+    item = seq.value[index]
+    current = te.get(item, "autostart")
+    word = "true" if enabled else "false"
+    if current is None and enabled:
+        return text  # absent means true
+    lines = text.splitlines(keepends=True)
+    if current is not None:
+        value = current[1]
+        if isinstance(value, yaml.ScalarNode) and value.value.lower() == word:
+            return text
+        if te.replace_scalar(lines, value, word):
+            return "".join(lines)
+    elif (name_entry := te.get(item, "name")) is not None and not (
+        te.is_flow(item) or te.is_flow(seq) or te.is_flow(root)
+    ):
+        name_key, name_value = name_entry
+        at = name_value.end_mark.line + 1
+        te.append_lines(lines, at, " " * name_key.start_mark.column + f"autostart: {word}\n")
+        return "".join(lines)
+    tree, rt_seq, rt_index = _rt_item(text, name)
+    rt_seq[rt_index]["autostart"] = enabled
+    return te.redump(tree, text)
