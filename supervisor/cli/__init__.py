@@ -1,0 +1,1 @@
+"""``eyriectl``: the operator's command line for eyried and its fleet (entry point: `supervisor.cli.main`)."""

@@ -1,0 +1,202 @@
+"""Commands that look at the fleet and the daemon: ``ps``/``list``, ``status``, ``events``, ``reload``.
+
+``ps`` still answers with the daemon down, from what is recorded on disk (the fleet file and each
+``instance.json``), and says so; it then exits 3 like every command that needed the daemon.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from supervisor.cli._app import Cli, CommandFailed, DaemonDown
+from supervisor.cli._render import dumps, event_line, ps_table, reload_lines, status_lines
+from supervisor.client import daemon_not_running
+from supervisor.control.schema import DaemonStatus, InstanceView, ReloadResult
+from supervisor.daemon.views import instance_view, missing_view
+from supervisor.errors import DaemonNotRunning, EyrieError
+from supervisor.fleet import FleetFile, load_fleet
+from supervisor.paths import Home
+from supervisor.store import Store
+
+__all__ = ["events", "list_", "ps", "recorded_views", "reload", "status"]
+
+
+def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
+    """The fleet as recorded on disk, in the daemon's ps shape (no DRIFT: that needs the running config).
+
+    Returns the views and a warning ("" when the fleet file was read).
+    """
+    warning = ""
+    fleet: FleetFile | None = FleetFile(version=1)
+    if home.fleet_file.exists():
+        try:
+            fleet = load_fleet(home.fleet_file)
+        except EyrieError as exc:
+            fleet, warning = None, f"fleet file unreadable, declared instances unknown: {exc}"
+    declared = {d.name: d for d in fleet.instances} if fleet is not None else {}
+    stored = {inst.name: inst for inst in Store(home).list()}
+    views = [
+        instance_view(stored[name], decl=decl, drift=False) if name in stored else missing_view(decl)
+        for name, decl in declared.items()
+    ]
+    views += [
+        instance_view(inst, decl=None, drift=False, declared_fleet_known=fleet is not None)
+        for name, inst in stored.items()
+        if name not in declared
+    ]
+    return views, warning
+
+
+def _ps(cli: Cli, as_json: bool) -> None:
+    async def fetch() -> list[InstanceView]:
+        async with cli.client() as client:
+            return await client.list_instances()
+
+    offline = False
+    try:
+        views = cli.run(fetch)
+    except DaemonNotRunning:
+        offline = True
+        views, warning = recorded_views(cli.home)
+        if warning:
+            cli.note(warning)
+    if as_json:
+        cli.out.print(dumps(views), markup=False)
+    elif views:
+        cli.out.print(ps_table(views))
+        for v in views:
+            if v.last_error and v.status in ("error", ""):
+                cli.out.print(f"{v.name}: {v.last_error}", markup=False)
+    else:
+        cli.note(f"no instances (declare some with `eyriectl add` or `eyriectl init`; home {cli.home.root})")
+    if offline:
+        raise DaemonDown(
+            f"{daemon_not_running(cli.home)}\n(shown: the state recorded on disk, which may be stale)"
+        )
+
+
+_PS_SHORT = "List instances: status, health, pid, port, uptime, restarts, flags."
+_PS_HELP = """List instances: NAME FRAMEWORK ROLE STATUS HEALTH PID PORT UPTIME RESTARTS FLAGS.
+
+\b
+Flags:
+  DRIFT     the running process was started from a config that differs from fleet.yaml now
+  MISSING   declared in fleet.yaml, not provisioned
+  ORPHAN    provisioned or running, not declared in fleet.yaml
+  DISABLED  running now, will not come back after a reboot
+
+With eyried down it shows the state recorded on disk and exits 3.
+
+\b
+Examples:
+  eyriectl ps
+  eyriectl ps --json | jq '.[] | select(.status != "running") | .name'
+"""
+
+
+@click.command(help=_PS_HELP, short_help=_PS_SHORT)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of instance objects (with flags).")
+@click.pass_obj
+def ps(cli: Cli, as_json: bool) -> None:
+    _ps(cli, as_json)
+
+
+@click.command(name="list", help=_PS_HELP, short_help=_PS_SHORT)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of instance objects (with flags).")
+@click.pass_obj
+def list_(cli: Cli, as_json: bool) -> None:
+    _ps(cli, as_json)
+
+
+@click.command(short_help="Show the daemon's pid, uptime, instance counts and problems.")
+@click.option("--json", "as_json", is_flag=True, help="The status as a JSON object.")
+@click.pass_obj
+def status(cli: Cli, as_json: bool) -> None:
+    """Show the daemon: pid, version, uptime, home, fleet file, instance counts, last reload, problems.
+
+    \b
+    Examples:
+      eyriectl status
+      eyriectl status --json
+    """
+
+    async def fetch() -> DaemonStatus:
+        async with cli.client() as client:
+            return await client.status()
+
+    result = cli.run(fetch)
+    cli.out.print(dumps(result) if as_json else "\n".join(status_lines(result)), markup=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The result as a JSON object.")
+@click.pass_obj
+def reload(cli: Cli, as_json: bool) -> None:
+    """Re-read fleet.yaml and apply the difference (like SIGHUP).
+
+    Added instances are provisioned, removed ones stopped and deleted, changed ones restarted, policy-only
+    changes applied live. An invalid file changes nothing: the error is printed and the exit code is 1.
+
+    \b
+    Examples:
+      eyriectl reload
+      eyriectl reload --json
+    """
+
+    async def send() -> ReloadResult:
+        async with cli.client() as client:
+            return await client.reload()
+
+    result = cli.run(send)
+    if as_json:
+        cli.out.print(dumps(result), markup=False)
+    elif result.ok:
+        cli.out.print("\n".join(reload_lines(result)), markup=False)
+    if not result.ok:
+        raise CommandFailed("" if as_json else reload_lines(result)[0])
+
+
+@click.command(short_help="Show recent lifecycle events; -f follows new ones.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(0, 1000),
+    default=20,
+    show_default=True,
+    help="Recent events.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
+@click.pass_obj
+def events(cli: Cli, follow: bool, count: int, as_json: bool) -> None:
+    """Show recent lifecycle events; with -f, follow new ones as they happen.
+
+    \b
+    Examples:
+      eyriectl events
+      eyriectl events -f
+      eyriectl events -f -n 0 --json | jq -c 'select(.to_status == "error")'
+    """
+
+    def show(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    async def recent() -> None:
+        async with cli.client() as client:
+            for event in await client.recent_events(count):
+                show(event.model_dump_json() if as_json else event_line(event))
+
+    async def follow_stream() -> None:
+        async with cli.client() as client, client.events(replay=count) as stream:
+            async for event in stream:
+                show(event.model_dump_json() if as_json else event_line(event))
+        cli.note("eyried closed the event stream")
+
+    try:
+        cli.run(follow_stream if follow else recent)
+    except KeyboardInterrupt:
+        return

@@ -1,0 +1,172 @@
+"""How ``eyriectl`` shows things to a person: the ps table, events, daemon status, reload results.
+
+Pure formatting; ``--json`` output bypasses this module entirely.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from rich.table import Table
+from rich.text import Text
+
+from supervisor.control.schema import DaemonStatus, Event, InstanceView, ReloadResult
+
+__all__ = [
+    "PS_COLUMNS",
+    "dumps",
+    "duration",
+    "event_line",
+    "ps_table",
+    "reload_lines",
+    "status_lines",
+    "view_line",
+]
+
+PS_COLUMNS = ("NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "FLAGS")
+
+_STATUS_STYLE = {
+    "running": "green",
+    "starting": "cyan",
+    "stopped": "yellow",
+    "error": "bold red",
+    "created": "",
+}
+_HEALTH_STYLE = {"healthy": "green", "unhealthy": "red"}
+_DASH = "-"
+
+
+def dumps(data: BaseModel | Sequence[BaseModel] | Any) -> str:
+    """JSON for ``--json``: models dumped with their JSON keys, lists as lists."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list | tuple):
+        data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
+    return json.dumps(data, indent=2)
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m12s``, ``5h04m``, ``2d03h``; a dash when unknown."""
+    if seconds is None:
+        return _DASH
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _status(view: InstanceView) -> Text:
+    if not view.status:
+        return Text(_DASH)
+    text = Text(view.status, style=_STATUS_STYLE.get(view.status, ""))
+    if view.status_detail:
+        text.append(f" ({view.status_detail})")
+    return text
+
+
+def ps_table(views: Iterable[InstanceView]) -> Table:
+    """The ps table; on a narrow terminal only STATUS is shortened, every other cell shows in full."""
+    rows = [_row(v) for v in views]
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for index, column in enumerate(PS_COLUMNS):
+        widest = max([len(column), *(len(row[index]) for row in rows)])
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="right" if column in ("PID", "PORT", "RESTARTS") else "left",
+            min_width=None if column == "STATUS" else widest,
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _row(v: InstanceView) -> list[Text]:
+    health = v.health_status if v.status and v.health_status else "unknown"
+    return [
+        Text(v.name),
+        Text(v.framework or _DASH),
+        Text(v.hierarchy_role.value or _DASH),
+        _status(v),
+        Text(health if health != "unknown" else _DASH, style=_HEALTH_STYLE.get(health, "")),
+        Text(str(v.pid) if v.pid else _DASH),
+        Text(str(v.port) if v.port else _DASH),
+        Text(duration(v.uptime_seconds)),
+        Text(str(v.restart_count)),
+        Text(",".join(v.flags) or _DASH, style="magenta" if v.flags else ""),
+    ]
+
+
+def view_line(view: InstanceView) -> str:
+    """``alpha: running (GET /ready: 200), pid 4242, port 43001``: where an instance stands now."""
+    status = view.status or "not provisioned"
+    if view.status_detail:
+        status = f"{status} ({view.status_detail})"
+    parts = [f"{view.name}: {status}"]
+    if view.pid:
+        parts.append(f"pid {view.pid}")
+    if view.port:
+        parts.append(f"port {view.port}")
+    line = ", ".join(parts)
+    if view.last_error and view.status == "error":
+        line += f"\n  last error: {view.last_error}"
+    return line
+
+
+def event_line(event: Event) -> str:
+    when = event.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    parts = [when, event.event]
+    if event.instance:
+        parts.append(event.instance)
+    if event.from_status or event.to_status:
+        parts.append(f"{event.from_status or '?'} → {event.to_status or '?'}")
+    if event.pid:
+        parts.append(f"pid {event.pid}")
+    if event.detail:
+        parts.append(event.detail)
+    return "  ".join(parts)
+
+
+def reload_lines(result: ReloadResult) -> list[str]:
+    if not result.ok:
+        return [f"reload rejected, nothing changed: {result.error}"]
+    lines = [f"reloaded in {result.seconds * 1000:.0f} ms"]
+    for label, names in (
+        ("added", result.added),
+        ("removed", result.removed),
+        ("restarted", result.restarted),
+        ("updated live", result.updated),
+    ):
+        if names:
+            lines.append(f"  {label}: {', '.join(names)}")
+    lines.append(f"  unchanged: {len(result.unchanged)}")
+    return lines
+
+
+def status_lines(status: DaemonStatus) -> list[str]:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.instances.items())) or "no instances"
+    lines = [
+        f"eyried {status.version}, pid {status.pid}, up {duration(status.uptime_seconds)}",
+        f"home:        {status.home}",
+        f"fleet file:  {status.fleet_file}",
+        f"instances:   {counts}",
+    ]
+    if status.last_reload is not None:
+        last = status.last_reload
+        when = last.at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if last.at else "?"
+        outcome = "ok" if last.ok else f"rejected: {last.error}"
+        lines.append(f"last reload: {when} {outcome}")
+    if status.problems:
+        lines.append("problems:")
+        lines.extend(f"  - {p}" for p in status.problems)
+    return lines

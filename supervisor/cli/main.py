@@ -1,0 +1,62 @@
+"""The ``eyriectl`` entry point: the root command, its global options, and the command list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from supervisor import __version__
+from supervisor.cli._app import Cli, EyriectlGroup
+from supervisor.cli._fleet import add, disable, enable, init, remove
+from supervisor.cli._inspect import events, list_, ps, reload, status
+from supervisor.cli._lifecycle import restart, start, stop
+from supervisor.cli._logs import logs
+from supervisor.cli._migrate import migrate
+from supervisor.paths import Home
+
+__all__ = ["cli", "main"]
+
+_HELP = """Control eyried, the supervisor of a fleet of AI-agent gateways.
+
+The fleet is declared in $EYRIE_HOME/fleet.yaml (default ~/.eyrie); eyriectl talks to eyried over
+$EYRIE_HOME/run/eyried.sock. Commands that only edit fleet.yaml (init, add, remove, enable, disable) also
+work while eyried is down; the change then applies at its next start.
+
+\b
+Examples:
+  eyriectl init --profile general
+  eyriectl ps
+  eyriectl add scout-sam --framework embedded
+  eyriectl restart --all --wait
+  eyriectl logs scout-sam -f
+
+\b
+Exit codes:
+  0  success
+  1  failure (the message says what failed)
+  2  usage error (unknown command or option, bad argument)
+  3  eyried is not running
+"""
+
+
+@click.group(cls=EyriectlGroup, help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The supervisor's home (default: $EYRIE_HOME, else ~/.eyrie).",
+)
+@click.version_option(__version__, prog_name="eyriectl")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    ctx.obj = Cli(Home.resolve(home))
+
+
+for command in (init, add, remove, ps, list_, start, stop, restart, enable, disable):
+    cli.add_command(command)
+for command in (logs, events, status, reload, migrate):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="eyriectl")

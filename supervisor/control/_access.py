@@ -1,0 +1,108 @@
+"""Who may talk to the control API: the owning uid on the Unix socket, a bearer token on TCP.
+
+File modes alone are not trusted for the socket: a loosened directory or socket mode must not open the API
+to other users, so every accepted connection's peer uid is read with ``SO_PEERCRED`` and compared with ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import secrets
+import socket
+import stat
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from supervisor._fs import atomic_write
+from supervisor.control.app import error_response
+from supervisor.errors import EyrieError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["BearerTokenMiddleware", "OwnerOnlyProtocol", "peer_credentials", "read_token_file"]
+
+log = structlog.get_logger("supervisor.control")
+
+_UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a connected Unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return pid, uid, gid
+
+
+class OwnerOnlyProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing any connection whose peer is not the daemon's own uid."""
+
+    owner_uid = os.getuid()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        try:
+            pid, uid, _ = peer_credentials(sock)
+        except (OSError, AttributeError, struct.error) as exc:
+            log.warning("control_connection_refused", reason=f"peer credentials unavailable: {exc}")
+            transport.abort()
+            return
+        if uid != self.owner_uid:
+            log.warning("control_connection_refused", peer_uid=uid, peer_pid=pid, owner_uid=self.owner_uid)
+            transport.abort()
+
+
+def read_token_file(path: Path) -> bytes:
+    """The bearer token in ``path``, created (0600, random) when missing; refused unless owner-only."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, secrets.token_urlsafe(32) + "\n", mode=0o600)
+        log.info("control_token_created", path=str(path))
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise EyrieError(f"cannot read the control token file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise EyrieError(f"control token file {path} is not a regular file")
+    if info.st_uid != os.getuid():
+        raise EyrieError(f"control token file {path} belongs to uid {info.st_uid}, not to this user")
+    if info.st_mode & 0o077:
+        raise EyrieError(
+            f"control token file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o});"
+            f" run `chmod 600 {path}`"
+        )
+    token = path.read_bytes().strip()
+    if not token:
+        raise EyrieError(f"control token file {path} is empty")
+    return token
+
+
+class BearerTokenMiddleware:
+    """Answer 401 unless the request carries ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: bytes) -> None:
+        self.app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._authorized(scope):
+            response = error_response(
+                "missing or invalid bearer token", "Unauthorized", 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self._token)
+        return False

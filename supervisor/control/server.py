@@ -1,0 +1,202 @@
+"""Serve the control app with uvicorn inside the caller's event loop, on an owner-only Unix socket.
+
+uvicorn's own ``Server.serve`` is not used: it installs process-wide SIGINT/SIGTERM handlers (the daemon owns
+those) and wakes up ten times a second. Instead each listener is a uvicorn ``Server`` driven through
+``startup``/``shutdown`` from an anyio task, so the daemon's task group starts and cancels it like any other
+task, and an idle control plane costs no wake-ups at all.
+
+The socket is bound under a temporary name, set to 0600 and renamed into place, so it is never reachable with
+looser permissions, and a stale socket left by a crash is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+import structlog
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from supervisor.control._access import BearerTokenMiddleware, OwnerOnlyProtocol, read_token_file
+from supervisor.control.app import close_event_streams
+from supervisor.errors import EyrieError
+
+__all__ = ["Listening", "TcpSettings", "serve"]
+
+log = structlog.get_logger("supervisor.control")
+
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+_SHUTDOWN_GRACE = 5.0
+_BACKLOG = 128
+
+
+@dataclass(frozen=True)
+class TcpSettings:
+    """The optional TCP listener: loopback only, every request needs the bearer token in ``token_file``.
+
+    ``port`` 0 picks a free port (the bound address is reported by `serve`); ``localhost`` means 127.0.0.1.
+    A missing token file is created with a random token, mode 0600.
+    """
+
+    port: int
+    token_file: Path
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.host == "localhost":
+            object.__setattr__(self, "host", "127.0.0.1")
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise EyrieError(
+                f"control TCP host {self.host!r} is not a loopback address (use 127.0.0.1 or ::1)"
+            )
+        if not 0 <= self.port <= 65535:
+            raise EyrieError(f"control TCP port {self.port} is out of range")
+
+
+@dataclass(frozen=True)
+class Listening:
+    """Where `serve` accepts connections, handed to ``task_status.started``."""
+
+    socket_path: Path
+    tcp_address: tuple[str, int] | None = None
+
+
+async def serve(
+    app: Starlette,
+    *,
+    socket_path: Path,
+    tcp: TcpSettings | None = None,
+    task_status: TaskStatus[Listening] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until cancelled; then end event streams, finish requests in flight, remove the socket.
+
+    Run it in a task group: ``listening = await tg.start(functools.partial(serve, app, socket_path=...))``.
+    """
+    token = read_token_file(tcp.token_file) if tcp else None
+    unix_sock, inode = _bind_unix(socket_path)
+    listeners: list[tuple[uvicorn.Server, socket.socket]] = []
+    try:
+        tcp_sock = _bind_tcp(tcp) if tcp else None
+        listeners.append((_server(app, http=OwnerOnlyProtocol, lifespan="on"), unix_sock))
+        if tcp_sock is not None and token is not None:
+            listeners.append((_server(BearerTokenMiddleware(app, token), lifespan="off"), tcp_sock))
+        for server, sock in listeners:
+            server.lifespan = server.config.lifespan_class(server.config)
+            await server.startup(sockets=[sock])
+        tcp_address = _address(tcp_sock) if tcp_sock is not None else None
+        log.info(
+            "control_listening",
+            socket=str(socket_path),
+            tcp=f"{tcp_address[0]}:{tcp_address[1]}" if tcp_address else None,
+        )
+        task_status.started(Listening(socket_path=socket_path, tcp_address=tcp_address))
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            close_event_streams(app)
+            for server, sock in reversed(listeners):
+                if server.started:
+                    with anyio.move_on_after(_SHUTDOWN_GRACE + 1):
+                        await server.shutdown(sockets=[sock])
+                sock.close()
+            unix_sock.close()
+            _unlink_if_ours(socket_path, inode)
+
+
+def _server(
+    app: ASGIApp, *, lifespan: Literal["on", "off"], http: type[OwnerOnlyProtocol] | str = "h11"
+) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        http=http,
+        ws="none",
+        lifespan=lifespan,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=int(_SHUTDOWN_GRACE),
+        backlog=_BACKLOG,
+    )
+    config.load()
+    return uvicorn.Server(config)
+
+
+def _bind_unix(path: Path) -> tuple[socket.socket, int]:
+    """A listening socket at ``path``, mode 0600 in a 0700 directory; returns it and its inode."""
+    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise EyrieError(
+            f"control socket path {path} is {len(os.fsencode(path))} bytes long; Unix sockets allow"
+            f" {_SUN_PATH_MAX}: use a shorter home directory"
+        )
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.lstat()
+        if not stat.S_ISSOCK(existing.st_mode):
+            raise EyrieError(f"{path} exists and is not a socket; move it away and start again")
+        if _answers(path):
+            raise EyrieError(f"another server is already listening on {path}")
+    temp = directory / f".sock-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(temp))
+        temp.chmod(0o600)
+        inode = temp.stat().st_ino
+        os.replace(temp, path)
+        sock.listen(_BACKLOG)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    return sock, inode
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _bind_tcp(settings: TcpSettings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        return socket.create_server((settings.host, settings.port), family=family, backlog=_BACKLOG)
+    except OSError as exc:
+        raise EyrieError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+
+
+def _address(sock: socket.socket) -> tuple[str, int]:
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
+def _unlink_if_ours(path: Path, inode: int) -> None:
+    """Remove the socket file unless something else has replaced it meanwhile."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.lstat().st_ino == inode:
+            path.unlink()
