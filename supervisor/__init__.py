@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("eyrie-supervisor")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # Lazy: importlib.metadata costs every embedded agent process ~65 ms and ~4 MiB at start-up.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("eyrie-supervisor")
+        except PackageNotFoundError:  # a checkout that was never installed
+            return "0.0.0"
+    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")

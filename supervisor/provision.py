@@ -1,0 +1,405 @@
+"""Provisioning: turn a `CreateRequest` into an instance directory on disk, all of it or none of it.
+
+An instance is built in ``instances/.staging/<id>/`` (the store never lists dot-directories) and renamed into
+place only once every file, the token and ``instance.json`` are written, so other processes see either no
+instance or a complete one. The store-wide lock is held from the name check to the rename, so a name or a port
+cannot be taken twice, and anything found in ``.staging`` while we hold it is debris of a crash and removed.
+Any failure removes what was written and leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import structlog
+
+from supervisor._fs import atomic_write, fsync_dir, locked
+from supervisor._resources import data_dir
+from supervisor.errors import (
+    EyrieError,
+    NameExists,
+    NotFound,
+    ProvisionError,
+    RequiredField,
+    UnsupportedFramework,
+)
+from supervisor.frameworks.registry import builtin_frameworks
+from supervisor.frameworks.render import (
+    DEFAULT_MODEL,
+    DEFAULT_PROVIDER,
+    RenderContext,
+    render_config,
+    rendered_frameworks,
+)
+from supervisor.frameworks.spec import FrameworkSpec
+from supervisor.models import (
+    SCHEMA_VERSION,
+    CreateRequest,
+    HierarchyRole,
+    Instance,
+    InstanceStatus,
+    TemplateContext,
+    check_name,
+    display_name_for,
+    new_instance_id,
+    utcnow,
+)
+from supervisor.paths import Home
+from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
+from supervisor.ports import port_reservation
+from supervisor.store import TOKEN_FILE, Store
+
+__all__ = ["Provisioner", "identity_templates", "sha256_text"]
+
+_STAGING = ".staging"
+_REMOVED = "removed"
+_DIR_MODE = 0o700
+_IDENTITY_MODE = 0o644
+_SECRET_MODE = 0o600
+
+log = structlog.get_logger("supervisor.provision")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@cache
+def _builtin_templates() -> dict[str, dict[str, str]]:
+    """``config/templates``: the shared files at its top, per-role files in ``commander/``, ``captain/``, …"""
+    root = data_dir("config") / "templates"
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted(root.rglob("*.md")):
+        group = "" if path.parent == root else path.parent.name
+        text = path.read_text(encoding="utf-8")
+        try:
+            check_template(path.name, text)
+        except ValueError as exc:
+            raise ProvisionError(f"{path}: {exc}") from None
+        found.setdefault(group, {})[path.name] = text
+    return found
+
+
+def identity_templates(
+    role: HierarchyRole, *, has_project: bool, persona: Persona | None = None
+) -> dict[str, str]:
+    """File name → template for an instance: IDENTITY, SOUL and MEMORY for all, the role's own files (TOOLS.md
+    for commander and captain), PROJECT.md with a project, then the persona's templates over the top."""
+    builtin = _builtin_templates()
+    chosen = {k: v for k, v in builtin.get("", {}).items() if k != "PROJECT.md"}
+    chosen.update(builtin.get(role.value, {}) if role is not HierarchyRole.STANDALONE else {})
+    if has_project:
+        chosen["PROJECT.md"] = builtin[""]["PROJECT.md"]
+    if persona is not None:
+        chosen.update(persona.templates)
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One instance and every file it gets, rendered in memory before anything touches disk."""
+
+    instance: Instance
+    identity: dict[str, str]  # workspace file name → text
+    config_file: str
+    config_text: str
+
+
+def _make_dir(path: Path) -> None:
+    path.mkdir(mode=_DIR_MODE)
+    path.chmod(_DIR_MODE)  # mkdir's mode is filtered by the umask
+
+
+def _write_new(path: Path, data: str, mode: int) -> None:
+    """Create ``path`` (never following or replacing anything), write and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data.encode())
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _config_path(instance: Instance) -> Path | None:
+    """The stored config path; eyrie may have written it with a leading ``~``."""
+    return Path(instance.config_path).expanduser() if instance.config_path else None
+
+
+def _write_token(secrets_dir: Path, token: str) -> None:
+    _write_new(secrets_dir / TOKEN_FILE, token + "\n", _SECRET_MODE)
+
+
+class Provisioner:
+    """Creates, re-renders and removes instances under one home."""
+
+    def __init__(
+        self,
+        store: Store,
+        home: Home,
+        *,
+        frameworks: Mapping[str, FrameworkSpec] | None = None,
+        personas: PersonaCatalog | None = None,
+        eyrie_url: str = "",
+    ) -> None:
+        self.store = store
+        self.home = home
+        self.frameworks: Mapping[str, FrameworkSpec] = (
+            frameworks if frameworks is not None else builtin_frameworks()
+        )
+        self._personas = personas
+        self.eyrie_url = eyrie_url
+
+    @property
+    def personas(self) -> PersonaCatalog:
+        """The catalog given, else the home's, loaded on first use."""
+        if self._personas is None:
+            self._personas = PersonaCatalog.load(self.home)
+        return self._personas
+
+    # --- provisioning
+
+    def provision(self, request: CreateRequest, persona: Persona | None = None) -> Instance:
+        """Create the instance ``request`` describes; ``persona`` defaults to ``request.persona_id``'s."""
+        spec = self._validate(request)
+        if persona is None and request.persona_id:
+            persona = self.personas.get(request.persona_id)
+        try:
+            with port_reservation(self.store) as port:
+                inst = self._provision_locked(request, persona, spec, port)
+        except OSError as exc:  # the store lock or the store directory itself cannot be used
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ProvisionError(
+                f"provisioning {request.name!r} failed: {exc.strerror or exc}{where}"
+            ) from exc
+        log.info(
+            "instance_provisioned",
+            instance=inst.name,
+            instance_id=inst.id,
+            framework=inst.framework,
+            port=inst.port,
+        )
+        return inst
+
+    def _provision_locked(
+        self, request: CreateRequest, persona: Persona | None, spec: FrameworkSpec, port: int
+    ) -> Instance:
+        self._clear_staging()
+        if self.store.name_exists(request.name):
+            raise NameExists(f"instance name {request.name!r} already exists")
+        try:
+            plan = self._plan(request, persona, spec, port)
+        except EyrieError:
+            raise
+        except Exception as exc:
+            raise ProvisionError(f"provisioning {request.name!r} failed (render files): {exc}") from exc
+        self._build(plan)
+        return plan.instance
+
+    def _validate(self, request: CreateRequest) -> FrameworkSpec:
+        if not request.name:
+            raise RequiredField("instance name is required")
+        if not request.framework:
+            raise RequiredField("framework is required")
+        check_name(request.name)
+        spec = self.frameworks.get(request.framework)
+        if spec is None or request.framework not in rendered_frameworks():
+            known = ", ".join(sorted(set(self.frameworks) & set(rendered_frameworks())))
+            raise UnsupportedFramework(f"unsupported framework {request.framework!r} (known: {known})")
+        return spec
+
+    def _clear_staging(self) -> None:
+        """Remove debris of a crashed provisioning (the caller holds the store lock: none is running)."""
+        staging = self.store.root / _STAGING
+        try:
+            if staging.is_dir() and not staging.is_symlink():
+                shutil.rmtree(staging)
+            elif staging.is_symlink() or staging.exists():
+                staging.unlink()
+        except OSError as exc:
+            raise ProvisionError(f"cannot clear {staging}: {exc.strerror or exc}") from exc
+
+    def _plan(self, request: CreateRequest, persona: Persona | None, spec: FrameworkSpec, port: int) -> _Plan:
+        instance_id = new_instance_id()
+        final = self.store.dir(instance_id)
+        workspace = final / "workspace"
+        config_path = final / spec.config_file
+        token = secrets.token_urlsafe(32)
+        model = request.model or (persona.preferred_model if persona else "") or DEFAULT_MODEL
+        now = utcnow()
+        inst = Instance(
+            id=instance_id,
+            name=request.name,
+            display_name=request.display_name or display_name_for(request.name),
+            framework=request.framework,
+            persona_id=persona.id if persona else request.persona_id,
+            hierarchy_role=request.hierarchy_role,
+            project_id=request.project_id,
+            parent_id=request.parent_id,
+            port=port,
+            config_path=str(config_path),
+            workspace_path=str(workspace),
+            status=InstanceStatus.CREATED,
+            status_updated_at=now,
+            created_at=now,
+            created_by=request.created_by or "user",
+            schema_version=SCHEMA_VERSION,
+            model=model,
+        )
+        inst.auth_token = token
+        config_text = render_config(inst.framework, self._render_context(inst, model, persona, token))
+        inst.config_hash = sha256_text(config_text)
+        identity = self._identity_files(request, persona, inst)
+        return _Plan(inst, identity, spec.config_file, config_text)
+
+    def _identity_files(
+        self, request: CreateRequest, persona: Persona | None, inst: Instance
+    ) -> dict[str, str]:
+        ctx = TemplateContext(
+            name=inst.name,
+            display_name=inst.display_name,
+            role=persona.role if persona else "",
+            description=persona.description if persona else "",
+            parent_agent=request.parent_id,
+            eyrie_url=self.eyrie_url,
+            framework=inst.framework,
+            project_name=request.project_name or request.project_id,
+            project_goal=request.project_goal,
+            project_description=request.project_description,
+        )
+        has_project = bool(request.project_id or request.project_name)
+        templates = identity_templates(inst.hierarchy_role, has_project=has_project, persona=persona)
+        rendered = {name: render_template(name, text, ctx) for name, text in templates.items()}
+        if persona and persona.memory_seeds and "MEMORY.md" in rendered:
+            seeds = "".join(f"- {seed}\n" for seed in persona.memory_seeds)
+            rendered["MEMORY.md"] = rendered["MEMORY.md"].rstrip("\n") + "\n\n## Seed memories\n\n" + seeds
+        return rendered
+
+    def _render_context(
+        self, inst: Instance, model: str, persona: Persona | None, token: str
+    ) -> RenderContext:
+        instance_dir = self.store.dir(inst.id)
+        return RenderContext(
+            name=inst.name,
+            port=inst.port,
+            workspace=inst.workspace_path or str(instance_dir / "workspace"),
+            instance_dir=str(instance_dir),
+            config_path=inst.config_path,
+            token=token,
+            model=model,
+            provider=DEFAULT_PROVIDER,
+            temperature=persona.temperature if persona else None,
+            max_tokens=persona.max_tokens if persona else 0,
+        )
+
+    def _build(self, plan: _Plan) -> None:
+        """Write everything into the staging directory, then rename it into place; on failure, remove it."""
+        inst = plan.instance
+        staging_root = self.store.root / _STAGING
+        built = staging_root / inst.id
+        final = self.store.dir(inst.id)
+        step = "create directories"
+        try:
+            _make_dir(staging_root)
+            for sub in ("", "workspace", "workspace/memory", "workspace/sessions", "logs", "secrets"):
+                _make_dir(built / sub)
+            step = "write identity files"
+            for name, text in plan.identity.items():
+                _write_new(built / "workspace" / name, text, _IDENTITY_MODE)
+            step = f"write {plan.config_file}"
+            _write_new(built / plan.config_file, plan.config_text, _SECRET_MODE)
+            step = "write the auth token"
+            _write_token(built / "secrets", inst.auth_token)
+            step = "save instance.json"
+            Store(staging_root).save(inst)
+            step = "move the instance into place"
+            for sub in ("workspace", "secrets", ""):
+                fsync_dir(built / sub)
+            os.rename(built, final)
+            fsync_dir(self.store.root)
+        except BaseException as exc:
+            for leftover in (built, final):
+                shutil.rmtree(leftover, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging_root.rmdir()
+            if isinstance(exc, Exception) and not isinstance(exc, EyrieError):
+                reason = (
+                    f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else exc
+                )
+                raise ProvisionError(f"provisioning {inst.name!r} failed ({step}): {reason}") from exc
+            raise
+        with contextlib.suppress(OSError):
+            staging_root.rmdir()
+
+    # --- after provisioning
+
+    def rerender(
+        self, instance: Instance, *, model: str | None = None, persona: Persona | None = None
+    ) -> str:
+        """Re-write the framework config in place (atomically) and return its sha256.
+
+        ``model``: ``None`` keeps the instance's model; ``""`` means the persona's preferred model (or the
+        default); anything else is used as given. ``persona`` is the persona the config is rendered for
+        (``None``: none). Updating ``instance.json`` (model, config_hash) is the caller's business.
+        """
+        spec = self.frameworks.get(instance.framework)
+        if spec is None or instance.framework not in rendered_frameworks():
+            raise UnsupportedFramework(f"unsupported framework {instance.framework!r}")
+        if model is None:
+            model = instance.model
+        model = model or (persona.preferred_model if persona else "") or DEFAULT_MODEL
+        token = instance.auth_token or self.store.token(instance.id)
+        if not token:  # an instance eyrie made has no token file: give it one
+            token = secrets.token_urlsafe(32)
+            secrets_dir = self.store.dir(instance.id) / "secrets"
+            secrets_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
+            atomic_write(secrets_dir / TOKEN_FILE, token + "\n", mode=_SECRET_MODE)
+        config_path = _config_path(instance) or self.store.dir(instance.id) / spec.config_file
+        text = render_config(instance.framework, self._render_context(instance, model, persona, token))
+        try:
+            atomic_write(config_path, text, mode=_SECRET_MODE)
+        except OSError as exc:
+            raise ProvisionError(f"cannot write {config_path}: {exc.strerror or exc}") from exc
+        return sha256_text(text)
+
+    def config_hash(self, instance: Instance) -> str:
+        """sha256 of the framework config as it is on disk; ``""`` when the file does not exist."""
+        path = _config_path(instance)
+        if path is None:
+            return ""
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return ""
+
+    def deprovision(self, instance_id: str, *, keep_files: bool) -> Path | None:
+        """Remove an instance from the store. Its directory is deleted, or with ``keep_files`` moved to
+        ``$EYRIE_HOME/removed/<name>-<id>/`` (returned) so the name is free again and nothing is lost."""
+        directory = self.store.dir(instance_id)
+        if not keep_files:
+            self.store.delete(instance_id)
+            return None
+        with locked(self.store.lock()):
+            if not directory.is_dir():
+                raise NotFound(f"instance {instance_id} not found")
+            try:
+                name = self.store.get(instance_id).name
+            except EyrieError:
+                name = "unreadable"
+            dest_root = self.home.root / _REMOVED
+            dest_root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            dest = dest_root / f"{name}-{instance_id}"
+            os.rename(directory, dest)
+            fsync_dir(self.store.root)
+        log.info("instance_removed_files_kept", instance=name, instance_id=instance_id, path=str(dest))
+        return dest
