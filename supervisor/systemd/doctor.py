@@ -1,0 +1,259 @@
+"""``eyriectl doctor``: is everything in place for the fleet to survive crashes and reboots?
+
+Each `Check` says what was found and, when it failed, what to run to fix it. Checks never change anything.
+Programs are looked up on the PATH the user manager gives its services (what eyried will see), not only on
+the caller's PATH, since the two often differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from supervisor.paths import Home
+from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
+from supervisor.store import Store
+from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
+from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
+from supervisor.systemd.install import render_for
+from supervisor.systemd.unit import UNIT_NAME, UnitValueError
+
+__all__ = ["MIN_FREE_PORTS", "Check", "run_checks"]
+
+MIN_FREE_PORTS = 10
+"""Fewer free ports than this in the instance range and adding instances is about to fail."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``fix`` is the command or change that resolves a failed check ("" when ``ok``)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(
+    home: Path, env: Mapping[str, str] | None = None, *, eyried_path: Path | None = None
+) -> list[Check]:
+    """Every check, in the order an operator would fix them. ``home`` must be absolute."""
+    environ = os.environ if env is None else env
+    the_home = Home(home)
+    facts = fleet_facts(the_home)
+    manager, manager_path = _manager(environ)
+    checks = [manager, _linger(environ)]
+    checks += _unit(home, environ, eyried_path, reachable=manager.ok)
+    checks.append(_daemon(the_home, environ, reachable=manager.ok))
+    checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
+    checks.append(_ports(the_home))
+    return checks
+
+
+def _manager(env: Mapping[str, str]) -> tuple[Check, str | None]:
+    state = systemctl(env, "is-system-running", timeout=15)
+    status = state.stdout.strip()
+    if status in ("", "offline", "unknown"):
+        uid = os.getuid()
+        return (
+            Check(
+                "systemd",
+                False,
+                f"no systemd user manager answers ({state.message})",
+                f"log in as {user_name()} (or enable linger) so that user@{uid}.service runs, and make sure"
+                f" XDG_RUNTIME_DIR=/run/user/{uid} is set",
+            ),
+            None,
+        )
+    path = None
+    for line in systemctl(env, "show-environment", timeout=15).stdout.splitlines():
+        if line.startswith("PATH="):
+            path = line.removeprefix("PATH=")
+    if status == "degraded":
+        return (
+            Check(
+                "systemd", True, "user manager running, degraded: some units failed (not necessarily ours)"
+            ),
+            path,
+        )
+    return Check("systemd", True, f"user manager is {status}"), path
+
+
+def _linger(env: Mapping[str, str]) -> Check:
+    user = user_name()
+    enabled, how = linger_enabled(env)
+    if enabled:
+        return Check("linger", True, f"enabled for {user} (per {how})")
+    return Check(
+        "linger",
+        False,
+        f"not enabled for {user} (per {how}): the user manager and the fleet start only when {user} logs in",
+        f"sudo loginctl enable-linger {user}",
+    )
+
+
+def _unit(home: Path, env: Mapping[str, str], eyried_path: Path | None, *, reachable: bool) -> list[Check]:
+    path = unit_dir(env) / UNIT_NAME
+    try:
+        current = path.read_text()
+    except FileNotFoundError:
+        return [Check("unit", False, f"{path} does not exist", "eyriectl install")]
+    try:
+        fresh = render_for(home, eyried_path=eyried_path, env=env)
+    except (UnitValueError, FileNotFoundError) as exc:
+        return [Check("unit", False, f"{path} exists but cannot be compared: {exc}", "eyriectl install")]
+    checks = []
+    if current != fresh:
+        changed = [
+            line[1:]
+            for line in difflib.unified_diff(current.splitlines(), fresh.splitlines(), lineterm="", n=0)
+            if line.startswith("+") and not line.startswith("+++")
+        ]
+        checks.append(
+            Check(
+                "unit",
+                False,
+                f"{path} differs from what install would write now ({'; '.join(changed) or 'whitespace'})",
+                "eyriectl install",
+            )
+        )
+    elif (
+        reachable
+        and systemctl(env, "show", "-p", "NeedDaemonReload", "--value", UNIT_NAME).stdout.strip() == "yes"
+    ):
+        checks.append(
+            Check(
+                "unit",
+                False,
+                f"{path} changed on disk since the manager read it",
+                "systemctl --user daemon-reload",
+            )
+        )
+    else:
+        checks.append(Check("unit", True, f"{path} is installed and current"))
+    if reachable:
+        enabled = systemctl(env, "is-enabled", UNIT_NAME).stdout.strip()
+        if enabled == "enabled":
+            checks.append(Check("enabled", True, f"{UNIT_NAME} starts with the user manager"))
+        else:
+            checks.append(
+                Check(
+                    "enabled",
+                    False,
+                    f"{UNIT_NAME} is {enabled or 'unknown'}: it will not start after a reboot",
+                    f"systemctl --user enable {UNIT_NAME}",
+                )
+            )
+    return checks
+
+
+def _lock_held(home: Home) -> bool:
+    """The daemon holds an exclusive flock on its lock file for its whole life."""
+    try:
+        fd = os.open(home.daemon_lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _daemon(home: Home, env: Mapping[str, str], *, reachable: bool) -> Check:
+    pid = None
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pid = int(home.pid_file.read_text().strip())
+    running = _lock_held(home)
+    active = ""
+    main_pid = 0
+    if reachable:
+        active = systemctl(env, "is-active", UNIT_NAME).stdout.strip()
+        main_pid = int(systemctl(env, "show", "-p", "MainPID", "--value", UNIT_NAME).stdout.strip() or 0)
+    if active == "active" and running:
+        return Check("daemon", True, f"eyried is running under systemd (pid {main_pid}) for {home.root}")
+    if active == "active":
+        return Check(
+            "daemon",
+            False,
+            f"{UNIT_NAME} is active (pid {main_pid}) but no eyried holds {home.daemon_lock}:"
+            " it serves another home",
+            "eyriectl install --home <this home> (the unit's --home decides which fleet runs)",
+        )
+    if running:
+        return Check(
+            "daemon",
+            True,
+            f"eyried is running (pid {pid}) outside systemd: it will not come back by itself after a reboot",
+        )
+    state = f"{UNIT_NAME} is {active}" if active else "no eyried is running"
+    return Check(
+        "daemon",
+        False,
+        f"{state}; nobody supervises the fleet in {home.root}",
+        f"systemctl --user start {UNIT_NAME} (see: systemctl --user status {UNIT_NAME};"
+        f" journalctl --user -u {UNIT_NAME})",
+    )
+
+
+def _frameworks(home: Home, facts: FleetFacts, path: str, under_systemd: bool) -> list[Check]:
+    if facts.error:
+        return [Check("fleet", False, facts.error, f"fix {home.fleet_file}, then: eyriectl reload")]
+    if not facts.programs:
+        if not home.fleet_file.exists():
+            return [Check("fleet", False, f"{home.fleet_file} does not exist", "eyriectl init")]
+        return [Check("fleet", True, f"{home.fleet_file} declares no instances")]
+    where = "the user manager's PATH" if under_systemd else "PATH"
+    return [_program(p, path, where) for p in facts.programs]
+
+
+def _program(program: Program, path: str, where: str) -> Check:
+    name = f"framework {program.framework}"
+    users = f"{program.instances} instance{'s' if program.instances != 1 else ''}"
+    if program.program == "{python}":
+        return Check(name, True, f"runs under the daemon's own Python ({users})")
+    if "{" in program.program:
+        return Check(
+            name, True, f"program {program.program!r} is a template; checked when an instance starts"
+        )
+    found = shutil.which(program.program, path=path) if "/" not in program.program else None
+    if "/" in program.program and os.access(program.program, os.X_OK):
+        found = program.program
+    if found:
+        return Check(name, True, f"{program.program} found at {found} ({users})")
+    return Check(
+        name,
+        False,
+        f"{program.program!r} not found on {where} ({users} will fail to start)",
+        f"install {program.framework}, or set frameworks.{program.framework}.command in fleet.yaml"
+        " to its absolute path",
+    )
+
+
+def _ports(home: Home) -> Check:
+    span = range(PORT_RANGE_START, PORT_RANGE_END + 1)
+    bound = {
+        conn.laddr.port
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in span
+    }
+    ours = {inst.port for inst in Store(home).list() if inst.port in span}
+    strangers = bound - ours
+    free = len(span) - len(strangers | ours)
+    detail = (
+        f"{free} of {len(span)} ports free in {PORT_RANGE_START}-{PORT_RANGE_END}"
+        f" ({len(ours)} assigned to instances, {len(strangers)} held by other programs)"
+    )
+    if free >= MIN_FREE_PORTS:
+        return Check("ports", True, detail)
+    return Check("ports", False, detail, "remove unused instances, or stop what listens in that range")

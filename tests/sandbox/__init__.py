@@ -1,0 +1,1 @@
+"""Sandboxes for tests that need a real system service: a confined ``systemd --user`` manager."""
