@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -123,16 +124,23 @@ class DaemonProcess:
         return wait_for(check, timeout, f"{name} to be {status}")
 
     def wait_running(self, *names: str, timeout: float = 30.0) -> dict[str, int]:
-        pids: dict[str, int] = {}
-        for name in names:
-            inst = wait_for(
-                lambda n=name: (i := self.instance(n)).get("status") == "running" and pid_alive(i.get("pid")) and i,
-                timeout,
-                f"{name} running",
-            )
-            assert isinstance(inst, dict)
-            pids[name] = inst["pid"]
-        return pids
+        """Wait until every named instance runs with a live pid; return name → pid."""
+
+        def running(name: str) -> dict[str, Any]:
+            inst = self.instance(name)
+            return inst if inst.get("status") == "running" and pid_alive(inst.get("pid")) else {}
+
+        return {n: wait_for(functools.partial(running, n), timeout, f"{n} running")["pid"] for n in names}
+
+    def wait_new_pid(self, name: str, old: int, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until ``name`` runs again with a pid other than ``old``."""
+
+        def renewed() -> dict[str, Any]:
+            inst = self.instance(name)
+            fresh = inst.get("status") == "running" and inst.get("pid") != old and pid_alive(inst.get("pid"))
+            return inst if fresh else {}
+
+        return wait_for(renewed, timeout, f"{name} running with a new pid")
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

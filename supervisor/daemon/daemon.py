@@ -1,12 +1,13 @@
 """The composition root: fleet file → provisioner → engine → control API, plus reload and signals.
 
-The daemon is the only writer of runtime state. Fleet-file edits (from the API or by hand) become effective
-through one path, `Daemon.reload`, which diffs the new file against the one in force and touches only what changed.
+The daemon is the only writer of runtime state. Fleet-file edits (from the API or by hand) take effect through
+one path, `Daemon.reload`, which diffs the new file against the one in force and touches only what changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -16,7 +17,9 @@ import anyio
 import structlog
 
 from supervisor import __version__
+from supervisor.control.app import create_app
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
+from supervisor.control.server import TcpSettings, serve
 from supervisor.daemon.events import EventHub
 from supervisor.daemon.lock import DaemonLock
 from supervisor.daemon.metrics import render_metrics
@@ -35,11 +38,12 @@ from supervisor.fleet import (
     remove_instance,
     set_autostart,
 )
+from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.models import CreateRequest, Instance, utcnow
 from supervisor.personas import PersonaCatalog
 from supervisor.provision import Provisioner
 from supervisor.store import Store
-from supervisor.systemd.notify import Notifier
+from supervisor.systemd.notify import Notifier, watchdog_loop
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -80,7 +84,9 @@ class Daemon:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until SIGTERM/SIGINT (stop the fleet) or SIGUSR2 (leave it running for a re-exec)."""
-        with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2) as signals:
+        with anyio.open_signal_receiver(
+            signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2
+        ) as signals:
             lock = DaemonLock(self.home)
             lock.acquire()
             try:
@@ -88,13 +94,7 @@ class Daemon:
             finally:
                 lock.release()
 
-    async def _serve(
-        self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        from supervisor.control.server import serve
-        from supervisor.control.app import create_app
-        from supervisor.systemd.notify import watchdog_loop
-
+    async def _serve(self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]) -> None:
         fleet = await self._load_initial()
         self._personas = PersonaCatalog.load(self.home)
         self._provisioner = Provisioner(self.store, self.home, personas=self._personas)
@@ -104,7 +104,11 @@ class Daemon:
             await tg.start(self._engine.run)
             async with self._lock:
                 await self._apply(fleet)
-            await tg.start(serve, create_app(self), self.home.socket_path, self.fleet.daemon.control_tcp)
+            await tg.start(
+                functools.partial(
+                    serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings()
+                )
+            )
             tg.start_soon(watchdog_loop, self.notifier)
             self.notifier.ready()
             self._publish_status()
@@ -126,6 +130,12 @@ class Daemon:
                 await self._engine.shutdown()
             tg.cancel_scope.cancel()
         log.info("daemon_stopped")
+
+    def _tcp_settings(self) -> TcpSettings | None:
+        tcp = self.fleet.daemon.control_tcp
+        if not tcp.enabled:
+            return None
+        return TcpSettings(port=tcp.port or 0, token_file=tcp.token_path(self.home.root), host=tcp.host)
 
     async def _load_initial(self) -> FleetFile:
         if not self.fleet_path.exists():
@@ -165,7 +175,12 @@ class Daemon:
                 result.added.append(name)
         for name in diff.process_changed:
             if name in self._ids:
-                await self._replace(new.resolve(name))
+                try:
+                    await self._replace(new.resolve(name))
+                except EyrieError as exc:
+                    self._errors[name] = str(exc)
+                    log.error("instance_update_failed", instance=name, error=str(exc))
+                    continue
                 result.restarted.append(name)
             elif await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=False):
                 result.added.append(name)
@@ -173,14 +188,18 @@ class Daemon:
             if name in self._ids:
                 resolved = new.resolve(name)
                 inst = self.engine.get(self._ids[name])
-                await self.engine.update(build_runtime(resolved, inst, self.store, config_hash=inst.config_hash))
+                await self.engine.update(
+                    build_runtime(resolved, inst, self.store, config_hash=inst.config_hash)
+                )
                 self._applied[name] = resolved
                 result.updated.append(name)
         result.unchanged = list(diff.unchanged)
         result.seconds = time.monotonic() - started
         return result
 
-    async def _adopt_or_provision(self, resolved: ResolvedInstance, inst: Instance | None, *, hold: bool) -> bool:
+    async def _adopt_or_provision(
+        self, resolved: ResolvedInstance, inst: Instance | None, *, hold: bool
+    ) -> bool:
         name = resolved.name
         try:
             if inst is None:
@@ -211,7 +230,13 @@ class Daemon:
             auto_start=resolved.autostart,
             project_name=resolved.project,
         )
-        inst = self.provisioner.provision(request, persona)
+        provisioner = Provisioner(
+            self.store,
+            self.home,
+            frameworks={**builtin_frameworks(), resolved.framework: resolved.spec},
+            personas=self._personas,
+        )
+        inst = provisioner.provision(request, persona)
         if hold:
             boot_id = current_boot_id()
 
@@ -225,19 +250,20 @@ class Daemon:
     async def _replace(self, resolved: ResolvedInstance) -> None:
         """A change that needs a new process: re-render the config, then restart this instance only."""
         instance_id = self._ids[resolved.name]
-        inst = self.engine.get(instance_id)
         persona = self._personas.get(resolved.persona) if resolved.persona and self._personas else None
-        if inst.framework != resolved.framework:
-            framework = resolved.framework
-            config_file = resolved.spec.config_file
+        framework, model = resolved.framework, resolved.model
+        config_file = resolved.spec.config_file
 
-            def switch(i: Instance) -> None:
+        def describe(i: Instance) -> None:
+            if i.framework != framework:
                 i.framework = framework
                 i.config_path = str(self.store.dir(i.id) / config_file)
+            if model:
+                i.model = model
 
-            inst = await anyio.to_thread.run_sync(self.store.update, instance_id, switch)
+        inst = await anyio.to_thread.run_sync(self.store.update, instance_id, describe)
         config_hash = await anyio.to_thread.run_sync(
-            lambda: self.provisioner.rerender(inst, model=resolved.model, persona=persona)
+            lambda: self.provisioner.rerender(inst, model=model, persona=persona)
         )
         await self.engine.update(build_runtime(resolved, inst, self.store, config_hash=config_hash))
         self._applied[resolved.name] = resolved
@@ -253,7 +279,9 @@ class Daemon:
             return
         with contextlib.suppress(KeyError, NotFound):
             await self.engine.remove(instance_id)
-        await anyio.to_thread.run_sync(lambda: self.provisioner.deprovision(instance_id, keep_files=keep_files))
+        await anyio.to_thread.run_sync(
+            lambda: self.provisioner.deprovision(instance_id, keep_files=keep_files)
+        )
 
     # --- ControlTarget: reading
 
@@ -435,7 +463,9 @@ class Daemon:
         from supervisor.engine.events import Event
 
         detail = "applied" if result.ok else f"rejected: {result.error}"
-        self.hub.publish(Event(time=utcnow(), event="reload", detail=detail, data=result.model_dump(mode="json")))
+        self.hub.publish(
+            Event(time=utcnow(), event="reload", detail=detail, data=result.model_dump(mode="json"))
+        )
 
     def _publish_status(self) -> None:
         if self._engine is None:

@@ -24,8 +24,17 @@ EXIT_CONFIG = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Home directory (default $EYRIE_HOME or ~/.eyrie).")
-@click.option("--config", "fleet", type=click.Path(dir_okay=False, path_type=Path), help="Fleet file (default HOME/fleet.yaml).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Home directory (default $EYRIE_HOME or ~/.eyrie).",
+)
+@click.option(
+    "--config",
+    "fleet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet file (default HOME/fleet.yaml).",
+)
 @click.option("--dev", is_flag=True, help="Pretty console logs; ignore systemd's notify socket.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.version_option(__version__, prog_name="eyried")

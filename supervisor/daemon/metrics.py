@@ -26,14 +26,20 @@ class _FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         status = GaugeMetricFamily(
-            "eyrie_instance_status", "1 for the instance's current lifecycle status", labels=["instance", "status"]
+            "eyrie_instance_status",
+            "1 for the instance's current lifecycle status",
+            labels=["instance", "status"],
         )
-        up = GaugeMetricFamily("eyrie_instance_up", "1 when the instance is running", labels=["instance", "framework"])
+        up = GaugeMetricFamily(
+            "eyrie_instance_up", "1 when the instance is running", labels=["instance", "framework"]
+        )
         healthy = GaugeMetricFamily(
             "eyrie_instance_healthy", "1 healthy, 0 unhealthy, -1 unknown", labels=["instance"]
         )
         restarts = GaugeMetricFamily(
-            "eyrie_instance_restarts", "restart_count: restarts since the last stable run", labels=["instance"]
+            "eyrie_instance_restarts",
+            "restart_count: restarts since the last stable run",
+            labels=["instance"],
         )
         total = GaugeMetricFamily(
             "eyrie_instance_restarts_total", "every restart the supervisor made", labels=["instance"]

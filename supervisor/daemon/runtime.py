@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["build_runtime"]
 
 
-def build_runtime(resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str) -> InstanceRuntime:
+def build_runtime(
+    resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str
+) -> InstanceRuntime:
     """Expand placeholders and add the ``EYRIE_*`` variables every agent gets."""
     instance_dir = store.dir(inst.id)
     values = PlaceholderValues(

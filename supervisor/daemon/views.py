@@ -54,7 +54,9 @@ def status_summary(instances: list[Instance]) -> str:
     """One line for systemd's STATUS=: ``3 running, 1 backoff, 0 error``."""
     running = sum(i.status is InstanceStatus.RUNNING for i in instances)
     error = sum(i.status is InstanceStatus.ERROR for i in instances)
-    backoff = sum(i.status is InstanceStatus.STOPPED and i.status_detail.startswith("backoff") for i in instances)
+    backoff = sum(
+        i.status is InstanceStatus.STOPPED and i.status_detail.startswith("backoff") for i in instances
+    )
     starting = sum(i.status is InstanceStatus.STARTING for i in instances)
     text = f"{running} running, {backoff} backoff, {error} error"
     return f"{text}, {starting} starting" if starting else text
