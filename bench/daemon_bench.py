@@ -1,0 +1,191 @@
+"""Daemon benchmark: a real ``eyried`` with N sleeper instances, measured from the outside.
+
+Per N: cold start (provision + start) and warm start (already provisioned) until all are running; daemon RSS
+and CPU % of one core over an idle window with liveness probes every 10 s; crash-to-respawn latency through
+the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` 0);
+SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new one has adopted
+all N (and how many it restarted).
+
+    .venv/bin/python bench/daemon_bench.py --sizes 50 200 500 --idle 30 --samples 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+
+from supervisor.client import ControlClient
+from supervisor.errors import DaemonNotRunning
+from supervisor.paths import Home
+
+FLEET_HEAD = """\
+version: 1
+defaults:
+  restart: {policy: always, initial_delay: 0, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
+  health: {interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}
+  stop_timeout: 5s
+frameworks:
+  embedded:
+    command: [sleep, infinity]
+    ready: {kind: process, seconds: 0}
+    live: {kind: process, seconds: 0}
+instances:
+"""
+
+
+def fleet_text(n: int) -> str:
+    return FLEET_HEAD + "".join(f"  - name: sleeper-{i:04d}\n" for i in range(n))
+
+
+class Bench:
+    def __init__(self, home: Path, n: int) -> None:
+        self.home = Home(home)
+        self.n = n
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start_daemon(self) -> float:
+        env = {**os.environ, "EYRIE_HOME": str(self.home.root)}
+        env.pop("NOTIFY_SOCKET", None)
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "supervisor.daemon",
+                "--home",
+                str(self.home.root),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.home.root / "eyried.err", "ab"),  # noqa: SIM115
+            env=env,
+        )
+        return started
+
+    async def pids(self) -> dict[str, int]:
+        async with ControlClient(self.home) as client:
+            return {v.name: v.pid for v in await client.list_instances() if v.status == "running" and v.pid}
+
+    async def wait_all_running(self, started: float, timeout: float = 120.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with contextlib.suppress(DaemonNotRunning):
+                if len(await self.pids()) == self.n:
+                    return time.perf_counter() - started
+            await anyio.sleep(0.01)
+        raise TimeoutError(f"not all {self.n} running after {timeout}s")
+
+    def stop_daemon(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(120)
+
+    async def idle(self, seconds: float) -> tuple[float, float]:
+        assert self.proc is not None
+        daemon = psutil.Process(self.proc.pid)
+        daemon.cpu_percent()
+        await anyio.sleep(seconds)
+        return daemon.cpu_percent(), daemon.memory_info().rss / 2**20
+
+    async def respawn_latency(self, samples: int) -> list[float]:
+        latencies: list[float] = []
+        pids = await self.pids()
+        names = sorted(pids)
+        async with ControlClient(self.home) as client, client.events() as events:
+            for i in range(samples):
+                name = names[i % len(names)]
+                old = pids[name]
+                killed = time.perf_counter()
+                os.kill(old, signal.SIGKILL)
+                with anyio.fail_after(10):
+                    async for event in events:
+                        if event.instance == name and event.to_status == "running" and event.pid != old:
+                            latencies.append((time.perf_counter() - killed) * 1000)
+                            assert event.pid is not None
+                            pids[name] = event.pid
+                            break
+        return latencies
+
+    async def reload_no_change(self) -> tuple[float, float, int]:
+        before = await self.pids()
+        started = time.perf_counter()
+        async with ControlClient(self.home) as client:
+            result = await client.reload()
+        round_trip = (time.perf_counter() - started) * 1000
+        after = await self.pids()
+        restarted = sum(1 for name, pid in before.items() if after.get(name) != pid)
+        return round_trip, result.seconds * 1000, restarted
+
+    async def adoption_after_sigkill(self) -> tuple[float, int]:
+        assert self.proc is not None
+        before = await self.pids()
+        self.proc.kill()
+        self.proc.wait(10)
+        started = self.start_daemon()
+        elapsed = await self.wait_all_running(started)
+        after = await self.pids()
+        return elapsed, sum(1 for name, pid in before.items() if after.get(name) != pid)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+async def run_size(n: int, idle: float, samples: int) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"eyrie-bench-{n}-") as tmp:
+        bench = Bench(Path(tmp), n)
+        (bench.home.root / "fleet.yaml").write_text(fleet_text(n))
+        try:
+            cold = await bench.wait_all_running(bench.start_daemon())
+            bench.stop_daemon()
+            warm = await bench.wait_all_running(bench.start_daemon())
+            cpu, rss = await bench.idle(idle)
+            latencies = await bench.respawn_latency(samples)
+            round_trip, applied, restarted = await bench.reload_no_change()
+            adopted, readopt_restarts = await bench.adoption_after_sigkill()
+        finally:
+            if bench.proc is not None and bench.proc.poll() is None:
+                bench.stop_daemon()
+        print(f"N={n}")
+        print(f"  all running after cold start (provision + start): {cold:.2f} s")
+        print(f"  all running after warm start (provisioned):       {warm:.2f} s")
+        print(f"  daemon idle over {idle:.0f} s: RSS {rss:.1f} MiB, CPU {cpu:.2f} % of one core")
+        print(
+            f"  crash-to-respawn via daemon ({len(latencies)} samples): "
+            f"p50 {statistics.median(latencies):.1f} ms, p95 {pct(latencies, 0.95):.1f} ms, "
+            f"max {max(latencies):.1f} ms"
+        )
+        print(
+            f"  SIGHUP-equivalent reload, no change: {round_trip:.1f} ms round trip "
+            f"({applied:.1f} ms applying), {restarted} restarted"
+        )
+        print(f"  kill -9 daemon → all adopted by a new one: {adopted:.2f} s, {readopt_restarts} restarted")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500])
+    parser.add_argument("--idle", type=float, default=30.0, help="idle window in seconds")
+    parser.add_argument("--samples", type=int, default=50, help="crash-to-respawn samples")
+    args = parser.parse_args()
+    for n in args.sizes:
+        anyio.run(run_size, n, args.idle, args.samples)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""The engine: one actor per instance in one task group, and the calls the daemon makes on them.
+
+It stands alone: callers hand it ready-made `InstanceRuntime`s (it never reads the fleet file) and a `Store`
+to record state in. ``run`` owns the task group; ``shutdown`` stops every process in parallel and ends
+``run``. Cancelling ``run`` instead abandons the processes, which keep running and are adopted by the next
+engine on the same store — that is what a daemon crash looks like.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import anyio
+import anyio.abc
+import structlog
+
+from supervisor.engine.actor import Actor, Services
+from supervisor.engine.events import Event
+from supervisor.engine.process import current_boot_id
+from supervisor.engine.runtime import InstanceRuntime
+from supervisor.engine.stop import ProcScanner
+from supervisor.errors import NameExists, NotFound
+from supervisor.models import Instance
+from supervisor.store import Store
+
+__all__ = ["Engine"]
+
+log = structlog.get_logger("supervisor.engine")
+
+_WAIT_MARGIN = 5.0
+_KILL_AND_PORT_WAIT = 10.0
+
+
+class Engine:
+    """Supervises instances: adopt or start them, restart them through their policy, stop them.
+
+    ``on_event`` is called (synchronously, from the engine's tasks; it must not block) with every
+    transition and health change. ``boot_id`` defaults to this machine's; another value simulates a reboot.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        boot_id: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        log_check_interval: float = 1.0,
+        threads: int = 8,
+        sweep_delay: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.boot_id = boot_id if boot_id is not None else current_boot_id()
+        self._on_event = on_event
+        self._log_check_interval = log_check_interval
+        self._threads = threads
+        self._sweep_delay = sweep_delay
+        self._sweep_pending: set[str] = set()
+        self._sweep_wanted: anyio.Event | None = None
+        self._sweep_urgent: anyio.Event | None = None
+        self._actors: dict[str, Actor] = {}
+        self._adding: set[str] = set()
+        self._services: Services | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._finished: anyio.Event | None = None
+        self._closing = False
+        self.scanner = ProcScanner()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until `shutdown`; reports started through ``task_status`` once `add` may be called."""
+        if self._services is not None:
+            raise RuntimeError("engine is already running")
+        self._finished = anyio.Event()
+        self._sweep_wanted, self._sweep_urgent = anyio.Event(), anyio.Event()
+        self._closing = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                threads = anyio.CapacityLimiter(self._threads)
+                self.scanner.limiter = threads
+                self._services = Services(
+                    store=self.store,
+                    boot_id=self.boot_id,
+                    scanner=self.scanner,
+                    threads=threads,
+                    request_sweep=self._request_sweep,
+                    emit=self._emit,
+                )
+                tg.start_soon(self._watch_logs, name="engine log rotation check")
+                tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")
+                task_status.started()
+                await self._finished.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._services = None
+            self._task_group = None
+            self._actors.clear()
+
+    async def shutdown(self) -> None:
+        """Stop every process in parallel (each within its stop timeout), record them ``stopped`` with their
+        desired state unchanged, then end `run`. Idempotent."""
+        if self._services is None or self._finished is None or self._closing:
+            return
+        self._closing = True
+        actors = list(self._actors.values())
+        for actor in actors:
+            actor.close("shutdown")
+        for actor in actors:
+            await actor.done.wait()
+        log.info("engine_stopped", instances=len(actors))
+        self._finished.set()
+
+    async def detach(self) -> None:
+        """End `run` and leave every process running, recorded as it is, for the next engine to adopt
+        (a daemon re-executing itself for an upgrade). Idempotent."""
+        if self._services is None or self._finished is None or self._closing:
+            return
+        self._closing = True
+        log.info("engine_detached", instances=len(self._actors))
+        self._finished.set()
+
+    # ------------------------------------------------------------------ membership
+
+    async def add(self, runtime: InstanceRuntime) -> None:
+        """Take the instance under supervision: adopt its live process, or apply its desired state.
+
+        The instance must already exist in the store (`NotFound` otherwise).
+        """
+        services = self._running()
+        key = runtime.instance_id
+        if key in self._actors or key in self._adding:
+            raise NameExists(f"instance {runtime.name} ({key}) is already supervised")
+        self._adding.add(key)
+        try:
+            inst = await anyio.to_thread.run_sync(self.store.get, key, limiter=services.threads)
+            actor = Actor(runtime, inst, services)
+            actor.prepare()
+            self._actors[key] = actor
+        finally:
+            self._adding.discard(key)
+        assert self._task_group is not None
+        self._task_group.start_soon(actor.run, name=f"instance {runtime.name}")
+
+    async def update(self, runtime: InstanceRuntime) -> Literal["restarted", "updated", "unchanged"]:
+        """Apply new launch data or policies: a changed process fingerprint restarts that instance only;
+        policy-only changes apply live."""
+        actor = self._actor(runtime.instance_id)
+        old = actor.runtime
+        if old.process_fingerprint() != runtime.process_fingerprint():
+            return "restarted" if actor.update(runtime, restart=True) else "updated"
+        if old == runtime:
+            return "unchanged"
+        actor.update(runtime, restart=False)
+        return "updated"
+
+    async def remove(self, instance_id: str) -> None:
+        """Stop the instance's process and stop supervising it; its files stay as they are."""
+        actor = self._actor(instance_id)
+        actor.close("remove")
+        await actor.done.wait()
+        self._actors.pop(instance_id, None)
+
+    # ------------------------------------------------------------------ commands
+
+    async def start(self, instance_id: str, *, wait: bool = False) -> Instance:
+        """Want it running (until the next boot); ``wait`` until it is running, or failed."""
+        actor = self._actor(instance_id)
+        waiter = actor.start()
+        await actor.persist()
+        if wait and waiter is not None:
+            await self._wait(waiter.event, self._start_bound(actor))
+        return actor.snapshot()
+
+    async def stop(self, instance_id: str, *, wait: bool = False) -> Instance:
+        """Want it stopped (until the next boot); ``wait`` until the whole tree is gone."""
+        actor = self._actor(instance_id)
+        event = actor.stop()
+        await actor.persist()
+        if wait:
+            await self._wait(event, self._stop_bound(actor))
+        return actor.snapshot()
+
+    async def restart(self, instance_id: str, *, wait: bool = False) -> Instance:
+        """Stop and start again now (restart count back to 0); ``wait`` until running, or failed."""
+        actor = self._actor(instance_id)
+        waiter = actor.restart()
+        await actor.persist()
+        if wait:
+            await self._wait(waiter.event, self._stop_bound(actor) + self._start_bound(actor))
+        return actor.snapshot()
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, instance_id: str) -> Instance:
+        """The instance as the engine knows it now (health and last_seen included)."""
+        return self._actor(instance_id).snapshot()
+
+    def instances(self) -> list[Instance]:
+        return [actor.snapshot() for actor in self._actors.values()]
+
+    def runtime(self, instance_id: str) -> InstanceRuntime:
+        return self._actor(instance_id).runtime
+
+    def __contains__(self, instance_id: object) -> bool:
+        return instance_id in self._actors
+
+    # ------------------------------------------------------------------ internals
+
+    def _running(self) -> Services:
+        if self._services is None or self._closing:
+            raise RuntimeError("engine is not running (call add() while run() is active)")
+        return self._services
+
+    def _actor(self, instance_id: str) -> Actor:
+        try:
+            return self._actors[instance_id]
+        except KeyError:
+            raise NotFound(f"instance {instance_id} is not supervised") from None
+
+    @staticmethod
+    def _start_bound(actor: Actor) -> float:
+        rt = actor.runtime
+        return rt.health.start_timeout + rt.stop_timeout + _KILL_AND_PORT_WAIT + _WAIT_MARGIN
+
+    @staticmethod
+    def _stop_bound(actor: Actor) -> float:
+        return actor.runtime.stop_timeout + _KILL_AND_PORT_WAIT + _WAIT_MARGIN
+
+    @staticmethod
+    async def _wait(event: anyio.Event, bound: float) -> None:
+        with anyio.move_on_after(bound if math.isfinite(bound) else None):
+            await event.wait()
+
+    def _emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    async def _watch_logs(self) -> None:
+        while True:
+            await anyio.sleep(self._log_check_interval)
+            for actor in list(self._actors.values()):
+                if actor.log_needs_rotation():
+                    await actor.rotate_log()
+
+    def _request_sweep(self, instance_id: str, urgent: bool) -> None:
+        self._sweep_pending.add(instance_id)
+        assert self._sweep_wanted is not None and self._sweep_urgent is not None
+        self._sweep_wanted.set()
+        if urgent:
+            self._sweep_urgent.set()
+
+    async def _sweep_leftovers(self) -> None:
+        """After unplanned exits, end what those processes left behind: at once when their process group
+        still has members, otherwise within ``sweep_delay`` — batched, so that one /proc scan serves every
+        instance that crashed meanwhile and none of it delays a respawn."""
+        while True:
+            assert self._sweep_wanted is not None and self._sweep_urgent is not None
+            await self._sweep_wanted.wait()
+            with anyio.move_on_after(self._sweep_delay):
+                await self._sweep_urgent.wait()
+            self._sweep_wanted, self._sweep_urgent = anyio.Event(), anyio.Event()
+            pending, self._sweep_pending = self._sweep_pending, set()
+            async with anyio.create_task_group() as tg:
+                for instance_id in pending:
+                    if (actor := self._actors.get(instance_id)) is not None:
+                        tg.start_soon(actor.sweep_leftovers)

@@ -1,0 +1,330 @@
+"""The process-handle contract and its two implementations: a child we spawned, and one we adopted.
+
+Both are watched through a **pidfd** (``os.pidfd_open`` + ``anyio.wait_readable``): no thread per child, no
+SIGCHLD handler, no pid-reuse race. A spawned child is reaped by us (exit code known); an adopted process —
+found alive after a daemon restart — is usually not our child, so its exit code is unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import psutil
+
+from supervisor.engine import _procfs
+from supervisor.errors import StartFailed
+
+__all__ = [
+    "AdoptedProcess",
+    "ExitStatus",
+    "ProcessHandle",
+    "SpawnedProcess",
+    "current_boot_id",
+    "spawn",
+]
+
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+_START_TIME_SLACK = 1.0
+"""psutil derives start times from the boot time, which it reads in whole seconds; pid, marker and command
+line must match as well, so a second of slack cannot confuse two processes."""
+
+_RELEASED: list[subprocess.Popen[bytes]] = []
+"""Children deliberately left running (the engine detached): kept referenced so that their `Popen` objects
+neither warn nor reap them behind the back of the supervisor that adopts them next."""
+
+
+def current_boot_id() -> str:
+    """This boot's id, from the file named by ``EYRIE_BOOT_ID_FILE`` (default the kernel's)."""
+    path = os.environ.get("EYRIE_BOOT_ID_FILE") or BOOT_ID_FILE
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise StartFailed(f"cannot read the boot id from {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How a process ended: an exit ``code``, or the ``signal`` that killed it; both None when unknown."""
+
+    code: int | None = None
+    signal: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Anything but a clean exit 0 (an unknown ending counts as a failure)."""
+        return self.code != 0
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            return f"killed by {name}"
+        if self.code is None:
+            return "exited (status unknown)"
+        return f"exit code {self.code}"
+
+
+class ProcessHandle(Protocol):
+    """What the engine needs from a running process, however it came to be watched."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def pgid(self) -> int: ...
+
+    @property
+    def start_time(self) -> float:
+        """Creation time (seconds since the epoch, as psutil reports it)."""
+        ...
+
+    @property
+    def start_ticks(self) -> int:
+        """Creation time in clock ticks since boot; with the pid, the process's identity."""
+        ...
+
+    @property
+    def cmdline(self) -> tuple[str, ...]: ...
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        """Set once `wait` has seen the process end."""
+        ...
+
+    async def wait(self) -> ExitStatus:
+        """Until the process ends; safe to call again (returns the same status) and to cancel."""
+        ...
+
+    def alive(self) -> bool: ...
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Signal this very process (never a recycled pid); a process that is gone is ignored."""
+        ...
+
+    def release(self) -> None:
+        """Stop watching and leave the process running (for the next supervisor to adopt)."""
+        ...
+
+
+class _PidfdProcess:
+    """Shared machinery: a pidfd that becomes readable when the process ends."""
+
+    def __init__(
+        self,
+        pid: int,
+        pgid: int,
+        start_time: float,
+        start_ticks: int,
+        cmdline: Sequence[str],
+        pidfd: int | None = None,
+    ) -> None:
+        self._pid = pid
+        self._pgid = pgid
+        self._start_time = start_time
+        self._start_ticks = start_ticks
+        self._cmdline = tuple(cmdline)
+        self._status: ExitStatus | None = None
+        self._fd: int | None = os.pidfd_open(pid) if pidfd is None else pidfd
+        self._lock = anyio.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def pgid(self) -> int:
+        return self._pgid
+
+    @property
+    def start_time(self) -> float:
+        return self._start_time
+
+    @property
+    def start_ticks(self) -> int:
+        return self._start_ticks
+
+    @property
+    def cmdline(self) -> tuple[str, ...]:
+        return self._cmdline
+
+    @property
+    def exit_status(self) -> ExitStatus | None:
+        return self._status
+
+    def alive(self) -> bool:
+        if self._status is not None or self._fd is None:
+            return False
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return not poller.poll(0)
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._fd, sig)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def wait(self) -> ExitStatus:
+        async with self._lock:
+            while self._status is None:
+                assert self._fd is not None
+                await anyio.wait_readable(self._fd)
+                self._status = self._reap()
+                if self._status is not None:
+                    os.close(self._fd)
+                    self._fd = None
+        return self._status
+
+    def _reap(self) -> ExitStatus | None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} pid={self._pid} status={self._status}>"
+
+
+class SpawnedProcess(_PidfdProcess):
+    """Our own child: started in its own session, output appended to the instance's log file."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], start_time: float, start_ticks: int, cmdline: Sequence[str]
+    ):
+        super().__init__(popen.pid, popen.pid, start_time, start_ticks, cmdline)
+        self._popen = popen
+
+    def release(self) -> None:
+        super().release()
+        if self._status is None:
+            _RELEASED.append(self._popen)
+
+    def _reap(self) -> ExitStatus | None:
+        code = self._popen.poll()
+        if code is None:
+            return None
+        return ExitStatus(signal=-code) if code < 0 else ExitStatus(code=code)
+
+
+class AdoptedProcess(_PidfdProcess):
+    """A process found alive after a daemon restart; usually not our child, so its exit code is unknown."""
+
+    def _reap(self) -> ExitStatus | None:
+        assert self._fd is not None
+        try:
+            res = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return ExitStatus()  # someone else's child: it ended, how is not ours to know
+        if res is None:
+            return None
+        if res.si_code == os.CLD_EXITED:
+            return ExitStatus(code=res.si_status)
+        return ExitStatus(signal=res.si_status)
+
+    @classmethod
+    def adopt(
+        cls,
+        pid: int,
+        *,
+        start_time: float,
+        cmdline: Sequence[str],
+        marker: str,
+        same_cmdline: CmdlineCheck | None = None,
+    ) -> AdoptedProcess | None:
+        """Watch ``pid`` if it is still the process we recorded (same start time, command line and marker).
+
+        None when it is gone, a zombie, or a different process that reuses the pid.
+        """
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if abs(proc.create_time() - start_time) > _START_TIME_SLACK:
+                return None
+            current = _procfs.read_cmdline(pid)
+            pidfd = os.pidfd_open(pid)
+        except (psutil.Error, OSError):
+            return None
+        # the pidfd was opened before this last look, so it refers to the process verified here
+        info = _procfs.read_stat(pid)
+        same = (same_cmdline or _equal)(current, cmdline)
+        if info is None or info.gone or not same or _procfs.read_marker(pid) not in (marker, None):
+            os.close(pidfd)
+            return None
+        return cls(pid, info.pgid, start_time, info.start_ticks, current, pidfd)
+
+
+class CmdlineCheck(Protocol):
+    def __call__(self, current: Sequence[str], recorded: Sequence[str]) -> bool: ...
+
+
+def _equal(current: Sequence[str], recorded: Sequence[str]) -> bool:
+    return list(current) == list(recorded)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+) -> SpawnedProcess:
+    """Start ``argv`` in its own session in ``cwd``, stdin from /dev/null, output appended to ``log_path``.
+
+    ``env`` is the child's complete environment. A missing program, working directory or log file, or an
+    exec failure, raises `StartFailed` with the text that belongs in ``last_error``.
+    """
+    program = argv[0]
+    if "/" in program:
+        if not os.path.exists(program):
+            raise StartFailed(f"{program}: no such file")
+    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise StartFailed(f"{program}: command not found on PATH")
+    if not cwd.is_dir():
+        raise StartFailed(f"{program}: working directory {cwd} does not exist")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StartFailed(f"cannot open log file {log_path}: {exc.strerror}") from None
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            executable=None,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            cwd=cwd,
+            env=dict(env),
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
+    finally:
+        os.close(log_fd)
+    return _handle_for(popen, argv)
+
+
+def _handle_for(popen: subprocess.Popen[bytes], argv: Sequence[str]) -> SpawnedProcess:
+    """Identify the fresh child: start time (as psutil computes it: boot time + start ticks) and cmdline."""
+    info = _procfs.read_stat(popen.pid)
+    ticks = info.start_ticks if info is not None else 0
+    start_time = psutil.boot_time() + ticks / _procfs.CLK_TCK
+    cmdline = _procfs.read_cmdline(popen.pid) or list(argv)  # empty once gone: the pidfd still says how
+    return SpawnedProcess(popen, start_time, ticks, cmdline)

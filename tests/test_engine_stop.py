@@ -1,0 +1,165 @@
+"""stop_tree on real process trees, and the shared /proc scans behind it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from supervisor.engine import ExitStatus, ProcScanner, SpawnedProcess, _procfs, spawn, stop_tree
+from supervisor.ports import port_in_use
+from supervisor.testing import faulty, free_port, process_gone, wait_for
+
+pytestmark = pytest.mark.anyio
+
+MARKER = "stop-test-instance"
+
+
+async def start(tmp_path: Path, *flags: str, marker: str = MARKER) -> SpawnedProcess:
+    """Spawn the fault program and wait until it has its signal handlers in place."""
+    env = {**os.environ, _procfs.MARKER_VAR: marker}
+    log = tmp_path / f"{marker}.log"
+    before = log.stat().st_size if log.exists() else 0
+    proc = spawn(faulty(*flags), env=env, cwd=tmp_path, log_path=log)
+    await wait_for(lambda: f"faulty {proc.pid} starting" in log.read_text()[before:])
+    return proc
+
+
+class TestStopTree:
+    async def test_polite_child_ends_on_the_stop_signal(self, tmp_path: Path) -> None:
+        """A child honouring SIGTERM is reaped with its exit status; nothing needed SIGKILL."""
+        proc = await start(tmp_path)
+        result = await stop_tree(
+            marker=MARKER,
+            main=proc,
+            pgid=proc.pgid,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=5,
+            port=None,
+            scanner=ProcScanner(),
+        )
+        assert result.killed == 0 and result.signalled == 1 and result.port_free
+        assert proc.exit_status is not None and proc.exit_status.code == 0
+
+    async def test_each_process_gets_the_stop_signal_once(self, tmp_path: Path) -> None:
+        """The group is signalled once: a child lingering after SIGTERM sees exactly one SIGTERM."""
+        proc = await start(tmp_path, "--linger-on-term", "0.3")
+        result = await stop_tree(
+            marker=MARKER,
+            main=proc,
+            pgid=proc.pgid,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=5,
+            port=None,
+            scanner=ProcScanner(),
+        )
+        assert result.killed == 0 and proc.exit_status == ExitStatus(code=0)
+        assert (tmp_path / f"{MARKER}.log").read_text().count("got SIGTERM") == 1
+
+    async def test_sigterm_ignorer_and_escaped_grandchild_are_killed_and_port_freed(
+        self, tmp_path: Path
+    ) -> None:
+        """After stop_timeout the child and a grandchild in its own session get SIGKILL; the port is free."""
+        port = free_port()
+        grandchild_file = tmp_path / "grandchild.pid"
+        proc = await start(
+            tmp_path, "--tcp", "--port", str(port), "--ignore-sigterm", "--grandchild", str(grandchild_file)
+        )
+        await wait_for(lambda: port_in_use(port) and grandchild_file.exists())
+        grandchild = int(grandchild_file.read_text())
+        assert os.getsid(grandchild) != proc.pgid
+        began = time.monotonic()
+        result = await stop_tree(
+            marker=MARKER,
+            main=proc,
+            pgid=proc.pgid,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=0.3,
+            port=port,
+            scanner=ProcScanner(),
+        )
+        assert time.monotonic() - began >= 0.3
+        assert result.killed == 2 and result.port_free and result.detail == ""
+        assert process_gone(proc.pid) and process_gone(grandchild)
+        assert proc.exit_status is not None and proc.exit_status.signal == signal.SIGKILL
+
+    async def test_sweep_spares_processes_started_after_the_cutoff(self, tmp_path: Path) -> None:
+        """With started_before only older processes with the marker are ended (a past run's leftovers)."""
+        old = await start(tmp_path)
+        await wait_for(lambda: _procfs.age(old.start_ticks) > 0.05)
+        cutoff = _procfs.uptime_ticks()
+        await wait_for(lambda: _procfs.uptime_ticks() > cutoff + 1)
+        new = await start(tmp_path)
+        try:
+            result = await stop_tree(
+                marker=MARKER,
+                main=None,
+                pgid=None,
+                stop_signal=signal.SIGTERM,
+                stop_timeout=2,
+                port=None,
+                scanner=ProcScanner(),
+                started_before=cutoff,
+            )
+            assert result.signalled == 1
+            assert (await old.wait()).code == 0
+            assert new.alive()
+        finally:
+            new.send_signal(signal.SIGKILL)
+            await new.wait()
+
+    async def test_other_instances_are_untouched(self, tmp_path: Path) -> None:
+        """Only processes of this instance are stopped, never one carrying another instance's marker."""
+        mine = await start(tmp_path)
+        theirs = await start(tmp_path, marker="another-instance")
+        try:
+            await stop_tree(
+                marker=MARKER,
+                main=mine,
+                pgid=mine.pgid,
+                stop_signal=signal.SIGTERM,
+                stop_timeout=2,
+                port=None,
+                scanner=ProcScanner(),
+            )
+            assert theirs.alive() and not mine.alive()
+        finally:
+            theirs.send_signal(signal.SIGKILL)
+            await theirs.wait()
+
+
+class TestProcScanner:
+    async def test_concurrent_callers_share_scans(self) -> None:
+        """Fifty callers asking at once are served by at most two scans, each read after they asked."""
+        scanner = ProcScanner()
+        tables: list[dict[int, _procfs.ProcInfo]] = []
+
+        async def ask() -> None:
+            tables.append(await scanner.table())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(ask)
+        assert len(tables) == 50 and scanner.scans <= 2
+        assert all(os.getpid() in t for t in tables)
+
+    async def test_table_sees_markers_groups_and_parents(self, tmp_path: Path) -> None:
+        """The table has each process's parent, group, start time and instance marker."""
+        proc = await start(tmp_path)
+        try:
+            table = await ProcScanner().table()
+            row = table[proc.pid]
+            assert (row.ppid, row.pgid, row.marker, row.start_ticks) == (
+                os.getpid(),
+                proc.pid,
+                MARKER,
+                proc.start_ticks,
+            )
+            assert _procfs.tree_members(table, marker=MARKER) == {proc.pid}
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
