@@ -15,10 +15,13 @@ class TestHelp:
         """The documented commands are exactly the ones offered."""
         assert COMMANDS == [
             "add",
+            "daemon",
             "disable",
+            "doctor",
             "enable",
             "events",
             "init",
+            "install",
             "list",
             "logs",
             "migrate",
@@ -29,6 +32,7 @@ class TestHelp:
             "start",
             "status",
             "stop",
+            "uninstall",
         ]
 
     @pytest.mark.parametrize("command", COMMANDS)

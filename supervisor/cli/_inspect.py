@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,9 +17,9 @@ from supervisor.client import daemon_not_running
 from supervisor.control.schema import DaemonStatus, InstanceView, ReloadResult
 from supervisor.daemon.views import instance_view, missing_view
 from supervisor.errors import DaemonNotRunning, EyrieError
-from supervisor.fleet import FleetFile, load_fleet
-from supervisor.paths import Home
-from supervisor.store import Store
+
+if TYPE_CHECKING:
+    from supervisor.paths import Home
 
 __all__ = ["events", "list_", "ps", "recorded_views", "reload", "status"]
 
@@ -28,6 +29,12 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
 
     Returns the views and a warning ("" when the fleet file was read).
     """
+    from supervisor.fleet import (
+        FleetFile,
+        load_fleet,
+    )  # the parser costs every start; only this path needs it
+    from supervisor.store import Store
+
     warning = ""
     fleet: FleetFile | None = FleetFile(version=1)
     if home.fleet_file.exists():

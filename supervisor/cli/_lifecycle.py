@@ -22,6 +22,8 @@ from supervisor.errors import DaemonNotRunning, EyrieError
 __all__ = ["restart", "start", "stop"]
 
 _GOAL = {"start": "running", "restart": "running", "stop": "stopped"}
+_UNMANAGED = frozenset({"MISSING", "ORPHAN"})
+"""--all leaves these out: the daemon runs neither (one is not provisioned, the other not declared)."""
 _PAST = {"start": "started", "restart": "restarted", "stop": "stopped"}
 
 Outcome = InstanceView | EyrieError
@@ -54,7 +56,7 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
 
     @click.command(name=action)
     @click.argument("names", nargs=-1)
-    @click.option("--all", "all_", is_flag=True, help="Every provisioned instance.")
+    @click.option("--all", "all_", is_flag=True, help="Every instance eyried manages (not MISSING/ORPHAN).")
     @click.option("--wait", is_flag=True, help=f"Block until each is {goal} (or failed).")
     @click.pass_obj
     def command(cli: Cli, names: tuple[str, ...], all_: bool, wait: bool) -> None:
@@ -68,7 +70,8 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
             async with cli.client() as client:
                 targets = list(names)
                 if all_:
-                    targets = [v.name for v in await client.list_instances() if "MISSING" not in v.flags]
+                    views = await client.list_instances()
+                    targets = [v.name for v in views if not _UNMANAGED.intersection(v.flags)]
                 outcomes: dict[str, Outcome] = {}
                 pending = list(targets)
                 with _pending_display(cli, action, pending, live) as display:

@@ -8,11 +8,7 @@ import click
 
 from supervisor import __version__
 from supervisor.cli._app import Cli, EyriectlGroup
-from supervisor.cli._fleet import add, disable, enable, init, remove
-from supervisor.cli._inspect import events, list_, ps, reload, status
-from supervisor.cli._lifecycle import restart, start, stop
-from supervisor.cli._logs import logs
-from supervisor.cli._migrate import migrate
+from supervisor.cli._lazy import LazyCommands
 from supervisor.paths import Home
 
 __all__ = ["cli", "main"]
@@ -30,6 +26,8 @@ Examples:
   eyriectl add scout-sam --framework embedded
   eyriectl restart --all --wait
   eyriectl logs scout-sam -f
+  eyriectl install
+  eyriectl daemon restart
 
 \b
 Exit codes:
@@ -43,7 +41,7 @@ Exit codes:
 @click.group(cls=EyriectlGroup, help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, readable=False, path_type=Path),
     help="The supervisor's home (default: $EYRIE_HOME, else ~/.eyrie).",
 )
 @click.version_option(__version__, prog_name="eyriectl")
@@ -52,10 +50,29 @@ def cli(ctx: click.Context, home: Path | None) -> None:
     ctx.obj = Cli(Home.resolve(home))
 
 
-for command in (init, add, remove, ps, list_, start, stop, restart, enable, disable):
-    cli.add_command(command)
-for command in (logs, events, status, reload, migrate):
-    cli.add_command(command)
+cli.commands = LazyCommands(
+    {
+        "init": "supervisor.cli._fleet:init",
+        "add": "supervisor.cli._fleet:add",
+        "remove": "supervisor.cli._fleet:remove",
+        "enable": "supervisor.cli._fleet:enable",
+        "disable": "supervisor.cli._fleet:disable",
+        "ps": "supervisor.cli._inspect:ps",
+        "list": "supervisor.cli._inspect:list_",
+        "status": "supervisor.cli._inspect:status",
+        "reload": "supervisor.cli._inspect:reload",
+        "events": "supervisor.cli._inspect:events",
+        "start": "supervisor.cli._lifecycle:start",
+        "stop": "supervisor.cli._lifecycle:stop",
+        "restart": "supervisor.cli._lifecycle:restart",
+        "logs": "supervisor.cli._logs:logs",
+        "migrate": "supervisor.cli._migrate:migrate",
+        "daemon": "supervisor.cli._daemon:daemon",
+        "install": "supervisor.cli._systemd:install",
+        "uninstall": "supervisor.cli._systemd:uninstall",
+        "doctor": "supervisor.cli._systemd:doctor",
+    }
+)
 
 
 def main() -> None:
