@@ -26,7 +26,7 @@ import structlog
 from supervisor.engine import Engine, Event, InstanceRuntime
 from supervisor.fleet.policy import HealthPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
-from supervisor.models import InstanceStatus
+from supervisor.models import Instance, InstanceStatus
 from supervisor.store import Store
 from supervisor.testing import make_instance, make_runtime
 
@@ -49,15 +49,19 @@ def quiet_json_logs() -> None:
 class Watcher:
     """on_event callback: counts instances running and wakes whoever waits for a given one."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
         self.running: dict[str, int] = {}
         self.waiting: dict[str, tuple[int, anyio.Event]] = {}
+        self.expected = expected
+        self.all_running = anyio.Event()
 
     def __call__(self, event: Event) -> None:
         if event.event != "transition":
             return
         if event.to_status == "running" and event.pid:
             self.running[event.instance_id] = event.pid
+            if len(self.running) >= self.expected:
+                self.all_running.set()
             want = self.waiting.get(event.instance_id)
             if want is not None and want[0] != event.pid:
                 want[1].set()
@@ -94,7 +98,7 @@ async def bench_size(n: int, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix=f"eyrie-bench-{n}-") as tmp:
         store = Store(Path(tmp) / "instances")
         rts = runtimes(store, n, args.interval, ProbeKind(args.probe))
-        watcher = Watcher()
+        watcher = Watcher(n)
         engine = Engine(store, on_event=watcher)
         me = psutil.Process()
         async with anyio.create_task_group() as tg:
@@ -103,15 +107,14 @@ async def bench_size(n: int, args: argparse.Namespace) -> None:
             async with anyio.create_task_group() as adders:
                 for rt in rts:
                     adders.start_soon(engine.add, rt)
-            while len(watcher.running) < n:
-                await anyio.sleep(0.001)
+            await watcher.all_running.wait()
             all_running = time.perf_counter() - began
 
             await anyio.sleep(1.0)  # let the start-up writes and sweeps finish before measuring idle
             cpu0, wall0 = me.cpu_times(), time.perf_counter()
             await anyio.sleep(args.idle)
             cpu1, wall1 = me.cpu_times(), time.perf_counter()
-            idle_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0) * 100
+            idle_cpu = max(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 0.0) / (wall1 - wall0) * 100
             rss = me.memory_info().rss / 2**20
             threads = me.num_threads()
 
@@ -147,10 +150,14 @@ def bench_store_write() -> None:
         store = Store(Path(tmp))
         inst = make_instance(store, "writer")
         times = []
+
+        def bump(i: Instance) -> None:
+            i.restart_count += 1
+
         cpu0 = time.process_time()
-        for k in range(200):
+        for _ in range(200):
             t0 = time.perf_counter()
-            store.update(inst.id, lambda i, k=k: setattr(i, "restart_count", k))
+            store.update(inst.id, bump)
             times.append((time.perf_counter() - t0) * 1000)
         cpu = (time.process_time() - cpu0) / 200 * 1000
         print(

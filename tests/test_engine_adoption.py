@@ -8,7 +8,7 @@ import signal
 import anyio
 import pytest
 
-from supervisor.engine import Engine, InstanceRuntime
+from supervisor.engine import Engine, InstanceRuntime, _procfs, spawn
 from supervisor.models import Instance, InstanceStatus
 from supervisor.paths import Home
 from supervisor.store import Store
@@ -94,6 +94,21 @@ class TestAdoption:
             assert inst.restart_count == 1 and inst.total_restarts == 1
             assert inst.last_exit is not None and inst.last_exit.code is None
 
+    async def test_recorded_child_that_died_meanwhile_is_reaped_with_its_status(self, store: Store) -> None:
+        """A recorded process that ended as our own zombie (as after a re-exec) is collected, its signal
+        recorded in last_exit, and the instance restarted."""
+        rt = make_runtime(store, "zombie", faulty())
+        (pid,) = await run_then_detach(store, [rt])
+        os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda: process_gone(pid))
+        async with running_engine(store) as engine:
+            await engine.add(rt)
+            inst = await wait_instance(
+                engine, rt.instance_id, lambda i: i.status is InstanceStatus.RUNNING and i.pid != pid
+            )
+            assert inst.restart_count == 1 and inst.last_exit is not None and inst.last_exit.signal == 9
+            assert _procfs.read_stat(pid) is None  # collected, not left a zombie
+
     async def test_a_different_command_line_is_not_adopted(self, store: Store) -> None:
         """A live pid whose command line differs from the record is not ours: it is ended and replaced."""
         rt = make_runtime(store, "changed", faulty())
@@ -110,6 +125,19 @@ class TestAdoption:
             )
             assert inst.restart_count == 1
             await wait_for(lambda: reap(pid))
+
+    async def test_unrecorded_process_of_the_instance_does_not_run_twice(self, store: Store) -> None:
+        """A process carrying the instance's marker that no record mentions (spawned just before a crash)
+        is ended before the instance starts, so only one copy runs."""
+        rt = make_runtime(store, "single", faulty())
+        env = {**os.environ, "EYRIE_INSTANCE_ID": rt.instance_id}
+        orphan = spawn(faulty(), env=env, cwd=rt.cwd, log_path=rt.log_path)
+        await wait_for(lambda: f"faulty {orphan.pid} starting" in rt.log_path.read_text())
+        async with running_engine(store) as engine:
+            await engine.add(rt)
+            inst = await wait_instance(engine, rt.instance_id, lambda i: i.status is InstanceStatus.RUNNING)
+            assert inst.pid != orphan.pid and inst.restart_count == 0
+            assert (await orphan.wait()).code == 0
 
 
 class TestDesiredStateAndBoot:

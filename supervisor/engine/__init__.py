@@ -1,25 +1,30 @@
 """The lifecycle engine: processes, probes, the state table, restart policy, adoption and log rotation.
 
 Composed by the daemon with the fleet file and the provisioner; on its own it needs only a `Store` and
-ready-made `InstanceRuntime`s.
+ready-made `InstanceRuntime`s. Names load on first use, so that importing a light module such as
+``supervisor.engine.events`` (the CLI does) does not pull in processes, probes and psutil.
 """
 
 from __future__ import annotations
 
-from supervisor.engine.engine import Engine
-from supervisor.engine.events import Event
-from supervisor.engine.probes import ProbeContext, ProbeResult, check
-from supervisor.engine.process import (
-    AdoptedProcess,
-    ExitStatus,
-    ProcessHandle,
-    SpawnedProcess,
-    current_boot_id,
-    spawn,
-)
-from supervisor.engine.runtime import InstanceRuntime
-from supervisor.engine.states import check_transition
-from supervisor.engine.stop import ProcScanner, StopResult, stop_tree
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supervisor.engine.engine import Engine
+    from supervisor.engine.events import Event
+    from supervisor.engine.probes import ProbeContext, ProbeResult, check
+    from supervisor.engine.process import (
+        AdoptedProcess,
+        ExitStatus,
+        ProcessHandle,
+        SpawnedProcess,
+        current_boot_id,
+        spawn,
+    )
+    from supervisor.engine.runtime import InstanceRuntime
+    from supervisor.engine.states import check_transition
+    from supervisor.engine.stop import ProcScanner, StopResult, stop_tree
 
 __all__ = [
     "AdoptedProcess",
@@ -39,3 +44,34 @@ __all__ = [
     "spawn",
     "stop_tree",
 ]
+
+_HOME = {
+    "Engine": "engine",
+    "Event": "events",
+    "ProbeContext": "probes",
+    "ProbeResult": "probes",
+    "check": "probes",
+    "AdoptedProcess": "process",
+    "ExitStatus": "process",
+    "ProcessHandle": "process",
+    "SpawnedProcess": "process",
+    "current_boot_id": "process",
+    "spawn": "process",
+    "InstanceRuntime": "runtime",
+    "check_transition": "states",
+    "ProcScanner": "stop",
+    "StopResult": "stop",
+    "stop_tree": "stop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,7 +27,7 @@ from supervisor.engine._ports import holder_pid
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine.events import Event
 from supervisor.engine.logfile import LogCursor, rotate
-from supervisor.engine.process import AdoptedProcess, ExitStatus, ProcessHandle, spawn
+from supervisor.engine.process import AdoptedProcess, ExitStatus, ProcessHandle, reap_recorded, spawn
 from supervisor.engine.restart import decide
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.states import ACTIVE, SETTLED, check_transition
@@ -38,7 +38,7 @@ from supervisor.models import DesiredState, HealthStatus, Instance, InstanceStat
 from supervisor.ports import port_holder, port_in_use
 from supervisor.store import Store
 
-__all__ = ["OWNED_FIELDS", "Actor", "Services"]
+__all__ = ["OWNED_FIELDS", "Actor", "Services", "SpawnGate"]
 
 log = structlog.get_logger("supervisor.engine")
 
@@ -70,6 +70,7 @@ OWNED_FIELDS = (
 _READY_POLL_FIRST = 0.02
 _READY_POLL_MAX = 0.5
 _LAST_SEEN_SAVE_EVERY = 60.0
+_SLOW_STOP = 0.5
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -96,7 +97,23 @@ class Services:
     scanner: ProcScanner
     threads: anyio.CapacityLimiter  # every blocking call of the engine (writes, spawns, scans) shares it
     request_sweep: Callable[[str, bool], None]  # (instance id, urgent): end leftovers of an earlier run
+    spawning: SpawnGate
     emit: Callable[[Event], None]
+
+
+@dataclass(slots=True)
+class SpawnGate:
+    """Chooses where a fork/exec runs. A lone spawn (a respawn, typically) is quicker on the event loop
+    (about a millisecond) than a round trip through a worker thread; spawns that come in a crowd (a fleet
+    starting) run in worker threads, in parallel, and keep the loop free."""
+
+    window: float = 0.01
+    last: float = float("-inf")
+
+    def crowded(self, now: float) -> bool:
+        crowded = now - self.last < self.window
+        self.last = now
+        return crowded
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +165,7 @@ class Actor:
         self._log_lock = anyio.Lock()
         self._pending: _Outcome | None = None
         self._found_dead = False
+        self._dead_exit: ExitStatus | None = None
         self._rebooted = False
         self._resume_at: datetime | None = None
         self._resume_cooldown = False
@@ -181,6 +199,8 @@ class Actor:
                         same_cmdline=self._same_cmdline,
                     )
                 self._found_dead = self.proc is None
+                if self._found_dead and inst.pid:
+                    self._dead_exit = reap_recorded(inst.pid, inst.proc_start_time or 0.0)
             else:
                 self._rebooted = True
         if not same_boot:
@@ -191,6 +211,7 @@ class Actor:
             self._resume_cooldown = inst.status is _ERROR
         elif inst.status is _ERROR:
             self._hold = True
+        self._view = inst.model_copy()  # what it wants now shows at once; the actor writes it first thing
 
     def _same_cmdline(self, current: Any, recorded: Any) -> bool:
         return self._redact(current) == list(recorded)
@@ -343,10 +364,14 @@ class Actor:
             found_dead, self._found_dead, self._rebooted = self._found_dead, False, False
             await self._sweep(pgid=self.inst.pgid, before=None)
             reason = "exited while the supervisor was not running" if found_dead else "system restarted"
-            self.inst.last_exit = LastExit(time=utcnow()) if found_dead else self.inst.last_exit
+            ended = self._dead_exit or ExitStatus()
+            if found_dead:
+                self.inst.last_exit = LastExit(code=ended.code, signal=ended.signal, time=utcnow())
             self._clear_process_fields()
             if found_dead and self.desired == "running":
-                self._pending = _Outcome(exit=ExitStatus(), failed=True, reason=reason)
+                self._pending = _Outcome(
+                    exit=ended, failed=ended.failed, reason=f"{reason} ({ended.describe()})"
+                )
             else:
                 await self._transition(_STOPPED, reason)
         else:
@@ -512,10 +537,11 @@ class Actor:
         if offset >= rt.logs.max_bytes:
             await self._rotate()
             offset = _size(rt.log_path)
-        proc = await anyio.to_thread.run_sync(
-            functools.partial(spawn, rt.argv, env=self.child_env(), cwd=rt.cwd, log_path=rt.log_path),
-            limiter=self.services.threads,
-        )
+        start = functools.partial(spawn, rt.argv, env=self.child_env(), cwd=rt.cwd, log_path=rt.log_path)
+        if self.services.spawning.crowded(anyio.current_time()):
+            proc = await anyio.to_thread.run_sync(start, limiter=self.services.threads)
+        else:
+            proc = start()
         self._cursor = LogCursor(rt.log_path, offset)
         self._spawned_at = anyio.current_time()
         return proc
@@ -672,20 +698,21 @@ class Actor:
 
     async def _stop_process(self, proc: ProcessHandle) -> None:
         rt = self.runtime
-        if self.inst.status in ACTIVE:
-            if not self.inst.status_detail.startswith("restarting"):
-                self.inst.status_detail = "stopping"
-            await self._persist()
+        if self.inst.status in ACTIVE and not self.inst.status_detail.startswith("restarting"):
+            self.inst.status_detail = "stopping"
         with anyio.CancelScope(shield=True):
-            result = await stop_tree(
-                marker=rt.instance_id,
-                main=proc,
-                pgid=proc.pgid,
-                stop_signal=rt.stop_signal,
-                stop_timeout=rt.stop_timeout,
-                port=rt.port or None,
-                scanner=self.services.scanner,
-            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._record_slow_stop)
+                result = await stop_tree(
+                    marker=rt.instance_id,
+                    main=proc,
+                    pgid=proc.pgid,
+                    stop_signal=rt.stop_signal,
+                    stop_timeout=rt.stop_timeout,
+                    port=rt.port or None,
+                    scanner=self.services.scanner,
+                )
+                tg.cancel_scope.cancel()
         self.proc = None
         self._cursor = None
         status = proc.exit_status
@@ -703,6 +730,11 @@ class Actor:
         if not result.port_free:
             self.inst.last_error = result.detail
             self._log.warning("port_not_freed", detail=result.detail)
+
+    async def _record_slow_stop(self) -> None:
+        """Most stops take milliseconds; one that takes longer shows "stopping" in instance.json meanwhile."""
+        await anyio.sleep(_SLOW_STOP)
+        await self._persist()
 
     async def _sweep(self, *, pgid: int | None, before: int | None) -> None:
         """End leftovers of an earlier run of this instance (processes carrying its marker)."""

@@ -16,7 +16,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from supervisor.engine.actor import Actor, Services
+from supervisor.engine.actor import Actor, Services, SpawnGate
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.engine.runtime import InstanceRuntime
@@ -38,6 +38,9 @@ class Engine:
 
     ``on_event`` is called (synchronously, from the engine's tasks; it must not block) with every
     transition and health change. ``boot_id`` defaults to this machine's; another value simulates a reboot.
+    ``log_check_interval``: seconds between log size checks; ``threads``: worker threads for blocking calls
+    (state writes, spawns, /proc scans); ``sweep_delay``: how long leftovers of a crashed process may wait
+    to be ended when nothing suggests they exist (its process group is empty).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Engine:
                     scanner=self.scanner,
                     threads=threads,
                     request_sweep=self._request_sweep,
+                    spawning=SpawnGate(),
                     emit=self._emit,
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")

@@ -30,6 +30,7 @@ __all__ = [
     "ProcessHandle",
     "SpawnedProcess",
     "current_boot_id",
+    "reap_recorded",
     "spawn",
 ]
 
@@ -267,6 +268,25 @@ class AdoptedProcess(_PidfdProcess):
             os.close(pidfd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, pidfd)
+
+
+def reap_recorded(pid: int, start_time: float) -> ExitStatus | None:
+    """Collect a recorded process that ended as a zombie child of ours (it died while this supervisor was
+    re-executing itself), so it does not linger, and say how it ended. None if it is not such a zombie."""
+    info = _procfs.read_stat(pid)
+    if info is None or info.state != "Z":
+        return None
+    if abs(psutil.boot_time() + info.start_ticks / _procfs.CLK_TCK - start_time) > _START_TIME_SLACK:
+        return None
+    try:
+        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if res is None:
+        return None
+    if res.si_code == os.CLD_EXITED:
+        return ExitStatus(code=res.si_status)
+    return ExitStatus(signal=res.si_status)
 
 
 class CmdlineCheck(Protocol):
