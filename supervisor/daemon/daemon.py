@@ -20,6 +20,7 @@ from supervisor import __version__
 from supervisor.control.app import create_app
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
 from supervisor.control.server import TcpSettings, serve
+from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon.events import EventHub
 from supervisor.daemon.lock import DaemonLock
 from supervisor.daemon.metrics import render_metrics
@@ -52,15 +53,32 @@ if TYPE_CHECKING:
     from supervisor.engine.events import Event
     from supervisor.paths import Home
 
-__all__ = ["Daemon"]
+__all__ = ["SIGNALS", "Daemon"]
 
 log = structlog.get_logger("supervisor.daemon")
+
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+"""What the daemon acts on: SIGHUP reloads, SIGTERM and SIGINT stop the fleet, SIGUSR2 re-executes it."""
+_CARRIED = frozenset({signal.SIGTERM, signal.SIGINT})
+"""Requests a re-exec must not lose: the next image acts on them (it reloads anyway: it reads the file)."""
+_SIGNAL_SETTLE = 0.01
+"""Seconds for a signal the kernel delivered just before it was blocked to reach the receiver (its handler
+runs on a later turn of the event loop)."""
 
 
 class Daemon:
     """One daemon per home; implements `supervisor.control.target.ControlTarget` for the API."""
 
-    def __init__(self, home: Home, *, fleet_path: Path | None = None, dev: bool = False) -> None:
+    def __init__(
+        self,
+        home: Home,
+        *,
+        fleet_path: Path | None = None,
+        dev: bool = False,
+        reexecuted_at: float | None = None,
+    ) -> None:
+        """``reexecuted_at`` (``time.monotonic()``) says this process image replaced an earlier eyried that
+        began re-executing at that moment: the children it left are this process's to reap."""
         self.home = home
         self.fleet_path = fleet_path or home.fleet_file
         self.dev = dev
@@ -70,7 +88,10 @@ class Daemon:
         self.started_at = utcnow()
         self.fleet = FleetFile(version=1)
         self.last_reload: ReloadResult | None = None
+        self.reexecuted_at = reexecuted_at
         self.reexec_requested = False
+        self.reexec_began: float | None = None
+        self.carried_signals: list[signal.Signals] = []
         self._ids: dict[str, str] = {}  # managed instance name → id
         self._applied: dict[str, ResolvedInstance] = {}  # what each managed instance runs from
         self._errors: dict[str, str] = {}  # declared name → why it could not be provisioned
@@ -79,22 +100,50 @@ class Daemon:
         self._provisioner: Provisioner | None = None
         self._engine: Engine | None = None
         self._summary = ""
+        self._inherited: InheritedChildren | None = None
 
     # --- lifecycle
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until SIGTERM/SIGINT (stop the fleet) or SIGUSR2 (leave it running for a re-exec)."""
-        with anyio.open_signal_receiver(
-            signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2
-        ) as signals:
+        with anyio.open_signal_receiver(*SIGNALS) as signals:
+            # An image started by a re-exec has SIGNALS blocked, so that what arrived while it started waits,
+            # pending, for these handlers (see `supervisor.daemon.main`).
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             lock = DaemonLock(self.home)
             lock.acquire()
             try:
                 await self._serve(signals, task_status)
             finally:
-                lock.release()
+                lock.release(keep_pid_file=self.reexec_requested)
+            if self.reexec_requested:
+                await self._hold_signals(signals)
+
+    async def _hold_signals(self, signals: AsyncIterator[int]) -> None:
+        """Block SIGNALS for the next image, and keep the stop requests that arrived since the re-exec began.
+
+        A signal delivered from now on stays pending across ``execv`` and reaches the next image's handlers.
+        One that already reached ours is taken from the receiver; `supervisor.daemon.main` raises it again.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        with anyio.move_on_after(_SIGNAL_SETTLE):
+            async for signum in signals:
+                if signum in _CARRIED and signum not in self.carried_signals:
+                    self.carried_signals.append(signal.Signals(signum))
 
     async def _serve(self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]) -> None:
+        if self.reexecuted_at is not None:
+            self._inherited = InheritedChildren.take(self._watched_pids)
+        try:
+            await self._serve_fleet(signals, task_status)
+        finally:
+            if self._inherited is not None:
+                self._inherited.close()
+                self._inherited = None
+
+    async def _serve_fleet(
+        self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         fleet = await self._load_initial()
         self._personas = PersonaCatalog.load(self.home)
         self._provisioner = Provisioner(self.store, self.home, personas=self._personas)
@@ -109,10 +158,12 @@ class Daemon:
                     serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings()
                 )
             )
+            if self._inherited is not None:
+                tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
             self.notifier.ready()
             self._publish_status()
-            log.info("daemon_ready", instances=len(self._ids), socket=str(self.home.socket_path))
+            self._log_ready()
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -121,7 +172,10 @@ class Daemon:
                 self.reexec_requested = signum == signal.SIGUSR2
                 break
             if self.reexec_requested:
+                self.reexec_began = time.monotonic()
+                # No STOPPING=1: the unit stays active, the pid stays the same; the next image says READY=1.
                 self.notifier.reloading()
+                self.notifier.status("re-executing in place; the agents keep running")
                 log.info("daemon_reexec", pid=os.getpid())
                 await self._engine.detach()
             else:
@@ -130,6 +184,18 @@ class Daemon:
                 await self._engine.shutdown()
             tg.cancel_scope.cancel()
         log.info("daemon_stopped")
+
+    def _log_ready(self) -> None:
+        extra = {}
+        if self.reexecuted_at is not None:
+            extra["reexec_seconds"] = round(time.monotonic() - self.reexecuted_at, 3)
+        log.info("daemon_ready", instances=len(self._ids), socket=str(self.home.socket_path), **extra)
+
+    def _watched_pids(self) -> set[int]:
+        """The pids the engine records as its instances' processes right now."""
+        if self._engine is None:
+            return set()
+        return {inst.pid for inst in self._engine.instances() if inst.pid}
 
     def _tcp_settings(self) -> TcpSettings | None:
         tcp = self.fleet.daemon.control_tcp
@@ -458,6 +524,8 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         self.hub.publish(event)
         self._publish_status()
+        if self._inherited is not None and self._inherited.waiting:
+            self._inherited.reap()
 
     def _on_event_reload(self, result: ReloadResult) -> None:
         from supervisor.engine.events import Event

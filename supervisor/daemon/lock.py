@@ -38,10 +38,11 @@ class DaemonLock:
         self._fd = fd
         atomic_write(self.home.pid_file, f"{os.getpid()}\n", mode=0o644)
 
-    def release(self) -> None:
+    def release(self, *, keep_pid_file: bool = False) -> None:
+        """Drop the lock; remove the pid file unless ``keep_pid_file`` (a re-exec: the pid lives on)."""
         if self._fd is None:
             return
-        if read_daemon_pid(self.home) == os.getpid():
+        if not keep_pid_file and read_daemon_pid(self.home) == os.getpid():
             with contextlib.suppress(FileNotFoundError):
                 self.home.pid_file.unlink()
         os.close(self._fd)

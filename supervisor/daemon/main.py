@@ -1,10 +1,22 @@
-"""``eyried``: the supervisor daemon, in the foreground (systemd runs it the same way)."""
+"""``eyried``: the supervisor daemon, in the foreground (systemd runs it the same way).
+
+SIGUSR2 re-executes it in place, the upgrade path: the daemon stops its API, detaches the engine (the agents
+keep running) and ``execv``s the same command line under the same pid, so systemd sees no restart and the
+agents stay its children. The new image adopts them. Every descriptor the old image held is close-on-exec;
+the daemon's signals stay blocked across the exec, so a stop request that arrives meanwhile waits for the new
+image instead of killing it before its handlers are in place.
+"""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import click
@@ -21,6 +33,10 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+REEXEC_ENV = "EYRIED_REEXEC_AT"
+"""Set for the new image only (and removed at once, so no agent inherits it): ``time.monotonic()`` of the
+moment the old image began re-executing. Its presence says the process's children are the daemon's own."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,12 +63,17 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> No
       eyried --home /srv/agents         # another home
       kill -HUP $(cat ~/.eyrie/run/eyried.pid)    # reload fleet.yaml
     """
+    reexecuted_at = _reexec_marker()
+    # When systemd's watchdog ends a stuck daemon (SIGABRT), the journal shows where its threads were stuck.
+    faulthandler.enable()
     configure_logging(dev=dev, level=log_level)
     log = structlog.get_logger("supervisor.daemon")
     resolved = Home.resolve(home)
     if dev:
         os.environ.pop("NOTIFY_SOCKET", None)
-    daemon = Daemon(resolved, fleet_path=fleet.absolute() if fleet else None, dev=dev)
+    daemon = Daemon(
+        resolved, fleet_path=fleet.absolute() if fleet else None, dev=dev, reexecuted_at=reexecuted_at
+    )
     try:
         anyio.run(daemon.run)
     except DaemonRunning as exc:
@@ -66,7 +87,37 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> No
         click.echo(f"eyried: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
     if daemon.reexec_requested:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "supervisor.daemon", *sys.argv[1:]])
+        _reexec(daemon)
     sys.exit(EXIT_OK)
+
+
+def _reexec_marker() -> float | None:
+    raw = os.environ.pop(REEXEC_ENV, None)
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _reexec(daemon: Daemon) -> NoReturn:
+    """Replace this process image with the same command line (the installed, maybe upgraded, eyried).
+
+    `Daemon.run` returned with its signals blocked; a stop request it received after the re-exec began is
+    raised again here, so that it waits, pending, for the new image.
+    """
+    log = structlog.get_logger("supervisor.daemon")
+    os.environ[REEXEC_ENV] = repr(daemon.reexec_began or time.monotonic())
+    for signum in daemon.carried_signals:
+        signal.pthread_kill(threading.get_ident(), signum)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, sys.orig_argv)
+    except OSError as exc:
+        log.error("reexec_failed", error=exc.strerror or str(exc), executable=sys.executable)
+        click.echo(
+            f"eyried: cannot re-execute {sys.executable}: {exc.strerror or exc}; the agents keep running"
+            " and the next eyried adopts them",
+            err=True,
+        )
+        sys.exit(EXIT_FAILURE)
