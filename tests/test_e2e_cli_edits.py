@@ -159,11 +159,6 @@ class TestFlags:
             assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == ([], [])
             assert rows["beta"]["pid"] == pids["beta"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason="Daemon.list_instances takes MISSING/ORPHAN from the fleet last applied, not from fleet.yaml",
-    )
     def test_hand_edits_before_reload(self, tmp_path: Path) -> None:
         """Before reload, an instance added to fleet.yaml by hand is MISSING, one removed by hand ORPHAN."""
         with running_daemon(tmp_path, fleet_yaml(embedded("alpha"), embedded("beta"))) as d:

@@ -100,6 +100,8 @@ class Daemon:
         self._provisioner: Provisioner | None = None
         self._engine: Engine | None = None
         self._summary = ""
+        self._disk_fleet: tuple[tuple[int, int, int], FleetFile | None] | None = None
+        self._config_hashes: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._inherited: InheritedChildren | None = None
 
     # --- lifecycle
@@ -151,13 +153,15 @@ class Daemon:
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid(), version=__version__)
         async with anyio.create_task_group() as tg:
             await tg.start(self._engine.run)
-            async with self._lock:
-                await self._apply(fleet)
+            # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
+            # during a long one; READY=1 still waits until the fleet is started or adopted.
             await tg.start(
                 functools.partial(
                     serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings()
                 )
             )
+            async with self._lock:
+                await self._apply(fleet)
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
@@ -352,46 +356,80 @@ class Daemon:
     # --- ControlTarget: reading
 
     def list_instances(self) -> list[InstanceView]:
-        views: list[InstanceView] = []
-        disk = self._fleet_on_disk()
-        drift_source = disk if disk is not None else self.fleet
-        declared = {decl.name: decl for decl in self.fleet.instances}
-        for decl in self.fleet.instances:
-            instance_id = self._ids.get(decl.name)
-            if instance_id is None:
-                views.append(missing_view(decl, self._errors.get(decl.name, "")))
-                continue
-            inst = self.engine.get(instance_id)
-            views.append(instance_view(inst, decl=decl, drift=self._drifted(decl.name, inst, drift_source)))
+        """Managed, MISSING and ORPHAN instances, judged against ``fleet.yaml`` as it is on disk now."""
+        declared = self._declared_now()
+        views = [self._view(decl.name, decl, declared) for decl in declared.instances]
+        names = {decl.name for decl in declared.instances}
+        views += [self._view(name, None, declared) for name in self._ids if name not in names]
         managed = set(self._ids.values())
-        for inst in self.store.list():
-            if inst.id not in managed and inst.name not in declared:
-                views.append(instance_view(inst, decl=None, drift=False))
+        for instance_id in self._stored_ids() - managed:
+            with contextlib.suppress(EyrieError):
+                inst = self.store.get(instance_id)
+                if inst.name not in names:
+                    views.append(instance_view(inst, decl=None, drift=False))
         return views
 
     def get_instance(self, ref: str) -> InstanceView:
+        name = ref if ref in self._ids else next((n for n, i in self._ids.items() if i == ref), None)
+        if name is not None:
+            declared = self._declared_now()
+            return self._view(name, declared.decl(name) if name in declared.names() else None, declared)
         for view in self.list_instances():
             if ref in (view.name, view.id):
                 return view
         raise NotFound(f"instance {ref!r} not found")
 
-    def _drifted(self, name: str, inst: Instance, on_disk: FleetFile) -> bool:
+    def _view(self, name: str, decl: InstanceDecl | None, declared: FleetFile) -> InstanceView:
+        instance_id = self._ids.get(name)
+        if instance_id is None:
+            assert decl is not None
+            with contextlib.suppress(NotFound):  # provisioned, declared by hand since the last reload
+                return instance_view(self.store.get_by_name(name), decl=decl, drift=True)
+            return missing_view(decl, self._errors.get(name, ""))
+        inst = self.engine.get(instance_id)
+        return instance_view(inst, decl=decl, drift=decl is not None and self._drifted(name, inst, declared))
+
+    def _drifted(self, name: str, inst: Instance, declared: FleetFile) -> bool:
+        """The process runs from settings other than the file's now, or its config file was edited."""
         applied = self._applied.get(name)
         if applied is None:
             return False
-        try:
-            current = on_disk.resolve(name)
-        except (KeyError, NotFound):
+        if declared.resolve(name).process_fingerprint() != applied.process_fingerprint():
             return True
-        if current.process_fingerprint() != applied.process_fingerprint():
-            return True
-        return bool(inst.config_hash) and self.provisioner.config_hash(inst) != inst.config_hash
+        return bool(inst.config_hash) and self._config_hash(inst) != inst.config_hash
 
-    def _fleet_on_disk(self) -> FleetFile | None:
+    def _declared_now(self) -> FleetFile:
+        """``fleet.yaml`` as on disk now (re-read only when it changed); the applied one if it is invalid."""
         try:
-            return load_fleet(self.fleet_path)
-        except (FleetFileError, EyrieError):
-            return None
+            st = self.fleet_path.stat()
+        except OSError:
+            return self.fleet
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._disk_fleet is None or self._disk_fleet[0] != key:
+            try:
+                self._disk_fleet = (key, load_fleet(self.fleet_path))
+            except EyrieError:
+                self._disk_fleet = (key, None)
+        return self._disk_fleet[1] or self.fleet
+
+    def _config_hash(self, inst: Instance) -> str:
+        """The config file's hash, recomputed only when the file changed."""
+        try:
+            st = os.stat(inst.config_path)
+        except OSError:
+            return ""
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._config_hashes.get(inst.id)
+        if cached is None or cached[0] != key:
+            cached = (key, self.provisioner.config_hash(inst))
+            self._config_hashes[inst.id] = cached
+        return cached[1]
+
+    def _stored_ids(self) -> set[str]:
+        try:
+            return {e.name for e in os.scandir(self.store.root) if e.is_dir() and not e.name.startswith(".")}
+        except FileNotFoundError:
+            return set()
 
     def status(self) -> DaemonStatus:
         counts: dict[str, int] = {}
