@@ -15,7 +15,9 @@ import structlog
 
 __all__ = ["SECRET_KEYS", "configure_logging", "redact_secrets"]
 
-SECRET_KEYS = re.compile(r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE)
+SECRET_KEYS = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE
+)
 _REDACTED = "[redacted]"
 
 
