@@ -295,6 +295,15 @@ class TestStandaloneFleet:
         finally:
             Provisioner(store, Home(standalone.home)).deprovision(stray.id, keep_files=False)
 
+    def test_add_that_cannot_be_provisioned_changes_no_file(self, standalone: DaemonProcess) -> None:
+        """add with an unknown persona fails with the reason, and the declaration is taken back out."""
+        before = standalone.fleet_file.read_bytes()
+        result = eyriectl(standalone.home, "add", "newbie", "--framework", "embedded", "--persona", "nosuch")
+        assert result.returncode == 1
+        assert "persona 'nosuch' not found" in result.stderr
+        assert standalone.fleet_file.read_bytes() == before
+        assert "newbie" not in ps(standalone.home)
+
     def test_add_refuses_a_role_without_commander(self, standalone: DaemonProcess) -> None:
         """In a fleet without commander, add of a captain is refused naming it; the file is unchanged."""
         before = standalone.fleet_file.read_bytes()

@@ -27,6 +27,7 @@ from supervisor.daemon.metrics import render_metrics
 from supervisor.daemon.runtime import build_runtime
 from supervisor.daemon.views import instance_view, missing_view, status_summary
 from supervisor.engine import Engine
+from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, FleetFileError, NotFound
 from supervisor.fleet import (
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from supervisor.engine.events import Event
     from supervisor.paths import Home
 
 __all__ = ["SIGNALS", "Daemon"]
@@ -236,7 +236,9 @@ class Daemon:
         diff = diff_fleets(self.fleet if self._applied or self._ids else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         self.fleet = new
-        stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self.store.list)}
+        stored: dict[str, Instance] = {}
+        if diff.added or diff.process_changed:  # a no-change reload reads no instance file
+            stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self.store.list)}
         for name in diff.removed:
             await self._drop(name, keep_files=name in keep)
             result.removed.append(name)
@@ -529,8 +531,11 @@ class Daemon:
             result = await self._reload_locked(hold=frozenset() if request.start else frozenset({decl.name}))
             if not result.ok:
                 raise FleetFileError(result.error)
-            if request.name in self._errors:
-                raise EyrieError(self._errors[request.name])
+            if request.name in self._errors:  # not provisioned: take the declaration back out
+                error = self._errors[request.name]
+                await anyio.to_thread.run_sync(remove_instance, self.fleet_path, decl.name)
+                await self._reload_locked()
+                raise EyrieError(error)
         if request.start and not request.enable:
             await self.engine.start(self._id(request.name))
         return self.get_instance(request.name)
@@ -566,8 +571,6 @@ class Daemon:
             self._inherited.reap()
 
     def _on_event_reload(self, result: ReloadResult) -> None:
-        from supervisor.engine.events import Event
-
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(
             Event(time=utcnow(), event="reload", detail=detail, data=result.model_dump(mode="json"))
