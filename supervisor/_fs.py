@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "locked"]
+__all__ = ["atomic_write", "fsync_dir", "locked"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,34 +20,45 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old file or the new one, never a torn one.
 
-    Temp file in the same directory, fsync, rename over, fsync the directory.
+    Temp file in the same directory, fsync, rename over, fsync the directory. ``durable=False`` leaves out
+    both fsyncs: readers still see one whole file or the other, but after a power loss the file may hold
+    its previous contents (or be empty), so only state that a reboot makes stale anyway may use it.
     """
     if isinstance(data, str):
         data = data.encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold an ``flock`` on ``lock_path`` (created 0600) for the duration of the block."""
+def locked(lock_path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[None]:
+    """Hold an ``flock`` on ``lock_path`` (created 0600) for the duration of the block.
+
+    ``wait=False`` raises `BlockingIOError` at once when another holder has it.
+    """
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         yield
     finally:
         os.close(fd)

@@ -4,7 +4,8 @@ Built-in examples ship in ``config/personas/``; a user's own live in ``$EYRIE_HO
 override a built-in with the same id. Everything is checked when the catalog loads, so a typo in a template is
 an error that names the file, the template and the unknown field, never a silent gap in a rendered file.
 Identity templates are jinja2, rendered in a sandbox with only the `TemplateContext` fields defined;
-`render_template` is the one place that renders them.
+`render_template` is the one place that renders them. jinja2 is imported by the first template checked or
+rendered: a process that never touches one does not load it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -35,6 +33,9 @@ from supervisor._resources import data_dir
 from supervisor.errors import NotFound, PersonaError
 from supervisor.models import TemplateContext
 from supervisor.paths import Home
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "PERSONA_ID_PATTERN",
@@ -61,6 +62,9 @@ _SAMPLE = TemplateContext(**{key: f"sample-{key}" for key in TemplateContext.mod
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     return ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
@@ -68,6 +72,9 @@ def _environment() -> jinja2.Environment:
 
 def check_template(name: str, text: str) -> None:
     """Raise `ValueError` unless ``text`` compiles and uses only `TEMPLATE_FIELDS`; the message says why."""
+    import jinja2
+    from jinja2 import meta
+
     env = _environment()
     try:
         ast = env.parse(text, name=name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ class Store:
 
     def __init__(self, root: Path | Home) -> None:
         self.root = root.instances_dir if isinstance(root, Home) else Path(root)
+        # id → (bytes of instance.json, what they parsed to): a scan re-parses only the files that changed
+        self._parsed: dict[str, tuple[bytes, Instance]] = {}
 
     # --- paths
 
@@ -89,20 +92,31 @@ class Store:
     def _scan(self) -> tuple[builtins.list[Instance], builtins.list[StoreProblem]]:
         instances: builtins.list[Instance] = []
         problems: builtins.list[StoreProblem] = []
-        if not self.root.is_dir():
+        try:
+            entries = sorted(
+                (e for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_dir()),
+                key=lambda e: e.name,
+            )
+        except (FileNotFoundError, NotADirectoryError):
             return instances, problems
-        for entry in sorted(self.root.iterdir()):
-            if not entry.is_dir() or entry.name.startswith("."):
-                continue
-            path = entry / INSTANCE_FILE
+        parsed: dict[str, tuple[bytes, Instance]] = {}
+        for entry in entries:
             try:
-                instances.append(_parse(path, path.read_bytes()))
+                with open(os.path.join(entry.path, INSTANCE_FILE), "rb") as f:
+                    raw = f.read()
+                cached = self._parsed.get(entry.name)
+                if cached is None or cached[0] != raw:
+                    cached = (raw, _parse(Path(entry.path) / INSTANCE_FILE, raw))
+                parsed[entry.name] = cached
+                instances.append(_copy(cached[1]))
             except FileNotFoundError:
-                problems.append(StoreProblem(path, "instance.json is missing"))
+                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, "instance.json is missing"))
             except CorruptInstance as exc:
-                problems.append(StoreProblem(path, str(exc)))
+                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, str(exc)))
             except OSError as exc:
+                path = Path(entry.path) / INSTANCE_FILE
                 problems.append(StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})"))
+        self._parsed = parsed
         instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name))
         return instances, problems
 
@@ -124,7 +138,7 @@ class Store:
         directory = self.dir(inst.id)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with locked(directory / _LOCK_FILE):
-            self._write(inst)
+            _write(directory / INSTANCE_FILE, inst)
 
     def create(self, inst: Instance) -> None:
         """Save a new instance, refusing a taken name (`NameExists`); callers hold `lock` around it."""
@@ -133,19 +147,33 @@ class Store:
             raise NameExists(f"instance name {inst.name!r} already exists")
         self.save(inst)
 
-    def update(self, instance_id: str, mutate: Callable[[Instance], object]) -> Instance:
-        """Read, change and write one instance under its lock, so concurrent writers lose nothing."""
+    def update(
+        self,
+        instance_id: str,
+        mutate: Callable[[Instance], object],
+        *,
+        durable: bool = True,
+        wait: bool = True,
+    ) -> Instance:
+        """Read, change and write one instance under its lock, so concurrent writers lose nothing.
+
+        ``durable=False`` skips the fsyncs (the write stays atomic): for runtime state that a reboot makes
+        stale anyway, which the engine writes on every transition. ``wait=False`` raises `BlockingIOError`
+        instead of waiting when another writer holds the instance's lock.
+        """
         directory = self.dir(instance_id)
-        if not (directory / INSTANCE_FILE).exists():
+        file = directory / INSTANCE_FILE
+        if not file.exists():
             raise NotFound(f"instance {instance_id} not found")
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(locked(directory / _LOCK_FILE))
+                stack.enter_context(locked(directory / _LOCK_FILE, wait=wait))
+                raw = file.read_bytes()
             except FileNotFoundError:  # deleted between the check and the lock
                 raise NotFound(f"instance {instance_id} not found") from None
-            inst = self.get(instance_id)
+            inst = _parse(file, raw)
             mutate(inst)
-            self._write(inst)
+            _write(file, inst, durable=durable)
         return inst
 
     def update_status(self, instance_id: str, status: InstanceStatus | str) -> Instance:
@@ -165,9 +193,25 @@ class Store:
         with locked(directory / _LOCK_FILE):
             shutil.rmtree(directory)
 
-    def _write(self, inst: Instance) -> None:
-        data = json.dumps(inst.to_json_dict(), indent=2) + "\n"
-        atomic_write(self._file(inst.id), data, mode=0o600)
+
+def _write(file: Path, inst: Instance, *, durable: bool = True) -> None:
+    atomic_write(file, _dump(inst), mode=0o600, durable=durable)
+
+
+def _dump(inst: Instance) -> bytes:
+    """``Instance.to_json_dict`` as indented JSON. pydantic's serialiser writes the same text several times
+    faster than ``json.dumps`` (non-ASCII stays UTF-8 instead of ``\\u`` escapes); a kept unknown key that
+    is ``null``, which it would leave out, takes the slow path."""
+    if any(value is None for value in (inst.model_extra or {}).values()):
+        return (json.dumps(inst.to_json_dict(), indent=2) + "\n").encode()
+    return inst.model_dump_json(indent=2, exclude_none=True).encode() + b"\n"
+
+
+def _copy(inst: Instance) -> Instance:
+    """A copy the caller may change without touching the cached one (nested values copied too)."""
+    last_exit = inst.last_exit.model_copy() if inst.last_exit is not None else None
+    cmdline = list(inst.cmdline) if inst.cmdline is not None else None
+    return inst.model_copy(update={"last_exit": last_exit, "cmdline": cmdline})
 
 
 def _require(inst: Instance) -> None:
@@ -178,6 +222,16 @@ def _require(inst: Instance) -> None:
 
 
 def _parse(path: Path, raw: bytes) -> Instance:
+    try:
+        inst = Instance.model_validate_json(raw)  # the common case, parsed and validated in one pass
+    except ValidationError:
+        return _parse_slowly(path, raw)  # for the error message json and the dict validation give
+    if inst.id != path.parent.name:
+        raise CorruptInstance(f"{path}: id {inst.id!r} does not match its directory {path.parent.name!r}")
+    return inst
+
+
+def _parse_slowly(path: Path, raw: bytes) -> Instance:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -125,6 +127,21 @@ class TestAdoption:
             )
             assert inst.restart_count == 1
             await wait_for(lambda: reap(pid))
+
+    async def test_a_script_behind_its_interpreter_is_adopted(self, store: Store, tmp_path: Path) -> None:
+        """A program started through its ``#!`` line runs as ``interpreter script args``: still adopted."""
+        script = tmp_path / "agent-script"
+        script.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(300)\n")
+        script.chmod(0o755)
+        rt = make_runtime(store, "scripted", [str(script), "--port", "1"])
+        (pid,) = await run_then_detach(store, [rt])
+        assert _procfs.read_cmdline(pid) == [sys.executable, str(script), "--port", "1"]
+        async with running_engine(store) as engine:
+            await engine.add(rt)
+            inst = await wait_instance(
+                engine, rt.instance_id, lambda i: i.status_detail.startswith("adopted")
+            )
+            assert (inst.pid, inst.restart_count) == (pid, 0)
 
     async def test_unrecorded_process_of_the_instance_does_not_run_twice(self, store: Store) -> None:
         """A process carrying the instance's marker that no record mentions (spawned just before a crash)

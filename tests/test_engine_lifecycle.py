@@ -473,8 +473,15 @@ class _FaultyStore(Store):
 
     fail_on_running = ""
 
-    def update(self, instance_id: str, mutate: Callable[[Instance], object]) -> Instance:
-        result = super().update(instance_id, mutate)
+    def update(
+        self,
+        instance_id: str,
+        mutate: Callable[[Instance], object],
+        *,
+        durable: bool = True,
+        wait: bool = True,
+    ) -> Instance:
+        result = super().update(instance_id, mutate, durable=durable, wait=wait)
         if instance_id == self.fail_on_running and result.status is InstanceStatus.RUNNING:
             self.fail_on_running = ""
             raise RuntimeError("injected store fault")

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -163,3 +164,31 @@ class TestProcScanner:
         finally:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
+
+
+class TestTreeMembers:
+    def test_indexed_table_finds_what_a_plain_table_finds(self) -> None:
+        """A scanned table answers through its index exactly as a plain dict of the same rows does."""
+        info = _procfs.ProcInfo
+        rows = {
+            10: info(10, 1, 10, "S", 100, "a"),  # instance a's main process
+            11: info(11, 10, 10, "S", 101),  # its child, no marker
+            12: info(12, 11, 12, "S", 102),  # escaped into its own group
+            13: info(13, 1, 10, "S", 103),  # same group as a's main, reparented
+            20: info(20, 1, 20, "S", 200, "b"),  # another instance
+            21: info(21, 20, 20, "Z", 201, "b"),  # a zombie of b: gone
+            30: info(30, 1, 30, "S", 300),  # a stranger
+        }
+        plain, indexed = dict(rows), _procfs.ProcTable(rows)
+        cases: list[dict[str, Any]] = [
+            {"marker": "a"},
+            {"marker": "a", "pgid": 10},
+            {"marker": "b", "pgid": 20},
+            {"marker": "c", "main": (30, 300)},
+            {"marker": "c", "main": (30, 299)},
+            {"marker": "a", "pgid": 10, "started_before": 101},
+        ]
+        for kwargs in cases:
+            assert _procfs.tree_members(indexed, **kwargs) == _procfs.tree_members(plain, **kwargs), kwargs
+        assert _procfs.tree_members(indexed, marker="a", pgid=10) == {10, 11, 12, 13}
+        assert _procfs.tree_members(indexed, marker="b", pgid=20) == {20}

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from supervisor._fs import atomic_write, locked
 from supervisor.errors import CorruptInstance, InvalidID, NameExists, NotFound, RequiredField
-from supervisor.models import Instance, InstanceStatus, new_instance_id
+from supervisor.models import Instance, InstanceStatus, LastExit, new_instance_id
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
 
@@ -388,3 +389,109 @@ class TestStore:
             thread.join(timeout=10)
         assert failures == []
         assert os.path.getsize(path) > 200_000
+
+
+class TestRuntimeWrites:
+    def test_update_without_durability_writes_the_same_file_without_fsync(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``durable=False`` still replaces the file whole (0600), but calls fsync on nothing."""
+        inst = make()
+        store.save(inst)
+        synced: list[int] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        store.update(inst.id, _bump_restart_count, durable=False)
+        assert synced == []
+        path = store.dir(inst.id) / INSTANCE_FILE
+        assert json.loads(path.read_text())["restart_count"] == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        store.update(inst.id, _bump_restart_count)
+        assert len(synced) == 2  # the default stays durable: the file, then its directory
+
+    def test_update_that_must_not_wait_fails_fast_while_another_writer_holds_the_lock(
+        self, store: Store
+    ) -> None:
+        """``wait=False`` raises BlockingIOError at once while the instance's lock is held; no change."""
+        inst = make()
+        store.save(inst)
+        with locked(store.dir(inst.id) / ".lock"), pytest.raises(BlockingIOError):
+            store.update(inst.id, _bump_restart_count, wait=False)
+        assert store.get(inst.id).restart_count == 0
+        assert store.update(inst.id, _bump_restart_count, wait=False).restart_count == 1
+
+    def test_written_json_is_what_to_json_dict_says(self, store: Store) -> None:
+        """The fast serialiser writes exactly ``to_json_dict``: kept unknown keys, nulls included."""
+        inst = make(restart_count=2, cmdline=["a", "b"], future_key={"x": 1}, gone_key=None)
+        inst.last_exit = LastExit(code=1)
+        store.save(inst)
+        on_disk = json.loads((store.dir(inst.id) / INSTANCE_FILE).read_text())
+        assert on_disk == inst.to_json_dict() and on_disk["gone_key"] is None
+        plain = make("beta", cmdline=["x"])
+        store.save(plain)
+        assert json.loads((store.dir(plain.id) / INSTANCE_FILE).read_text()) == plain.to_json_dict()
+
+
+class TestScanCache:
+    def test_list_sees_a_file_changed_behind_its_back(self, store: Store) -> None:
+        """A scan re-reads every file: another writer's change shows in the next list, never a stale copy."""
+        inst = make()
+        store.save(inst)
+        assert store.list()[0].restart_count == 0
+        path = store.dir(inst.id) / INSTANCE_FILE
+        data = json.loads(path.read_text())
+        data["restart_count"] = 7
+        path.write_text(json.dumps(data))
+        assert store.list()[0].restart_count == 7
+
+    def test_listed_instances_are_the_callers_to_change(self, store: Store) -> None:
+        """Changing a listed instance (nested values too) does not change what the next list returns."""
+        inst = make(cmdline=["a"])
+        inst.last_exit = LastExit(code=3)
+        store.save(inst)
+        first = store.list()[0]
+        first.restart_count = 9
+        assert first.cmdline is not None and first.last_exit is not None
+        first.cmdline.append("b")
+        first.last_exit.code = 4
+        again = store.list()[0]
+        assert (again.restart_count, again.cmdline, again.last_exit) == (0, ["a"], LastExit(code=3))
+
+    def test_a_file_that_turns_corrupt_is_reported_not_served_from_memory(self, store: Store) -> None:
+        """Once its file is torn, an instance leaves the list and shows in problems."""
+        inst = make()
+        store.save(inst)
+        assert len(store.list()) == 1
+        (store.dir(inst.id) / INSTANCE_FILE).write_text("{")
+        assert store.list() == [] and [p.path.parent.name for p in store.problems()] == [inst.id]
+
+
+class TestAtomicWrite:
+    def test_replaces_whole_with_the_mode_and_leaves_no_temp_file(self, tmp_path: Path) -> None:
+        """Durable or not, the target is replaced with the new bytes and mode; no temp file stays."""
+        target = tmp_path / "f.json"
+        target.write_text("old")
+        atomic_write(target, "new", mode=0o644)
+        atomic_write(target, b"newer", mode=0o600, durable=False)
+        assert target.read_bytes() == b"newer" and stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+    def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the rename fails, the old content stays and the temp file is removed."""
+        target = tmp_path / "f.json"
+        target.write_text("old")
+
+        def refuse(src: str, dst: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", refuse)
+        with pytest.raises(OSError, match="No space"):
+            atomic_write(target, "new", durable=False)
+        assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]

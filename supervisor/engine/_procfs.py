@@ -16,6 +16,7 @@ __all__ = [
     "CLK_TCK",
     "MARKER_VAR",
     "ProcInfo",
+    "ProcTable",
     "age",
     "read_cmdline",
     "read_marker",
@@ -51,6 +52,39 @@ class ProcInfo:
     def gone(self) -> bool:
         """Exited (a zombie waiting to be reaped counts as gone)."""
         return self.state in _GONE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    children: dict[int, list[int]]  # ppid → pids
+    by_marker: dict[str, list[int]]
+    by_pgid: dict[int, list[int]]
+
+
+def _build_index(table: Mapping[int, ProcInfo]) -> _Index:
+    children: dict[int, list[int]] = defaultdict(list)
+    by_marker: dict[str, list[int]] = defaultdict(list)
+    by_pgid: dict[int, list[int]] = defaultdict(list)
+    for info in table.values():
+        children[info.ppid].append(info.pid)
+        by_pgid[info.pgid].append(info.pid)
+        if info.marker is not None:
+            by_marker[info.marker].append(info.pid)
+    return _Index(children, by_marker, by_pgid)
+
+
+class ProcTable(dict[int, ProcInfo]):
+    """A process table (pid → row) from one `scan`. Many instances look up their trees in the same table
+    (a fleet starting or stopping shares its scans), so the lookups they need are indexed once."""
+
+    __slots__ = ("_index",)
+
+    def index(self) -> _Index:
+        try:
+            return self._index
+        except AttributeError:
+            self._index: _Index = _build_index(self)
+            return self._index
 
 
 def _read(path: str, dir_fd: int | None = None) -> bytes:
@@ -139,9 +173,9 @@ def read_marker(pid: int) -> str | None:
         return None
 
 
-def scan(*, markers: bool = True) -> dict[int, ProcInfo]:
+def scan(*, markers: bool = True) -> ProcTable:
     """Every process on the machine; with ``markers`` also its instance marker (one more read each)."""
-    table: dict[int, ProcInfo] = {}
+    table = ProcTable()
     proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in os.listdir(proc):
@@ -195,14 +229,13 @@ def tree_members(
     and the descendants of all of those. ``started_before`` keeps only processes started before that tick
     (leftovers of an earlier run, not the current one).
     """
-    children: dict[int, list[int]] = defaultdict(list)
-    for info in table.values():
-        children[info.ppid].append(info.pid)
-    roots = {pid for pid, info in table.items() if info.marker == marker}
+    index = table.index() if isinstance(table, ProcTable) else _build_index(table)
+    children = index.children
+    roots = set(index.by_marker.get(marker, ()))
     if main is not None and (m := table.get(main[0])) is not None and m.start_ticks == main[1]:
         roots.add(m.pid)
     if pgid and any(table[pid].pgid == pgid for pid in roots):
-        roots |= {pid for pid, info in table.items() if info.pgid == pgid}
+        roots.update(index.by_pgid.get(pgid, ()))
     found: set[int] = set()
     stack = list(roots)
     while stack:

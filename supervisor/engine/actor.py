@@ -3,8 +3,8 @@
 The actor runs one loop in the engine's task group. Commands (`start`, `stop`, `restart`, `update`,
 `close`) only change what the actor wants and wake or interrupt it; the loop does the work, so every action
 on one instance happens in order. Every status change goes through the state table, is written to
-``instance.json`` (off the event loop, in order) before the next action, then emitted as an `Event` and a
-log line.
+``instance.json`` (in order; not fsynced: runtime state, see docs/layout.md) before the next action, then
+emitted as an `Event` and a log line.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import functools
 import math
 import os
 import signal
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -38,7 +39,7 @@ from supervisor.models import DesiredState, HealthStatus, Instance, InstanceStat
 from supervisor.ports import port_holder, port_in_use
 from supervisor.store import Store
 
-__all__ = ["OWNED_FIELDS", "Actor", "Services", "SpawnGate"]
+__all__ = ["OWNED_FIELDS", "Actor", "Crowd", "Services"]
 
 log = structlog.get_logger("supervisor.engine")
 
@@ -97,23 +98,29 @@ class Services:
     scanner: ProcScanner
     threads: anyio.CapacityLimiter  # every blocking call of the engine (writes, spawns, scans) shares it
     request_sweep: Callable[[str, bool], None]  # (instance id, urgent): end leftovers of an earlier run
-    spawning: SpawnGate
+    spawning: Crowd  # fork/exec
+    writing: Crowd  # instance.json writes
     emit: Callable[[Event], None]
 
 
 @dataclass(slots=True)
-class SpawnGate:
-    """Chooses where a fork/exec runs. A lone spawn (a respawn, typically) is quicker on the event loop
-    (about a millisecond) than a round trip through a worker thread; spawns that come in a crowd (a fleet
-    starting) run in worker threads, in parallel, and keep the loop free."""
+class Crowd:
+    """Chooses where a short blocking call (a fork/exec, a state write) runs. A lone call (a respawn,
+    typically) is quicker on the event loop than a round trip through a worker thread, which costs two
+    wake-ups that a busy machine can delay by milliseconds; calls that come in a crowd (a fleet starting)
+    run in worker threads, in parallel, and keep the loop free. More than ``size`` calls within ``window``
+    seconds make a crowd."""
 
+    size: int = 1
     window: float = 0.01
-    last: float = float("-inf")
+    recent: deque[float] = field(default_factory=deque)
 
     def crowded(self, now: float) -> bool:
-        crowded = now - self.last < self.window
-        self.last = now
-        return crowded
+        recent = self.recent
+        while recent and now - recent[0] >= self.window:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) > self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +221,7 @@ class Actor:
         self._view = inst.model_copy()  # what it wants now shows at once; the actor writes it first thing
 
     def _same_cmdline(self, current: Any, recorded: Any) -> bool:
-        return self._redact(current) == list(recorded)
+        return _same_program(self._redact(current), list(recorded))
 
     def _redact(self, cmdline: Any) -> list[str]:
         return redact_cmdline(cmdline, secret_values(self.runtime.env))
@@ -511,7 +518,7 @@ class Actor:
         """The process ended on its own: note it and sweep up what it left behind, in the background."""
         self.proc = None
         self._cursor = None
-        self.inst.last_exit = LastExit(code=status.code, signal=status.signal, time=utcnow())
+        _assign(self.inst, last_exit=LastExit(code=status.code, signal=status.signal, time=utcnow()))
         self._clear_process_fields()
         self._log.warning("process_exited", pid=proc.pid, exit=status.describe())
         self.services.request_sweep(self.runtime.instance_id, _group_alive(proc.pgid))
@@ -760,11 +767,7 @@ class Actor:
             self._log.exception("leftover_sweep_failed")
 
     def _clear_process_fields(self) -> None:
-        self.inst.pid = None
-        self.inst.pgid = None
-        self.inst.proc_start_time = None
-        self.inst.cmdline = None
-        self.inst.health_status = None
+        _assign(self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None)
 
     # ------------------------------------------------------------------ recording
 
@@ -778,12 +781,7 @@ class Actor:
             check_transition(via, new)
         else:
             check_transition(old, new)
-        inst = self.inst
-        for key, value in changes.items():
-            setattr(inst, key, value)
-        inst.status = new
-        inst.status_detail = detail
-        inst.status_updated_at = utcnow()
+        _assign(self.inst, **changes, status=new, status_detail=detail, status_updated_at=utcnow())
         await self._persist()
         if via is not None:
             self._emit("transition", old, via, "spawned")
@@ -816,7 +814,7 @@ class Actor:
             target = self._dirty
             snapshot = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             try:
-                disk = await anyio.to_thread.run_sync(self._write, snapshot, limiter=self.services.threads)
+                disk = await self._store(snapshot)
             except (OSError, EyrieError) as exc:
                 self._log.error("state_not_saved", error=str(exc))
                 self._view = self.inst.model_copy()  # memory stays the truth until a write succeeds
@@ -829,13 +827,24 @@ class Actor:
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
 
-    def _write(self, snapshot: dict[str, Any]) -> Instance:
-        def apply(inst: Instance) -> None:
-            for key, value in snapshot.items():
-                if getattr(inst, key) != value:
-                    setattr(inst, key, value)
+    async def _store(self, snapshot: dict[str, Any]) -> Instance:
+        """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
+        fraction of a millisecond); otherwise in a worker thread."""
+        if not self.services.writing.crowded(anyio.current_time()):
+            try:
+                return self._write(snapshot, wait=False)
+            except BlockingIOError:  # another process is writing this instance: wait for it off the loop
+                pass
+        return await anyio.to_thread.run_sync(self._write, snapshot, True, limiter=self.services.threads)
 
-        return self.services.store.update(self.runtime.instance_id, apply)
+    def _write(self, snapshot: dict[str, Any], wait: bool) -> Instance:
+        def apply(inst: Instance) -> None:
+            # the values come from our own instance, already valid
+            _assign(inst, **{key: value for key, value in snapshot.items() if inst.__dict__[key] != value})
+
+        # Runtime state only: after a power loss the boot id changes and `prepare` discards it anyway, so the
+        # write is atomic but not fsynced (see docs/layout.md).
+        return self.services.store.update(self.runtime.instance_id, apply, durable=False, wait=wait)
 
     def _emit(self, kind: str, old: InstanceStatus, new: InstanceStatus, detail: str, **data: Any) -> None:
         rt = self.runtime
@@ -900,6 +909,29 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _assign(inst: Instance, **values: Any) -> None:
+    """Set fields the engine owns to values it built with their declared types (or copied from a valid
+    instance), without pydantic's assignment validation: that re-validates per field and was a fifth of the
+    CPU of a respawn. A value of the wrong type still shows: serialising it warns."""
+    inst.__dict__.update(values)
+    inst.__pydantic_fields_set__.update(values)
+
+
+def _same_program(current: list[str], recorded: list[str]) -> bool:
+    """Whether a running command line is the argv recorded at spawn. A script shows up behind its
+    interpreter (``#!`` line, or ``env`` running one): ``python /venv/bin/hermes serve …`` for the recorded
+    ``hermes serve …``, so the recorded arguments must end it and the program's name appear before them."""
+    if current == recorded:
+        return True
+    if not recorded or len(current) <= len(recorded):
+        return False
+    tail = recorded[1:]
+    if current[len(current) - len(tail) :] != tail:
+        return False
+    name = os.path.basename(recorded[0])
+    return any(os.path.basename(part) == name for part in current[: len(current) - len(tail)])
 
 
 def _ready_at_spawn(probe: Probe) -> bool:

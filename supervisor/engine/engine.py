@@ -16,7 +16,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from supervisor.engine.actor import Actor, Services, SpawnGate
+from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.engine.runtime import InstanceRuntime
@@ -90,7 +90,8 @@ class Engine:
                     scanner=self.scanner,
                     threads=threads,
                     request_sweep=self._request_sweep,
-                    spawning=SpawnGate(),
+                    spawning=Crowd(size=1),
+                    writing=Crowd(size=4),
                     emit=self._emit,
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
@@ -139,7 +140,9 @@ class Engine:
             raise NameExists(f"instance {runtime.name} ({key}) is already supervised")
         self._adding.add(key)
         try:
-            inst = await anyio.to_thread.run_sync(self.store.get, key, limiter=services.threads)
+            # one small file, read on the loop: a fleet starting adds hundreds, one after another, and a
+            # worker-thread round trip would cost each of them more than the read
+            inst = self.store.get(key)
             actor = Actor(runtime, inst, services)
             actor.prepare()
             self._actors[key] = actor

@@ -8,6 +8,7 @@ found alive after a daemon restart — is usually not our child, so its exit cod
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import shutil
@@ -251,20 +252,24 @@ class AdoptedProcess(_PidfdProcess):
 
         None when it is gone, a zombie, or a different process that reuses the pid.
         """
+        seen = _procfs.read_stat(pid)
+        if seen is None or seen.gone or abs(_start_time(seen.start_ticks) - start_time) > _START_TIME_SLACK:
+            return None
+        current = _procfs.read_cmdline(pid)
         try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if abs(proc.create_time() - start_time) > _START_TIME_SLACK:
-                return None
-            current = _procfs.read_cmdline(pid)
             pidfd = os.pidfd_open(pid)
-        except (psutil.Error, OSError):
+        except OSError:
             return None
         # the pidfd was opened before this last look, so it refers to the process verified here
         info = _procfs.read_stat(pid)
         same = (same_cmdline or _equal)(current, cmdline)
-        if info is None or info.gone or not same or _procfs.read_marker(pid) not in (marker, None):
+        if (
+            info is None
+            or info.gone
+            or info.start_ticks != seen.start_ticks
+            or not same
+            or _procfs.read_marker(pid) not in (marker, None)
+        ):
             os.close(pidfd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, pidfd)
@@ -276,7 +281,7 @@ def reap_recorded(pid: int, start_time: float) -> ExitStatus | None:
     info = _procfs.read_stat(pid)
     if info is None or info.state != "Z":
         return None
-    if abs(psutil.boot_time() + info.start_ticks / _procfs.CLK_TCK - start_time) > _START_TIME_SLACK:
+    if abs(_start_time(info.start_ticks) - start_time) > _START_TIME_SLACK:
         return None
     try:
         res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
@@ -310,11 +315,15 @@ def spawn(
     exec failure, raises `StartFailed` with the text that belongs in ``last_error``.
     """
     program = argv[0]
+    executable = None
     if "/" in program:
         if not os.path.exists(program):
             raise StartFailed(f"{program}: no such file")
-    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
-        raise StartFailed(f"{program}: command not found on PATH")
+    else:
+        # found once here, so the child (during which a vfork parent waits) does not search PATH again
+        executable = shutil.which(program, path=env.get("PATH", os.defpath))
+        if executable is None:
+            raise StartFailed(f"{program}: command not found on PATH")
     if not cwd.is_dir():
         raise StartFailed(f"{program}: working directory {cwd} does not exist")
     try:
@@ -325,7 +334,7 @@ def spawn(
     try:
         popen = subprocess.Popen(
             list(argv),
-            executable=None,
+            executable=executable,
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=log_fd,
@@ -342,9 +351,22 @@ def spawn(
 
 
 def _handle_for(popen: subprocess.Popen[bytes], argv: Sequence[str]) -> SpawnedProcess:
-    """Identify the fresh child: start time (as psutil computes it: boot time + start ticks) and cmdline."""
+    """Identify the fresh child: start time (as psutil computes it: boot time + start ticks) and cmdline.
+
+    The command line is ``argv``: what the child was just exec'ed with. Reading it back from /proc would
+    wait for the child's dynamic loader to release its memory map (a millisecond or more).
+    """
     info = _procfs.read_stat(popen.pid)
     ticks = info.start_ticks if info is not None else 0
-    start_time = psutil.boot_time() + ticks / _procfs.CLK_TCK
-    cmdline = _procfs.read_cmdline(popen.pid) or list(argv)  # empty once gone: the pidfd still says how
-    return SpawnedProcess(popen, start_time, ticks, cmdline)
+    return SpawnedProcess(popen, _start_time(ticks), ticks, argv)
+
+
+@functools.cache
+def _boot_time() -> float:
+    """psutil's boot time (read from /proc/stat), once: it is the base of every process start time."""
+    return psutil.boot_time()
+
+
+def _start_time(start_ticks: int) -> float:
+    """A process's creation time in seconds since the epoch, computed as psutil's ``create_time`` is."""
+    return _boot_time() + start_ticks / _procfs.CLK_TCK

@@ -125,9 +125,13 @@ def _group_is_ours(
 ) -> bool:
     if not pgid:
         return False
+    if isinstance(table, _procfs.ProcTable):
+        rows: Iterable[_procfs.ProcInfo] = (table[pid] for pid in table.index().by_pgid.get(pgid, ()))
+    else:
+        rows = table.values()
     return any(
         info.pgid == pgid and (info.marker == marker or (main is not None and info.pid == main.pid))
-        for info in table.values()
+        for info in rows
         if not info.gone
     )
 

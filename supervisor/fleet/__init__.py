@@ -1,26 +1,34 @@
 """The fleet file: its schema, loading with precise errors, comment-keeping edits, hierarchy rules, diffs
-and the starting profiles of ``eyriectl init``."""
+and the starting profiles of ``eyriectl init``.
+
+Names load on first use: the daemon reads and diffs fleet files on every start and reload, but needs the
+round-trip YAML machinery behind edits and profiles only when something is edited.
+"""
 
 from __future__ import annotations
 
-from supervisor.fleet.diff import FleetDiff, diff_fleets
-from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
-from supervisor.fleet.hierarchy import check_hierarchy
-from supervisor.fleet.loader import load_fleet, parse_fleet
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
-from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
-from supervisor.fleet.resolved import ResolvedInstance
-from supervisor.fleet.schema import (
-    ControlTCP,
-    DaemonSettings,
-    Defaults,
-    FleetFile,
-    FrameworkOverride,
-    HealthOverride,
-    InstanceDecl,
-    LogOverride,
-    RestartOverride,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supervisor.fleet.diff import FleetDiff, diff_fleets
+    from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
+    from supervisor.fleet.hierarchy import check_hierarchy
+    from supervisor.fleet.loader import load_fleet, parse_fleet
+    from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
+    from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
+    from supervisor.fleet.resolved import ResolvedInstance
+    from supervisor.fleet.schema import (
+        ControlTCP,
+        DaemonSettings,
+        Defaults,
+        FleetFile,
+        FrameworkOverride,
+        HealthOverride,
+        InstanceDecl,
+        LogOverride,
+        RestartOverride,
+    )
 
 __all__ = [
     "PROFILES",
@@ -48,3 +56,42 @@ __all__ = [
     "set_autostart",
     "write_initial_fleet",
 ]
+
+_HOME = {
+    "FleetDiff": "diff",
+    "diff_fleets": "diff",
+    "add_instance": "edit",
+    "remove_instance": "edit",
+    "set_autostart": "edit",
+    "check_hierarchy": "hierarchy",
+    "load_fleet": "loader",
+    "parse_fleet": "loader",
+    "HealthPolicy": "policy",
+    "LogPolicy": "policy",
+    "RestartPolicy": "policy",
+    "PROFILES": "profiles",
+    "render_profile": "profiles",
+    "write_initial_fleet": "profiles",
+    "ResolvedInstance": "resolved",
+    "ControlTCP": "schema",
+    "DaemonSettings": "schema",
+    "Defaults": "schema",
+    "FleetFile": "schema",
+    "FrameworkOverride": "schema",
+    "HealthOverride": "schema",
+    "InstanceDecl": "schema",
+    "LogOverride": "schema",
+    "RestartOverride": "schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -5,19 +5,19 @@ faster than a pure-Python parser, and its node tree (with each node's line and c
 edits. It reads YAML 1.2's core schema, as ruamel.yaml does, so both readers agree on what a scalar means
 (``yes`` and ``on`` are strings, ``010`` is ten), and a key given twice in one mapping is an error rather
 than a silent overwrite. ruamel.yaml's round-trip loader, slower but comment-aware, locates errors and
-rewrites the layouts that line edits leave alone.
+rewrites the layouts that line edits leave alone; it is imported only when one of those is needed.
 """
 
 from __future__ import annotations
 
 import re
 from io import StringIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError as RuamelMarkedError
-from ruamel.yaml.error import YAMLError as RuamelYAMLError
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
 
 __all__ = ["YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
 
@@ -193,6 +193,8 @@ def fast_load(text: str) -> Any:
 
 
 def _rt() -> YAML:
+    from ruamel.yaml import YAML
+
     rt = YAML(typ="rt")
     rt.preserve_quotes = True
     rt.width = 4096
@@ -201,6 +203,9 @@ def _rt() -> YAML:
 
 def rt_load(text: str) -> Any:
     """ruamel.yaml round-trip nodes (``CommentedMap``/``CommentedSeq`` with ``.lc`` line info)."""
+    from ruamel.yaml.error import MarkedYAMLError as RuamelMarkedError
+    from ruamel.yaml.error import YAMLError as RuamelYAMLError
+
     try:
         return _rt().load(text)
     except RuamelMarkedError as exc:

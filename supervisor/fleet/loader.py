@@ -12,7 +12,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from supervisor.errors import FleetFileError, HierarchyError
-from supervisor.fleet._locate import fleet_error
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
 from supervisor.fleet.hierarchy import check_hierarchy
 from supervisor.fleet.schema import FleetFile
@@ -40,6 +39,8 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
     try:
         fleet = FleetFile.model_validate(data)
     except ValidationError as exc:
+        from supervisor.fleet._locate import fleet_error  # the error path alone needs the round-trip parser
+
         raise fleet_error(exc, text, where, FleetFile) from None
     try:
         check_hierarchy(fleet.instances)

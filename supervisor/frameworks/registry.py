@@ -1,11 +1,15 @@
-"""The built-in framework definitions shipped in ``config/frameworks.yaml``."""
+"""The built-in framework definitions shipped in ``config/frameworks.yaml``.
+
+The file is our own plain data (no tags, anchors or YAML 1.1 booleans), so libyaml reads it: the daemon
+needs it at every start, and the round-trip parser costs more to import than this file takes to read.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 
+import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 
 from supervisor._resources import data_dir
 from supervisor.errors import UnsupportedFramework
@@ -19,7 +23,7 @@ BUILTIN_FRAMEWORKS = ("embedded", "zeroclaw", "openclaw", "hermes", "picoclaw")
 @cache
 def _load() -> dict[str, FrameworkSpec]:
     path = data_dir("config") / "frameworks.yaml"
-    raw = YAML(typ="safe").load(path.read_text())
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     specs: dict[str, FrameworkSpec] = {}
     for name, body in (raw or {}).get("frameworks", {}).items():
         try:

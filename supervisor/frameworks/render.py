@@ -13,9 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import tomlkit
-from ruamel.yaml import YAML
-
 from supervisor.errors import UnsupportedFramework
 
 __all__ = [
@@ -69,6 +66,8 @@ class RenderContext:
 
 
 def _zeroclaw(ctx: RenderContext) -> str:
+    import tomlkit  # only zeroclaw needs it, and only when a config is written
+
     doc = tomlkit.document()
     doc["default_provider"] = ctx.provider
     doc["default_model"] = ctx.model
@@ -111,6 +110,8 @@ def _openclaw(ctx: RenderContext) -> str:
 
 
 def _hermes(ctx: RenderContext) -> str:
+    from ruamel.yaml import YAML  # only hermes needs it, and only when a config is written
+
     yaml = YAML()
     yaml.default_flow_style = False
     out = io.StringIO()
