@@ -47,6 +47,9 @@ class Store:
         self.root = root.instances_dir if isinstance(root, Home) else Path(root)
         # id → (bytes of instance.json, what they parsed to): a scan re-parses only the files that changed
         self._parsed: dict[str, tuple[bytes, Instance]] = {}
+        # name → id of the oldest instance of that name, as the last scan found them: where a lookup by
+        # name looks first (one file read, verified) before it scans every instance
+        self._names: dict[str, str] = {}
 
     # --- paths
 
@@ -70,9 +73,18 @@ class Store:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"instance {instance_id} not found") from None
+        cached = self._parsed.get(instance_id)
+        if cached is not None and cached[0] == raw:
+            return _copy(cached[1])
         return _parse(path, raw)
 
     def get_by_name(self, name: str) -> Instance:
+        hint = self._names.get(name)
+        if hint is not None:
+            with contextlib.suppress(NotFound, CorruptInstance):
+                inst = self.get(hint)
+                if inst.name == name:
+                    return inst
         for inst in self.list():
             if inst.name == name:
                 return inst
@@ -118,6 +130,10 @@ class Store:
                 problems.append(StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})"))
         self._parsed = parsed
         instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name))
+        names: dict[str, str] = {}
+        for inst in instances:
+            names.setdefault(inst.name, inst.id)
+        self._names = names
         return instances, problems
 
     def name_exists(self, name: str) -> bool:

@@ -495,3 +495,22 @@ class TestAtomicWrite:
         with pytest.raises(OSError, match="No space"):
             atomic_write(target, "new", durable=False)
         assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+class TestLookupByName:
+    def test_finds_by_name_and_follows_changes_on_disk(self, store: Store) -> None:
+        """A lookup by name stays right when a file is renamed by hand, deleted, or a name is reused."""
+        first = make("alpha")
+        store.save(first)
+        assert store.get_by_name("alpha").id == first.id
+        path = store.dir(first.id) / INSTANCE_FILE
+        data = json.loads(path.read_text())
+        data["name"] = "renamed"
+        path.write_text(json.dumps(data))
+        assert store.get_by_name("renamed").id == first.id
+        with pytest.raises(NotFound):
+            store.get_by_name("alpha")
+        store.delete(first.id)
+        second = make("renamed")
+        store.save(second)
+        assert store.get_by_name("renamed").id == second.id

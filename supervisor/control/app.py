@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -204,6 +203,8 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         return _models(recent_events.recent(_count(request, "limit", 50)))
 
     async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         return Response(target.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from supervisor import __version__
+import supervisor
 from supervisor.control.app import create_app
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
 from supervisor.control.server import TcpSettings, serve
@@ -147,10 +147,9 @@ class Daemon:
         self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
     ) -> None:
         fleet = await self._load_initial()
-        self._personas = PersonaCatalog.load(self.home)
-        self._provisioner = Provisioner(self.store, self.home, personas=self._personas)
+        self._provisioner = Provisioner(self.store, self.home)
         self._engine = Engine(self.store, boot_id=current_boot_id(), on_event=self._on_event)
-        log.info("daemon_starting", home=str(self.home.root), pid=os.getpid(), version=__version__)
+        log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
         async with anyio.create_task_group() as tg:
             await tg.start(self._engine.run)
             # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
@@ -276,7 +275,7 @@ class Daemon:
         try:
             if inst is None:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
-            config_hash = await anyio.to_thread.run_sync(self.provisioner.config_hash, inst)
+            config_hash = self.provisioner.config_hash(inst)
             runtime = build_runtime(resolved, inst, self.store, config_hash=config_hash)
         except EyrieError as exc:
             self._errors[name] = str(exc)
@@ -289,7 +288,7 @@ class Daemon:
         return True
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
-        persona = self._personas.get(resolved.persona) if resolved.persona and self._personas else None
+        persona = self.provisioner.personas.get(resolved.persona) if resolved.persona else None
         parent_id = self._ids.get(resolved.parent, resolved.parent) if resolved.parent else ""
         request = CreateRequest(
             name=resolved.name,
@@ -306,7 +305,7 @@ class Daemon:
             self.store,
             self.home,
             frameworks={**builtin_frameworks(), resolved.framework: resolved.spec},
-            personas=self._personas,
+            personas=self.provisioner.personas,
         )
         inst = provisioner.provision(request, persona)
         if hold:
@@ -322,7 +321,7 @@ class Daemon:
     async def _replace(self, resolved: ResolvedInstance) -> None:
         """A change that needs a new process: re-render the config, then restart this instance only."""
         instance_id = self._ids[resolved.name]
-        persona = self._personas.get(resolved.persona) if resolved.persona and self._personas else None
+        persona = self.provisioner.personas.get(resolved.persona) if resolved.persona else None
         framework, model = resolved.framework, resolved.model
         config_file = resolved.spec.config_file
 
@@ -444,7 +443,7 @@ class Daemon:
         now = utcnow()
         return DaemonStatus(
             pid=os.getpid(),
-            version=__version__,
+            version=supervisor.__version__,
             home=str(self.home.root),
             fleet_file=str(self.fleet_path),
             started_at=self.started_at,
@@ -577,7 +576,7 @@ class Daemon:
         )
 
     def _publish_status(self) -> None:
-        if self._engine is None:
+        if self._engine is None or not self.notifier.enabled:
             return
         summary = status_summary(self._engine.instances())
         if summary != self._summary:

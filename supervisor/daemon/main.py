@@ -20,9 +20,11 @@ from typing import NoReturn
 
 import anyio
 import click
+
+# The daemon renders no rich tracebacks; structlog imports rich (and pygments, ~3 MiB) whenever it can.
+sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 import structlog
 
-from supervisor import __version__
 from supervisor.daemon.daemon import Daemon
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.logconfig import configure_logging
@@ -53,7 +55,7 @@ moment the old image began re-executing. Its presence says the process's childre
 )
 @click.option("--dev", is_flag=True, help="Pretty console logs; ignore systemd's notify socket.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.version_option(__version__, prog_name="eyried")
+@click.version_option(package_name="eyrie-supervisor", prog_name="eyried")
 def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> None:
     """Run the eyrie supervisor in the foreground.
 
