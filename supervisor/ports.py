@@ -126,7 +126,7 @@ def port_reservation(store: InstanceSource, *, host: str = _IPV4_LOOPBACK) -> It
 def holder_pid(port: int) -> int | None:
     """The pid listening on ``port`` over TCP (any local address), when it can be seen: the engine reads its
     instance marker to tell its own leftovers from a stranger."""
-    return next((pid for other, pid in _socket_owners(port, "tcp") if not other), None)
+    return next((pid for pid, listening in _socket_owners(port, "tcp") if listening), None)
 
 
 def port_holder(port: int) -> str | None:
@@ -135,7 +135,7 @@ def port_holder(port: int) -> str | None:
     A listening socket is preferred over other sockets with that local port (e.g. a client's
     ephemeral port).
     """
-    for _, pid in _socket_owners(port, "inet"):
+    for pid, _ in _socket_owners(port, "inet"):
         try:
             return f"pid {pid} ({psutil.Process(pid).name()})"
         except psutil.NoSuchProcess:
@@ -145,17 +145,16 @@ def port_holder(port: int) -> str | None:
     return None
 
 
-def _socket_owners(port: int, kind: str) -> list[tuple[bool, int]]:
-    """``(not listening, pid)`` for every process with a ``kind`` socket on local port ``port``, listeners
-    first, then by pid; [] when the sockets cannot be seen."""
+def _socket_owners(port: int, kind: str) -> list[tuple[int, bool]]:
+    """``(pid, listening)`` for every process with a ``kind`` socket on local port ``port``, listeners first,
+    then by pid; [] when the sockets cannot be seen."""
     try:
         conns = psutil.net_connections(kind=kind)
     except (psutil.Error, OSError):
         return []
-    return sorted(
-        {
-            (conn.status != psutil.CONN_LISTEN, conn.pid)
-            for conn in conns
-            if conn.pid is not None and conn.laddr and conn.laddr.port == port
-        }
-    )
+    owners = {
+        (conn.pid, conn.status == psutil.CONN_LISTEN)
+        for conn in conns
+        if conn.pid is not None and conn.laddr and conn.laddr.port == port
+    }
+    return sorted(owners, key=lambda owner: (not owner[1], owner[0]))
