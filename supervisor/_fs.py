@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "locked"]
+__all__ = ["atomic_write", "fsync_dir", "locked", "write_new"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,16 +27,9 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, *, durable: b
     both fsyncs: readers still see one whole file or the other, but after a power loss the file may hold
     its previous contents (or be empty), so only state that a reboot makes stale anyway may use it.
     """
-    if isinstance(data, str):
-        data = data.encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
+        _fill(fd, data, mode, durable=durable)
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
@@ -48,6 +41,30 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, *, durable: b
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes | str, mode: int) -> None:
+    """Create ``path`` and write ``data`` durably, never following a symlink or replacing a file.
+
+    For files built inside a directory that is then renamed into place (that rename is what readers see at
+    once); a file already there is an error, not something to overwrite.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        _fill(fd, data, mode, durable=True)
+    finally:
+        os.close(fd)
+
+
+def _fill(fd: int, data: bytes | str, mode: int, *, durable: bool) -> None:
+    """Give a freshly created file its ``mode`` (the umask filtered the one it was created with) and all of
+    ``data``, fsynced when ``durable``."""
+    os.fchmod(fd, mode)
+    view = memoryview(data.encode() if isinstance(data, str) else data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if durable:
+        os.fsync(fd)
 
 
 @contextlib.contextmanager

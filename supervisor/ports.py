@@ -28,6 +28,7 @@ __all__ = [
     "PORT_RANGE_START",
     "InstanceSource",
     "allocate_port",
+    "holder_pid",
     "port_holder",
     "port_in_use",
     "port_reservation",
@@ -122,24 +123,19 @@ def port_reservation(store: InstanceSource, *, host: str = _IPV4_LOOPBACK) -> It
         yield allocate_port(store.list(), host=host)
 
 
+def holder_pid(port: int) -> int | None:
+    """The pid listening on ``port`` over TCP (any local address), when it can be seen: the engine reads its
+    instance marker to tell its own leftovers from a stranger."""
+    return next((pid for pid, listening in _socket_owners(port, "tcp") if listening), None)
+
+
 def port_holder(port: int) -> str | None:
     """Who holds ``port``: ``"pid 812 (nginx)"``; None when nothing is bound or the owner cannot be seen.
 
     A listening socket is preferred over other sockets with that local port (e.g. a client's
     ephemeral port).
     """
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.Error:
-        return None
-    owners = sorted(
-        {
-            (conn.status != psutil.CONN_LISTEN, conn.pid)
-            for conn in conns
-            if conn.pid is not None and conn.laddr and conn.laddr.port == port
-        }
-    )
-    for _, pid in owners:
+    for pid, _ in _socket_owners(port, "inet"):
         try:
             return f"pid {pid} ({psutil.Process(pid).name()})"
         except psutil.NoSuchProcess:
@@ -147,3 +143,18 @@ def port_holder(port: int) -> str | None:
         except psutil.AccessDenied:
             return f"pid {pid}"
     return None
+
+
+def _socket_owners(port: int, kind: str) -> list[tuple[int, bool]]:
+    """``(pid, listening)`` for every process with a ``kind`` socket on local port ``port``, listeners first,
+    then by pid; [] when the sockets cannot be seen."""
+    try:
+        conns = psutil.net_connections(kind=kind)
+    except (psutil.Error, OSError):
+        return []
+    owners = {
+        (conn.pid, conn.status == psutil.CONN_LISTEN)
+        for conn in conns
+        if conn.pid is not None and conn.laddr and conn.laddr.port == port
+    }
+    return sorted(owners, key=lambda owner: (not owner[1], owner[0]))

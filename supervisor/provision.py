@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from supervisor._fs import atomic_write, fsync_dir, locked
+from supervisor._fs import atomic_write, fsync_dir, locked, write_new
 from supervisor._resources import data_dir
 from supervisor.errors import (
     EyrieError,
@@ -119,16 +119,8 @@ def _make_dir(path: Path) -> None:
 
 
 def _write_new(path: Path, data: str, mode: int) -> None:
-    """Create ``path`` (never following or replacing anything), write and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data.encode())
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """One file of the instance being built: created, never replaced (its directory moves in whole)."""
+    write_new(path, data, mode)
 
 
 def _config_path(instance: Instance) -> Path | None:

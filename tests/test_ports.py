@@ -24,6 +24,7 @@ from supervisor.ports import (
     PORT_RANGE_END,
     PORT_RANGE_START,
     allocate_port,
+    holder_pid,
     port_holder,
     port_in_use,
     port_reservation,
@@ -165,6 +166,22 @@ class TestPortHolder:
         with listening() as port:
             pass
         assert port_holder(port) is None
+
+
+class TestHolderPid:
+    def test_the_listener_is_found_by_pid(self) -> None:
+        """The pid listening on a port is this very process."""
+        with listening() as port:
+            assert holder_pid(port) == os.getpid()
+
+    def test_only_a_listener_counts(self) -> None:
+        """A port with only a client's socket on it, or nothing, has no listening holder; `port_holder`
+        still names the client."""
+        with listening() as server_port, socket.create_connection(("127.0.0.1", server_port)) as client:
+            client_port = client.getsockname()[1]
+            assert holder_pid(client_port) is None
+            assert port_holder(client_port) == port_holder(server_port)
+        assert holder_pid(server_port) is None
 
 
 def _start(*args: str) -> subprocess.Popen[str]:

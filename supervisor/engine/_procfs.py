@@ -1,4 +1,5 @@
-"""Fast, raw reads of ``/proc``: one process's stat line, its instance marker, and whole-table scans.
+"""Fast, raw reads of ``/proc``: one process's stat line, thread states and instance marker, and whole-table
+scans.
 
 psutil is convenient but builds objects per process; stopping or rotating many instances at once needs a
 table of every process (parent, group, state, start time, and the ``EYRIE_INSTANCE_ID`` each one inherited)
@@ -18,10 +19,12 @@ __all__ = [
     "ProcInfo",
     "ProcTable",
     "age",
+    "exited",
     "read_cmdline",
     "read_marker",
     "read_stat",
     "scan",
+    "thread_states",
     "tree_members",
     "uptime",
     "uptime_ticks",
@@ -113,8 +116,13 @@ def _read_marker(path: str, dir_fd: int | None = None) -> str | None:
         os.close(fd)
 
 
+def _stat_fields(raw: bytes) -> list[bytes]:
+    """The fields after the command name, which may itself hold spaces and parentheses; state comes first."""
+    return raw[raw.rindex(b")") + 2 :].split()
+
+
 def _parse_stat(pid: int, raw: bytes, marker: str | None = None) -> ProcInfo:
-    fields = raw[raw.rindex(b")") + 2 :].split()
+    fields = _stat_fields(raw)
     return ProcInfo(
         pid=pid,
         ppid=int(fields[1]),
@@ -143,6 +151,31 @@ def read_stat(pid: int) -> ProcInfo | None:
         return _parse_stat(pid, _read(f"/proc/{pid}/stat"))
     except (OSError, ValueError, IndexError):
         return None
+
+
+def exited(pid: int) -> bool:
+    """Whether ``pid`` no longer runs: gone, or a zombie waiting for its parent."""
+    info = read_stat(pid)
+    return info is None or info.gone
+
+
+def thread_states(pid: int) -> list[str]:
+    """The state of each of the process's threads ([] when it is gone; a thread ending meanwhile is left out).
+
+    A process counts as stopped only when every thread is: SIGSTOP reaches them one by one.
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    states = []
+    for tid in tids:
+        try:
+            raw = _read(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue
+        states.append(_stat_fields(raw)[0].decode())
+    return states
 
 
 def read_cmdline(pid: int) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.engine import _procfs
+from supervisor.engine import _pidfd, _procfs
 from supervisor.fleet.policy import LogPolicy
 
 __all__ = ["LogCursor", "Rotation", "backup_path", "needs_rotation", "rotate"]
@@ -171,37 +171,21 @@ def _copy(src: int, dst: int, start: int, end: int) -> None:
 
 
 def _all_stopped(pid: int) -> bool:
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return True  # gone
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        if chr(raw[raw.rindex(b")") + 2]) not in _STOPPED:
-            return False
-    return True
+    """Every thread stopped (or the process gone)."""
+    return all(state in _STOPPED for state in _procfs.thread_states(pid))
 
 
 def _freeze(members: Mapping[int, int]) -> tuple[list[int], bool]:
     fds: list[int] = []
     pending: set[int] = set()
     for pid, ticks in members.items():
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
+        opened = _pidfd.open_verified(pid, ticks)
+        if opened is None:
             continue
-        info = _procfs.read_stat(pid)
-        if info is None or info.start_ticks != ticks:
-            os.close(fd)
-            continue
+        fd = opened[0]
         fds.append(fd)
         pending.add(pid)
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(fd, signal.SIGSTOP)
+        _pidfd.send_signal(fd, signal.SIGSTOP)
     deadline = time.monotonic() + _FREEZE_WAIT
     while pending:
         pending = {pid for pid in pending if not _all_stopped(pid)}
@@ -215,6 +199,5 @@ def _freeze(members: Mapping[int, int]) -> tuple[list[int], bool]:
 
 def _thaw(fds: list[int]) -> None:
     for fd in fds:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(fd, signal.SIGCONT)
+        _pidfd.send_signal(fd, signal.SIGCONT)
         os.close(fd)

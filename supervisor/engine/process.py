@@ -7,22 +7,20 @@ found alive after a daemon restart — is usually not our child, so its exit cod
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import select
 import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import anyio
 import psutil
 
-from supervisor.engine import _procfs
+from supervisor.engine import _pidfd, _procfs
+from supervisor.engine._pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
 __all__ = [
@@ -53,30 +51,6 @@ def current_boot_id() -> str:
         return Path(path).read_text().strip()
     except OSError as exc:
         raise StartFailed(f"cannot read the boot id from {path}: {exc.strerror}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    """How a process ended: an exit ``code``, or the ``signal`` that killed it; both None when unknown."""
-
-    code: int | None = None
-    signal: int | None = None
-
-    @property
-    def failed(self) -> bool:
-        """Anything but a clean exit 0 (an unknown ending counts as a failure)."""
-        return self.code != 0
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                name = str(self.signal)
-            return f"killed by {name}"
-        if self.code is None:
-            return "exited (status unknown)"
-        return f"exit code {self.code}"
 
 
 class ProcessHandle(Protocol):
@@ -169,15 +143,11 @@ class _PidfdProcess:
     def alive(self) -> bool:
         if self._status is not None or self._fd is None:
             return False
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return not poller.poll(0)
+        return not _pidfd.ended(self._fd)
 
     def send_signal(self, sig: signal.Signals) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self._fd, sig)
+        if self._fd is not None:
+            _pidfd.send_signal(self._fd, sig)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -229,14 +199,9 @@ class AdoptedProcess(_PidfdProcess):
     def _reap(self) -> ExitStatus | None:
         assert self._fd is not None
         try:
-            res = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
+            return _pidfd.collect(os.P_PIDFD, self._fd)
         except ChildProcessError:
             return ExitStatus()  # someone else's child: it ended, how is not ours to know
-        if res is None:
-            return None
-        if res.si_code == os.CLD_EXITED:
-            return ExitStatus(code=res.si_status)
-        return ExitStatus(signal=res.si_status)
 
     @classmethod
     def adopt(
@@ -253,23 +218,15 @@ class AdoptedProcess(_PidfdProcess):
         None when it is gone, a zombie, or a different process that reuses the pid.
         """
         seen = _procfs.read_stat(pid)
-        if seen is None or seen.gone or abs(_start_time(seen.start_ticks) - start_time) > _START_TIME_SLACK:
+        if seen is None or seen.gone or not _started_at(seen.start_ticks, start_time):
             return None
         current = _procfs.read_cmdline(pid)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
+        opened = _pidfd.open_verified(pid, seen.start_ticks)
+        if opened is None:
             return None
-        # the pidfd was opened before this last look, so it refers to the process verified here
-        info = _procfs.read_stat(pid)
+        pidfd, info = opened
         same = (same_cmdline or _equal)(current, cmdline)
-        if (
-            info is None
-            or info.gone
-            or info.start_ticks != seen.start_ticks
-            or not same
-            or _procfs.read_marker(pid) not in (marker, None)
-        ):
+        if info.gone or not same or _procfs.read_marker(pid) not in (marker, None):
             os.close(pidfd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, pidfd)
@@ -279,19 +236,12 @@ def reap_recorded(pid: int, start_time: float) -> ExitStatus | None:
     """Collect a recorded process that ended as a zombie child of ours (it died while this supervisor was
     re-executing itself), so it does not linger, and say how it ended. None if it is not such a zombie."""
     info = _procfs.read_stat(pid)
-    if info is None or info.state != "Z":
-        return None
-    if abs(_start_time(info.start_ticks) - start_time) > _START_TIME_SLACK:
+    if info is None or info.state != "Z" or not _started_at(info.start_ticks, start_time):
         return None
     try:
-        res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+        return _pidfd.collect(os.P_PID, pid)
     except ChildProcessError:
         return None
-    if res is None:
-        return None
-    if res.si_code == os.CLD_EXITED:
-        return ExitStatus(code=res.si_status)
-    return ExitStatus(signal=res.si_status)
 
 
 class CmdlineCheck(Protocol):
@@ -370,3 +320,8 @@ def _boot_time() -> float:
 def _start_time(start_ticks: int) -> float:
     """A process's creation time in seconds since the epoch, computed as psutil's ``create_time`` is."""
     return _boot_time() + start_ticks / _procfs.CLK_TCK
+
+
+def _started_at(start_ticks: int, start_time: float) -> bool:
+    """Whether a process that started at ``start_ticks`` is the one recorded as started at ``start_time``."""
+    return abs(_start_time(start_ticks) - start_time) <= _START_TIME_SLACK

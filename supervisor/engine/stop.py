@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import time
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from supervisor.engine import _procfs
+from supervisor.engine import _pidfd, _procfs
 from supervisor.engine.process import ProcessHandle
 from supervisor.ports import port_holder, port_in_use
 
@@ -80,24 +79,17 @@ class _Pidfds:
         for pid in pids:
             if pid in self.fds:
                 continue
-            try:
-                fd = os.pidfd_open(pid)
-            except OSError:
-                continue
-            info = _procfs.read_stat(pid)
-            if info is None or info.start_ticks != table[pid].start_ticks:
-                os.close(fd)
-                continue
-            self.fds[pid] = fd
+            opened = _pidfd.open_verified(pid, table[pid].start_ticks)
+            if opened is not None:
+                self.fds[pid] = opened[0]
 
     def signal(self, sig: signal.Signals, skip: set[int] | frozenset[int] = frozenset()) -> None:
         for pid, fd in self.fds.items():
             if pid not in skip:
-                with contextlib.suppress(ProcessLookupError):
-                    signal.pidfd_send_signal(fd, sig)
+                _pidfd.send_signal(fd, sig)
 
     def alive(self) -> list[int]:
-        return [pid for pid, fd in self.fds.items() if not _readable(fd)]
+        return [pid for pid, fd in self.fds.items() if not _pidfd.ended(fd)]
 
     async def wait(self) -> None:
         async def ended(fd: int) -> None:
@@ -105,19 +97,13 @@ class _Pidfds:
 
         async with anyio.create_task_group() as tg:
             for fd in self.fds.values():
-                if not _readable(fd):
+                if not _pidfd.ended(fd):
                     tg.start_soon(ended, fd)
 
     def close(self) -> None:
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()
-
-
-def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def _group_is_ours(
