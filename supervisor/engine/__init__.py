@@ -46,24 +46,5 @@ __all__ = [
     "stop_tree",
 ]
 
-_HOME = {
-    "Engine": "engine",
-    "Event": "events",
-    "ProbeContext": "probes",
-    "ProbeResult": "probes",
-    "check": "probes",
-    "AdoptedProcess": "process",
-    "ExitStatus": "process",
-    "ProcessHandle": "process",
-    "SpawnedProcess": "process",
-    "current_boot_id": "process",
-    "spawn": "process",
-    "InstanceRuntime": "runtime",
-    "check_transition": "states",
-    "ProcScanner": "stop",
-    "StopResult": "stop",
-    "stop_tree": "stop",
-}
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
+__getattr__, __dir__ = lazy_exports(globals())

@@ -58,32 +58,5 @@ __all__ = [
     "write_initial_fleet",
 ]
 
-_HOME = {
-    "FleetDiff": "diff",
-    "diff_fleets": "diff",
-    "add_instance": "edit",
-    "remove_instance": "edit",
-    "set_autostart": "edit",
-    "check_hierarchy": "hierarchy",
-    "load_fleet": "loader",
-    "parse_fleet": "loader",
-    "HealthPolicy": "policy",
-    "LogPolicy": "policy",
-    "RestartPolicy": "policy",
-    "PROFILES": "profiles",
-    "render_profile": "profiles",
-    "write_initial_fleet": "profiles",
-    "ResolvedInstance": "resolved",
-    "ControlTCP": "schema",
-    "DaemonSettings": "schema",
-    "Defaults": "schema",
-    "FleetFile": "schema",
-    "FrameworkOverride": "schema",
-    "HealthOverride": "schema",
-    "InstanceDecl": "schema",
-    "LogOverride": "schema",
-    "RestartOverride": "schema",
-}
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
+__getattr__, __dir__ = lazy_exports(globals())

@@ -6,3 +6,5 @@ pays only for `notify`):
 - `supervisor.systemd.notify`: `Notifier`, `watchdog_loop` — sd_notify and the watchdog;
 - `supervisor.systemd.doctor`: `run_checks` (a list of `Check`).
 """
+
+__all__: list[str] = []
