@@ -24,6 +24,7 @@ from supervisor.engine._pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
 __all__ = [
+    "CmdlineCheck",
     "AdoptedProcess",
     "ExitStatus",
     "ProcessHandle",
