@@ -24,8 +24,8 @@ from supervisor.engine._pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
 __all__ = [
-    "CmdlineCheck",
     "AdoptedProcess",
+    "CmdlineCheck",
     "ExitStatus",
     "ProcessHandle",
     "SpawnedProcess",
