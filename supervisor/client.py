@@ -1,8 +1,8 @@
 """Talk to a running eyried over its control socket: the routes as async methods returning schema models.
 
 Errors are translated at this boundary: callers never see httpx. A missing or dead socket is
-`DaemonNotRunning`; an error answer becomes the exception class the daemon raised (by its ``kind``), or
-`EyrieError` when the kind is not one of ours.
+`DaemonNotRunning`; an error answer becomes the exception the daemon raised, same class, message and details
+(a `FleetFileError` keeps its path, line and key), or `EyrieError` when the kind is not one of ours.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Self
 import httpx
 from pydantic import ValidationError
 
-from supervisor import errors
+from supervisor.control._error_answer import error_from_answer
 from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
 from supervisor.errors import DaemonNotRunning, EyrieError, NotFound
 from supervisor.paths import ID_PATTERN, Home
@@ -192,19 +192,13 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def _error_from(response: httpx.Response) -> EyrieError:
-    """The exception an error answer stands for: our class named by ``kind``, else `EyrieError`."""
+    """The exception an error answer stands for (see `error_from_answer`)."""
     try:
         body = response.json()
-        message, kind = str(body["error"]), str(body.get("kind", ""))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        return EyrieError(f"eyried answered {response.status_code} {response.reason_phrase}")
-    cls = getattr(errors, kind, None) if kind in errors.__all__ else None
-    if isinstance(cls, type) and issubclass(cls, EyrieError):
-        try:
-            return cls(message)
-        except TypeError:
-            pass
-    return EyrieError(message)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    error = error_from_answer(body, response.headers)
+    return error or EyrieError(f"eyried answered {response.status_code} {response.reason_phrase}")
 
 
 async def _parse_events(response: httpx.Response) -> AsyncIterator[Event]:

@@ -16,7 +16,6 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, Re
 from supervisor.control.testing import MemoryTarget
 from supervisor.errors import (
     DaemonNotRunning,
-    DaemonRunning,
     EyrieError,
     FleetFileError,
     HierarchyError,
@@ -100,11 +99,13 @@ class TestErrorTranslation:
             await client.restart("alpha")
         assert str(caught.value) == str(error)
 
-    async def test_class_that_needs_more_arguments(self, client: ControlClient, target: MemoryTarget) -> None:
+    async def test_class_that_needs_more_arguments(self, home: Home) -> None:
         """A kind whose class cannot be rebuilt from a message arrives as EyrieError with that message."""
-        target.fail_next["stop"] = DaemonRunning(12, "/h")
-        with pytest.raises(EyrieError, match=r"already running for /h \(pid 12\)") as caught:
-            await client.stop("alpha")
+        answer = {"error": "eyried is already running for /h (pid 12)", "kind": "DaemonRunning"}
+        transport = httpx.MockTransport(lambda request: httpx.Response(409, json=answer))
+        async with ControlClient(home, transport=transport) as client:
+            with pytest.raises(EyrieError, match=r"already running for /h \(pid 12\)") as caught:
+                await client.stop("alpha")
         assert type(caught.value) is EyrieError
 
     async def test_internal_error(self, client: ControlClient, target: MemoryTarget) -> None:

@@ -1,8 +1,8 @@
 """The control API as an ASGI app: JSON routes over a `ControlTarget` (the daemon), nothing else.
 
 The app holds no state of its own beyond the open event streams and a short event history; every answer comes
-from the target. Errors leave as ``{"error": "...", "kind": "<class name>"}`` with a status code chosen from
-the error class, never as a traceback.
+from the target. Errors leave as ``{"error": "...", "kind": "<class name>"}`` with a status code chosen by
+the error's group (`ERROR_STATUS`) and the header the client rebuilds the error from, never as a traceback.
 
 Routes::
 
@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from supervisor import errors
+from supervisor.control._error_answer import details_headers
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
 from supervisor.control.schema import AddRequest, ReloadResult
 from supervisor.models import check_name
@@ -47,15 +48,15 @@ __all__ = ["ERROR_STATUS", "close_event_streams", "create_app", "error_response"
 log = structlog.get_logger("supervisor.control")
 
 ERROR_STATUS: dict[type[errors.EyrieError], int] = {
+    errors.EyrieError: 400,
     errors.NotFound: 404,
-    errors.NameExists: 409,
-    errors.InvalidName: 422,
-    errors.RequiredField: 422,
-    errors.UnsupportedFramework: 422,
-    errors.FleetFileError: 422,
-    errors.HierarchyError: 422,
+    errors.InvalidRequest: 422,
+    errors.InvalidID: 400,
+    errors.ConfigurationError: 422,
+    errors.Conflict: 409,
 }
-"""Status code per error class (the most specific class in the MRO wins); any other `EyrieError` is 400."""
+"""Status code per error group; the most specific class in the MRO wins. An id that cannot even name a path is
+a malformed reference (400), not a field to correct (422)."""
 
 _MAX_BODY = 64 * 1024
 _MAX_REPLAY = 1000
@@ -67,12 +68,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class _BadRequest(Exception):
-    """The request itself is malformed (not JSON, a bad query value, a body that fails validation)."""
+    """The request itself is malformed (a body that is not JSON, a bad query value, an unknown action)."""
 
-    def __init__(self, message: str, *, status: int = 400, kind: str = "BadRequest") -> None:
+    def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-        self.kind = kind
 
 
 def error_response(
@@ -82,10 +82,7 @@ def error_response(
 
 
 def _status_for(exc: errors.EyrieError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]
-    return 400
+    return next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -95,9 +92,9 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except _BadRequest as exc:
-            return error_response(str(exc), exc.kind, exc.status)
+            return error_response(str(exc), "BadRequest", exc.status)
         except errors.EyrieError as exc:
-            return error_response(str(exc), type(exc).__name__, _status_for(exc))
+            return error_response(str(exc), type(exc).__name__, _status_for(exc), details_headers(exc))
         except Exception:
             log.exception("control_request_failed", method=request.method, path=request.url.path)
             return error_response("internal error in eyried; see its log", "InternalError", 500)
@@ -147,7 +144,7 @@ async def _add_request(request: Request) -> AddRequest:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
             for e in exc.errors(include_input=False)
         )
-        raise _BadRequest(f"invalid add request: {problems}", status=422, kind="InvalidRequest") from None
+        raise errors.InvalidRequest(f"invalid add request: {problems}") from None
     check_name(add.name)
     return add
 

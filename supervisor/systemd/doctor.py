@@ -18,13 +18,14 @@ from pathlib import Path
 
 import psutil
 
+from supervisor.errors import UnitValueError
 from supervisor.paths import Home
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
 from supervisor.store import Store
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
 from supervisor.systemd.install import render_for
-from supervisor.systemd.unit import UNIT_NAME, UnitValueError
+from supervisor.systemd.unit import UNIT_NAME
 
 __all__ = ["MIN_FREE_PORTS", "Check", "run_checks"]
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor._fs import atomic_write
+from supervisor.errors import UnitValueError
 from supervisor.paths import Home
 from supervisor.systemd._commands import linger_enabled, run, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import fleet_facts
-from supervisor.systemd.unit import UNIT_MARKER, UNIT_NAME, UnitValueError, render_unit
+from supervisor.systemd.unit import UNIT_MARKER, UNIT_NAME, render_unit
 
 __all__ = ["STATE_FILE", "Step", "default_eyried_path", "install", "render_for", "uninstall"]
 

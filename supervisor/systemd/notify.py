@@ -16,13 +16,9 @@ from collections.abc import Mapping
 
 import anyio
 
-from supervisor.errors import EyrieError
+from supervisor.errors import NotifySocketError
 
 __all__ = ["Notifier", "NotifySocketError", "watchdog_loop"]
-
-
-class NotifySocketError(EyrieError, ValueError):
-    """``NOTIFY_SOCKET`` names something other than a Unix socket path or an abstract ``@name``."""
 
 
 class Notifier:

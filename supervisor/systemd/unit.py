@@ -22,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from supervisor._resources import data_dir
-from supervisor.errors import EyrieError
+from supervisor.errors import UnitValueError
 
 __all__ = [
     "STOP_MARGIN",
@@ -46,10 +46,6 @@ BASE_ENV: Mapping[str, str] = MappingProxyType({"PYTHONUNBUFFERED": "1"})
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
-
-
-class UnitValueError(EyrieError, ValueError):
-    """A value cannot go into the unit file; the message names the value and why."""
 
 
 def unit_template() -> str:
