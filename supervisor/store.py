@@ -23,7 +23,7 @@ from supervisor.errors import CorruptInstance, NameExists, NotFound, RequiredFie
 from supervisor.models import Instance, InstanceStatus, utcnow
 from supervisor.paths import Home, check_id
 
-__all__ = ["INSTANCE_FILE", "Store", "StoreProblem"]
+__all__ = ["INSTANCE_FILE", "TOKEN_FILE", "Store", "StoreProblem"]
 
 INSTANCE_FILE = "instance.json"
 TOKEN_FILE = "token"
