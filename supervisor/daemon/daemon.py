@@ -173,10 +173,10 @@ class Daemon:
 
     def list_instances(self) -> list[InstanceView]:
         """Managed, MISSING and ORPHAN instances, judged against ``fleet.yaml`` as it is on disk now."""
-        return self.inventory.list()
+        return self.inventory.instances()
 
     def get_instance(self, ref: str) -> InstanceView:
-        return self.inventory.get(ref)
+        return self.inventory.instance(ref)
 
     def status(self) -> DaemonStatus:
         counts = Counter(inst.status.value for inst in self.engine.instances())

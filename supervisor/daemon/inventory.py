@@ -41,7 +41,7 @@ class Inventory:
         self._fleets = StatCache[FleetFile | None]()
         self._config_hashes = StatCache[str]()
 
-    def list(self) -> list[InstanceView]:
+    def instances(self) -> list[InstanceView]:
         declared = self._declared_now()
         managed = self._reconciler.managed()
         views = [self._view(decl.name, decl, declared) for decl in declared.instances]
@@ -54,14 +54,14 @@ class Inventory:
                     views.append(instance_view(inst, decl=None, drift=False))
         return views
 
-    def get(self, ref: str) -> InstanceView:
+    def instance(self, ref: str) -> InstanceView:
         """By name or id; a managed instance is found without listing the others."""
         found = self._reconciler.find(ref)
         if found is not None:
             name = found[0]
             declared = self._declared_now()
             return self._view(name, declared.decl(name) if name in declared.names() else None, declared)
-        for view in self.list():
+        for view in self.instances():
             if ref in (view.name, view.id):
                 return view
         raise NotFound(f"instance {ref!r} not found")

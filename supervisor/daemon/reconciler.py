@@ -173,10 +173,9 @@ class Reconciler:
         self._records.setdefault(name, InstanceRecord()).error = str(exc)
         log.error(event, instance=name, error=str(exc))
 
-    def _running(self, name: str, applied: Applied) -> InstanceRecord:
-        record = self._records.setdefault(name, InstanceRecord())
-        record.applied = applied
-        return record
+    def _reapplied(self, name: str, applied: Applied) -> None:
+        """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
+        self._records.setdefault(name, InstanceRecord()).applied = applied
 
     async def _adopt_or_provision(
         self, resolved: ResolvedInstance, inst: Instance | None, *, hold: bool
@@ -190,7 +189,7 @@ class Reconciler:
         except EyrieError as exc:
             self._failed(resolved.name, exc, "instance_provision_failed")
             return False
-        self._running(resolved.name, Applied(inst.id, resolved)).error = None
+        self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
         await self._engine.add(runtime)
         return True
 
@@ -239,10 +238,10 @@ class Reconciler:
             lambda: self._provisioner.rerender(inst, model=model, persona=persona)
         )
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
-        self._running(resolved.name, Applied(instance_id, resolved))
+        self._reapplied(resolved.name, Applied(instance_id, resolved))
 
     async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change the running process does not see (restart, health, logs, autostart): applied live."""
         inst = self._engine.get(instance_id)
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=inst.config_hash))
-        self._running(resolved.name, Applied(instance_id, resolved))
+        self._reapplied(resolved.name, Applied(instance_id, resolved))
