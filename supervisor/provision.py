@@ -161,9 +161,12 @@ class Provisioner:
 
     # --- provisioning
 
-    def provision(self, request: CreateRequest, persona: Persona | None = None) -> Instance:
-        """Create the instance ``request`` describes; ``persona`` defaults to ``request.persona_id``'s."""
-        spec = self._validate(request)
+    def provision(
+        self, request: CreateRequest, persona: Persona | None = None, *, spec: FrameworkSpec | None = None
+    ) -> Instance:
+        """Create the instance ``request`` describes; ``persona`` defaults to ``request.persona_id``'s,
+        ``spec`` (a fleet file may override a framework's) to the framework's in ``frameworks``."""
+        spec = self._validate(request, spec)
         if persona is None and request.persona_id:
             persona = self.personas.get(request.persona_id)
         try:
@@ -198,13 +201,14 @@ class Provisioner:
         self._build(plan)
         return plan.instance
 
-    def _validate(self, request: CreateRequest) -> FrameworkSpec:
+    def _validate(self, request: CreateRequest, spec: FrameworkSpec | None) -> FrameworkSpec:
         if not request.name:
             raise RequiredField("instance name is required")
         if not request.framework:
             raise RequiredField("framework is required")
         check_name(request.name)
-        spec = self.frameworks.get(request.framework)
+        if spec is None:
+            spec = self.frameworks.get(request.framework)
         if spec is None or request.framework not in rendered_frameworks():
             known = ", ".join(sorted(set(self.frameworks) & set(rendered_frameworks())))
             raise UnsupportedFramework(f"unsupported framework {request.framework!r} (known: {known})")

@@ -18,6 +18,7 @@ from supervisor.control.schema import InstanceView
 from supervisor.paths import Home
 from supervisor.systemd.install import install
 from supervisor.systemd.unit import UNIT_NAME
+from supervisor.testing import FAULTY_AGENT
 from tests._daemon import embedded, fleet_yaml, pid_alive
 from tests.sandbox.systemd import UserManager
 
@@ -31,7 +32,6 @@ defaults:
 """
 """Fast, and forgiving: an agent that cannot bind its port because another test session on the machine holds
 it (every home allocates from 43000) keeps retrying instead of ending in ``error``."""
-FAULTY = Path(__file__).parent / "programs" / "faulty.py"
 MARKER = "EYRIE_INSTANCE_ID"
 
 
@@ -45,7 +45,8 @@ def three_embedded() -> str:
 
 def with_grandchild(name: str) -> str:
     """An instance whose agent leaves a grandchild in its own session (its pid in ``grandchild.pid``)."""
-    command = f'["{{python}}", "{FAULTY}", "--http", "--grandchild", "{{instance_dir}}/grandchild.pid"]'
+    argv = f'"-m", "{FAULTY_AGENT}", "--http", "--grandchild", "{{instance_dir}}/grandchild.pid"'
+    command = f'["{{python}}", {argv}]'
     return embedded(name, f"command: {command}\nready: {{kind: http, path: /ready}}\nstop_timeout: 1s")
 
 

@@ -17,9 +17,9 @@ from anyio.abc import Process
 from supervisor.control.app import create_app
 from supervisor.control.schema import Event, ReloadResult
 from supervisor.control.server import serve
-from supervisor.control.testing import MemoryTarget
 from supervisor.errors import HierarchyError
 from supervisor.paths import Home
+from supervisor.testing import MemoryTarget
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,6 @@ from anyio.abc import SocketStream
 from supervisor.client import ControlClient
 from supervisor.control.app import create_app
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
-from supervisor.control.testing import MemoryTarget
 from supervisor.errors import (
     DaemonNotRunning,
     EyrieError,
@@ -25,6 +24,7 @@ from supervisor.errors import (
 )
 from supervisor.models import HierarchyRole
 from supervisor.paths import Home
+from supervisor.testing import MemoryTarget
 
 pytestmark = pytest.mark.anyio
 

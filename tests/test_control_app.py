@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 
 from supervisor.control.app import close_event_streams, create_app
 from supervisor.control.schema import Event, ReloadResult
-from supervisor.control.testing import MemoryTarget
 from supervisor.errors import (
     EyrieError,
     FleetFileError,
@@ -24,6 +23,7 @@ from supervisor.errors import (
     RequiredField,
     UnsupportedFramework,
 )
+from supervisor.testing import MemoryTarget
 
 pytestmark = pytest.mark.anyio
 

@@ -21,9 +21,9 @@ from supervisor.client import ControlClient
 from supervisor.control.app import create_app
 from supervisor.control.schema import Event
 from supervisor.control.server import Listening, TcpSettings, serve
-from supervisor.control.testing import MemoryTarget
 from supervisor.errors import EyrieError
 from supervisor.paths import Home
+from supervisor.testing import MemoryTarget
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,6 @@ from supervisor.control.schema import AddRequest, InstanceView
 from supervisor.errors import DaemonNotRunning, EyrieError, InvalidName, NotFound
 from supervisor.fleet import (
     PROFILES,
-    InstanceDecl,
     add_instance,
     load_fleet,
     remove_instance,
@@ -152,17 +151,7 @@ def add(
     try:
         view = cli.run(online)
     except DaemonNotRunning:
-        decl = InstanceDecl(
-            name=name,
-            framework=framework,
-            role=request.role,
-            persona=persona,
-            project=project,
-            parent=parent,
-            model=model,
-            autostart=request.enable,
-        )
-        add_instance(cli.home.fleet_file, decl)
+        add_instance(cli.home.fleet_file, request.declaration())
         cli.out.print(f"declared {name} in {cli.home.fleet_file}", markup=False)
         cli.note(OFFLINE_NOTE)
         return

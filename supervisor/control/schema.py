@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.engine.events import Event
 from supervisor.models import HierarchyRole
+
+if TYPE_CHECKING:
+    from supervisor.fleet import InstanceDecl
 
 __all__ = ["AddRequest", "DaemonStatus", "Event", "Flag", "InstanceView", "ReloadResult"]
 
@@ -55,6 +58,21 @@ class AddRequest(BaseModel):
     model: str = ""
     enable: bool = True
     start: bool = True
+
+    def declaration(self) -> InstanceDecl:
+        """The fleet-file entry this request adds: ``enable`` is its autostart; ``start`` is not declared."""
+        from supervisor.fleet import InstanceDecl  # the fleet schema loads only where an instance is added
+
+        return InstanceDecl(
+            name=self.name,
+            framework=self.framework,
+            role=self.role,
+            persona=self.persona,
+            project=self.project,
+            parent=self.parent,
+            model=self.model,
+            autostart=self.enable,
+        )
 
 
 class ReloadResult(BaseModel):

@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,6 +25,7 @@ sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 import structlog
 
 from supervisor.daemon.daemon import Daemon
+from supervisor.daemon.outcome import Reexec
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.logconfig import configure_logging
 from supervisor.paths import Home
@@ -73,11 +73,9 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> No
     resolved = Home.resolve(home)
     if dev:
         os.environ.pop("NOTIFY_SOCKET", None)
-    daemon = Daemon(
-        resolved, fleet_path=fleet.absolute() if fleet else None, dev=dev, reexecuted_at=reexecuted_at
-    )
+    daemon = Daemon(resolved, fleet_path=fleet.absolute() if fleet else None, reexecuted_at=reexecuted_at)
     try:
-        anyio.run(daemon.run)
+        outcome = anyio.run(daemon.run)
     except DaemonRunning as exc:
         click.echo(f"eyried: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -88,8 +86,8 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> No
         log.error("daemon_failed", error=str(exc))
         click.echo(f"eyried: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
-    if daemon.reexec_requested:
-        _reexec(daemon)
+    if isinstance(outcome, Reexec):
+        _reexec(outcome)
     sys.exit(EXIT_OK)
 
 
@@ -101,15 +99,15 @@ def _reexec_marker() -> float | None:
         return None
 
 
-def _reexec(daemon: Daemon) -> NoReturn:
+def _reexec(outcome: Reexec) -> NoReturn:
     """Replace this process image with the same command line (the installed, maybe upgraded, eyried).
 
     `Daemon.run` returned with its signals blocked; a stop request it received after the re-exec began is
     raised again here, so that it waits, pending, for the new image.
     """
     log = structlog.get_logger("supervisor.daemon")
-    os.environ[REEXEC_ENV] = repr(daemon.reexec_began or time.monotonic())
-    for signum in daemon.carried_signals:
+    os.environ[REEXEC_ENV] = repr(outcome.began)
+    for signum in outcome.carried_signals:
         signal.pthread_kill(threading.get_ident(), signum)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,68 +1,30 @@
-"""Helpers for testing code that supervises processes: instances with small policies, a running engine that
-always shuts down, an event recorder, waiting on conditions with deadlines, and the fault-injecting child
-program ``tests/programs/faulty.py`` (present in a source checkout).
-
-    async with running_engine(store) as engine:
-        runtime = make_runtime(store, "crashy", faulty("--crash-after", "0.2"))
-        await engine.add(runtime)
-        await wait_for(lambda: engine.get(runtime.instance_id).restart_count >= 2)
-"""
+"""Instances, runtimes and a running engine on a test's time scale, and a recorder of the engine's events."""
 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import os
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import anyio
 
 from supervisor.engine import Engine, Event, InstanceRuntime
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.fleet import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus, new_instance_id, utcnow
 from supervisor.store import Store
+from supervisor.testing._processes import free_port
+from supervisor.testing._waiting import wait_for
 
 __all__ = [
-    "PROGRAMS_DIR",
     "EventRecorder",
     "fast_health",
     "fast_restart",
-    "faulty",
-    "free_port",
     "make_instance",
     "make_runtime",
-    "process_gone",
-    "reap",
     "running_engine",
-    "wait_for",
     "wait_instance",
 ]
-
-T = TypeVar("T")
-
-PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "tests" / "programs"
-"""Where the fault-injecting child programs live in a source checkout."""
-
-
-def faulty(*flags: str) -> tuple[str, ...]:
-    """argv running ``tests/programs/faulty.py`` with ``flags`` under this interpreter."""
-    program = PROGRAMS_DIR / "faulty.py"
-    if not program.exists():
-        raise FileNotFoundError(f"{program} not found: the fault programs ship with the source checkout only")
-    return (sys.executable, str(program), *flags)
-
-
-def free_port() -> int:
-    """A TCP port that nothing on 127.0.0.1 uses right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fast_restart(**overrides: Any) -> RestartPolicy:
@@ -150,47 +112,6 @@ def make_runtime(
     )
 
 
-@overload
-async def wait_for(
-    predicate: Callable[[], Awaitable[T]],
-    timeout: float = ...,  # noqa: ASYNC109
-    *,
-    interval: float = ...,
-    what: str = ...,
-) -> T: ...
-
-
-@overload
-async def wait_for(
-    predicate: Callable[[], T],
-    timeout: float = ...,  # noqa: ASYNC109
-    *,
-    interval: float = ...,
-    what: str = ...,
-) -> T: ...
-
-
-async def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float = 5.0,  # noqa: ASYNC109 - a polling helper: the deadline is its whole point
-    *,
-    interval: float = 0.01,
-    what: str = "",
-) -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy, and return that;
-    TimeoutError after ``timeout`` seconds."""
-    last: Any = None
-    with anyio.move_on_after(timeout):
-        while True:
-            last = predicate()
-            if inspect.isawaitable(last):
-                last = await last
-            if last:
-                return last
-            await anyio.sleep(interval)
-    raise TimeoutError(f"not true after {timeout:g}s: {what or predicate} (last value {last!r})")
-
-
 async def wait_instance(
     engine: Engine,
     instance_id: str,
@@ -241,26 +162,3 @@ class EventRecorder:
 
     def of(self, instance_id: str, kind: str = "transition") -> list[Event]:
         return [e for e in self.events if e.event == kind and e.instance_id == instance_id]
-
-
-def reap(pid: int) -> bool:
-    """Collect ``pid`` if it is an exited child of ours (left behind by a detached engine); True once gone."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == pid
-
-
-def process_gone(pid: int) -> bool:
-    """True when ``pid`` no longer exists (or is a zombie waiting for its parent)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return True
-    return raw[raw.rindex(b")") + 2 : raw.rindex(b")") + 3] in (b"Z", b"X")

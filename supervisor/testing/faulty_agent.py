@@ -1,4 +1,6 @@
-"""A child program that misbehaves on request, for tests of the engine (standard library only).
+"""``python -m supervisor.testing.faulty_agent``: an agent that misbehaves on request, for engine tests.
+
+Standard library only, so it starts fast and runs wherever the package is installed.
 
 It serves ``GET /health`` and ``GET /ready`` on its port (``--http``) or just accepts connections
 (``--tcp``), and can: crash on start or after a delay, exit 0, never become ready, turn unhealthy, ignore
@@ -16,6 +18,8 @@ import socket
 import sys
 import time
 from pathlib import Path
+
+__all__ = ["main"]
 
 
 def parse() -> argparse.Namespace:

@@ -1,4 +1,5 @@
-"""Fan-out of lifecycle events to every subscriber of the control API's event stream."""
+"""Fan-out of lifecycle events to every subscriber of the control API's event stream (the daemon's and the
+in-memory test target's)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
 
     def publish(self, event: Event) -> None:
         for stream in list(self._subscribers):

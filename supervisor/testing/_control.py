@@ -13,11 +13,10 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from supervisor import __version__
+from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
 from supervisor.errors import EyrieError, NameExists, NotFound, UnsupportedFramework
 from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS
@@ -37,7 +36,7 @@ class MemoryTarget:
         self.outcome: dict[str, str] = {}  # name → the status its next start/restart ends in
         self.calls: list[tuple[str, str]] = []
         self._started_at = datetime.now(UTC)
-        self._subscribers: set[MemoryObjectSendStream[Event]] = set()
+        self._hub = EventHub()
 
     # --- set-up helpers for tests
 
@@ -49,13 +48,11 @@ class MemoryTarget:
         return view
 
     def publish(self, event: Event) -> None:
-        for stream in list(self._subscribers):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                stream.send_nowait(event)
+        self._hub.publish(event)
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return self._hub.subscriber_count
 
     # --- the ControlTarget protocol
 
@@ -129,16 +126,8 @@ class MemoryTarget:
             last_reload=self.reload_result,
         )
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
-        send, receive = anyio.create_memory_object_stream[Event](256)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
+        return self._hub.subscribe()
 
     def metrics_text(self) -> bytes:
         registry = CollectorRegistry(auto_describe=False)

@@ -1,0 +1,82 @@
+"""Helpers for testing code that supervises processes, shipped with the package.
+
+Instances with small policies, a running engine that always shuts down, an event recorder, waiting on
+conditions with deadlines, a log capture, the in-memory control target (`MemoryTarget`) for the API, the
+client and ``eyriectl``, and the fault-injecting agent, run as ``python -m supervisor.testing.faulty_agent``
+(its argv from `faulty`).
+
+    async with running_engine(store) as engine:
+        runtime = make_runtime(store, "crashy", faulty("--crash-after", "0.2"))
+        await engine.add(runtime)
+        await wait_for(lambda: engine.get(runtime.instance_id).restart_count >= 2)
+
+Names load on first use, so the fault-injecting agent starts without importing the engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supervisor._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from supervisor.testing._control import MemoryTarget
+    from supervisor.testing._engine import (
+        EventRecorder,
+        fast_health,
+        fast_restart,
+        make_instance,
+        make_runtime,
+        running_engine,
+        wait_instance,
+    )
+    from supervisor.testing._logs import capture_logs
+    from supervisor.testing._processes import (
+        FAULTY_AGENT,
+        PROGRAMS_DIR,
+        faulty,
+        free_port,
+        process_gone,
+        reap,
+    )
+    from supervisor.testing._waiting import wait_for
+
+__all__ = [
+    "FAULTY_AGENT",
+    "PROGRAMS_DIR",
+    "EventRecorder",
+    "MemoryTarget",
+    "capture_logs",
+    "fast_health",
+    "fast_restart",
+    "faulty",
+    "free_port",
+    "make_instance",
+    "make_runtime",
+    "process_gone",
+    "reap",
+    "running_engine",
+    "wait_for",
+    "wait_instance",
+]
+
+_HOME = {
+    "MemoryTarget": "_control",
+    "EventRecorder": "_engine",
+    "fast_health": "_engine",
+    "fast_restart": "_engine",
+    "make_instance": "_engine",
+    "make_runtime": "_engine",
+    "running_engine": "_engine",
+    "wait_instance": "_engine",
+    "capture_logs": "_logs",
+    "FAULTY_AGENT": "_processes",
+    "PROGRAMS_DIR": "_processes",
+    "faulty": "_processes",
+    "free_port": "_processes",
+    "process_gone": "_processes",
+    "reap": "_processes",
+    "wait_for": "_waiting",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())

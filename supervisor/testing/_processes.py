@@ -1,0 +1,53 @@
+"""Child programs for tests and looks at the process table: the fault-injecting agent's command line, a free
+port, reaping what a detached engine left behind, and telling a process gone."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+__all__ = ["FAULTY_AGENT", "PROGRAMS_DIR", "faulty", "free_port", "process_gone", "reap"]
+
+FAULTY_AGENT = "supervisor.testing.faulty_agent"
+"""The fault-injecting agent, run as ``python -m supervisor.testing.faulty_agent``."""
+
+PROGRAMS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "programs"
+"""Where the test-only child programs live in a source checkout."""
+
+
+def faulty(*flags: str) -> tuple[str, ...]:
+    """argv running the fault-injecting agent with ``flags`` under this interpreter."""
+    return (sys.executable, "-m", FAULTY_AGENT, *flags)
+
+
+def free_port() -> int:
+    """A TCP port that nothing on 127.0.0.1 uses right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def reap(pid: int) -> bool:
+    """Collect ``pid`` if it is an exited child of ours (left behind by a detached engine); True once gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer exists (or is a zombie waiting for its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return True
+    return raw[raw.rindex(b")") + 2 : raw.rindex(b")") + 3] in (b"Z", b"X")
