@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import anyio
 import psutil
 import structlog
+
+from supervisor.engine._pidfd import collect
 
 __all__ = ["InheritedChildren", "Reaped"]
 
@@ -85,15 +86,15 @@ class InheritedChildren:
                 self._park(pid)
                 continue
             try:
-                info = os.waitid(os.P_PIDFD, self._fds[pid], os.WEXITED | os.WNOHANG)
+                status = collect(os.P_PIDFD, self._fds[pid])
             except ChildProcessError:  # the engine reaped it
                 self._drop(pid)
                 continue
-            if info is None:  # its last threads are still exiting: look again after the next engine event
+            if status is None:  # its last threads are still exiting: look again after the next engine event
                 self._park(pid)
                 continue
             self._drop(pid)
-            reaped.append(Reaped(pid, _describe(info)))
+            reaped.append(Reaped(pid, status.describe()))
             log.info("inherited_child_reaped", pid=pid, exit=reaped[-1].how)
         return reaped
 
@@ -125,12 +126,3 @@ class InheritedChildren:
         else:
             self._epoll.unregister(fd)
         os.close(fd)
-
-
-def _describe(info: os.waitid_result) -> str:
-    if info.si_code == os.CLD_EXITED:
-        return f"exit code {info.si_status}"
-    try:
-        return f"killed by {signal.Signals(info.si_status).name}"
-    except ValueError:
-        return f"killed by signal {info.si_status}"

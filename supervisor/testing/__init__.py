@@ -60,23 +60,5 @@ __all__ = [
     "wait_instance",
 ]
 
-_HOME = {
-    "MemoryTarget": "_control",
-    "EventRecorder": "_engine",
-    "fast_health": "_engine",
-    "fast_restart": "_engine",
-    "make_instance": "_engine",
-    "make_runtime": "_engine",
-    "running_engine": "_engine",
-    "wait_instance": "_engine",
-    "capture_logs": "_logs",
-    "FAULTY_AGENT": "_processes",
-    "PROGRAMS_DIR": "_processes",
-    "faulty": "_processes",
-    "free_port": "_processes",
-    "process_gone": "_processes",
-    "reap": "_processes",
-    "wait_for": "_waiting",
-}
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
+__getattr__, __dir__ = lazy_exports(globals())

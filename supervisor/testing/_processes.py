@@ -8,6 +8,9 @@ import socket
 import sys
 from pathlib import Path
 
+from supervisor.engine._pidfd import collect
+from supervisor.engine._procfs import exited
+
 __all__ = ["FAULTY_AGENT", "PROGRAMS_DIR", "faulty", "free_port", "process_gone", "reap"]
 
 FAULTY_AGENT = "supervisor.testing.faulty_agent"
@@ -33,21 +36,11 @@ def free_port() -> int:
 def reap(pid: int) -> bool:
     """Collect ``pid`` if it is an exited child of ours (left behind by a detached engine); True once gone."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        return collect(os.P_PID, pid) is not None
     except ChildProcessError:
         return True
-    return done == pid
 
 
 def process_gone(pid: int) -> bool:
     """True when ``pid`` no longer exists (or is a zombie waiting for its parent)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return True
-    return raw[raw.rindex(b")") + 2 : raw.rindex(b")") + 3] in (b"Z", b"X")
+    return exited(pid)

@@ -22,7 +22,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def parse() -> argparse.Namespace:
+def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, default=int(os.environ.get("EYRIE_PORT", "0") or 0))
     p.add_argument("--http", action="store_true", help="serve /health and /ready")
@@ -49,12 +49,12 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def say(text: str) -> None:
+def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def leave_grandchild(pid_file: Path) -> None:
+def _leave_grandchild(pid_file: Path) -> None:
     """Double fork + setsid: the grandchild is in its own session, reparented away from us."""
     read_end, write_end = os.pipe()
     if os.fork() == 0:
@@ -76,7 +76,7 @@ def leave_grandchild(pid_file: Path) -> None:
     os.wait()
 
 
-def flood(lines: int, width: int) -> None:
+def _flood(lines: int, width: int) -> None:
     out = sys.stdout.buffer
     for n in range(1, lines + 1):
         head = f"line {n:08d} "
@@ -86,7 +86,7 @@ def flood(lines: int, width: int) -> None:
     out.flush()
 
 
-def respond(conn: socket.socket, healthy: bool, ready: bool) -> None:
+def _respond(conn: socket.socket, healthy: bool, ready: bool) -> None:
     try:
         conn.settimeout(2)
         data = b""
@@ -109,7 +109,7 @@ def respond(conn: socket.socket, healthy: bool, ready: bool) -> None:
 
 
 def main() -> int:
-    args = parse()
+    args = _parse()
     started = time.monotonic()
     terminating: list[float] = []
     if args.ignore_sigterm:
@@ -117,7 +117,7 @@ def main() -> int:
     elif args.linger_on_term:
 
         def on_term(*_: object) -> None:
-            say("got SIGTERM")
+            _say("got SIGTERM")
             terminating.append(time.monotonic() + args.linger_on_term)
 
         signal.signal(signal.SIGTERM, on_term)
@@ -125,17 +125,17 @@ def main() -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.pid_file:
         args.pid_file.write_text(str(os.getpid()))
-    say(f"faulty {os.getpid()} starting")
+    _say(f"faulty {os.getpid()} starting")
     if args.crash_on_start is not None:
-        say(f"crashing on start with {args.crash_on_start}")
+        _say(f"crashing on start with {args.crash_on_start}")
         return int(args.crash_on_start)
     if args.crash_if_exists is not None and args.crash_if_exists.exists():
-        say("crashing: marker file exists")
+        _say("crashing: marker file exists")
         return 3
     if args.grandchild is not None:
-        leave_grandchild(args.grandchild)
+        _leave_grandchild(args.grandchild)
     if args.flood:
-        flood(args.flood, args.flood_width)
+        _flood(args.flood, args.flood_width)
         if args.done_file:
             args.done_file.write_text("done")
     sel = selectors.DefaultSelector()
@@ -148,10 +148,10 @@ def main() -> int:
         if terminating and now >= terminating[0]:
             return 0
         if args.crash_after is not None and age >= args.crash_after:
-            say(f"crashing with {args.exit_code}")
+            _say(f"crashing with {args.exit_code}")
             return int(args.exit_code)
         if args.exit_after is not None and age >= args.exit_after:
-            say("exiting cleanly")
+            _say("exiting cleanly")
             return 0
         if not ready and not args.never_ready and age >= args.ready_delay:
             if args.http or args.tcp:
@@ -161,17 +161,17 @@ def main() -> int:
                 listener.listen(64)
                 sel.register(listener, selectors.EVENT_READ)
             if args.ready_line:
-                say(args.ready_line)
+                _say(args.ready_line)
             ready = True
         if next_beat is not None and now >= next_beat:
-            say("heartbeat")
+            _say("heartbeat")
             next_beat = now + float(args.heartbeat)
         healthy = args.unhealthy_after is None or age < args.unhealthy_after
         for _key, _ in sel.select(timeout=0.02):
             assert listener is not None
             conn, _addr = listener.accept()
             if args.http:
-                respond(conn, healthy, ready)
+                _respond(conn, healthy, ready)
             else:
                 conn.close()
 

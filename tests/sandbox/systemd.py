@@ -41,6 +41,8 @@ from typing import TypeVar
 
 import pytest
 
+from supervisor.engine._procfs import read_stat
+
 __all__ = [
     "CGROUP_PREFIX",
     "MARKER_DIR",
@@ -103,12 +105,8 @@ def unavailable_reason() -> str | None:
 
 
 def _start_time(pid: str) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime); the command name in field 2 may hold spaces and parentheses.
-    return stat.rpartition(")")[2].split()[19]
+    info = read_stat(int(pid))
+    return str(info.start_ticks) if info is not None else None
 
 
 @dataclass(frozen=True)
