@@ -1,4 +1,5 @@
-"""Launching an instance's process: the child's environment, the port check, and the spawn itself."""
+"""Getting a process for an instance: spawning one (the child's environment, the port check, the fork/exec)
+or adopting the one its record names."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from typing import Any
 import anyio
 
 from supervisor.engine import _procfs
+from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._ports import holder_pid
+from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Services
-from supervisor.engine.process import ProcessHandle, spawn
+from supervisor.engine.logfile import LogCursor
+from supervisor.engine.process import AdoptedProcess, ProcessHandle, spawn
+from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import StartFailed
+from supervisor.models import Instance, utcnow
 from supervisor.ports import port_holder, port_in_use
 
-__all__ = ["check_port", "child_env", "spawn_child"]
+__all__ = ["adopt", "check_port", "child_env", "spawn_child", "spawned_fields"]
 
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
@@ -57,9 +63,49 @@ async def check_port(
     raise StartFailed(f"port {port} is held by {holder or 'another process'}")
 
 
-async def spawn_child(rt: InstanceRuntime, services: Services) -> ProcessHandle:
-    """Fork/exec on the loop when alone (quicker for a lone respawn), in a worker thread in a crowd."""
+async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog, log: Any) -> ProcessHandle:
+    """Rotate a log already too big, then fork/exec: on the loop when alone (quicker for a lone respawn), in
+    a worker thread in a crowd. ``logs.cursor`` then marks where the new run's output starts."""
+    offset = log_size(rt.log_path)
+    if offset >= rt.logs.max_bytes:
+        await logs.rotate(rt, None, services.threads, log)
+        offset = log_size(rt.log_path)
     start = functools.partial(spawn, rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path)
     if services.spawning.crowded(anyio.current_time()):
-        return await anyio.to_thread.run_sync(start, limiter=services.threads)
-    return start()
+        proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
+    else:
+        proc = start()
+    logs.cursor = LogCursor(rt.log_path, offset)
+    return proc
+
+
+def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> dict[str, Any]:
+    """What the record says about a process just spawned (its command line without secrets)."""
+    return {
+        "pid": proc.pid,
+        "pgid": proc.pgid,
+        "proc_start_time": proc.start_time,
+        "boot_id": boot_id,
+        "cmdline": redact_cmdline(proc.cmdline, secret_values(rt.env)),
+        "started_at": utcnow(),
+        "next_start_at": None,
+        "config_hash": rt.config_hash,
+    }
+
+
+def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
+    """The process ``record`` names, if it still runs as recorded (its command line compared without the
+    secrets, which the record never holds); None when it is gone."""
+    secrets = secret_values(rt.env)
+
+    def same_cmdline(current: Any, recorded: Any) -> bool:
+        return same_program(redact_cmdline(current, secrets), list(recorded))
+
+    assert record.pid is not None
+    return AdoptedProcess.adopt(
+        record.pid,
+        start_time=record.proc_start_time or 0.0,
+        cmdline=record.cmdline or [],
+        marker=rt.instance_id,
+        same_cmdline=same_cmdline,
+    )

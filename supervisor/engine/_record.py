@@ -8,8 +8,9 @@ from typing import Any
 import anyio
 
 from supervisor.engine._services import Services
+from supervisor.engine.process import ExitStatus
 from supervisor.errors import EyrieError
-from supervisor.models import Instance
+from supervisor.models import Instance, LastExit, utcnow
 
 __all__ = ["OWNED_FIELDS", "InstanceRecord", "assign"]
 
@@ -54,6 +55,15 @@ class InstanceRecord:
     def show_memory(self) -> None:
         """Show what memory holds now, before it is written (what the actor wants shows at once)."""
         self._view = self.inst.model_copy()
+
+    def process_ended(self, status: ExitStatus | None) -> None:
+        """The recorded process ended (``status`` None: it is not known how)."""
+        code, signal = (status.code, status.signal) if status is not None else (None, None)
+        assign(self.inst, last_exit=LastExit(code=code, signal=signal, time=utcnow()))
+        self.forget_process()
+
+    def forget_process(self) -> None:
+        assign(self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None)
 
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json``, with the current last_seen."""

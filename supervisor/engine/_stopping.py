@@ -3,6 +3,7 @@ leftovers of earlier runs."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,13 +14,18 @@ from supervisor.engine.process import ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import StopResult, stop_tree
 
-__all__ = ["stop_run", "sweep"]
+__all__ = ["group_alive", "stop_run", "sweep"]
 
 _SLOW_STOP = 0.5
 
 
 async def stop_run(
-    rt: InstanceRuntime, proc: ProcessHandle, services: Services, on_slow: Callable[[], Awaitable[None]]
+    rt: InstanceRuntime,
+    proc: ProcessHandle,
+    services: Services,
+    log: Any,
+    *,
+    on_slow: Callable[[], Awaitable[None]],
 ) -> StopResult:
     """Stop ``proc`` and its tree and free the port; ``on_slow`` runs once the stop has taken longer than
     most (milliseconds), so that the actor can record "stopping" meanwhile."""
@@ -41,6 +47,14 @@ async def stop_run(
                 scanner=services.scanner,
             )
             tg.cancel_scope.cancel()
+    status = proc.exit_status
+    log.info(
+        "stopped",
+        pid=proc.pid,
+        killed=result.killed,
+        seconds=round(result.seconds, 3),
+        exit=status.describe() if status else "unknown",
+    )
     return result
 
 
@@ -60,3 +74,12 @@ async def sweep(
     )
     if result.signalled or result.killed:
         log.info("leftovers_stopped", processes=result.signalled, killed=result.killed)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process group still has members (one cheap signal-0, no /proc scan)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

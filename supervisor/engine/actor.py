@@ -9,7 +9,6 @@ state, see docs/layout.md) with the phase before the next action, then emitted a
 
 from __future__ import annotations
 
-import os
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,34 +18,29 @@ import anyio
 import structlog
 
 from supervisor.engine import _procfs
-from supervisor.engine._launch import check_port, spawn_child
-from supervisor.engine._logs import InstanceLog, log_size
+from supervisor.engine._announce import announce
+from supervisor.engine._launch import adopt, check_port, spawn_child, spawned_fields
+from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
-from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Crowd, Services
-from supervisor.engine._stopping import stop_run, sweep
-from supervisor.engine._waiters import StartWaiter, Waiters
+from supervisor.engine._stopping import group_alive, stop_run, sweep
+from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
 from supervisor.engine._watch import Watch, race, ready_at_spawn
-from supervisor.engine.events import Event
 from supervisor.engine.logfile import LogCursor
-from supervisor.engine.process import AdoptedProcess, ExitStatus, ProcessHandle, reap_recorded
-from supervisor.engine.recovery import RecoveryPlan, Resume, plan_recovery, same_program
+from supervisor.engine.process import ExitStatus, ProcessHandle, reap_recorded
+from supervisor.engine.recovery import RecoveryPlan, Resume, plan_recovery
 from supervisor.engine.restart import Decision, decide
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.states import ACTIVE, SETTLED, Phase, check_phase_move, check_transition
 from supervisor.errors import StartFailed
-from supervisor.models import DesiredState, HealthStatus, Instance, InstanceStatus, LastExit, utcnow
+from supervisor.models import DesiredState, HealthStatus, Instance, InstanceStatus, utcnow
 
 __all__ = ["OWNED_FIELDS", "Actor", "Crowd", "Services"]
 
 log = structlog.get_logger("supervisor.engine")
 
-_STARTING, _RUNNING, _STOPPED, _ERROR = (
-    InstanceStatus.STARTING,
-    InstanceStatus.RUNNING,
-    InstanceStatus.STOPPED,
-    InstanceStatus.ERROR,
-)
+_STARTING, _RUNNING = InstanceStatus.STARTING, InstanceStatus.RUNNING
+_STOPPED, _ERROR = InstanceStatus.STOPPED, InstanceStatus.ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +73,22 @@ class Actor:
         self._closing: Literal["remove", "shutdown"] | None = None
         self._restart_requested = False
         self._commands = 0
-        self._woken = False
-        self._wake = anyio.Event()
+        self._doorbell = Doorbell()
         self._scope: anyio.CancelScope | None = None  # the current supervision: a command cancels it
         self._sleeping = False  # in a backoff or cooldown wait, which a start cuts short
         self._waiters = Waiters()
-        self._attempt_no = 0
-        self._in_attempt = False
 
     @property
     def inst(self) -> Instance:
         """The instance as the actor knows it now (the record in memory)."""
         return self._record.inst
 
-    # ------------------------------------------------------------------ setup
-
     def prepare(self) -> None:
         """Decide, from what ``instance.json`` recorded, what to adopt and what is wanted now."""
         inst, rt = self.inst, self.runtime
         plan = plan_recovery(inst, boot_id=self.services.boot_id, autostart=rt.autostart)
         if plan.process == "adopt":
-            assert inst.pid is not None
-            self.proc = AdoptedProcess.adopt(
-                inst.pid,
-                start_time=inst.proc_start_time or 0.0,
-                cmdline=inst.cmdline or [],
-                marker=rt.instance_id,
-                same_cmdline=self._same_cmdline,
-            )
+            self.proc = adopt(inst, rt)
             if self.proc is None:
                 plan = plan.adoption_failed()
         if plan.process == "found dead":
@@ -124,12 +106,6 @@ class Actor:
         inst.phase = plan.phase.value
         self._record.show_memory()  # what it wants now shows at once; the actor writes it first thing
 
-    def _same_cmdline(self, current: Any, recorded: Any) -> bool:
-        return same_program(self._redact(current), list(recorded))
-
-    def _redact(self, cmdline: Any) -> list[str]:
-        return redact_cmdline(cmdline, secret_values(self.runtime.env))
-
     def _bind_log(self) -> None:
         rt = self.runtime
         self.log = self._record.log = log.bind(
@@ -143,25 +119,23 @@ class Actor:
         self._want_running()
         if self.inst.status is _RUNNING and self.proc is not None:
             return None
-        waiter = self._waiters.start(self._attempt_no if self._in_attempt else self._attempt_no + 1)
-        if self._sleeping and self._scope is not None:
-            self._scope.cancel()
+        waiter = self._waiters.start()
+        if self._sleeping:
+            self._interrupt()
         self._poke()
         return waiter
 
     def stop(self) -> anyio.Event:
         self._set_desired("stopped")
         waiter = self._waiters.stop()
-        if self._scope is not None:
-            self._scope.cancel()
+        self._interrupt()
         self._poke()
         return waiter
 
     def restart(self) -> StartWaiter:
         self._want_running()
         self._request_restart()
-        current = self._in_attempt and not self._restart_requested
-        return self._waiters.start(self._attempt_no if current else self._attempt_no + 1)
+        return self._waiters.start(current_counts=not self._restart_requested)
 
     def update(self, runtime: InstanceRuntime, *, restart: bool) -> bool:
         """Swap in new launch data / policies; restart the process when asked and one is up. True if so."""
@@ -174,8 +148,7 @@ class Actor:
 
     def close(self, mode: Literal["remove", "shutdown"]) -> None:
         self._closing = mode
-        if self._scope is not None:
-            self._scope.cancel()
+        self._interrupt()
         self._poke()
 
     def _want_running(self) -> None:
@@ -192,10 +165,9 @@ class Actor:
     def _request_restart(self) -> None:
         if self.proc is not None or self.inst.status in ACTIVE:
             self._restart_requested = True
-            if self._scope is not None:
-                self._scope.cancel()
-        elif self._sleeping and self._scope is not None:
-            self._scope.cancel()
+            self._interrupt()
+        elif self._sleeping:
+            self._interrupt()
         self._poke()
 
     def _set_desired(self, desired: DesiredState) -> None:
@@ -203,16 +175,13 @@ class Actor:
         self.inst.desired = desired
         self.inst.desired_boot_id = self.services.boot_id
 
+    def _interrupt(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
     def _poke(self) -> None:
         self._commands += 1
-        self._woken = True
-        self._wake.set()
-
-    async def _wait_wake(self) -> None:
-        if not self._woken:
-            self._wake = anyio.Event()
-            await self._wake.wait()
-        self._woken = False
+        self._doorbell.ring()
 
     # ------------------------------------------------------------------ the loop
 
@@ -227,7 +196,7 @@ class Actor:
                     await self._internal_error(exc)
                     if self._closing is not None:
                         return
-                    await self._wait_wake()
+                    await self._doorbell.wait()
         finally:
             if self.proc is not None:  # detached or cancelled: the process lives on, to be adopted
                 self.proc.release()
@@ -257,12 +226,12 @@ class Actor:
                 if scope.cancel_called or commands != self._commands:
                     self._release()  # somebody asked for more since it began: a hold does not stand
                 continue
-            if self.desired == "stopped":
-                await self._halt("stopped by request", then=Phase.IDLE)
-            else:
-                await self._halt(None, then=Phase.HELD)
+            stopped = self.desired == "stopped"  # else held: wait for an operator
+            await self._halt(
+                "stopped by request" if stopped else None, then=Phase.IDLE if stopped else Phase.HELD
+            )
             self._waiters.stopped()
-            await self._wait_wake()
+            await self._doorbell.wait()
 
     async def _recover(self) -> None:
         """First thing: save what `prepare` decided and clean up after a process that did not survive. (After
@@ -277,13 +246,15 @@ class Actor:
             await self.persist()
             self._emit("transition", self.inst.status, self.inst.status, self.inst.status_detail)
         elif plan is not None and plan.ended is not None:
+            dead, self._pending = self._pending, None
             await self._sweep(pgid=self.inst.pgid, before=None)
-            if self._pending is not None:  # found dead
-                ended = self._pending.exit or ExitStatus()
-                self.inst.last_exit = LastExit(code=ended.code, signal=ended.signal, time=utcnow())
-            self._clear_process_fields()
-            if not plan.through_policy:
-                self._pending = None
+            if dead is not None:  # found dead
+                self._record.process_ended(dead.exit)
+            else:
+                self._record.forget_process()
+            if plan.through_policy:
+                self._pending = dead
+            else:
                 await self._transition(_STOPPED, plan.ended)
         else:
             # a process spawned just before a daemon crash, never recorded, must not run twice
@@ -301,12 +272,11 @@ class Actor:
         while True:
             try:
                 if outcome is None:
-                    self._attempt_no += 1
-                    self._in_attempt = True
+                    self._waiters.attempt_begins()
                     outcome = await self._attempt()
                 decision = await self._decide(outcome)
             finally:
-                self._in_attempt = False
+                self._waiters.attempt_ends()
             outcome = None
             if decision.delay is None:
                 return
@@ -356,18 +326,8 @@ class Actor:
                 self.log.warning("start_failed", error=str(exc))
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
-            rt = self.runtime
-            spawned: dict[str, Any] = {
-                "pid": proc.pid,
-                "pgid": proc.pgid,
-                "proc_start_time": proc.start_time,
-                "boot_id": self.services.boot_id,
-                "cmdline": self._redact(proc.cmdline),
-                "started_at": utcnow(),
-                "next_start_at": None,
-                "config_hash": rt.config_hash,
-            }
-            if ready_at_spawn(rt.ready) and proc.alive():
+            spawned = spawned_fields(proc, self.runtime, self.services.boot_id)
+            if ready_at_spawn(self.runtime.ready) and proc.alive():
                 # nothing to wait for: record the process as running in the same write that records it
                 self._move(Phase.RUNNING)
                 await self._transition(
@@ -406,21 +366,14 @@ class Actor:
         """The process ended on its own: note it and sweep up what it left behind, in the background."""
         self.proc = None
         self.logs.cursor = None
-        assign(self.inst, last_exit=LastExit(code=status.code, signal=status.signal, time=utcnow()))
-        self._clear_process_fields()
+        self._record.process_ended(status)
         self.log.warning("process_exited", pid=proc.pid, exit=status.describe())
-        self.services.request_sweep(self.runtime.instance_id, _group_alive(proc.pgid))
+        self.services.request_sweep(self.runtime.instance_id, group_alive(proc.pgid))
         return _Outcome(exit=status, failed=status.failed, reason=status.describe())
 
     async def _launch(self) -> ProcessHandle:
-        rt = self.runtime
-        await check_port(rt, self.services, self._sweep_port_holders, self.log)
-        offset = log_size(rt.log_path)
-        if offset >= rt.logs.max_bytes:
-            await self._rotate()
-            offset = log_size(rt.log_path)
-        proc = await spawn_child(rt, self.services)
-        self.logs.cursor = LogCursor(rt.log_path, offset)
+        await check_port(self.runtime, self.services, self._sweep_port_holders, self.log)
+        proc = await spawn_child(self.runtime, self.services, self.logs, self.log)
         self._spawned_at = anyio.current_time()
         return proc
 
@@ -429,16 +382,11 @@ class Actor:
         await self.persist()
         self._emit("health", self.inst.status, self.inst.status, detail, health_status=status.value)
 
-    # ------------------------------------------------------------------ logs
-
     async def rotate_log(self) -> None:
         """Rotate the running instance's log now (the engine's periodic size check calls this)."""
         async with self.logs.lock:
             if self.proc is not None and self.inst.status is _RUNNING:
-                await self._rotate()
-
-    async def _rotate(self) -> None:
-        await self.logs.rotate(self.runtime, self.proc, self.services.threads, self.log)
+                await self.logs.rotate(self.runtime, self.proc, self.services.threads, self.log)
 
     def log_needs_rotation(self) -> bool:
         return self.proc is not None and self.inst.status is _RUNNING and self.logs.too_big(self.runtime)
@@ -464,21 +412,10 @@ class Actor:
         self._move(Phase.STOPPING)
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
-        result = await stop_run(self.runtime, proc, self.services, on_slow=self.persist)
+        result = await stop_run(self.runtime, proc, self.services, self.log, on_slow=self.persist)
         self.proc = None
         self.logs.cursor = None
-        status = proc.exit_status
-        self.inst.last_exit = LastExit(
-            code=status.code if status else None, signal=status.signal if status else None, time=utcnow()
-        )
-        self._clear_process_fields()
-        self.log.info(
-            "stopped",
-            pid=proc.pid,
-            killed=result.killed,
-            seconds=round(result.seconds, 3),
-            exit=status.describe() if status else "unknown",
-        )
+        self._record.process_ended(proc.exit_status)
         if not result.port_free:
             self.inst.last_error = result.detail
             self.log.warning("port_not_freed", detail=result.detail)
@@ -496,9 +433,6 @@ class Actor:
             await self._sweep(pgid=None, before=before)
         except Exception:
             self.log.exception("leftover_sweep_failed")
-
-    def _clear_process_fields(self) -> None:
-        assign(self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None)
 
     # ------------------------------------------------------------------ recording
 
@@ -524,35 +458,14 @@ class Actor:
             self._emit("transition", old, via, "spawned")
             old = via
         self._emit("transition", old, new, detail)
-        if new in SETTLED and self._in_attempt:
-            self._waiters.attempt_settled(self._attempt_no)
+        if new in SETTLED:
+            self._waiters.attempt_settled()
 
     async def persist(self) -> None:
         await self._record.persist()
 
     def _emit(self, kind: str, old: InstanceStatus, new: InstanceStatus, detail: str, **data: Any) -> None:
-        rt = self.runtime
-        pid = self.inst.pid
-        if kind == "transition":
-            self.log.info(kind, pid=pid, from_status=old.value, to_status=new.value, detail=detail)
-        else:
-            self.log.info(kind, pid=pid, status=new.value, detail=detail, **data)
-        event = Event(
-            time=utcnow(),
-            event=kind,
-            instance=rt.name,
-            instance_id=rt.instance_id,
-            framework=rt.framework,
-            pid=pid,
-            from_status=old.value,
-            to_status=new.value,
-            detail=detail,
-            data={"restart_count": self.inst.restart_count, **data},
-        )
-        try:
-            self.services.emit(event)
-        except Exception:
-            self.log.exception("event_subscriber_failed")
+        announce(self.services.emit, self.log, self.runtime, self.inst, kind, old, new, detail, data)
 
     async def _internal_error(self, exc: Exception) -> None:
         """A bug: stop the process, record ``error`` (past the state table) and hold for an operator."""
@@ -573,8 +486,6 @@ class Actor:
             self.log.exception("state_not_saved")
         self._emit("transition", old, _ERROR, message)
 
-    # ------------------------------------------------------------------ reading
-
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json`` (what others can read), with the current last_seen."""
         return self._record.snapshot()
@@ -587,12 +498,3 @@ def _phase_after(d: Decision) -> Phase:
     if d.delay is None:
         return Phase.HELD
     return Phase.COOLDOWN if d.new_round else Phase.BACKOFF
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process group still has members (one cheap signal-0, no /proc scan)."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
