@@ -63,9 +63,8 @@ class Actor:
         self.phase = Phase.IDLE
         self.done = anyio.Event()
         self.logs = InstanceLog()
-        self.log: Any = None
-        self._record = InstanceRecord(inst, runtime.instance_id, services, None)
-        self._bind_log()
+        self.log = _bound_log(runtime)
+        self._record = InstanceRecord(inst, runtime.instance_id, services, self.log)
         self._spawned_at = 0.0
         self._plan: RecoveryPlan | None = None
         self._resume: Resume | None = None
@@ -106,12 +105,6 @@ class Actor:
         inst.phase = plan.phase.value
         self._record.show_memory()  # what it wants now shows at once; the actor writes it first thing
 
-    def _bind_log(self) -> None:
-        rt = self.runtime
-        self.log = self._record.log = log.bind(
-            instance=rt.name, instance_id=rt.instance_id, framework=rt.framework
-        )
-
     # ------------------------------------------------------------------ commands (called by the engine)
 
     def start(self) -> StartWaiter | None:
@@ -140,7 +133,7 @@ class Actor:
     def update(self, runtime: InstanceRuntime, *, restart: bool) -> bool:
         """Swap in new launch data / policies; restart the process when asked and one is up. True if so."""
         self.runtime = runtime
-        self._bind_log()
+        self.log = self._record.log = _bound_log(runtime)
         if restart and (self.proc is not None or self.inst.status in ACTIVE):
             self._request_restart()
             return True
@@ -489,6 +482,10 @@ class Actor:
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json`` (what others can read), with the current last_seen."""
         return self._record.snapshot()
+
+
+def _bound_log(rt: InstanceRuntime) -> Any:
+    return log.bind(instance=rt.name, instance_id=rt.instance_id, framework=rt.framework)
 
 
 def _phase_after(d: Decision) -> Phase:

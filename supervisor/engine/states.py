@@ -9,6 +9,11 @@ never a user error, so `check_transition` and `check_phase_move` raise `IllegalT
        ▼           ▼  │         ▼
      error ◄──► stopped ◄───────┘        (every status may also fall to error;
                                           stopped and error may repeat with new detail)
+
+    idle ──► spawning ──► starting ──► running ──► stopping ──► idle
+                ▲          a run that ends goes through the restart policy, to:
+                └─────── backoff │ cooldown          held ──► idle (an operator's start or stop)
+                                                     (every phase may also fall to held; all end in closed)
 """
 
 from __future__ import annotations
