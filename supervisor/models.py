@@ -226,6 +226,7 @@ class Instance(BaseModel):
     desired: DesiredState | None = None
     desired_boot_id: str = ""
     status_detail: str = ""
+    phase: str | None = None  # what the engine's actor is doing now (`supervisor.engine.states.Phase`)
     next_start_at: OptionalTime = None
     started_at: OptionalTime = None
     pgid: int | None = None

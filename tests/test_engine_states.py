@@ -1,10 +1,19 @@
-"""The lifecycle state table."""
+"""The lifecycle state table and the actor's phase table."""
 
 from __future__ import annotations
 
 import pytest
 
-from supervisor.engine.states import ACTIVE, INACTIVE, SETTLED, TRANSITIONS, check_transition
+from supervisor.engine.states import (
+    ACTIVE,
+    INACTIVE,
+    PHASE_MOVES,
+    SETTLED,
+    TRANSITIONS,
+    check_phase_move,
+    check_transition,
+)
+from supervisor.engine.states import Phase as P
 from supervisor.errors import IllegalTransition
 from supervisor.models import InstanceStatus as S
 
@@ -43,3 +52,69 @@ class TestCheckTransition:
         assert set(S) == ACTIVE | INACTIVE and not ACTIVE & INACTIVE
         assert {S.RUNNING, S.STOPPED, S.ERROR} == SETTLED
         assert S.CREATED not in set().union(*TRANSITIONS.values())
+
+
+class TestCheckPhaseMove:
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            (P.IDLE, P.SPAWNING),
+            (P.SPAWNING, P.STARTING),
+            (P.SPAWNING, P.RUNNING),
+            (P.STARTING, P.RUNNING),
+            (P.RUNNING, P.STOPPING),
+            (P.RUNNING, P.BACKOFF),
+            (P.STOPPING, P.COOLDOWN),
+            (P.BACKOFF, P.SPAWNING),
+            (P.COOLDOWN, P.SPAWNING),
+            (P.BACKOFF, P.IDLE),
+            (P.IDLE, P.BACKOFF),
+            (P.SPAWNING, P.HELD),
+            (P.HELD, P.IDLE),
+            (P.STOPPING, P.IDLE),
+            (P.RUNNING, P.CLOSED),
+        ],
+    )
+    def test_moves_the_actor_makes_are_allowed(self, old: P, new: P) -> None:
+        """Spawn, readiness, a crash into backoff or cooldown, a stop, a release and the end all pass."""
+        check_phase_move(old, new)
+
+    @pytest.mark.parametrize(
+        ("old", "new"),
+        [
+            (P.IDLE, P.RUNNING),
+            (P.IDLE, P.STOPPING),
+            (P.HELD, P.SPAWNING),
+            (P.BACKOFF, P.RUNNING),
+            (P.BACKOFF, P.COOLDOWN),
+            (P.RUNNING, P.STARTING),
+            (P.STOPPING, P.RUNNING),
+            (P.CLOSED, P.IDLE),
+        ],
+    )
+    def test_illegal_moves_raise_naming_both_phases(self, old: P, new: P) -> None:
+        """Running without a spawn, spawning while held, anything after closed: IllegalTransition."""
+        with pytest.raises(IllegalTransition, match=f"illegal phase move {old.value} → {new.value}"):
+            check_phase_move(old, new)
+
+    def test_staying_in_a_phase_is_no_move(self) -> None:
+        """Moving to the phase the actor is in passes, closed included."""
+        for phase in P:
+            check_phase_move(phase, phase)
+
+    def test_every_phase_has_a_row_and_may_fall_to_held_and_closed(self) -> None:
+        """Every phase has a row; all but closed may fall to held and end in closed; closed is final."""
+        assert set(PHASE_MOVES) == set(P)
+        assert PHASE_MOVES[P.CLOSED] == frozenset()
+        for phase in set(P) - {P.CLOSED}:
+            assert P.CLOSED in PHASE_MOVES[phase]
+            assert phase is P.HELD or P.HELD in PHASE_MOVES[phase]
+
+    def test_a_process_runs_only_after_a_spawn_or_an_adoption(self) -> None:
+        """Only spawning leads to starting, only spawning and starting to running, and only they and running
+        to stopping: a process phase is never reached from a waiting one."""
+        into = {new: {old for old in P if new in PHASE_MOVES[old]} for new in P}
+        assert into[P.STARTING] == {P.SPAWNING}
+        assert into[P.RUNNING] == {P.SPAWNING, P.STARTING}
+        assert into[P.STOPPING] == {P.SPAWNING, P.STARTING, P.RUNNING}
+        assert into[P.SPAWNING] == {P.IDLE, P.BACKOFF, P.COOLDOWN}

@@ -12,7 +12,8 @@ import anyio
 import pytest
 
 from supervisor._fs import locked
-from supervisor.engine.actor import Crowd, _same_program
+from supervisor.engine.actor import Crowd
+from supervisor.engine.recovery import same_program as _same_program
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store

@@ -32,6 +32,7 @@ class InstanceView(BaseModel):
     hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
     status: str = ""
     status_detail: str = ""
+    phase: str = ""
     health_status: str = ""
     pid: int | None = None
     port: int = 0

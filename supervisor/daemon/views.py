@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from supervisor.control.schema import Flag, InstanceView
+from supervisor.engine.states import Phase
 from supervisor.models import HierarchyRole, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
@@ -54,9 +55,7 @@ def status_summary(instances: list[Instance]) -> str:
     """One line for systemd's STATUS=: ``3 running, 1 backoff, 0 error``."""
     running = sum(i.status is InstanceStatus.RUNNING for i in instances)
     error = sum(i.status is InstanceStatus.ERROR for i in instances)
-    backoff = sum(
-        i.status is InstanceStatus.STOPPED and i.status_detail.startswith("backoff") for i in instances
-    )
+    backoff = sum(i.phase == Phase.BACKOFF for i in instances)
     starting = sum(i.status is InstanceStatus.STARTING for i in instances)
     text = f"{running} running, {backoff} backoff, {error} error"
     return f"{text}, {starting} starting" if starting else text

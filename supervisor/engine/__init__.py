@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         spawn,
     )
     from supervisor.engine.runtime import InstanceRuntime
-    from supervisor.engine.states import check_transition
+    from supervisor.engine.states import Phase, check_transition
     from supervisor.engine.stop import ProcScanner, StopResult, stop_tree
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Event",
     "ExitStatus",
     "InstanceRuntime",
+    "Phase",
     "ProbeContext",
     "ProbeResult",
     "ProcScanner",

@@ -1,0 +1,63 @@
+"""An instance's log as its actor uses it: the cursor log probes read from, and rotation, which moves those
+bytes, under one lock."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+
+from supervisor.engine import _procfs
+from supervisor.engine.logfile import LogCursor, rotate
+from supervisor.engine.process import ProcessHandle
+from supervisor.engine.runtime import InstanceRuntime
+
+__all__ = ["InstanceLog", "log_size"]
+
+
+class InstanceLog:
+    """``cursor`` marks where the current run's output starts; None while no process runs."""
+
+    def __init__(self) -> None:
+        self.cursor: LogCursor | None = None
+        self.lock = anyio.Lock()
+
+    def too_big(self, rt: InstanceRuntime) -> bool:
+        return log_size(rt.log_path) >= rt.logs.max_bytes
+
+    async def rotate(
+        self, rt: InstanceRuntime, proc: ProcessHandle | None, threads: anyio.CapacityLimiter, log: Any
+    ) -> None:
+        """Rotate, pausing the instance's processes (found by marker, main process and group) meanwhile."""
+        main = (proc.pid, proc.start_ticks) if proc is not None else None
+        pgid = proc.pgid if proc is not None else None
+
+        def members() -> dict[int, int]:
+            table = _procfs.scan()
+            pids = _procfs.tree_members(table, marker=rt.instance_id, main=main, pgid=pgid)
+            return {pid: table[pid].start_ticks for pid in pids}
+
+        try:
+            result = await anyio.to_thread.run_sync(rotate, rt.log_path, rt.logs, members, limiter=threads)
+        except OSError as exc:
+            log.error("log_rotation_failed", path=str(rt.log_path), error=exc.strerror or str(exc))
+            return
+        if result is None:
+            return
+        if self.cursor is not None:
+            self.cursor.rotated(result.backup, result.size)
+        log.info(
+            "log_rotated",
+            pid=proc.pid if proc is not None else None,
+            bytes=result.size,
+            paused_processes=result.frozen,
+            paused_ms=round(result.paused * 1000, 2),
+        )
+
+
+def log_size(path: os.PathLike[str] | str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

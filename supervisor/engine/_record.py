@@ -1,0 +1,120 @@
+"""An actor's instance record: the fields the engine owns, kept in memory and written to ``instance.json`` in
+order, with writes that pile up coalesced into one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from supervisor.engine._services import Services
+from supervisor.engine.process import ExitStatus
+from supervisor.errors import EyrieError
+from supervisor.models import Instance, LastExit, utcnow
+
+__all__ = ["OWNED_FIELDS", "InstanceRecord", "assign"]
+
+OWNED_FIELDS = (
+    "status",
+    "status_updated_at",
+    "status_detail",
+    "phase",
+    "pid",
+    "pgid",
+    "proc_start_time",
+    "boot_id",
+    "cmdline",
+    "started_at",
+    "last_exit",
+    "last_error",
+    "next_start_at",
+    "restart_count",
+    "total_restarts",
+    "health_status",
+    "last_seen",
+    "config_hash",
+    "desired",
+    "desired_boot_id",
+)
+"""The fields of ``instance.json`` the engine owns; every write copies them from memory."""
+
+
+class InstanceRecord:
+    """``inst`` is the truth in memory; `snapshot` is what was last written, which is what others can read."""
+
+    def __init__(self, inst: Instance, instance_id: str, services: Services, log: Any) -> None:
+        self.inst = inst
+        self.log = log  # the actor's bound logger, rebound when its runtime changes
+        self._view = inst.model_copy()
+        self._instance_id = instance_id
+        self._services = services
+        self._lock = anyio.Lock()
+        self._dirty = 0
+        self._written = 0
+
+    def show_memory(self) -> None:
+        """Show what memory holds now, before it is written (what the actor wants shows at once)."""
+        self._view = self.inst.model_copy()
+
+    def process_ended(self, status: ExitStatus | None) -> None:
+        """The recorded process ended (``status`` None: it is not known how)."""
+        code, signal = (status.code, status.signal) if status is not None else (None, None)
+        assign(self.inst, last_exit=LastExit(code=code, signal=signal, time=utcnow()))
+        self.forget_process()
+
+    def forget_process(self) -> None:
+        assign(self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None)
+
+    def snapshot(self) -> Instance:
+        """The state last written to ``instance.json``, with the current last_seen."""
+        return self._view.model_copy(update={"last_seen": self.inst.last_seen})
+
+    async def persist(self) -> None:
+        """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""
+        self._dirty += 1
+        mine = self._dirty
+        async with self._lock:
+            if self._written >= mine:
+                return
+            target = self._dirty
+            snapshot = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
+            try:
+                disk = await self._store(snapshot)
+            except (OSError, EyrieError) as exc:
+                self.log.error("state_not_saved", error=str(exc))
+                self.show_memory()  # memory stays the truth until a write succeeds
+                return
+            except BaseException:
+                self.show_memory()
+                raise
+            self._written = target
+            self._view = disk
+            current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
+            self.inst = disk.model_copy(update=current)
+
+    async def _store(self, snapshot: dict[str, Any]) -> Instance:
+        """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
+        fraction of a millisecond); otherwise in a worker thread."""
+        if not self._services.writing.crowded(anyio.current_time()):
+            try:
+                return self._write(snapshot, wait=False)
+            except BlockingIOError:  # another process is writing this instance: wait for it off the loop
+                pass
+        return await anyio.to_thread.run_sync(self._write, snapshot, True, limiter=self._services.threads)
+
+    def _write(self, snapshot: dict[str, Any], wait: bool) -> Instance:
+        def apply(inst: Instance) -> None:
+            # the values come from our own instance, already valid
+            assign(inst, **{key: value for key, value in snapshot.items() if inst.__dict__[key] != value})
+
+        # Runtime state only: after a power loss the boot id changes and `prepare` discards it anyway, so the
+        # write is atomic but not fsynced (see docs/layout.md).
+        return self._services.store.update(self._instance_id, apply, durable=False, wait=wait)
+
+
+def assign(inst: Instance, **values: Any) -> None:
+    """Set fields the engine owns to values it built with their declared types (or copied from a valid
+    instance), without pydantic's assignment validation: that re-validates per field and was a fifth of the
+    CPU of a respawn. A value of the wrong type still shows: serialising it warns."""
+    inst.__dict__.update(values)
+    inst.__pydantic_fields_set__.update(values)

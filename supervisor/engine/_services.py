@@ -1,0 +1,49 @@
+"""What every actor shares with the engine, and the gate that picks where a short blocking call runs."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from supervisor.engine.events import Event
+from supervisor.engine.stop import ProcScanner
+from supervisor.store import Store
+
+__all__ = ["Crowd", "Services"]
+
+
+@dataclass(slots=True)
+class Crowd:
+    """Chooses where a short blocking call (a fork/exec, a state write) runs. A lone call (a respawn,
+    typically) is quicker on the event loop than a round trip through a worker thread, which costs two
+    wake-ups that a busy machine can delay by milliseconds; calls that come in a crowd (a fleet starting)
+    run in worker threads, in parallel, and keep the loop free. More than ``size`` calls within ``window``
+    seconds make a crowd."""
+
+    size: int = 1
+    window: float = 0.01
+    recent: deque[float] = field(default_factory=deque)
+
+    def crowded(self, now: float) -> bool:
+        recent = self.recent
+        while recent and now - recent[0] >= self.window:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) > self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every actor shares with the engine."""
+
+    store: Store
+    boot_id: str
+    scanner: ProcScanner
+    threads: anyio.CapacityLimiter  # every blocking call of the engine (writes, spawns, scans) shares it
+    request_sweep: Callable[[str, bool], None]  # (instance id, urgent): end leftovers of an earlier run
+    spawning: Crowd  # fork/exec
+    writing: Crowd  # instance.json writes
+    emit: Callable[[Event], None]

@@ -1,0 +1,85 @@
+"""Ending an instance's processes: the current run's tree (shielded: a stop, once begun, completes), and
+leftovers of earlier runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from supervisor.engine._services import Services
+from supervisor.engine.process import ProcessHandle
+from supervisor.engine.runtime import InstanceRuntime
+from supervisor.engine.stop import StopResult, stop_tree
+
+__all__ = ["group_alive", "stop_run", "sweep"]
+
+_SLOW_STOP = 0.5
+
+
+async def stop_run(
+    rt: InstanceRuntime,
+    proc: ProcessHandle,
+    services: Services,
+    log: Any,
+    *,
+    on_slow: Callable[[], Awaitable[None]],
+) -> StopResult:
+    """Stop ``proc`` and its tree and free the port; ``on_slow`` runs once the stop has taken longer than
+    most (milliseconds), so that the actor can record "stopping" meanwhile."""
+
+    async def slow() -> None:
+        await anyio.sleep(_SLOW_STOP)
+        await on_slow()
+
+    with anyio.CancelScope(shield=True):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            result = await stop_tree(
+                marker=rt.instance_id,
+                main=proc,
+                pgid=proc.pgid,
+                stop_signal=rt.stop_signal,
+                stop_timeout=rt.stop_timeout,
+                port=rt.port or None,
+                scanner=services.scanner,
+            )
+            tg.cancel_scope.cancel()
+    status = proc.exit_status
+    log.info(
+        "stopped",
+        pid=proc.pid,
+        killed=result.killed,
+        seconds=round(result.seconds, 3),
+        exit=status.describe() if status else "unknown",
+    )
+    return result
+
+
+async def sweep(
+    rt: InstanceRuntime, services: Services, log: Any, *, pgid: int | None, before: int | None
+) -> None:
+    """End leftovers of an earlier run of this instance (processes carrying its marker)."""
+    result = await stop_tree(
+        marker=rt.instance_id,
+        main=None,
+        pgid=pgid,
+        stop_signal=rt.stop_signal,
+        stop_timeout=rt.stop_timeout,
+        port=None,
+        scanner=services.scanner,
+        started_before=before,
+    )
+    if result.signalled or result.killed:
+        log.info("leftovers_stopped", processes=result.signalled, killed=result.killed)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process group still has members (one cheap signal-0, no /proc scan)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
