@@ -15,9 +15,9 @@ from supervisor import errors
 from supervisor.client import ControlClient
 from supervisor.control._error_answer import DETAILS_HEADER, details_headers, error_from_answer
 from supervisor.control.app import create_app
-from supervisor.control.testing import MemoryTarget
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.paths import Home
+from supervisor.testing import MemoryTarget
 
 ERROR_CLASSES = sorted(
     (c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, EyrieError)),
