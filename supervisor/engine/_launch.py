@@ -12,7 +12,6 @@ import anyio
 
 from supervisor.engine import _procfs
 from supervisor.engine._logs import InstanceLog, log_size
-from supervisor.engine._ports import holder_pid
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Services
 from supervisor.engine.logfile import LogCursor
@@ -21,7 +20,7 @@ from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import StartFailed
 from supervisor.models import Instance, utcnow
-from supervisor.ports import port_holder, port_in_use
+from supervisor.ports import holder_pid, port_holder, port_in_use
 
 __all__ = ["adopt", "check_port", "child_env", "spawn_child", "spawned_fields"]
 
