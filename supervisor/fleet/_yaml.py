@@ -1,33 +1,49 @@
-"""Two YAML readers: libyaml for every load and edit, ruamel.yaml round-trip for errors and rewrites.
+"""The fleet file's YAML, read by ruamel.yaml alone: its C parser for loads and node marks, round-trip for
+error lines and rewrites.
 
-A reload runs on every SIGHUP, so the common path parses with libyaml (PyYAML's C loader): about ten times
-faster than a pure-Python parser, and its node tree (with each node's line and column) guides line-level
-edits. It reads YAML 1.2's core schema, as ruamel.yaml does, so both readers agree on what a scalar means
-(``yes`` and ``on`` are strings, ``010`` is ten), and a key given twice in one mapping is an error rather
-than a silent overwrite. ruamel.yaml's round-trip loader, slower but comment-aware, locates errors and
-rewrites the layouts that line edits leave alone; it is imported only when one of those is needed.
+A reload runs on every SIGHUP, so loads go through ``ruamel.yaml.clib``'s parser and composer (libyaml
+compiled in), whose node tree also gives every node's line and column for line-level edits. Scalars follow
+YAML 1.2's core schema (``yes`` and ``on`` are strings, ``010`` is ten, no timestamps), so the fast path and
+the round-trip path agree on what a value means, and a key given twice in one mapping is an error rather
+than a silent overwrite. The round-trip loader, slower but comment-aware, is imported only when an error is
+located or a layout has to be rewritten.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
+from ruamel.yaml.cyaml import CParser
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import BaseResolver
 
 if TYPE_CHECKING:
     from ruamel.yaml import YAML
 
 __all__ = ["YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
 
-_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_DEFAULT_TAGS: dict[type[yaml.Node], str] = {
-    yaml.ScalarNode: "tag:yaml.org,2002:str",
-    yaml.SequenceNode: "tag:yaml.org,2002:seq",
-    yaml.MappingNode: "tag:yaml.org,2002:map",
-}
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+_DEFAULT_TAGS: dict[type[Node], str] = {ScalarNode: _STR, SequenceNode: _SEQ, MappingNode: _MAP}
+
+# YAML 1.2 core schema: (tag, pattern, possible first characters; "" is the empty scalar).
+_CORE_SCHEMA: list[tuple[str, str, list[str]]] = [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", [*"~nN", ""]),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
+    (_MERGE, r"^(?:<<)$", ["<"]),
+]
 
 
 class YamlSyntaxError(Exception):
@@ -39,34 +55,10 @@ class YamlSyntaxError(Exception):
         self.line = line
 
 
-class _Core12Loader(_Base):  # type: ignore[valid-type, misc]
-    """Safe loader with YAML 1.2 core-schema scalars and duplicate keys refused."""
+class _Core12Resolver(BaseResolver):  # type: ignore[misc]
+    """Core-schema tags for plain scalars; no path resolvers, so one dictionary lookup per scalar."""
 
     yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key: the base constructor reports it
-                continue
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} appears twice in one mapping (first at line {first})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line + 1
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return result
-
-    # The resolver is called for every node libyaml builds; these lean versions (no path resolvers, one
-    # dictionary lookup per plain scalar) make composing a large file about a third faster.
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         return None
@@ -74,93 +66,68 @@ class _Core12Loader(_Base):  # type: ignore[valid-type, misc]
     def ascend_resolver(self) -> None:
         return None
 
-    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode and implicit[0]:
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode and implicit[0]:
             for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
                 if regexp.match(value):
                     return tag
         return _DEFAULT_TAGS[kind]
 
 
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node))
-    sign = -1 if text.startswith("-") else 1
-    digits = text.lstrip("+-")
-    if digits[:2] in ("0o", "0x"):
-        return sign * int(digits, 0)
-    return sign * int(digits, 10)
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _Core12Resolver.add_implicit_resolver_base(_tag, re.compile(_pattern), _first)
 
 
-# YAML 1.2 core schema: (tag, pattern, possible first characters; "" is the empty scalar).
-_RESOLVERS: list[tuple[str, str, list[str]]] = [
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
-    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", [*"~nN", ""]),
-    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    (
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        list("-+.0123456789"),
-    ),
-    (_MERGE_TAG, r"^(?:<<)$", ["<"]),
-]
-for _tag, _pattern, _first in _RESOLVERS:
-    _Core12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
-_Core12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+class _Core12Constructor(SafeConstructor):  # type: ignore[misc]
+    """Safe constructor that refuses a repeated or unhashable key and reads integers as YAML 1.2 does."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # ruamel.yaml would turn a list key into a tuple
+                raise ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found unhashable key",
+                    key_node.start_mark,
+                )
+            if (first := seen.get(key)) is not None:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first at line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        text = str(self.construct_scalar(node))
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits[:2] in ("0o", "0x"):
+            return sign * int(digits, 0)
+        return sign * int(digits, 10)
 
 
-class _Fallback(Exception):
-    """The document uses a feature the quick walk leaves to PyYAML's constructor (tags, merge keys)."""
+_Core12Constructor.add_constructor("tag:yaml.org,2002:int", _Core12Constructor.construct_yaml_int)
 
 
-_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
-_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_SCALARS = _Core12Loader("")  # only its scalar constructors are used
+class _Core12Loader(CParser, _Core12Constructor, _Core12Resolver):  # type: ignore[misc]
+    """libyaml's parser and composer with the core-schema resolver and constructor above."""
+
+    def __init__(self, text: str) -> None:
+        CParser.__init__(self, text)
+        self._parser = self._composer = self
+        _Core12Constructor.__init__(self, loader=self)
+        _Core12Resolver.__init__(self, loadumper=self)
 
 
-def _walk(node: yaml.Node) -> Any:
-    """Node tree → Python data for the plain core schema; about twice as fast as the generic constructor."""
-    if isinstance(node, yaml.ScalarNode):
-        tag, value = node.tag, node.value
-        if tag == _STR:
-            return value
-        if tag == _INT:
-            return _construct_int(_SCALARS, node)
-        if tag == _FLOAT:
-            return _SCALARS.construct_yaml_float(node)
-        if tag == _BOOL and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if tag == _NULL:
-            return None
-        raise _Fallback
-    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-        return [_walk(item) for item in node.value]
-    if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
-        out: dict[Any, Any] = {}
-        first: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                raise _Fallback
-            key = _walk(key_node)
-            try:
-                if key in out:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"key {key!r} appears twice in one mapping (first at line {first[key]})",
-                        key_node.start_mark,
-                    )
-            except TypeError:  # unhashable key
-                raise _Fallback from None
-            first[key] = key_node.start_mark.line + 1
-            out[key] = _walk(value_node)
-        return out
-    raise _Fallback
-
-
-def _syntax_error(exc: yaml.YAMLError) -> YamlSyntaxError:
-    if not isinstance(exc, yaml.MarkedYAMLError):
+def _syntax_error(exc: YAMLError) -> YamlSyntaxError:
+    if not isinstance(exc, MarkedYAMLError):
         return YamlSyntaxError(str(exc), None)
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
@@ -169,26 +136,20 @@ def _syntax_error(exc: yaml.YAMLError) -> YamlSyntaxError:
     return YamlSyntaxError(problem, mark.line + 1 if mark else None)
 
 
-def compose(text: str) -> yaml.Node | None:
-    """libyaml's node tree of ``text``: every node knows its start line and column, and its flow style."""
+def compose(text: str) -> Node | None:
+    """The node tree of ``text``: every node knows its start and end marks, collections their flow style."""
     try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_Core12Loader)
-    except yaml.YAMLError as exc:
+        node: Node | None = _Core12Loader(text).get_single_node()
+    except YAMLError as exc:
         raise _syntax_error(exc) from None
     return node
 
 
 def fast_load(text: str) -> Any:
     """Plain Python data (dicts, lists, scalars) from ``text``; raises `YamlSyntaxError`."""
-    node = compose(text)
-    if node is None:
-        return None
     try:
-        try:
-            return _walk(node)
-        except (_Fallback, RecursionError):
-            return yaml.load(text, Loader=_Core12Loader)
-    except yaml.YAMLError as exc:
+        return _Core12Loader(text).get_single_data()
+    except YAMLError as exc:
         raise _syntax_error(exc) from None
 
 
@@ -203,15 +164,12 @@ def _rt() -> YAML:
 
 def rt_load(text: str) -> Any:
     """ruamel.yaml round-trip nodes (``CommentedMap``/``CommentedSeq`` with ``.lc`` line info)."""
-    from ruamel.yaml.error import MarkedYAMLError as RuamelMarkedError
-    from ruamel.yaml.error import YAMLError as RuamelYAMLError
-
     try:
         return _rt().load(text)
-    except RuamelMarkedError as exc:
+    except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlSyntaxError(exc.problem or "invalid YAML", mark.line + 1 if mark else None) from None
-    except RuamelYAMLError as exc:
+    except YAMLError as exc:
         raise YamlSyntaxError(str(exc), None) from None
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from ruamel.yaml.nodes import ScalarNode, SequenceNode
 
 from supervisor._fs import atomic_write, locked
 from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFound
@@ -91,17 +91,17 @@ def _edit(file: Path, what: str, change: Callable[[str, Any], str], *, create: b
         atomic_write(file, new_text, mode=mode)
 
 
-def _find(root: Any, name: str) -> tuple[yaml.SequenceNode, int] | None:
+def _find(root: Any, name: str) -> tuple[SequenceNode, int] | None:
     entry = te.get(root, "instances")
-    if entry is not None and isinstance(entry[1], yaml.SequenceNode):
+    if entry is not None and isinstance(entry[1], SequenceNode):
         for index, item in enumerate(entry[1].value):
             found = te.get(item, "name")
-            if found is not None and isinstance(found[1], yaml.ScalarNode) and found[1].value == name:
+            if found is not None and isinstance(found[1], ScalarNode) and found[1].value == name:
                 return entry[1], index
     return None
 
 
-def _require(root: Any, name: str) -> tuple[yaml.SequenceNode, int]:
+def _require(root: Any, name: str) -> tuple[SequenceNode, int]:
     found = _find(root, name)
     if found is None:
         raise NotFound(f"instance {name!r} is not declared in the fleet file")
@@ -174,7 +174,7 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
         te.append_lines(lines, len(lines), _render(decl, 2, 4))
         return "".join(lines)
     key_node, listed = entry
-    if te.is_null(listed) or (isinstance(listed, yaml.SequenceNode) and not listed.value):
+    if te.is_null(listed) or (isinstance(listed, SequenceNode) and not listed.value):
         key_line, key_col = key_node.start_mark.line, key_node.start_mark.column
         parts = te.key_value_text(lines[key_line])
         if parts is None or parts[1] not in ("", "null", "Null", "NULL", "~", "[]"):
@@ -183,7 +183,7 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
         lines[key_line] = key + (rest if rest.endswith("\n") else rest + "\n")
         te.append_lines(lines, key_line + 1, _render(decl, key_col + 2, key_col + 4))
         return "".join(lines)
-    if not isinstance(listed, yaml.SequenceNode) or te.is_flow(listed):
+    if not isinstance(listed, SequenceNode) or te.is_flow(listed):
         return _redump_add(text, decl)
     span = te.item_span(lines, listed.value[-1])
     if span is None:
@@ -235,7 +235,7 @@ def _autostart(text: str, root: Any, name: str, enabled: bool) -> str:
     lines = text.splitlines(keepends=True)
     if current is not None:
         value = current[1]
-        if isinstance(value, yaml.ScalarNode) and value.value.lower() == word:
+        if isinstance(value, ScalarNode) and value.value.lower() == word:
             return text
         if te.replace_scalar(lines, value, word):
             return "".join(lines)
