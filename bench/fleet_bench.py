@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from supervisor.fleet import InstanceDecl, add_instance, parse_fleet, set_autostart
@@ -90,7 +91,7 @@ def main() -> None:
     for n in args.sizes:
         text = fleet_text(n)
         parse_fleet(text)  # warm: imports, framework definitions
-        print(f"N={n}: parse_fleet {median_ms(lambda t=text: parse_fleet(t), args.repeat):.1f} ms")
+        print(f"N={n}: parse_fleet {median_ms(partial(parse_fleet, text), args.repeat):.1f} ms")
     n = max(args.sizes)
     text = fleet_text(n)
     new = InstanceDecl(name="newcomer", persona="generalist", env={"A": "1"})

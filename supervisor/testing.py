@@ -22,9 +22,9 @@ from typing import Any, TypeVar, overload
 import anyio
 
 from supervisor.engine import Engine, Event, InstanceRuntime
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus, new_instance_id, utcnow
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.store import Store
 
 __all__ = [

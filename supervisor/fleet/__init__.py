@@ -1,8 +1,10 @@
-"""The fleet file: its schema, loading with precise errors, comment-keeping edits, hierarchy rules, diffs
-and the starting profiles of ``eyriectl init``.
+"""The fleet file: its sections and resolution, loading with precise errors, comment-keeping edits,
+hierarchy rules, diffs and the starting profiles of ``eyriectl init``.
 
 Names load on first use: the daemon reads and diffs fleet files on every start and reload, but needs the
-round-trip YAML machinery behind edits and profiles only when something is edited.
+round-trip YAML machinery behind edits and profiles only when something is edited. The policies live in
+`supervisor.policies`, below this package and the engine; they are exported here as the fleet file's
+``defaults`` sections.
 """
 
 from __future__ import annotations
@@ -10,20 +12,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from supervisor._lazy import lazy_exports
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 if TYPE_CHECKING:
     from supervisor.fleet.diff import FleetDiff, diff_fleets
     from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
     from supervisor.fleet.hierarchy import check_hierarchy
     from supervisor.fleet.loader import load_fleet, parse_fleet
-    from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
     from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
     from supervisor.fleet.resolved import ResolvedInstance
-    from supervisor.fleet.schema import (
+    from supervisor.fleet.schema import FleetFile
+    from supervisor.fleet.sections import (
         ControlTCP,
         DaemonSettings,
         Defaults,
-        FleetFile,
         FrameworkOverride,
         HealthOverride,
         InstanceDecl,
@@ -67,22 +69,19 @@ _HOME = {
     "check_hierarchy": "hierarchy",
     "load_fleet": "loader",
     "parse_fleet": "loader",
-    "HealthPolicy": "policy",
-    "LogPolicy": "policy",
-    "RestartPolicy": "policy",
     "PROFILES": "profiles",
     "render_profile": "profiles",
     "write_initial_fleet": "profiles",
     "ResolvedInstance": "resolved",
-    "ControlTCP": "schema",
-    "DaemonSettings": "schema",
-    "Defaults": "schema",
     "FleetFile": "schema",
-    "FrameworkOverride": "schema",
-    "HealthOverride": "schema",
-    "InstanceDecl": "schema",
-    "LogOverride": "schema",
-    "RestartOverride": "schema",
+    "ControlTCP": "sections",
+    "DaemonSettings": "sections",
+    "Defaults": "sections",
+    "FrameworkOverride": "sections",
+    "HealthOverride": "sections",
+    "InstanceDecl": "sections",
+    "LogOverride": "sections",
+    "RestartOverride": "sections",
 }
 
 

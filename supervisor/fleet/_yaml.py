@@ -16,11 +16,10 @@ from collections.abc import Hashable
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml.constructor import ConstructorError, SafeConstructor
-from ruamel.yaml.cyaml import CParser
+from ruamel.yaml.constructor import ConstructorError
+from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.resolver import BaseResolver
 
 if TYPE_CHECKING:
     from ruamel.yaml import YAML
@@ -55,10 +54,13 @@ class YamlSyntaxError(Exception):
         self.line = line
 
 
-class _Core12Resolver(BaseResolver):  # type: ignore[misc]
-    """Core-schema tags for plain scalars; no path resolvers, so one dictionary lookup per scalar."""
+class _Core12Loader(CSafeLoader):
+    """libyaml's parser and composer; YAML 1.2 core-schema scalars; a repeated or unhashable key refused."""
 
     yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+
+    # The resolver runs for every node the parser builds: no path resolvers, and one dictionary lookup per
+    # plain scalar.
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         return None
@@ -72,14 +74,6 @@ class _Core12Resolver(BaseResolver):  # type: ignore[misc]
                 if regexp.match(value):
                     return tag
         return _DEFAULT_TAGS[kind]
-
-
-for _tag, _pattern, _first in _CORE_SCHEMA:
-    _Core12Resolver.add_implicit_resolver_base(_tag, re.compile(_pattern), _first)
-
-
-class _Core12Constructor(SafeConstructor):  # type: ignore[misc]
-    """Safe constructor that refuses a repeated or unhashable key and reads integers as YAML 1.2 does."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: dict[Any, int] = {}
@@ -113,17 +107,9 @@ class _Core12Constructor(SafeConstructor):  # type: ignore[misc]
         return sign * int(digits, 10)
 
 
-_Core12Constructor.add_constructor("tag:yaml.org,2002:int", _Core12Constructor.construct_yaml_int)
-
-
-class _Core12Loader(CParser, _Core12Constructor, _Core12Resolver):  # type: ignore[misc]
-    """libyaml's parser and composer with the core-schema resolver and constructor above."""
-
-    def __init__(self, text: str) -> None:
-        CParser.__init__(self, text)
-        self._parser = self._composer = self
-        _Core12Constructor.__init__(self, loader=self)
-        _Core12Resolver.__init__(self, loadumper=self)
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    _Core12Loader.add_implicit_resolver_base(_tag, re.compile(_pattern), _first)
+_Core12Loader.add_constructor("tag:yaml.org,2002:int", _Core12Loader.construct_yaml_int)
 
 
 def _syntax_error(exc: YAMLError) -> YamlSyntaxError:

@@ -24,7 +24,7 @@ from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFou
 from supervisor.fleet import _textedit as te
 from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
 from supervisor.fleet.loader import parse_fleet
-from supervisor.fleet.schema import InstanceDecl
+from supervisor.fleet.sections import InstanceDecl
 
 if TYPE_CHECKING:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
