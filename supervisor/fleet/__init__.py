@@ -1,10 +1,9 @@
 """The fleet file: its sections and resolution, loading with precise errors, comment-keeping edits,
 hierarchy rules, diffs and the starting profiles of ``eyriectl init``.
 
-Names load on first use: the daemon reads and diffs fleet files on every start and reload, but needs the
-round-trip YAML machinery behind edits and profiles only when something is edited. The policies live in
-`supervisor.policies`, below this package and the engine; they are exported here as the fleet file's
-``defaults`` sections.
+Names load on first use, so importing the package for one name (a type, the diff) does not load the YAML
+machinery behind the others. The policies live in `supervisor.policies`, below this package and the
+engine; they are exported here as the sections of the fleet file's ``defaults``.
 """
 
 from __future__ import annotations

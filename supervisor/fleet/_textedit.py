@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from supervisor.fleet._yaml import dump_rt
 
@@ -123,8 +124,6 @@ def append_lines(lines: list[str], at: int, chunk: str) -> None:
 
 def redump(tree: Any, text: str) -> str:
     """Whole-file round-trip dump in the file's own indentation: for layouts line surgery does not handle."""
-    from ruamel.yaml.util import load_yaml_guess_indent
-
     _data, indent, block_seq_indent = load_yaml_guess_indent(text)
     offset = block_seq_indent or 0
     return dump_rt(tree, mapping=indent or 2, sequence=(indent or 2) + offset, offset=offset)

@@ -5,7 +5,7 @@ A reload runs on every SIGHUP, so loads go through ``ruamel.yaml.clib``'s parser
 compiled in), whose node tree also gives every node's line and column for line-level edits. Scalars follow
 YAML 1.2's core schema (``yes`` and ``on`` are strings, ``010`` is ten, no timestamps), so the fast path and
 the round-trip path agree on what a value means, and a key given twice in one mapping is an error rather
-than a silent overwrite. The round-trip loader, slower but comment-aware, is imported only when an error is
+than a silent overwrite. The round-trip loader, slower but comment-aware, runs only when an error is
 located or a layout has to be rewritten.
 """
 
@@ -14,15 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Hashable
 from io import StringIO
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
-if TYPE_CHECKING:
-    from ruamel.yaml import YAML
 
 __all__ = ["YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
 
@@ -140,8 +138,6 @@ def fast_load(text: str) -> Any:
 
 
 def _rt() -> YAML:
-    from ruamel.yaml import YAML
-
     rt = YAML(typ="rt")
     rt.preserve_quotes = True
     rt.width = 4096

@@ -15,9 +15,11 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.nodes import ScalarNode, SequenceNode
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from supervisor._fs import atomic_write, locked
 from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFound
@@ -25,9 +27,6 @@ from supervisor.fleet import _textedit as te
 from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
 from supervisor.fleet.loader import parse_fleet
 from supervisor.fleet.sections import InstanceDecl
-
-if TYPE_CHECKING:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 __all__ = ["add_instance", "remove_instance", "set_autostart"]
 
@@ -121,8 +120,6 @@ def _rt_item(text: str, name: str) -> tuple[CommentedMap, CommentedSeq, int]:
 
 def _compact(decl: InstanceDecl) -> CommentedMap:
     """The instance's non-default keys (``name`` and ``framework`` always), nested values in flow style."""
-    from ruamel.yaml.comments import CommentedMap
-
     data = decl.model_dump(mode="json", exclude_defaults=True)
     item = CommentedMap()
     item["name"] = decl.name
@@ -134,9 +131,6 @@ def _compact(decl: InstanceDecl) -> CommentedMap:
 
 
 def _flow(value: Any) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import SingleQuotedScalarString
-
     if isinstance(value, str) and _YAML11_BOOL.fullmatch(value):
         return SingleQuotedScalarString(value)  # a YAML 1.1 reader would see a boolean
     if isinstance(value, dict):
@@ -195,8 +189,6 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
 
 
 def _redump_add(text: str, decl: InstanceDecl) -> str:
-    from ruamel.yaml.comments import CommentedSeq
-
     tree = rt_load(text)
     if not isinstance(tree.get("instances"), CommentedSeq):
         tree["instances"] = CommentedSeq()
