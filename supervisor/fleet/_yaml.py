@@ -21,12 +21,16 @@ from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.tag import Tag
 
 __all__ = ["YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
 
-_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
-_DEFAULT_TAGS: dict[type[Node], str] = {ScalarNode: _STR, SequenceNode: _SEQ, MappingNode: _MAP}
+_DEFAULT_TAGS: dict[type[Node], Tag] = {
+    ScalarNode: Tag(suffix="tag:yaml.org,2002:str"),
+    SequenceNode: Tag(suffix="tag:yaml.org,2002:seq"),
+    MappingNode: Tag(suffix="tag:yaml.org,2002:map"),
+}
 
 # YAML 1.2 core schema: (tag, pattern, possible first characters; "" is the empty scalar).
 _CORE_SCHEMA: list[tuple[str, str, list[str]]] = [
@@ -55,10 +59,11 @@ class YamlSyntaxError(Exception):
 class _Core12Loader(CSafeLoader):
     """libyaml's parser and composer; YAML 1.2 core-schema scalars; a repeated or unhashable key refused."""
 
-    yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    yaml_implicit_resolvers: dict[str | None, list[tuple[Tag, re.Pattern[str]]]] = {}
 
-    # The resolver runs for every node the parser builds: no path resolvers, and one dictionary lookup per
-    # plain scalar.
+    # The resolver runs for every node the parser builds: no path resolvers, one dictionary lookup per plain
+    # scalar, and shared `Tag` objects (a node given a string builds its own and decodes it character by
+    # character, which took most of a load's time).
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         return None
@@ -66,7 +71,7 @@ class _Core12Loader(CSafeLoader):
     def ascend_resolver(self) -> None:
         return None
 
-    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+    def resolve(self, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> Tag:
         if kind is ScalarNode and implicit[0]:
             for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
                 if regexp.match(value):
@@ -74,8 +79,19 @@ class _Core12Loader(CSafeLoader):
         return _DEFAULT_TAGS[kind]
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[Any, int] = {}
-        for key_node, _value in node.value:
+        keys = self._unique_keys(node)
+        if len(keys) < len(node.value):  # ``<<`` merge keys: the base constructor applies them
+            return super().construct_mapping(node, deep=deep)
+        return {
+            key: self.construct_object(value_node, deep=deep)
+            for key, (_key_node, value_node) in zip(keys, node.value, strict=True)
+        }
+
+    def _unique_keys(self, node: Any) -> list[Any]:
+        """The mapping's own keys (merge keys left out), refusing a repeated or unhashable one."""
+        keys: list[Any] = []
+        first_line: dict[Any, int] = {}
+        for key_node, _value_node in node.value:
             if key_node.tag == _MERGE:
                 continue
             key = self.construct_object(key_node, deep=True)
@@ -86,15 +102,16 @@ class _Core12Loader(CSafeLoader):
                     "found unhashable key",
                     key_node.start_mark,
                 )
-            if (first := seen.get(key)) is not None:
+            if key in first_line:
                 raise ConstructorError(
                     None,
                     None,
-                    f"key {key!r} appears twice in one mapping (first at line {first})",
+                    f"key {key!r} appears twice in one mapping (first at line {first_line[key]})",
                     key_node.start_mark,
                 )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+            first_line[key] = key_node.start_mark.line + 1
+            keys.append(key)
+        return keys
 
     def construct_yaml_int(self, node: Any) -> int:
         text = str(self.construct_scalar(node))
@@ -106,7 +123,7 @@ class _Core12Loader(CSafeLoader):
 
 
 for _tag, _pattern, _first in _CORE_SCHEMA:
-    _Core12Loader.add_implicit_resolver_base(_tag, re.compile(_pattern), _first)
+    _Core12Loader.add_implicit_resolver_base(Tag(suffix=_tag), re.compile(_pattern), _first)
 _Core12Loader.add_constructor("tag:yaml.org,2002:int", _Core12Loader.construct_yaml_int)
 
 
