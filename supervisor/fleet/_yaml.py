@@ -12,7 +12,6 @@ located or a layout has to be rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 from io import StringIO
 from typing import Any
 
@@ -95,13 +94,15 @@ class _Core12Loader(CSafeLoader):
             if key_node.tag == _MERGE:
                 continue
             key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable):  # ruamel.yaml would turn a list key into a tuple
+            try:
+                hash(key)
+            except TypeError:  # ruamel.yaml would turn a list key into a tuple
                 raise ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
                     "found unhashable key",
                     key_node.start_mark,
-                )
+                ) from None
             if key in first_line:
                 raise ConstructorError(
                     None,
