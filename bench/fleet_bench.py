@@ -22,8 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from supervisor.fleet import InstanceDecl, add_instance, parse_fleet, set_autostart
-from supervisor.fleet._textedit import redump
-from supervisor.fleet._yaml import rt_load
+from supervisor.fleet._yaml import dump_rt, rt_load
 
 HEADER = """\
 # A generated fleet for the benchmark: comments, flow-style policies and a few overrides, as people write.
@@ -92,12 +91,11 @@ def time_edit(text: str, edit: Callable[[Path], None], repeat: int) -> tuple[Tim
 
 
 def round_trip_enable(file: Path) -> None:
-    """The alternative to line edits: load the whole file round-trip, set the key, dump it (no lock, no
-    validation, so a lower bound)."""
-    text = file.read_text(encoding="utf-8")
-    tree = rt_load(text)
+    """The alternative to line edits: load the whole file round-trip, set the key, dump it in the file's own
+    indentation (no lock, no validation: a lower bound)."""
+    tree = rt_load(file.read_text(encoding="utf-8"))
     tree["instances"][3]["autostart"] = True
-    file.write_text(redump(tree, text), encoding="utf-8")
+    file.write_text(dump_rt(tree, mapping=2, sequence=4, offset=2), encoding="utf-8")
 
 
 def main() -> None:
