@@ -28,7 +28,7 @@ def _framework_name(name: str) -> str:
     return name
 
 
-FrameworkName = Annotated[str, AfterValidator(_framework_name)]
+_FrameworkName = Annotated[str, AfterValidator(_framework_name)]
 
 
 class FleetFile(Section):
@@ -37,7 +37,7 @@ class FleetFile(Section):
     version: Literal[1]
     daemon: NoneIsEmpty[DaemonSettings] = DaemonSettings()
     defaults: NoneIsEmpty[Defaults] = Defaults()
-    frameworks: NoneIsEmpty[dict[FrameworkName, FrameworkOverride]] = Field(default_factory=dict)
+    frameworks: NoneIsEmpty[dict[_FrameworkName, FrameworkOverride]] = Field(default_factory=dict)
     instances: NoneIsEmpty[list[InstanceDecl]] = Field(default_factory=list)
 
     _resolved: dict[str, ResolvedInstance] = PrivateAttr(default_factory=dict)
