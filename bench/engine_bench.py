@@ -25,9 +25,9 @@ import psutil
 import structlog
 
 from supervisor.engine import Engine, Event, InstanceRuntime
-from supervisor.fleet.policy import HealthPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus
+from supervisor.policies import HealthPolicy, RestartPolicy
 from supervisor.store import Store
 from supervisor.testing import make_instance, make_runtime
 

@@ -40,6 +40,7 @@ __all__ = [
     "TemplateContext",
     "check_name",
     "display_name_for",
+    "format_duration",
     "new_instance_id",
     "parse_duration",
     "utcnow",
@@ -107,6 +108,17 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     raise ValueError(f"not a duration: {value!r} (use e.g. 250ms, 10s, 5m or a number of seconds)")
+
+
+def format_duration(seconds: float) -> str | float:
+    """The shortest exact spelling `parse_duration` reads back: ``0.25`` → ``250ms``, ``300`` → ``5m``."""
+    if seconds == 0:
+        return "0s"
+    for unit in ("h", "m", "s", "ms"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return f"{round(count)}{unit}"
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

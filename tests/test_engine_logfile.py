@@ -12,9 +12,9 @@ import structlog
 
 from supervisor.engine import _procfs, spawn
 from supervisor.engine.logfile import backup_path, needs_rotation, rotate
-from supervisor.fleet.policy import LogPolicy
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home
+from supervisor.policies import LogPolicy
 from supervisor.store import Store
 from supervisor.testing import faulty, make_runtime, running_engine, wait_for
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from supervisor.engine.restart import decide
-from supervisor.fleet.policy import RestartPolicy
 from supervisor.models import InstanceStatus
+from supervisor.policies import RestartPolicy
 
 POLICY = RestartPolicy(policy="on-failure", initial_delay=1, factor=2, max_delay=5, jitter=0, max_retries=4)
 

@@ -10,8 +10,8 @@ import pytest
 
 from supervisor.engine import InstanceRuntime
 from supervisor.errors import InvalidID
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 
 def runtime(**changes: object) -> InstanceRuntime:

@@ -20,9 +20,8 @@ from supervisor.fleet import (
     RestartOverride,
     RestartPolicy,
 )
-from supervisor.fleet.schema import format_duration
 from supervisor.frameworks.registry import builtin_spec
-from supervisor.models import HierarchyRole
+from supervisor.models import HierarchyRole, format_duration
 
 
 def fleet(**data: Any) -> FleetFile:

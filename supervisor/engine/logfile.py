@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.engine import _pidfd, _procfs
-from supervisor.fleet.policy import LogPolicy
+from supervisor.policies import LogPolicy
 
 __all__ = ["LogCursor", "Rotation", "backup_path", "needs_rotation", "rotate"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from supervisor.fleet.policy import RestartPolicy
 from supervisor.models import InstanceStatus
+from supervisor.policies import RestartPolicy
 
 __all__ = ["Decision", "decide"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from supervisor.engine.probes import validate
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe
 from supervisor.paths import check_id
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 __all__ = ["InstanceRuntime"]
 

@@ -1,8 +1,9 @@
-"""The fleet file: its schema, loading with precise errors, comment-keeping edits, hierarchy rules, diffs
-and the starting profiles of ``eyriectl init``.
+"""The fleet file: its sections and resolution, loading with precise errors, comment-keeping edits,
+hierarchy rules, diffs and the starting profiles of ``eyriectl init``.
 
-Names load on first use: the daemon reads and diffs fleet files on every start and reload, but needs the
-round-trip YAML machinery behind edits and profiles only when something is edited.
+Names load on first use, so importing the package for one name (a type, the diff) does not load the YAML
+machinery behind the others. The policies live in `supervisor.policies`, below this package and the
+engine; they are exported here as the sections of the fleet file's ``defaults``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ if TYPE_CHECKING:
     from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
     from supervisor.fleet.hierarchy import check_hierarchy
     from supervisor.fleet.loader import load_fleet, parse_fleet
-    from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
     from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
     from supervisor.fleet.resolved import ResolvedInstance
-    from supervisor.fleet.schema import (
+    from supervisor.fleet.schema import FleetFile
+    from supervisor.fleet.sections import (
         ControlTCP,
         DaemonSettings,
         Defaults,
-        FleetFile,
         FrameworkOverride,
         HealthOverride,
         InstanceDecl,
         LogOverride,
         RestartOverride,
     )
+    from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 __all__ = [
     "PROFILES",

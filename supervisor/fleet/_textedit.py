@@ -1,4 +1,4 @@
-"""Line-level surgery on YAML text, guided by libyaml's node positions.
+"""Line-level surgery on YAML text, guided by the node marks of `supervisor.fleet._yaml.compose`.
 
 A round-trip dump re-indents the whole file to one style; editing only the lines that change leaves every
 other byte (comments, blank lines, quoting, indentation) exactly as the user wrote it. Helpers return None
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from supervisor.fleet._yaml import dump_rt
 
@@ -33,22 +34,22 @@ _KEY_LINE = re.compile(r"^(?P<key>\s*[^\s#][^#]*?:)(?P<value>[^#]*?)(?P<rest>\s*
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 
-def get(node: Any, key: str) -> tuple[yaml.Node, yaml.Node] | None:
+def get(node: Any, key: str) -> tuple[Node, Node] | None:
     """``(key node, value node)`` of ``key`` in a mapping node, or None."""
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, MappingNode):
         for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            if isinstance(key_node, ScalarNode) and key_node.value == key:
                 return key_node, value_node
     return None
 
 
 def is_flow(node: Any) -> bool:
     """True for a flow-style (``{…}`` / ``[…]``) mapping or sequence."""
-    return isinstance(node, yaml.MappingNode | yaml.SequenceNode) and bool(node.flow_style)
+    return isinstance(node, MappingNode | SequenceNode) and bool(node.flow_style)
 
 
 def is_null(node: Any) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
+    return isinstance(node, ScalarNode) and node.tag == _NULL_TAG
 
 
 def _indent(line: str) -> int:
@@ -60,7 +61,7 @@ def ensure_newline(lines: list[str]) -> None:
         lines[-1] += "\n"
 
 
-def _dash(lines: list[str], item: yaml.Node) -> tuple[int, int] | None:
+def _dash(lines: list[str], item: Node) -> tuple[int, int] | None:
     """Line and column of the ``-`` that starts a block-sequence item."""
     line, col = item.start_mark.line, item.start_mark.column
     prefix = lines[line][:col]
@@ -74,7 +75,7 @@ def _dash(lines: list[str], item: yaml.Node) -> tuple[int, int] | None:
     return None
 
 
-def item_span(lines: list[str], item: yaml.Node) -> tuple[int, int, int, int] | None:
+def item_span(lines: list[str], item: Node) -> tuple[int, int, int, int] | None:
     """``(first, end, dash_col, key_col)`` of a block-sequence item: lines ``first:end`` hold it entirely.
 
     The item runs from its dash to its last line indented deeper than the dash (comments included); blank
@@ -95,7 +96,7 @@ def item_span(lines: list[str], item: yaml.Node) -> tuple[int, int, int, int] | 
     return first, end, dash_col, key_col
 
 
-def replace_scalar(lines: list[str], node: yaml.Node, new: str) -> bool:
+def replace_scalar(lines: list[str], node: Node, new: str) -> bool:
     """Replace the plain scalar ``node`` in place; False when it is not a one-line plain scalar."""
     line, col = node.start_mark.line, node.start_mark.column
     match = _SCALAR.match(lines[line], col)
@@ -123,8 +124,6 @@ def append_lines(lines: list[str], at: int, chunk: str) -> None:
 
 def redump(tree: Any, text: str) -> str:
     """Whole-file round-trip dump in the file's own indentation: for layouts line surgery does not handle."""
-    from ruamel.yaml.util import load_yaml_guess_indent
-
     _data, indent, block_seq_indent = load_yaml_guess_indent(text)
     offset = block_seq_indent or 0
     return dump_rt(tree, mapping=indent or 2, sequence=(indent or 2) + offset, offset=offset)

@@ -15,19 +15,18 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.nodes import ScalarNode, SequenceNode
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from supervisor._fs import atomic_write, locked
 from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFound
 from supervisor.fleet import _textedit as te
 from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
 from supervisor.fleet.loader import parse_fleet
-from supervisor.fleet.schema import InstanceDecl
-
-if TYPE_CHECKING:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from supervisor.fleet.sections import InstanceDecl
 
 __all__ = ["add_instance", "remove_instance", "set_autostart"]
 
@@ -91,17 +90,17 @@ def _edit(file: Path, what: str, change: Callable[[str, Any], str], *, create: b
         atomic_write(file, new_text, mode=mode)
 
 
-def _find(root: Any, name: str) -> tuple[yaml.SequenceNode, int] | None:
+def _find(root: Any, name: str) -> tuple[SequenceNode, int] | None:
     entry = te.get(root, "instances")
-    if entry is not None and isinstance(entry[1], yaml.SequenceNode):
+    if entry is not None and isinstance(entry[1], SequenceNode):
         for index, item in enumerate(entry[1].value):
             found = te.get(item, "name")
-            if found is not None and isinstance(found[1], yaml.ScalarNode) and found[1].value == name:
+            if found is not None and isinstance(found[1], ScalarNode) and found[1].value == name:
                 return entry[1], index
     return None
 
 
-def _require(root: Any, name: str) -> tuple[yaml.SequenceNode, int]:
+def _require(root: Any, name: str) -> tuple[SequenceNode, int]:
     found = _find(root, name)
     if found is None:
         raise NotFound(f"instance {name!r} is not declared in the fleet file")
@@ -121,8 +120,6 @@ def _rt_item(text: str, name: str) -> tuple[CommentedMap, CommentedSeq, int]:
 
 def _compact(decl: InstanceDecl) -> CommentedMap:
     """The instance's non-default keys (``name`` and ``framework`` always), nested values in flow style."""
-    from ruamel.yaml.comments import CommentedMap
-
     data = decl.model_dump(mode="json", exclude_defaults=True)
     item = CommentedMap()
     item["name"] = decl.name
@@ -134,9 +131,6 @@ def _compact(decl: InstanceDecl) -> CommentedMap:
 
 
 def _flow(value: Any) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import SingleQuotedScalarString
-
     if isinstance(value, str) and _YAML11_BOOL.fullmatch(value):
         return SingleQuotedScalarString(value)  # a YAML 1.1 reader would see a boolean
     if isinstance(value, dict):
@@ -174,7 +168,7 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
         te.append_lines(lines, len(lines), _render(decl, 2, 4))
         return "".join(lines)
     key_node, listed = entry
-    if te.is_null(listed) or (isinstance(listed, yaml.SequenceNode) and not listed.value):
+    if te.is_null(listed) or (isinstance(listed, SequenceNode) and not listed.value):
         key_line, key_col = key_node.start_mark.line, key_node.start_mark.column
         parts = te.key_value_text(lines[key_line])
         if parts is None or parts[1] not in ("", "null", "Null", "NULL", "~", "[]"):
@@ -183,7 +177,7 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
         lines[key_line] = key + (rest if rest.endswith("\n") else rest + "\n")
         te.append_lines(lines, key_line + 1, _render(decl, key_col + 2, key_col + 4))
         return "".join(lines)
-    if not isinstance(listed, yaml.SequenceNode) or te.is_flow(listed):
+    if not isinstance(listed, SequenceNode) or te.is_flow(listed):
         return _redump_add(text, decl)
     span = te.item_span(lines, listed.value[-1])
     if span is None:
@@ -195,8 +189,6 @@ def _add(text: str, root: Any, decl: InstanceDecl) -> str:
 
 
 def _redump_add(text: str, decl: InstanceDecl) -> str:
-    from ruamel.yaml.comments import CommentedSeq
-
     tree = rt_load(text)
     if not isinstance(tree.get("instances"), CommentedSeq):
         tree["instances"] = CommentedSeq()
@@ -235,7 +227,7 @@ def _autostart(text: str, root: Any, name: str, enabled: bool) -> str:
     lines = text.splitlines(keepends=True)
     if current is not None:
         value = current[1]
-        if isinstance(value, yaml.ScalarNode) and value.value.lower() == word:
+        if isinstance(value, ScalarNode) and value.value.lower() == word:
             return text
         if te.replace_scalar(lines, value, word):
             return "".join(lines)

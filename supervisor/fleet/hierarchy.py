@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from supervisor.errors import HierarchyError
-from supervisor.fleet.schema import InstanceDecl
+from supervisor.fleet.sections import InstanceDecl
 from supervisor.models import HierarchyRole
 
 __all__ = ["check_hierarchy"]

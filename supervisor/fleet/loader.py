@@ -1,7 +1,7 @@
 """Read a fleet file: YAML, then the schema, then the hierarchy rules; any failure names file, line and key.
 
-The valid path is the fast one (libyaml, then pydantic) because a reload runs on every SIGHUP; only a file
-with an error is parsed a second time, round-trip, to find the line of the offending key.
+The valid path is the fast one (ruamel.yaml's C parser, then pydantic) because a reload runs on every
+SIGHUP; only a file with an error is parsed a second time, round-trip, to find the line of the offending key.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from supervisor.errors import FleetFileError, HierarchyError
+from supervisor.fleet._locate import fleet_error
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
 from supervisor.fleet.hierarchy import check_hierarchy
 from supervisor.fleet.schema import FleetFile
@@ -39,8 +40,6 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
     try:
         fleet = FleetFile.model_validate(data)
     except ValidationError as exc:
-        from supervisor.fleet._locate import fleet_error  # the error path alone needs the round-trip parser
-
         raise fleet_error(exc, text, where, FleetFile) from None
     try:
         check_hierarchy(fleet.instances)

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from supervisor.fleet.policy import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.fleet.sections import Defaults, FrameworkOverride, InstanceDecl
 from supervisor.frameworks.expand import PlaceholderValues, expand, expand_probe
 from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
 from supervisor.models import HierarchyRole
-
-if TYPE_CHECKING:
-    from supervisor.fleet.schema import Defaults, FrameworkOverride, InstanceDecl
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 __all__ = ["ResolutionProblem", "ResolvedInstance", "Resolver"]
 

@@ -1,15 +1,15 @@
 """The built-in framework definitions shipped in ``config/frameworks.yaml``.
 
-The file is our own plain data (no tags, anchors or YAML 1.1 booleans), so libyaml reads it: the daemon
-needs it at every start, and the round-trip parser costs more to import than this file takes to read.
+The file is our own plain data (no tags, anchors or YAML 1.1 booleans), so ruamel.yaml's C-backed safe
+loader reads it: the daemon needs it at every start, and the round-trip loader would take longer.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-import yaml
 from pydantic import ValidationError
+from ruamel.yaml import YAML
 
 from supervisor._resources import data_dir
 from supervisor.errors import UnsupportedFramework
@@ -23,7 +23,7 @@ BUILTIN_FRAMEWORKS = ("embedded", "zeroclaw", "openclaw", "hermes", "picoclaw")
 @cache
 def _load() -> dict[str, FrameworkSpec]:
     path = data_dir("config") / "frameworks.yaml"
-    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     specs: dict[str, FrameworkSpec] = {}
     for name, body in (raw or {}).get("frameworks", {}).items():
         try:

@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 
 from supervisor.engine import Engine, Event, InstanceRuntime
-from supervisor.fleet import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus, new_instance_id, utcnow
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.store import Store
 from supervisor.testing._processes import free_port
 from supervisor.testing._waiting import wait_for

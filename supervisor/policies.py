@@ -1,4 +1,8 @@
-"""Restart, health and log policies: plain data the engine follows, set in the fleet file's ``defaults``."""
+"""Restart, health and log policies: plain data the engine follows and the fleet file sets.
+
+They live below the engine and the fleet package: the engine depends on what a policy says, not on the
+file that spells it.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class RestartPolicy(BaseModel):
 
 
 class HealthPolicy(BaseModel):
+    """How often liveness is probed and how many failures in a row restart (DESIGN.md, "Liveness")."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval: Duration = 10.0

@@ -1,0 +1,207 @@
+"""The sections of a fleet file, as pydantic models that refuse unknown keys: a typo is an error, never a
+default.
+
+Each section checks only its own keys; what needs the whole file (unique names, frameworks that exist,
+defaults merged into instances) is checked by `supervisor.fleet.schema.FleetFile`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from supervisor.fleet._fields import Env, FleetDuration, NoneIsEmpty
+from supervisor.frameworks.spec import Probe
+from supervisor.models import HierarchyRole, check_name
+from supervisor.paths import ID_PATTERN
+from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+
+__all__ = [
+    "ControlTCP",
+    "DaemonSettings",
+    "Defaults",
+    "FrameworkOverride",
+    "HealthOverride",
+    "InstanceDecl",
+    "LogOverride",
+    "RestartOverride",
+    "Section",
+]
+
+
+class Section(BaseModel):
+    """A part of the fleet file: immutable, and an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- daemon settings -------------------------------------------------------------------------------
+
+
+class ControlTCP(Section):
+    """The optional TCP listener for the control API (bearer token from a 0600 file); off by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    token_file: str = "run/control.token"
+
+    @field_validator("host")
+    @classmethod
+    def _ip_or_localhost(cls, v: str) -> str:
+        if v != "localhost":
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"host {v!r} is not an IP address or 'localhost'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _port_when_enabled(self) -> ControlTCP:
+        if self.enabled and self.port is None:
+            raise ValueError("control_tcp is enabled but has no port")
+        return self
+
+    def token_path(self, home: Path) -> Path:
+        """``token_file``, relative to the home directory unless absolute."""
+        path = Path(self.token_file).expanduser()
+        return path if path.is_absolute() else home / path
+
+
+class DaemonSettings(Section):
+    """Settings of eyried itself."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    control_tcp: NoneIsEmpty[ControlTCP] = ControlTCP()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class Defaults(Section):
+    """Policies every instance gets unless it sets its own keys."""
+
+    restart: NoneIsEmpty[RestartPolicy] = RestartPolicy()
+    health: NoneIsEmpty[HealthPolicy] = HealthPolicy()
+    stop_timeout: FleetDuration | None = None
+    logs: NoneIsEmpty[LogPolicy] = LogPolicy()
+
+
+# --- partial overrides: the same keys as the policies, each optional ----------------------------------
+
+
+class RestartOverride(Section):
+    """Instance keys that replace the matching keys of ``defaults.restart``."""
+
+    policy: Literal["always", "on-failure", "never"] | None = None
+    initial_delay: FleetDuration | None = None
+    factor: float | None = None
+    max_delay: FleetDuration | None = None
+    jitter: float | None = None
+    reset_after: FleetDuration | None = None
+    max_retries: int | None = None
+    cooldown: FleetDuration | None = None
+
+
+class HealthOverride(Section):
+    """Instance keys that replace the matching keys of ``defaults.health``."""
+
+    interval: FleetDuration | None = None
+    timeout: FleetDuration | None = None
+    failure_threshold: int | None = None
+    start_timeout: FleetDuration | None = None
+
+
+class LogOverride(Section):
+    """Instance keys that replace the matching keys of ``defaults.logs``."""
+
+    max_bytes: int | None = None
+    backups: int | None = None
+
+
+def _config_file_name(v: str | None) -> str | None:
+    if v is not None and (Path(v).name != v or v in ("", ".", "..")):
+        raise ValueError(f"config_file {v!r} must be a bare file name (it lives in the instance directory)")
+    return v
+
+
+class FrameworkOverride(Section):
+    """A ``frameworks:`` entry: keys replace the built-in definition's; a new framework needs a command."""
+
+    command: list[str] | None = None
+    env: Env | None = None
+    ready: Probe | None = None
+    live: Probe | None = None
+    stop_signal: str | None = None
+    stop_timeout: FleetDuration | None = None
+    config_format: Literal["json", "toml", "yaml"] | None = None
+    config_file: Annotated[str | None, AfterValidator(_config_file_name)] = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys that are set, ready for `supervisor.frameworks.spec.merge_overrides`."""
+        return {key: getattr(self, key) for key in self.model_fields_set if getattr(self, key) is not None}
+
+
+# --- instances ---------------------------------------------------------------------------------------
+
+_FRAMEWORK_KEYS = ("command", "env", "ready", "live", "stop_signal", "stop_timeout")
+
+
+def _safe_id(what: str) -> Any:
+    def check(v: str) -> str:
+        if v and not ID_PATTERN.fullmatch(v):
+            raise ValueError(f"{what} {v!r} may use only letters, digits, '_' and '-'")
+        return v
+
+    return AfterValidator(check)
+
+
+class InstanceDecl(Section):
+    """One declared instance: who it is, what runs it, and any keys that differ from the defaults."""
+
+    name: str
+    framework: str = "embedded"
+    role: HierarchyRole = HierarchyRole.STANDALONE
+    persona: NoneIsEmpty[Annotated[str, _safe_id("persona")]] = ""
+    project: NoneIsEmpty[Annotated[str, _safe_id("project")]] = ""
+    parent: NoneIsEmpty[str] = ""
+    model: NoneIsEmpty[str] = ""
+    autostart: bool = True
+    env: NoneIsEmpty[Env] = Field(default_factory=dict)
+    # framework keys, per instance
+    command: list[str] | None = None
+    ready: Probe | None = None
+    live: Probe | None = None
+    stop_signal: str | None = None
+    stop_timeout: FleetDuration | None = None
+    # policy keys, per instance
+    restart: RestartOverride | None = None
+    health: HealthOverride | None = None
+    logs: LogOverride | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("parent")
+    @classmethod
+    def _parent_slug(cls, v: str) -> str:
+        return check_name(v) if v else v
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _standalone(cls, v: Any) -> Any:
+        return "" if v is None or v == "standalone" else v
+
+    def framework_overrides(self) -> dict[str, Any]:
+        """The framework keys this instance sets (``env`` only when non-empty)."""
+        out = {key: getattr(self, key) for key in _FRAMEWORK_KEYS if getattr(self, key) is not None}
+        if not self.env:
+            out.pop("env", None)
+        return out
