@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.engine import Engine, InstanceRuntime, _procfs, spawn
+from supervisor.engine import Engine, InstanceRuntime, procfs, spawn
 from supervisor.models import Instance, InstanceStatus
 from supervisor.paths import Home
 from supervisor.store import Store
@@ -109,7 +109,7 @@ class TestAdoption:
                 engine, rt.instance_id, lambda i: i.status is InstanceStatus.RUNNING and i.pid != pid
             )
             assert inst.restart_count == 1 and inst.last_exit is not None and inst.last_exit.signal == 9
-            assert _procfs.read_stat(pid) is None  # collected, not left a zombie
+            assert procfs.read_stat(pid) is None  # collected, not left a zombie
 
     async def test_a_different_command_line_is_not_adopted(self, store: Store) -> None:
         """A live pid whose command line differs from the record is not ours: it is ended and replaced."""
@@ -135,7 +135,7 @@ class TestAdoption:
         script.chmod(0o755)
         rt = make_runtime(store, "scripted", [str(script), "--port", "1"])
         (pid,) = await run_then_detach(store, [rt])
-        assert _procfs.read_cmdline(pid) == [sys.executable, str(script), "--port", "1"]
+        assert procfs.read_cmdline(pid) == [sys.executable, str(script), "--port", "1"]
         async with running_engine(store) as engine:
             await engine.add(rt)
             inst = await wait_instance(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from supervisor.engine import _procfs, spawn
+from supervisor.engine import procfs, spawn
 from supervisor.engine.logfile import backup_path, needs_rotation, rotate
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home
@@ -97,14 +97,14 @@ class TestRotate:
     async def test_writer_is_paused_and_resumed(self, tmp_path: Path) -> None:
         """The writing process is stopped for the final copy and running again afterwards."""
         log = tmp_path / "w.log"
-        env = {**os.environ, _procfs.MARKER_VAR: "writer"}
+        env = {**os.environ, procfs.MARKER_VAR: "writer"}
         log.write_bytes(b"earlier output\n" * 100)
         proc = spawn(faulty("--heartbeat", "0.01"), env=env, cwd=tmp_path, log_path=log)
         try:
             await wait_for(lambda: b"heartbeat" in log.read_bytes())
             result = rotate(log, LogPolicy(max_bytes=1024, backups=1), lambda: {proc.pid: proc.start_ticks})
             assert result is not None and result.frozen == 1
-            info = _procfs.read_stat(proc.pid)
+            info = procfs.read_stat(proc.pid)
             assert info is not None and info.state != "T"
             size = log.stat().st_size
             await wait_for(lambda: log.stat().st_size > size)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from supervisor.engine import _pidfd, _procfs
-from supervisor.engine._pidfd import ExitStatus
+from supervisor.engine import pidfd, procfs
+from supervisor.engine.pidfd import ExitStatus
 
 _WAIT = 5.0
 _THREADED = (
@@ -53,14 +53,14 @@ def _child(code: str, *, ready: bool = False) -> Iterator[int]:
     try:
         yield pid
     finally:
-        _pidfd.send_signal(fd, signal.SIGKILL)
+        pidfd.send_signal(fd, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitid(os.P_PIDFD, fd, os.WEXITED)
         os.close(fd)
 
 
-def _until_ended(pidfd: int) -> None:
-    readable, _, _ = select.select([pidfd], [], [], _WAIT)
+def _until_ended(fd: int) -> None:
+    readable, _, _ = select.select([fd], [], [], _WAIT)
     assert readable, "the process did not end"
 
 
@@ -72,7 +72,7 @@ def sleeper() -> Iterator[int]:
 
 
 def _ticks(pid: int) -> int:
-    info = _procfs.read_stat(pid)
+    info = procfs.read_stat(pid)
     assert info is not None
     return info.start_ticks
 
@@ -80,26 +80,26 @@ def _ticks(pid: int) -> int:
 class TestOpenVerified:
     def test_the_recorded_process_is_opened(self, sleeper: int) -> None:
         """A pid that still has the recorded start time gives a pidfd and the row read through it."""
-        opened = _pidfd.open_verified(sleeper, _ticks(sleeper))
+        opened = pidfd.open_verified(sleeper, _ticks(sleeper))
         assert opened is not None
         fd, info = opened
         try:
-            assert info.pid == sleeper and not info.gone and not _pidfd.ended(fd)
+            assert info.pid == sleeper and not info.gone and not pidfd.ended(fd)
         finally:
             os.close(fd)
 
     def test_a_recycled_pid_is_refused(self, sleeper: int) -> None:
         """A pid whose start time differs from the recorded one is another process: no pidfd."""
         ticks = _ticks(sleeper)
-        assert _pidfd.open_verified(sleeper, ticks + 1) is None
-        assert _pidfd.open_verified(sleeper, ticks - 1) is None
+        assert pidfd.open_verified(sleeper, ticks + 1) is None
+        assert pidfd.open_verified(sleeper, ticks - 1) is None
 
     def test_a_gone_pid_is_refused(self) -> None:
         """A process that ended and was reaped cannot be opened, whatever start time is given."""
         pid = _start("pass")
         ticks = _ticks(pid)
         os.waitpid(pid, 0)
-        assert _pidfd.open_verified(pid, ticks) is None
+        assert pidfd.open_verified(pid, ticks) is None
 
 
 class TestEnded:
@@ -107,10 +107,10 @@ class TestEnded:
         """A running process has not ended; once killed it has, before anyone reaps it."""
         fd = os.pidfd_open(sleeper)
         try:
-            assert not _pidfd.ended(fd)
+            assert not pidfd.ended(fd)
             os.kill(sleeper, signal.SIGKILL)
             _until_ended(fd)
-            assert _pidfd.ended(fd)
+            assert pidfd.ended(fd)
         finally:
             os.close(fd)
 
@@ -121,10 +121,10 @@ class TestSendSignal:
         pid = _start("import time; time.sleep(60)")
         fd = os.pidfd_open(pid)
         try:
-            _pidfd.send_signal(fd, signal.SIGTERM)
+            pidfd.send_signal(fd, signal.SIGTERM)
             _until_ended(fd)
-            assert _pidfd.collect(os.P_PIDFD, fd) == ExitStatus(signal=signal.SIGTERM)
-            _pidfd.send_signal(fd, signal.SIGTERM)
+            assert pidfd.collect(os.P_PIDFD, fd) == ExitStatus(signal=signal.SIGTERM)
+            pidfd.send_signal(fd, signal.SIGTERM)
         finally:
             os.close(fd)
 
@@ -138,56 +138,56 @@ class TestCollect:
             _until_ended(fd)
         finally:
             os.close(fd)
-        status = _pidfd.collect(os.P_PID, pid)
+        status = pidfd.collect(os.P_PID, pid)
         assert status == ExitStatus(code=3) and status.describe() == "exit code 3"
-        assert _procfs.read_stat(pid) is None  # reaped, not left a zombie
+        assert procfs.read_stat(pid) is None  # reaped, not left a zombie
 
     def test_signal_of_a_killed_child_and_none_while_it_runs(self, sleeper: int) -> None:
         """A running child gives None (and is left alone); once killed, the signal that killed it."""
         fd = os.pidfd_open(sleeper)
         try:
-            assert _pidfd.collect(os.P_PIDFD, fd) is None
+            assert pidfd.collect(os.P_PIDFD, fd) is None
             os.kill(sleeper, signal.SIGKILL)
             _until_ended(fd)
-            assert _pidfd.collect(os.P_PIDFD, fd) == ExitStatus(signal=signal.SIGKILL)
+            assert pidfd.collect(os.P_PIDFD, fd) == ExitStatus(signal=signal.SIGKILL)
         finally:
             os.close(fd)
 
     def test_a_process_that_is_not_our_child_raises(self) -> None:
         """Collecting someone else's process is refused with `ChildProcessError`."""
         with pytest.raises(ChildProcessError):
-            _pidfd.collect(os.P_PID, os.getppid())
+            pidfd.collect(os.P_PID, os.getppid())
 
 
 class TestThreadStates:
     def test_every_thread_is_listed_and_all_stop_on_sigstop(self) -> None:
         """Each thread has a state; after SIGSTOP every one of them reaches a stopped state."""
         with _child(_THREADED, ready=True) as pid:
-            assert len(_procfs.thread_states(pid)) == 3
-            assert all(state in "RS" for state in _procfs.thread_states(pid))
+            assert len(procfs.thread_states(pid)) == 3
+            assert all(state in "RS" for state in procfs.thread_states(pid))
             os.kill(pid, signal.SIGSTOP)
             deadline = time.monotonic() + _WAIT
-            while not all(state in "tT" for state in _procfs.thread_states(pid)):
-                assert time.monotonic() < deadline, _procfs.thread_states(pid)
+            while not all(state in "tT" for state in procfs.thread_states(pid)):
+                assert time.monotonic() < deadline, procfs.thread_states(pid)
                 time.sleep(0.001)
 
     def test_a_gone_process_has_no_threads(self) -> None:
         """A reaped process has no thread states at all."""
         pid = _start("pass")
         os.waitpid(pid, 0)
-        assert _procfs.thread_states(pid) == []
+        assert procfs.thread_states(pid) == []
 
 
 class TestExited:
     def test_running_zombie_and_reaped(self, sleeper: int) -> None:
         """A running process has not exited; a zombie waiting for its parent has, and so has a reaped one."""
-        assert not _procfs.exited(sleeper)
+        assert not procfs.exited(sleeper)
         fd = os.pidfd_open(sleeper)
         try:
             os.kill(sleeper, signal.SIGKILL)
             _until_ended(fd)
         finally:
             os.close(fd)
-        assert _procfs.exited(sleeper)
+        assert procfs.exited(sleeper)
         os.waitpid(sleeper, 0)
-        assert _procfs.exited(sleeper)
+        assert procfs.exited(sleeper)

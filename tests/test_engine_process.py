@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor.engine import AdoptedProcess, ExitStatus, _procfs, current_boot_id, spawn
+from supervisor.engine import AdoptedProcess, ExitStatus, current_boot_id, procfs, spawn
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.errors import StartFailed
 from supervisor.testing import faulty, wait_for
@@ -73,7 +73,7 @@ class TestAdoptedProcess:
         """A live pid with the recorded start time, cmdline and marker is adopted; its end is seen."""
         env = {**ENV, "EYRIE_INSTANCE_ID": "adoptee"}
         child = spawn(faulty(), env=env, cwd=tmp_path, log_path=tmp_path / "a.log")
-        await wait_for(lambda: _procfs.read_cmdline(child.pid) != [])  # spawn returns mid-exec
+        await wait_for(lambda: procfs.read_cmdline(child.pid) != [])  # spawn returns mid-exec
         adopted = AdoptedProcess.adopt(
             child.pid, start_time=child.start_time, cmdline=child.cmdline, marker="adoptee"
         )

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from supervisor.engine import ExitStatus, ProcScanner, SpawnedProcess, _procfs, spawn, stop_tree
+from supervisor.engine import ExitStatus, ProcScanner, SpawnedProcess, procfs, spawn, stop_tree
 from supervisor.ports import port_in_use
 from supervisor.testing import faulty, free_port, process_gone, wait_for
 
@@ -22,7 +22,7 @@ MARKER = "stop-test-instance"
 
 async def start(tmp_path: Path, *flags: str, marker: str = MARKER) -> SpawnedProcess:
     """Spawn the fault program and wait until it has its signal handlers in place."""
-    env = {**os.environ, _procfs.MARKER_VAR: marker}
+    env = {**os.environ, procfs.MARKER_VAR: marker}
     log = tmp_path / f"{marker}.log"
     before = log.stat().st_size if log.exists() else 0
     proc = spawn(faulty(*flags), env=env, cwd=tmp_path, log_path=log)
@@ -91,9 +91,9 @@ class TestStopTree:
     async def test_sweep_spares_processes_started_after_the_cutoff(self, tmp_path: Path) -> None:
         """With started_before only older processes with the marker are ended (a past run's leftovers)."""
         old = await start(tmp_path)
-        await wait_for(lambda: _procfs.age(old.start_ticks) > 0.05)
-        cutoff = _procfs.uptime_ticks()
-        await wait_for(lambda: _procfs.uptime_ticks() > cutoff + 1)
+        await wait_for(lambda: procfs.age(old.start_ticks) > 0.05)
+        cutoff = procfs.uptime_ticks()
+        await wait_for(lambda: procfs.uptime_ticks() > cutoff + 1)
         new = await start(tmp_path)
         try:
             result = await stop_tree(
@@ -137,7 +137,7 @@ class TestProcScanner:
     async def test_concurrent_callers_share_scans(self) -> None:
         """Fifty callers asking at once are served by at most two scans, each read after they asked."""
         scanner = ProcScanner()
-        tables: list[dict[int, _procfs.ProcInfo]] = []
+        tables: list[dict[int, procfs.ProcInfo]] = []
 
         async def ask() -> None:
             tables.append(await scanner.table())
@@ -160,7 +160,7 @@ class TestProcScanner:
                 MARKER,
                 proc.start_ticks,
             )
-            assert _procfs.tree_members(table, marker=MARKER) == {proc.pid}
+            assert procfs.tree_members(table, marker=MARKER) == {proc.pid}
         finally:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
@@ -169,7 +169,7 @@ class TestProcScanner:
 class TestTreeMembers:
     def test_indexed_table_finds_what_a_plain_table_finds(self) -> None:
         """A scanned table answers through its index exactly as a plain dict of the same rows does."""
-        info = _procfs.ProcInfo
+        info = procfs.ProcInfo
         rows = {
             10: info(10, 1, 10, "S", 100, "a"),  # instance a's main process
             11: info(11, 10, 10, "S", 101),  # its child, no marker
@@ -179,7 +179,7 @@ class TestTreeMembers:
             21: info(21, 20, 20, "Z", 201, "b"),  # a zombie of b: gone
             30: info(30, 1, 30, "S", 300),  # a stranger
         }
-        plain, indexed = dict(rows), _procfs.ProcTable(rows)
+        plain, indexed = dict(rows), procfs.ProcTable(rows)
         cases: list[dict[str, Any]] = [
             {"marker": "a"},
             {"marker": "a", "pgid": 10},
@@ -189,6 +189,6 @@ class TestTreeMembers:
             {"marker": "a", "pgid": 10, "started_before": 101},
         ]
         for kwargs in cases:
-            assert _procfs.tree_members(indexed, **kwargs) == _procfs.tree_members(plain, **kwargs), kwargs
-        assert _procfs.tree_members(indexed, marker="a", pgid=10) == {10, 11, 12, 13}
-        assert _procfs.tree_members(indexed, marker="b", pgid=20) == {20}
+            assert procfs.tree_members(indexed, **kwargs) == procfs.tree_members(plain, **kwargs), kwargs
+        assert procfs.tree_members(indexed, marker="a", pgid=10) == {10, 11, 12, 13}
+        assert procfs.tree_members(indexed, marker="b", pgid=20) == {20}

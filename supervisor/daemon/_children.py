@@ -24,7 +24,7 @@ import anyio
 import psutil
 import structlog
 
-from supervisor.engine._pidfd import collect
+from supervisor.engine.pidfd import collect
 
 __all__ = ["InheritedChildren", "Reaped"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from supervisor.engine import _procfs
+from supervisor.engine import procfs
 from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Services
@@ -39,7 +39,7 @@ def child_env(rt: InstanceRuntime) -> dict[str, str]:
     additions, and the instance's identity (``EYRIE_INSTANCE_ID`` marks every process of its tree)."""
     env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
     env.update(rt.env)
-    env[_procfs.MARKER_VAR] = rt.instance_id
+    env[procfs.MARKER_VAR] = rt.instance_id
     env["EYRIE_INSTANCE_NAME"] = rt.name
     env["EYRIE_PORT"] = str(rt.port)
     return env
@@ -53,7 +53,7 @@ async def check_port(
     if not port or not port_in_use(port):
         return
     pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
-    if pid is not None and _procfs.read_marker(pid) == rt.instance_id:
+    if pid is not None and procfs.read_marker(pid) == rt.instance_id:
         log.warning("port_held_by_leftover", port=port, holder=pid)
         await sweep()
         if not port_in_use(port):

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from supervisor.engine import _procfs
+from supervisor.engine import procfs
 from supervisor.engine.logfile import LogCursor, rotate
 from supervisor.engine.process import ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
@@ -34,8 +34,8 @@ class InstanceLog:
         pgid = proc.pgid if proc is not None else None
 
         def members() -> dict[int, int]:
-            table = _procfs.scan()
-            pids = _procfs.tree_members(table, marker=rt.instance_id, main=main, pgid=pgid)
+            table = procfs.scan()
+            pids = procfs.tree_members(table, marker=rt.instance_id, main=main, pgid=pgid)
             return {pid: table[pid].start_ticks for pid in pids}
 
         try:

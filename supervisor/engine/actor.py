@@ -17,7 +17,7 @@ from typing import Any, Literal
 import anyio
 import structlog
 
-from supervisor.engine import _procfs
+from supervisor.engine import procfs
 from supervisor.engine._announce import announce
 from supervisor.engine._launch import adopt, check_port, spawn_child, spawned_fields
 from supervisor.engine._logs import InstanceLog
@@ -417,11 +417,11 @@ class Actor:
         await sweep(self.runtime, self.services, self.log, pgid=pgid, before=before)
 
     async def _sweep_port_holders(self) -> None:
-        await self._sweep(pgid=None, before=_procfs.uptime_ticks())
+        await self._sweep(pgid=None, before=procfs.uptime_ticks())
 
     async def sweep_leftovers(self) -> None:
         """End processes of earlier runs that outlived them (never the current run's, which started later)."""
-        before = self.proc.start_ticks - 1 if self.proc is not None else _procfs.uptime_ticks()
+        before = self.proc.start_ticks - 1 if self.proc is not None else procfs.uptime_ticks()
         try:
             await self._sweep(pgid=None, before=before)
         except Exception:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.engine import _pidfd, _procfs
+from supervisor.engine import pidfd, procfs
 from supervisor.policies import LogPolicy
 
 __all__ = ["LogCursor", "Rotation", "backup_path", "needs_rotation", "rotate"]
@@ -172,20 +172,20 @@ def _copy(src: int, dst: int, start: int, end: int) -> None:
 
 def _all_stopped(pid: int) -> bool:
     """Every thread stopped (or the process gone)."""
-    return all(state in _STOPPED for state in _procfs.thread_states(pid))
+    return all(state in _STOPPED for state in procfs.thread_states(pid))
 
 
 def _freeze(members: Mapping[int, int]) -> tuple[list[int], bool]:
     fds: list[int] = []
     pending: set[int] = set()
     for pid, ticks in members.items():
-        opened = _pidfd.open_verified(pid, ticks)
+        opened = pidfd.open_verified(pid, ticks)
         if opened is None:
             continue
         fd = opened[0]
         fds.append(fd)
         pending.add(pid)
-        _pidfd.send_signal(fd, signal.SIGSTOP)
+        pidfd.send_signal(fd, signal.SIGSTOP)
     deadline = time.monotonic() + _FREEZE_WAIT
     while pending:
         pending = {pid for pid in pending if not _all_stopped(pid)}
@@ -199,5 +199,5 @@ def _freeze(members: Mapping[int, int]) -> tuple[list[int], bool]:
 
 def _thaw(fds: list[int]) -> None:
     for fd in fds:
-        _pidfd.send_signal(fd, signal.SIGCONT)
+        pidfd.send_signal(fd, signal.SIGCONT)
         os.close(fd)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import anyio
 
-from supervisor.engine import _net, _procfs
+from supervisor.engine import _net, procfs
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import ProcessHandle
 from supervisor.frameworks.spec import Probe, ProbeKind
@@ -130,7 +130,7 @@ async def _process(probe: Probe, ctx: ProbeContext) -> ProbeResult:
         return ProbeResult(False, f"process {ctx.process.pid} is not running")
     if probe.seconds <= 0:
         return ProbeResult(True, f"process {ctx.process.pid} is running")
-    age = _procfs.age(ctx.process.start_ticks)
+    age = procfs.age(ctx.process.start_ticks)
     if age < probe.seconds:
         return ProbeResult(False, f"process alive for {age:.1f}s of {probe.seconds:g}s")
     return ProbeResult(True, f"process {ctx.process.pid} alive for {age:.1f}s")

@@ -19,8 +19,8 @@ from typing import Protocol
 import anyio
 import psutil
 
-from supervisor.engine import _pidfd, _procfs
-from supervisor.engine._pidfd import ExitStatus
+from supervisor.engine import pidfd, procfs
+from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
 __all__ = [
@@ -144,11 +144,11 @@ class _PidfdProcess:
     def alive(self) -> bool:
         if self._status is not None or self._fd is None:
             return False
-        return not _pidfd.ended(self._fd)
+        return not pidfd.ended(self._fd)
 
     def send_signal(self, sig: signal.Signals) -> None:
         if self._fd is not None:
-            _pidfd.send_signal(self._fd, sig)
+            pidfd.send_signal(self._fd, sig)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -200,7 +200,7 @@ class AdoptedProcess(_PidfdProcess):
     def _reap(self) -> ExitStatus | None:
         assert self._fd is not None
         try:
-            return _pidfd.collect(os.P_PIDFD, self._fd)
+            return pidfd.collect(os.P_PIDFD, self._fd)
         except ChildProcessError:
             return ExitStatus()  # someone else's child: it ended, how is not ours to know
 
@@ -218,29 +218,29 @@ class AdoptedProcess(_PidfdProcess):
 
         None when it is gone, a zombie, or a different process that reuses the pid.
         """
-        seen = _procfs.read_stat(pid)
+        seen = procfs.read_stat(pid)
         if seen is None or seen.gone or not _started_at(seen.start_ticks, start_time):
             return None
-        current = _procfs.read_cmdline(pid)
-        opened = _pidfd.open_verified(pid, seen.start_ticks)
+        current = procfs.read_cmdline(pid)
+        opened = pidfd.open_verified(pid, seen.start_ticks)
         if opened is None:
             return None
-        pidfd, info = opened
+        fd, info = opened
         same = (same_cmdline or _equal)(current, cmdline)
-        if info.gone or not same or _procfs.read_marker(pid) not in (marker, None):
-            os.close(pidfd)
+        if info.gone or not same or procfs.read_marker(pid) not in (marker, None):
+            os.close(fd)
             return None
-        return cls(pid, info.pgid, start_time, info.start_ticks, current, pidfd)
+        return cls(pid, info.pgid, start_time, info.start_ticks, current, fd)
 
 
 def reap_recorded(pid: int, start_time: float) -> ExitStatus | None:
     """Collect a recorded process that ended as a zombie child of ours (it died while this supervisor was
     re-executing itself), so it does not linger, and say how it ended. None if it is not such a zombie."""
-    info = _procfs.read_stat(pid)
+    info = procfs.read_stat(pid)
     if info is None or info.state != "Z" or not _started_at(info.start_ticks, start_time):
         return None
     try:
-        return _pidfd.collect(os.P_PID, pid)
+        return pidfd.collect(os.P_PID, pid)
     except ChildProcessError:
         return None
 
@@ -307,7 +307,7 @@ def _handle_for(popen: subprocess.Popen[bytes], argv: Sequence[str]) -> SpawnedP
     The command line is ``argv``: what the child was just exec'ed with. Reading it back from /proc would
     wait for the child's dynamic loader to release its memory map (a millisecond or more).
     """
-    info = _procfs.read_stat(popen.pid)
+    info = procfs.read_stat(popen.pid)
     ticks = info.start_ticks if info is not None else 0
     return SpawnedProcess(popen, _start_time(ticks), ticks, argv)
 
@@ -320,7 +320,7 @@ def _boot_time() -> float:
 
 def _start_time(start_ticks: int) -> float:
     """A process's creation time in seconds since the epoch, computed as psutil's ``create_time`` is."""
-    return _boot_time() + start_ticks / _procfs.CLK_TCK
+    return _boot_time() + start_ticks / procfs.CLK_TCK
 
 
 def _started_at(start_ticks: int, start_time: float) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from supervisor.engine import _pidfd, _procfs
+from supervisor.engine import pidfd, procfs
 from supervisor.engine.process import ProcessHandle
 from supervisor.ports import port_holder, port_in_use
 
@@ -38,7 +38,7 @@ class ProcScanner:
         self.limiter = limiter
         self.scans = 0
 
-    async def table(self) -> dict[int, _procfs.ProcInfo]:
+    async def table(self) -> dict[int, procfs.ProcInfo]:
         scan = self._waiting
         if scan is None:
             scan = self._waiting = _Scan()
@@ -46,7 +46,7 @@ class ProcScanner:
             if scan.result is None:
                 if self._waiting is scan:
                     self._waiting = None
-                scan.result = await anyio.to_thread.run_sync(_procfs.scan, limiter=self.limiter)
+                scan.result = await anyio.to_thread.run_sync(procfs.scan, limiter=self.limiter)
                 self.scans += 1
         return scan.result
 
@@ -55,7 +55,7 @@ class _Scan:
     __slots__ = ("result",)
 
     def __init__(self) -> None:
-        self.result: dict[int, _procfs.ProcInfo] | None = None
+        self.result: dict[int, procfs.ProcInfo] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +75,21 @@ class _Pidfds:
     def __init__(self) -> None:
         self.fds: dict[int, int] = {}
 
-    def add(self, table: dict[int, _procfs.ProcInfo], pids: Iterable[int]) -> None:
+    def add(self, table: dict[int, procfs.ProcInfo], pids: Iterable[int]) -> None:
         for pid in pids:
             if pid in self.fds:
                 continue
-            opened = _pidfd.open_verified(pid, table[pid].start_ticks)
+            opened = pidfd.open_verified(pid, table[pid].start_ticks)
             if opened is not None:
                 self.fds[pid] = opened[0]
 
     def signal(self, sig: signal.Signals, skip: set[int] | frozenset[int] = frozenset()) -> None:
         for pid, fd in self.fds.items():
             if pid not in skip:
-                _pidfd.send_signal(fd, sig)
+                pidfd.send_signal(fd, sig)
 
     def alive(self) -> list[int]:
-        return [pid for pid, fd in self.fds.items() if not _pidfd.ended(fd)]
+        return [pid for pid, fd in self.fds.items() if not pidfd.ended(fd)]
 
     async def wait(self) -> None:
         async def ended(fd: int) -> None:
@@ -97,7 +97,7 @@ class _Pidfds:
 
         async with anyio.create_task_group() as tg:
             for fd in self.fds.values():
-                if not _pidfd.ended(fd):
+                if not pidfd.ended(fd):
                     tg.start_soon(ended, fd)
 
     def close(self) -> None:
@@ -107,12 +107,12 @@ class _Pidfds:
 
 
 def _group_is_ours(
-    table: dict[int, _procfs.ProcInfo], pgid: int | None, marker: str, main: ProcessHandle | None
+    table: dict[int, procfs.ProcInfo], pgid: int | None, marker: str, main: ProcessHandle | None
 ) -> bool:
     if not pgid:
         return False
-    if isinstance(table, _procfs.ProcTable):
-        rows: Iterable[_procfs.ProcInfo] = (table[pid] for pid in table.index().by_pgid.get(pgid, ()))
+    if isinstance(table, procfs.ProcTable):
+        rows: Iterable[procfs.ProcInfo] = (table[pid] for pid in table.index().by_pgid.get(pgid, ()))
     else:
         rows = table.values()
     return any(
@@ -144,8 +144,8 @@ async def stop_tree(
         table = await scanner.table()
         main_id = (main.pid, main.start_ticks) if main is not None and main.alive() else None
 
-        def members(t: dict[int, _procfs.ProcInfo]) -> set[int]:
-            return _procfs.tree_members(
+        def members(t: dict[int, procfs.ProcInfo]) -> set[int]:
+            return procfs.tree_members(
                 t, marker=marker, main=main_id, pgid=pgid, started_before=started_before
             )
 

@@ -8,8 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from supervisor.engine._pidfd import collect
-from supervisor.engine._procfs import exited
+from supervisor.engine.pidfd import collect
+from supervisor.engine.procfs import exited
 
 __all__ = ["FAULTY_AGENT", "PROGRAMS_DIR", "faulty", "free_port", "process_gone", "reap"]
 

@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import pytest
 
-from supervisor.engine._procfs import read_stat
+from supervisor.engine.procfs import read_stat
 
 __all__ = [
     "CGROUP_PREFIX",

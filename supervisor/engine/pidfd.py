@@ -15,7 +15,7 @@ import select
 import signal
 from dataclasses import dataclass
 
-from supervisor.engine import _procfs
+from supervisor.engine import procfs
 
 __all__ = ["ExitStatus", "collect", "ended", "open_verified", "send_signal"]
 
@@ -44,7 +44,7 @@ class ExitStatus:
         return f"exit code {self.code}"
 
 
-def open_verified(pid: int, start_ticks: int) -> tuple[int, _procfs.ProcInfo] | None:
+def open_verified(pid: int, start_ticks: int) -> tuple[int, procfs.ProcInfo] | None:
     """A pidfd for ``pid`` while it is still the process that started at ``start_ticks``, with its stat row
     (read after the pidfd was opened, so it describes the pidfd's process). None when the pid is gone or now
     belongs to another process; the caller closes the pidfd."""
@@ -52,7 +52,7 @@ def open_verified(pid: int, start_ticks: int) -> tuple[int, _procfs.ProcInfo] | 
         fd = os.pidfd_open(pid)
     except OSError:
         return None
-    info = _procfs.read_stat(pid)
+    info = procfs.read_stat(pid)
     if info is None or info.start_ticks != start_ticks:
         os.close(fd)
         return None
