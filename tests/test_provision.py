@@ -33,7 +33,7 @@ from supervisor.errors import (
     UnsupportedFramework,
 )
 from supervisor.frameworks.expand import PlaceholderValues, expand_command, expand_probe
-from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS, builtin_frameworks, builtin_spec
+from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS, builtin_spec
 from supervisor.frameworks.render import DEFAULT_MODEL
 from supervisor.frameworks.spec import FrameworkSpec
 from supervisor.models import SCHEMA_VERSION, CreateRequest, HierarchyRole, InstanceStatus
@@ -231,7 +231,13 @@ class TestProvisionFrameworks:
         path = Path(inst.config_path)
         assert path.name == f"notes.{config_format}" and _mode(path) == 0o600
         text = path.read_text()
-        parsed = {"json": json.loads, "toml": tomllib.loads, "yaml": YAML(typ="safe").load}[config_format](text)
+        parsers: dict[str, Callable[[str], Any]] = {
+            "json": json.loads,
+            "toml": tomllib.loads,
+            "yaml": YAML(typ="safe").load,
+        }
+        parse = parsers[config_format]
+        parsed = parse(text)
         assert parsed == {
             "name": inst.name,
             "port": inst.port,
