@@ -17,7 +17,6 @@ import pytest
 
 from supervisor.fleet import set_autostart
 from supervisor.systemd.install import default_eyried_path
-from supervisor.systemd.unit import UNIT_NAME
 from tests._daemon import pid_alive
 from tests._survival import NAMES, Installed, gone, instances, stop_instance, three_embedded, view
 from tests.sandbox.systemd import UserManager, user_manager
@@ -50,7 +49,7 @@ def _prepared(manager: UserManager, tmp_path: Path) -> tuple[Installed, dict[str
     stopped = stop_instance(svc.home, "beta")
     assert (stopped.status, stopped.desired) == ("stopped", "stopped")
     set_autostart(svc.home / "fleet.yaml", "gamma", False)
-    manager.systemctl("reload", UNIT_NAME)  # ExecReload: SIGHUP
+    manager.systemctl("reload", svc.unit)  # ExecReload: SIGHUP
     manager.wait_until(lambda: not view(svc.home, "gamma").autostart, what="gamma disabled by the reload")
     assert pid_alive(pids["gamma"])
     return svc, pids
@@ -68,7 +67,7 @@ class TestReboot:
         left_over = manager.reboot(new_boot_id=True)
         assert manager.boot_id != boot
         assert left_over == []  # the daemon stopped every tree itself when the manager went down
-        assert manager.is_active(UNIT_NAME) == "active"
+        assert manager.is_active(svc.unit) == "active"
         assert svc.restarts == 0
         now = svc.wait_running("alpha", "beta")
         assert now["alpha"]["pid"] != pids["alpha"]
@@ -82,7 +81,7 @@ class TestReboot:
         """A daemon restart without a new boot id: the stopped one stays stopped, the disabled one runs on."""
         svc, pids = _prepared(manager, tmp_path)
         manager.reboot(new_boot_id=False)
-        assert manager.is_active(UNIT_NAME) == "active"
+        assert manager.is_active(svc.unit) == "active"
         now = svc.wait_running("alpha", "gamma")
         assert now["alpha"]["pid"] != pids["alpha"]
         assert now["gamma"]["pid"] != pids["gamma"]
