@@ -10,16 +10,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 from collections.abc import Iterator
 
 import click
 
 from supervisor.cli._app import Cli, CommandFailed
 from supervisor.cli._render import dumps
+from supervisor.errors import UnitValueError
 from supervisor.models import MigrationResult
 from supervisor.paths import Home
 from supervisor.store import Store
-from supervisor.systemd.install import Step, move_legacy_unit
+from supervisor.systemd.install import Step, legacy_unit, move_legacy_unit
+from supervisor.systemd.names import unit_name
+from supervisor.systemd.unit import UNIT_NAME
 
 __all__ = ["migrate"]
 
@@ -36,11 +40,21 @@ def _daemon_lock(home: Home) -> Iterator[None]:
             pid = _daemon_pid(home)
             raise CommandFailed(
                 f"eyried is running for {home.root}{f' (pid {pid})' if pid else ''}; stop it before migrating"
-                " (`systemctl --user stop eyried`), or look first with `eyriectl migrate --dry-run`"
+                f" ({_stop_hint(home)}), or look first with `eyriectl migrate --dry-run`"
             ) from None
         yield
     finally:
         os.close(fd)
+
+
+def _stop_hint(home: Home) -> str:
+    """How this home's service is stopped: the unit it runs under now, an older release's or its own."""
+    try:
+        legacy = legacy_unit(home.root, os.environ)
+        name = UNIT_NAME if legacy is not None else unit_name(home.root, os.environ)
+    except UnitValueError:
+        return "stop the eyried that serves it"
+    return f"`systemctl --user stop {shlex.quote(name)}`"
 
 
 def _daemon_pid(home: Home) -> int | None:
