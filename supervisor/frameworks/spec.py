@@ -13,7 +13,8 @@ from supervisor.models import Duration, duration_within
 __all__ = ["MAX_STOP_TIMEOUT", "FrameworkSpec", "Probe", "ProbeKind", "merge_overrides"]
 
 MAX_STOP_TIMEOUT = 3600.0
-"""The longest a process may be given to stop; the systemd unit's stop timeout is sized from it."""
+"""The longest a process may be given to stop, so the unit's ``TimeoutStopSec`` (the longest one plus a
+margin) stays bounded too."""
 
 
 class ProbeKind(StrEnum):
