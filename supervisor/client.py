@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
+import shlex
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -22,6 +24,7 @@ from supervisor.control._error_answer import error_from_answer
 from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
 from supervisor.errors import DaemonNotRunning, EyrieError, NotFound
 from supervisor.paths import ID_PATTERN, Home
+from supervisor.systemd.names import unit_name
 
 __all__ = ["ControlClient", "daemon_not_running"]
 
@@ -31,9 +34,12 @@ _NOT_RUNNING = {errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK}
 
 
 def daemon_not_running(home: Home) -> DaemonNotRunning:
+    try:
+        service = f" or `systemctl --user start {shlex.quote(unit_name(home.root, os.environ))}`"
+    except EyrieError:  # a home too long for a unit name has none
+        service = ""
     return DaemonNotRunning(
-        f"eyried is not running for {home.root}; start it with `eyried --home {home.root}`"
-        " or `systemctl --user start eyried`"
+        f"eyried is not running for {home.root}; start it with `eyried --home {home.root}`{service}"
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "TemplateContext",
     "check_name",
     "display_name_for",
+    "duration_within",
     "format_duration",
     "new_instance_id",
     "parse_duration",
@@ -123,6 +124,23 @@ def format_duration(seconds: float) -> str | float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds; accepts ``250ms``, ``10s``, ``5m``, ``1h`` or a plain number."""
+
+
+def duration_within(low: float, high: float) -> AfterValidator:
+    """Refuses a duration outside ``[low, high]`` seconds, saying the range in the file's own units.
+
+    Every duration a process runs by has bounds: zero can make a loop spin, a huge one overflows the
+    clock arithmetic that schedules the next step.
+    """
+
+    def check(seconds: float) -> float:
+        if not low <= seconds <= high:
+            raise ValueError(
+                f"must be between {format_duration(low)} and {format_duration(high)} (got {seconds:g}s)"
+            )
+        return seconds
+
+    return AfterValidator(check)
 
 
 def _go_time(value: Any) -> Any:

@@ -1,19 +1,25 @@
 """Restart, health and log policies: plain data the engine follows and the fleet file sets.
 
 They live below the engine and the fleet package: the engine depends on what a policy says, not on the
-file that spells it.
+file that spells it. Every duration and number has bounds, refused when the file is loaded: a zero
+interval spins, a huge factor or delay overflows the arithmetic that schedules the next step.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.models import Duration
+from supervisor.models import Duration, duration_within
 
 __all__ = ["HealthPolicy", "LogPolicy", "RestartPolicy"]
+
+_HOUR = 3600.0
+_DAY = 24 * _HOUR
+_WEEK = 7 * _DAY
 
 
 class RestartPolicy(BaseModel):
@@ -22,24 +28,35 @@ class RestartPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: Literal["always", "on-failure", "never"] = "on-failure"
-    initial_delay: Duration = 1.0
-    factor: float = Field(default=2.0, ge=1.0)
-    max_delay: Duration = 60.0
+    initial_delay: Annotated[Duration, duration_within(0.01, _HOUR)] = 1.0
+    factor: float = Field(default=2.0, ge=1.0, le=100.0)
+    max_delay: Annotated[Duration, duration_within(0.01, _DAY)] = 60.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
-    reset_after: Duration = 60.0
-    max_retries: int = Field(default=10, ge=0)
-    cooldown: Duration = 600.0
+    reset_after: Annotated[Duration, duration_within(0.0, _WEEK)] = 60.0
+    max_retries: int = Field(default=10, ge=0, le=1_000_000)
+    cooldown: Annotated[Duration, duration_within(0.0, _WEEK)] = 600.0
 
     def should_restart(self, *, failed: bool) -> bool:
         """``failed`` is an unplanned non-zero exit, a signal death or a liveness failure."""
         return self.policy == "always" or (self.policy == "on-failure" and failed)
 
     def delay(self, restart_count: int, rng: random.Random | None = None) -> float:
-        """``min(initial_delay × factor^(restart_count−1), max_delay)`` with ±jitter."""
-        base = min(self.initial_delay * self.factor ** max(restart_count - 1, 0), self.max_delay)
+        """``min(initial_delay × factor^(restart_count−1), max_delay)`` with ±jitter, for any count."""
+        base = self._backoff(max(restart_count - 1, 0))
         if self.jitter and base:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
         return max(base, 0.0)
+
+    def _backoff(self, steps: int) -> float:
+        """The delay before jitter, compared in log space so no power is computed past ``max_delay``."""
+        if self.initial_delay >= self.max_delay:
+            return self.max_delay
+        if self.factor == 1.0:
+            return self.initial_delay
+        growth = float(min(steps, 10**300)) * math.log(self.factor)
+        if growth >= math.log(self.max_delay / self.initial_delay):
+            return self.max_delay
+        return min(self.initial_delay * self.factor**steps, self.max_delay)
 
 
 class HealthPolicy(BaseModel):
@@ -47,10 +64,10 @@ class HealthPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Duration = 10.0
-    timeout: Duration = 3.0
-    failure_threshold: int = Field(default=3, ge=1)
-    start_timeout: Duration = 60.0
+    interval: Annotated[Duration, duration_within(0.1, _DAY)] = 10.0
+    timeout: Annotated[Duration, duration_within(0.01, _HOUR)] = 3.0
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+    start_timeout: Annotated[Duration, duration_within(0.1, _DAY)] = 60.0
 
 
 class LogPolicy(BaseModel):
@@ -58,5 +75,5 @@ class LogPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    backups: int = Field(default=3, ge=0)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**4)
+    backups: int = Field(default=3, ge=0, le=1000)

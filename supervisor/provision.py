@@ -37,7 +37,6 @@ from supervisor.frameworks.render import (
     DEFAULT_PROVIDER,
     RenderContext,
     render_config,
-    rendered_frameworks,
 )
 from supervisor.frameworks.spec import FrameworkSpec
 from supervisor.models import (
@@ -209,9 +208,12 @@ class Provisioner:
         check_name(request.name)
         if spec is None:
             spec = self.frameworks.get(request.framework)
-        if spec is None or request.framework not in rendered_frameworks():
-            known = ", ".join(sorted(set(self.frameworks) & set(rendered_frameworks())))
-            raise UnsupportedFramework(f"unsupported framework {request.framework!r} (known: {known})")
+        if spec is None:
+            known = ", ".join(sorted(self.frameworks))
+            raise UnsupportedFramework(
+                f"unsupported framework {request.framework!r} (known: {known}; a fleet file may define"
+                " others under 'frameworks:')"
+            )
         return spec
 
     def _clear_staging(self) -> None:
@@ -253,7 +255,11 @@ class Provisioner:
             model=model,
         )
         inst.auth_token = token
-        config_text = render_config(inst.framework, self._render_context(inst, model, persona, token))
+        config_text = render_config(
+            inst.framework,
+            self._render_context(inst, model, persona, token),
+            config_format=spec.config_format,
+        )
         inst.config_hash = sha256_text(config_text)
         identity = self._identity_files(request, persona, inst)
         return _Plan(inst, identity, spec.config_file, config_text)
@@ -340,16 +346,22 @@ class Provisioner:
     # --- after provisioning
 
     def rerender(
-        self, instance: Instance, *, model: str | None = None, persona: Persona | None = None
+        self,
+        instance: Instance,
+        *,
+        model: str | None = None,
+        persona: Persona | None = None,
+        spec: FrameworkSpec | None = None,
     ) -> str:
         """Re-write the framework config in place (atomically) and return its sha256.
 
         ``model``: ``None`` keeps the instance's model; ``""`` means the persona's preferred model (or the
         default); anything else is used as given. ``persona`` is the persona the config is rendered for
-        (``None``: none). Updating ``instance.json`` (model, config_hash) is the caller's business.
+        (``None``: none); ``spec`` the definition (a fleet file's), else the framework's in ``frameworks``.
+        Updating ``instance.json`` (model, config_hash) is the caller's business.
         """
-        spec = self.frameworks.get(instance.framework)
-        if spec is None or instance.framework not in rendered_frameworks():
+        spec = spec or self.frameworks.get(instance.framework)
+        if spec is None:
             raise UnsupportedFramework(f"unsupported framework {instance.framework!r}")
         if model is None:
             model = instance.model
@@ -361,7 +373,11 @@ class Provisioner:
             secrets_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
             atomic_write(secrets_dir / TOKEN_FILE, token + "\n", mode=_SECRET_MODE)
         config_path = _config_path(instance) or self.store.dir(instance.id) / spec.config_file
-        text = render_config(instance.framework, self._render_context(instance, model, persona, token))
+        text = render_config(
+            instance.framework,
+            self._render_context(instance, model, persona, token),
+            config_format=spec.config_format,
+        )
         try:
             atomic_write(config_path, text, mode=_SECRET_MODE)
         except OSError as exc:

@@ -17,7 +17,7 @@ from supervisor.client import ControlClient
 from supervisor.control.schema import InstanceView
 from supervisor.paths import Home
 from supervisor.systemd.install import install
-from supervisor.systemd.unit import UNIT_NAME
+from supervisor.systemd.names import unit_name
 from supervisor.testing import FAULTY_AGENT
 from tests._daemon import embedded, fleet_yaml, pid_alive
 from tests.sandbox.systemd import UserManager
@@ -129,25 +129,33 @@ class Installed:
     def __init__(self, manager: UserManager, home: Path) -> None:
         self.manager = manager
         self.home = home
+        self.unit = unit_name(home, manager.env)
 
     @classmethod
     def start(
-        cls, manager: UserManager, tmp_path: Path, fleet: str, *, watchdog_sec: float = 30
+        cls,
+        manager: UserManager,
+        tmp_path: Path,
+        fleet: str,
+        *,
+        watchdog_sec: float = 30,
+        home: Path | None = None,
     ) -> Installed:
-        home = tmp_path / "eyrie"
-        home.mkdir()
+        """Install ``home`` (default ``tmp_path/eyrie``, not the default home) and start it."""
+        home = home or tmp_path / "eyrie"
+        home.mkdir(parents=True)
         (home / "fleet.yaml").write_text(fleet)
         steps = install(home=home, linger=False, watchdog_sec=watchdog_sec, env=manager.env)
         assert all(step.ok for step in steps), steps
         return cls(manager, home)
 
     def show(self, prop: str) -> str:
-        return self.manager.show(UNIT_NAME, prop)
+        return self.manager.show(self.unit, prop)
 
     @property
     def main_pid(self) -> int:
-        pid = self.manager.main_pid(UNIT_NAME)
-        assert pid is not None, f"{UNIT_NAME} has no main pid\n{self.manager.log_tail()}"
+        pid = self.manager.main_pid(self.unit)
+        assert pid is not None, f"{self.unit} has no main pid\n{self.manager.log_tail()}"
         return pid
 
     @property
@@ -165,8 +173,8 @@ class Installed:
 
     def wait_main_pid_other_than(self, old: int, timeout: float = 30.0) -> int:
         def fresh() -> int:
-            pid = self.manager.main_pid(UNIT_NAME)
-            return pid if pid not in (None, old) and self.manager.is_active(UNIT_NAME) == "active" else 0
+            pid = self.manager.main_pid(self.unit)
+            return pid if pid not in (None, old) and self.manager.is_active(self.unit) == "active" else 0
 
         return self.manager.wait_until(fresh, timeout=timeout, what="a new, active eyried")
 

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from supervisor.models import CreateRequest, Instance
 from supervisor.paths import Home
 from supervisor.provision import Provisioner
 from supervisor.store import Store
+from supervisor.systemd.names import unit_name
 
 EYRIECTL = Path(sys.executable).parent / "eyriectl"
 OFFLINE = "eyried is not running; the change applies at its next start"
@@ -97,10 +99,11 @@ class TestExitCodes:
             ("events",),
             ("restart", "x", "--wait"),
         ]
+        unit = unit_name(home.root, os.environ)
         for result in eyriectl_all(home, calls):
             assert result.returncode == 3, (result.args, result.stderr)
             assert f"eyried is not running for {home.root}" in result.stderr
-            assert "systemctl --user start eyried" in result.stderr and result.stdout == ""
+            assert f"systemctl --user start {shlex.quote(unit)}" in result.stderr and result.stdout == ""
 
     def test_usage_errors_exit_2(self, home: Home) -> None:
         """An unknown command, a missing or contradictory argument, or a bad name is a usage error (2)."""

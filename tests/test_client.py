@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 from collections.abc import AsyncIterator
 
@@ -24,6 +26,7 @@ from supervisor.errors import (
 )
 from supervisor.models import HierarchyRole
 from supervisor.paths import Home
+from supervisor.systemd.names import unit_name
 from supervisor.testing import MemoryTarget
 
 pytestmark = pytest.mark.anyio
@@ -123,7 +126,7 @@ class TestNoDaemon:
                 await client.list_instances()
         message = str(caught.value)
         assert str(home.root) in message and "eyried --home" in message
-        assert "systemctl --user start eyried" in message
+        assert f"systemctl --user start {shlex.quote(unit_name(home.root, os.environ))}" in message
 
     async def test_dead_socket(self, home: Home) -> None:
         """A socket file nobody listens on (a crashed daemon) is DaemonNotRunning too."""

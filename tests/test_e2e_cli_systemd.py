@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from supervisor.systemd.unit import UNIT_NAME
+from supervisor.systemd.names import unit_name
 from tests._cli import eyriectl
 from tests._daemon import embedded, fleet_yaml, pid_alive
 from tests.sandbox.systemd import UserManager, user_manager
@@ -40,6 +41,11 @@ esac
 def manager(tmp_path: Path) -> Iterator[UserManager]:
     with user_manager(tmp_path) as running:
         yield running
+
+
+def _unit(tmp_path: Path, manager: UserManager) -> str:
+    """The unit of the test's home, ``tmp_path/eyrie``: not the default home, so ``eyried@….service``."""
+    return unit_name(tmp_path / "eyrie", manager.env)
 
 
 def _with_loginctl(tmp_path: Path, manager: UserManager, script: str) -> dict[str, str]:
@@ -75,7 +81,8 @@ def _run(home: Path, env: Mapping[str, str], *args: str) -> tuple[int, dict[str,
 class TestInstallWithoutStart:
     def test_dry_run_install_doctor_uninstall(self, manager: UserManager, tmp_path: Path) -> None:
         """--dry-run changes nothing, --no-start only enables, doctor names fixes, uninstall undoes it."""
-        home, unit = _home(tmp_path), manager.unit_dir / UNIT_NAME
+        name = _unit(tmp_path, manager)
+        home, unit = _home(tmp_path), manager.unit_dir / name
         env = _with_loginctl(tmp_path, manager, LOGINCTL_REFUSING)
 
         code, steps, out = _run(home, env, "install", "--dry-run")
@@ -91,8 +98,8 @@ class TestInstallWithoutStart:
         assert (
             steps["linger"].startswith("! could not enable linger") and "sudo loginctl enable-linger" in out
         )
-        assert manager.systemctl("is-enabled", UNIT_NAME).stdout.strip() == "enabled"
-        assert manager.is_active(UNIT_NAME) == "inactive"
+        assert manager.systemctl("is-enabled", name).stdout.strip() == "enabled"
+        assert manager.is_active(name) == "inactive"
 
         code, steps, out = _run(home, env, "install", "--no-start", "--no-linger")
         assert code == 0 and steps["unit"] == f"✓ unchanged: {unit}", out
@@ -101,7 +108,7 @@ class TestInstallWithoutStart:
         code, checks, out = _run(home, env, "doctor")
         assert code == 1 and "checks failed" in out, out
         assert checks["unit"].startswith("✓") and checks["enabled"].startswith("✓")
-        assert checks["daemon"].startswith("✗") and f"fix: systemctl --user start {UNIT_NAME}" in out
+        assert checks["daemon"].startswith("✗") and f"fix: systemctl --user start {shlex.quote(name)}" in out
         assert checks["linger"].startswith("✗") and "fix: sudo loginctl enable-linger" in out
         report = json.loads(eyriectl(home, "doctor", "--json", env=env).stdout)
         assert {c["name"]: c["ok"] for c in report}["daemon"] is False
@@ -109,20 +116,21 @@ class TestInstallWithoutStart:
         code, steps, out = _run(home, env, "uninstall")
         assert code == 0 and steps["unit"] == f"✓ removed {unit}" and steps["disable"] == "✓ disabled", out
         assert not unit.exists()
-        assert manager.show(UNIT_NAME, "LoadState") == "not-found"
+        assert manager.show(name, "LoadState") == "not-found"
 
 
 class TestInstalledService:
     def test_install_doctor_daemon_restart_uninstall(self, manager: UserManager, tmp_path: Path) -> None:
         """install runs the fleet, doctor is clean, daemon restart keeps every pid, uninstall stops it all."""
+        unit = _unit(tmp_path, manager)
         home = _home(tmp_path)
         env = _with_loginctl(tmp_path, manager, LOGINCTL)
 
         code, steps, out = _run(home, env, "install")
         assert code == 0 and all(step.startswith("✓") for step in steps.values()), out
         assert steps["linger"].startswith("✓ enabled for")
-        assert manager.is_active(UNIT_NAME) == "active"
-        daemon_pid = manager.main_pid(UNIT_NAME)
+        assert manager.is_active(unit) == "active"
+        daemon_pid = manager.main_pid(unit)
         solo = manager.wait_until(lambda: _running(home), timeout=30, what="solo to run under the service")
 
         code, checks, out = _run(home, env, "doctor")
@@ -132,13 +140,13 @@ class TestInstalledService:
 
         code, _, out = _run(home, env, "daemon", "restart", "--timeout", "60")
         assert code == 0 and f"pid {daemon_pid}" in out and "same pid: 1 of 1" in out, out
-        assert manager.main_pid(UNIT_NAME) == daemon_pid and manager.is_active(UNIT_NAME) == "active"
-        assert _running(home) == solo and manager.show(UNIT_NAME, "NRestarts") == "0"
+        assert manager.main_pid(unit) == daemon_pid and manager.is_active(unit) == "active"
+        assert _running(home) == solo and manager.show(unit, "NRestarts") == "0"
 
         code, steps, out = _run(home, env, "uninstall")
         assert code == 0, out
         assert steps["stop"] == "✓ stopped" and steps["linger"].startswith("✓ disabled for")
-        assert not pid_alive(solo) and not (manager.unit_dir / UNIT_NAME).exists()
+        assert not pid_alive(solo) and not (manager.unit_dir / unit).exists()
 
 
 def _running(home: Path) -> int | None:

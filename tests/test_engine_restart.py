@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import random
+
+import pytest
+
 from supervisor.engine.restart import decide
 from supervisor.models import InstanceStatus
 from supervisor.policies import RestartPolicy
@@ -77,3 +82,40 @@ class TestDecide:
             "failed: exit code 2",
             None,
         )
+
+
+HUGE_COUNTS = [1, 2, 3, 10, 63, 64, 1023, 1024, 1025, 1075, 2000, 10**6, 2**62, 10**308, 10**400]
+POLICIES = [
+    RestartPolicy(initial_delay=0.01, factor=1.0000001, max_delay=86400, jitter=0, max_retries=10**6),
+    RestartPolicy(initial_delay=1, factor=2, max_delay=60, jitter=0.1, max_retries=10**6),
+    RestartPolicy(initial_delay=3600, factor=100, max_delay=86400, jitter=1, max_retries=10**6),
+    RestartPolicy(initial_delay=5, factor=1, max_delay=60, jitter=0, max_retries=10**6),
+    RestartPolicy(initial_delay=90, factor=3, max_delay=30, jitter=0, max_retries=10**6),
+]
+
+
+def _count_id(count: int) -> str:
+    return str(count) if count < 10**7 else f"about 2^{count.bit_length()}"
+
+
+class TestDelayForAnyCount:
+    @pytest.mark.parametrize("policy", POLICIES)
+    @pytest.mark.parametrize("count", HUGE_COUNTS, ids=_count_id)
+    def test_delay_is_finite_and_within_the_policy(self, policy: RestartPolicy, count: int) -> None:
+        """However many restarts, the delay is a finite number no larger than max_delay with jitter."""
+        delay = policy.delay(count, random.Random(count))
+        assert math.isfinite(delay)
+        assert 0 <= delay <= policy.max_delay * (1 + policy.jitter)
+
+    @pytest.mark.parametrize("count", [1025, 5000, 10**6])
+    def test_decide_past_a_thousand_restarts_follows_the_policy(self, count: int) -> None:
+        """Past ~1024 restarts (where factor^n overflowed a float) the decision is still max_delay."""
+        policy = POLICY.model_copy(update={"max_retries": 10**6})
+        d = decide(policy, restart_count=count - 1, total_restarts=count - 1, failed=True, reason="r")
+        assert d.delay == 5 and d.detail == "backoff 5.0s"
+
+    def test_delay_grows_monotonically_to_max_delay(self) -> None:
+        """Without jitter each delay is at least the one before, and it reaches max_delay exactly."""
+        policy = RestartPolicy(initial_delay=0.01, factor=1.5, max_delay=600, jitter=0)
+        delays = [policy.delay(n) for n in range(1, 2000)]
+        assert delays == sorted(delays) and delays[0] == 0.01 and delays[-1] == 600

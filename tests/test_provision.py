@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from ruamel.yaml import YAML
 
 import supervisor.provision as provision_module
 from supervisor.errors import (
@@ -32,8 +33,9 @@ from supervisor.errors import (
     UnsupportedFramework,
 )
 from supervisor.frameworks.expand import PlaceholderValues, expand_command, expand_probe
-from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS, builtin_frameworks, builtin_spec
+from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS, builtin_spec
 from supervisor.frameworks.render import DEFAULT_MODEL
+from supervisor.frameworks.spec import FrameworkSpec
 from supervisor.models import SCHEMA_VERSION, CreateRequest, HierarchyRole, InstanceStatus
 from supervisor.paths import Home
 from supervisor.personas import Persona, PersonaCatalog
@@ -211,13 +213,40 @@ class TestProvisionFrameworks:
             provisioner.provision(_req(framework="nanoclaw"))
         _assert_nothing_left(store)
 
-    def test_definition_without_renderer(self, store: Store, home: Home) -> None:
-        """A framework defined in data but without a config renderer is refused up front."""
-        spec = builtin_spec("embedded").model_copy(update={"name": "custom"})
-        provisioner = Provisioner(store, home, frameworks={**builtin_frameworks(), "custom": spec})
-        with pytest.raises(UnsupportedFramework, match="'custom'"):
-            provisioner.provision(_req(framework="custom"))
-        _assert_nothing_left(store)
+    @pytest.mark.parametrize("config_format", ["json", "toml", "yaml"])
+    def test_definition_without_renderer_gets_the_generic_config(
+        self, store: Store, home: Home, config_format: str
+    ) -> None:
+        """A framework defined only as data is provisioned with the generic config in its own format."""
+        spec = FrameworkSpec.model_validate(
+            {
+                "name": "notes-bot",
+                "command": ["{python}", "-m", "notes_bot", "--config", "{config}"],
+                "config_format": config_format,
+                "config_file": f"notes.{config_format}",
+            }
+        )
+        provisioner = Provisioner(store, home)
+        inst = provisioner.provision(_req(framework="notes-bot"), spec=spec)
+        path = Path(inst.config_path)
+        assert path.name == f"notes.{config_format}" and _mode(path) == 0o600
+        text = path.read_text()
+        parsers: dict[str, Callable[[str], Any]] = {
+            "json": json.loads,
+            "toml": tomllib.loads,
+            "yaml": YAML(typ="safe").load,
+        }
+        parse = parsers[config_format]
+        parsed = parse(text)
+        assert parsed == {
+            "name": inst.name,
+            "port": inst.port,
+            "host": "127.0.0.1",
+            "token": store.token(inst.id),
+            "model": inst.model,
+            "workspace": inst.workspace_path,
+        }
+        assert provisioner.rerender(store.get(inst.id), spec=spec) == inst.config_hash
 
 
 class TestIdentityFiles:

@@ -16,10 +16,20 @@ from pathlib import Path
 import pytest
 
 from supervisor.fleet import set_autostart
-from supervisor.systemd.install import default_eyried_path
+from supervisor.systemd.install import default_eyried_path, uninstall
+from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME
-from tests._daemon import pid_alive
-from tests._survival import NAMES, Installed, gone, instances, stop_instance, three_embedded, view
+from tests._daemon import embedded, pid_alive
+from tests._survival import (
+    NAMES,
+    Installed,
+    gone,
+    instances,
+    stop_instance,
+    survival_fleet,
+    three_embedded,
+    view,
+)
 from tests.sandbox.systemd import UserManager, user_manager
 
 
@@ -50,7 +60,7 @@ def _prepared(manager: UserManager, tmp_path: Path) -> tuple[Installed, dict[str
     stopped = stop_instance(svc.home, "beta")
     assert (stopped.status, stopped.desired) == ("stopped", "stopped")
     set_autostart(svc.home / "fleet.yaml", "gamma", False)
-    manager.systemctl("reload", UNIT_NAME)  # ExecReload: SIGHUP
+    manager.systemctl("reload", svc.unit)  # ExecReload: SIGHUP
     manager.wait_until(lambda: not view(svc.home, "gamma").autostart, what="gamma disabled by the reload")
     assert pid_alive(pids["gamma"])
     return svc, pids
@@ -68,7 +78,7 @@ class TestReboot:
         left_over = manager.reboot(new_boot_id=True)
         assert manager.boot_id != boot
         assert left_over == []  # the daemon stopped every tree itself when the manager went down
-        assert manager.is_active(UNIT_NAME) == "active"
+        assert manager.is_active(svc.unit) == "active"
         assert svc.restarts == 0
         now = svc.wait_running("alpha", "beta")
         assert now["alpha"]["pid"] != pids["alpha"]
@@ -82,7 +92,7 @@ class TestReboot:
         """A daemon restart without a new boot id: the stopped one stays stopped, the disabled one runs on."""
         svc, pids = _prepared(manager, tmp_path)
         manager.reboot(new_boot_id=False)
-        assert manager.is_active(UNIT_NAME) == "active"
+        assert manager.is_active(svc.unit) == "active"
         now = svc.wait_running("alpha", "gamma")
         assert now["alpha"]["pid"] != pids["alpha"]
         assert now["gamma"]["pid"] != pids["gamma"]
@@ -105,3 +115,34 @@ class TestReboot:
             assert now[name]["boot_id"] == manager.boot_id
         assert _state(svc)["gamma"] == ("stopped", "stopped")
         assert svc.trees() == {"alpha": 1, "beta": 1}
+
+
+class TestTwoHomes:
+    def test_both_homes_come_back_and_each_uninstalls_alone(
+        self, manager: UserManager, tmp_path: Path
+    ) -> None:
+        """The default home and another, each under its own unit, both run their fleets again after a
+        reboot; uninstalling one stops its agents and leaves the other's daemon and agents running."""
+        first = Installed.start(
+            manager, tmp_path, survival_fleet(embedded("alpha")), home=manager.home / ".eyrie"
+        )
+        first.wait_running("alpha")
+        second_fleet = survival_fleet(embedded("beta"))
+        second = Installed.start(manager, tmp_path, second_fleet, home=tmp_path / "second")
+        assert (first.unit, second.unit) == (UNIT_NAME, unit_name(tmp_path / "second", manager.env))
+        before = {"alpha": first.wait_running("alpha")["alpha"]["pid"]}
+        before["beta"] = second.wait_running("beta")["beta"]["pid"]
+
+        assert manager.reboot(new_boot_id=True) == []
+        assert manager.is_active(first.unit) == manager.is_active(second.unit) == "active"
+        alpha = first.wait_running("alpha")["alpha"]
+        beta = second.wait_running("beta")["beta"]
+        assert alpha["pid"] != before["alpha"] and beta["pid"] != before["beta"]
+        assert first.main_pid != second.main_pid
+
+        daemon = first.main_pid
+        steps = uninstall(home=second.home, env=manager.env)
+        assert all(step.ok for step in steps), steps
+        manager.wait_until(lambda: gone(beta["pid"]), what="beta stopped with its home's service")
+        assert manager.is_active(first.unit) == "active" and first.main_pid == daemon
+        assert pid_alive(alpha["pid"]) and instances(first.home)["alpha"]["pid"] == alpha["pid"]

@@ -66,9 +66,23 @@ class TestRenderConfig:
         assert set(BUILTIN_FRAMEWORKS) == set(rendered_frameworks())
 
     def test_unknown_framework(self, ctx: RenderContext) -> None:
-        """A framework without a renderer raises UnsupportedFramework naming it."""
+        """A framework without a renderer and without a config format raises UnsupportedFramework."""
         with pytest.raises(UnsupportedFramework, match="'nanoclaw'"):
             render_config("nanoclaw", ctx)
+
+    def test_generic_config_in_each_format(self, ctx: RenderContext) -> None:
+        """A framework without a renderer of its own gets its facts in the format its definition names."""
+        facts = {
+            "name": ctx.name,
+            "port": ctx.port,
+            "host": "127.0.0.1",
+            "token": ctx.token,
+            "model": ctx.model,
+            "workspace": ctx.workspace,
+        }
+        assert json.loads(render_config("notes-bot", ctx, config_format="json")) == facts
+        assert tomllib.loads(render_config("notes-bot", ctx, config_format="toml")) == facts
+        assert _yaml(render_config("notes-bot", ctx, config_format="yaml")) == facts
 
     def test_zeroclaw_toml(self, ctx: RenderContext) -> None:
         """ZeroClaw gets TOML with its provider, model, workspace, loopback gateway, autonomy and memory."""

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from supervisor.systemd.install import default_eyried_path
-from supervisor.systemd.unit import UNIT_NAME
 from tests._daemon import embedded, kill_quietly, pid_alive
 from tests._survival import (
     NAMES,
@@ -122,8 +121,8 @@ class TestStopAndRestart:
         grandchild = int(manager.wait_until(grandchild_file.read_text, what="the grandchild's pid"))
         assert pid_alive(grandchild)
 
-        manager.systemctl("stop", UNIT_NAME)
-        assert manager.is_active(UNIT_NAME) == "inactive"
+        manager.systemctl("stop", svc.unit)
+        assert manager.is_active(svc.unit) == "inactive"
         assert manager.cgroup_pids() == {manager.pid}
         assert gone(grandchild)
         for name, pid in first.items():
@@ -131,11 +130,11 @@ class TestStopAndRestart:
             inst = instances(svc.home)[name]
             assert (inst["status"], inst["desired"]) == ("stopped", "running")
 
-        manager.systemctl("start", UNIT_NAME)
+        manager.systemctl("start", svc.unit)
         second = {name: inst["pid"] for name, inst in svc.wait_running(*NAMES).items()}
         assert set(second.values()).isdisjoint(first.values())
 
-        manager.systemctl("restart", UNIT_NAME)
+        manager.systemctl("restart", svc.unit)
         third = {name: inst["pid"] for name, inst in svc.wait_running(*NAMES).items()}
         assert set(third.values()).isdisjoint(set(first.values()) | set(second.values()))
         assert svc.trees() == {"alpha": 1, "beta": 1, "gamma": 2}  # gamma's agent and its escaped grandchild

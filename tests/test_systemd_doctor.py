@@ -13,7 +13,7 @@ import pytest
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
 from supervisor.systemd.doctor import Check, run_checks
 from supervisor.systemd.install import install
-from supervisor.systemd.unit import UNIT_NAME
+from supervisor.systemd.names import unit_name
 from tests.sandbox.systemd import UserManager, user_manager
 
 pytestmark = pytest.mark.systemd
@@ -55,6 +55,11 @@ def manager(tmp_path: Path, tools: Path) -> Iterator[UserManager]:
         yield running
 
 
+def _unit(tmp_path: Path, manager: UserManager) -> str:
+    """The unit of the test's home, ``tmp_path/eyrie``: not the default home, so ``eyried@….service``."""
+    return unit_name(tmp_path / "eyrie", manager.env)
+
+
 @pytest.fixture
 def stand_in(tmp_path: Path) -> Path:
     """An eyried that speaks sd_notify and holds the home's daemon lock, as eyried does."""
@@ -88,6 +93,7 @@ class TestDoctor:
 
     def test_installed_and_running(self, manager: UserManager, tmp_path: Path, stand_in: Path) -> None:
         """After install: unit current, enabled, daemon running under systemd, programs found on its PATH."""
+        unit = _unit(tmp_path, manager)
         home = tmp_path / "eyrie"
         home.mkdir()
         (home / "fleet.yaml").write_text(FLEET)
@@ -98,7 +104,7 @@ class TestDoctor:
         assert named["unit"].ok, named["unit"]
         assert named["enabled"].ok
         assert named["daemon"].ok, named["daemon"]
-        assert f"pid {manager.main_pid(UNIT_NAME)}" in named["daemon"].detail
+        assert f"pid {manager.main_pid(unit)}" in named["daemon"].detail
         assert named["framework embedded"].ok
         assert named["framework picoclaw"].ok
         assert named["framework zeroclaw"].ok, "found on the manager's PATH, not the caller's"
@@ -122,12 +128,16 @@ class TestDoctor:
         assert not named["daemon"].ok
         assert "systemctl --user start" in named["daemon"].fix
 
-    def test_unit_serving_another_home(self, manager: UserManager, tmp_path: Path, stand_in: Path) -> None:
-        """The service runs, but for another home: the daemon check says so."""
-        install(home=tmp_path / "other", eyried_path=stand_in, linger=False, env=manager.env)
+    def test_another_homes_service_is_not_this_ones(
+        self, manager: UserManager, tmp_path: Path, stand_in: Path
+    ) -> None:
+        """Another home's running service does not pass for this home's: its own unit is missing."""
+        other = tmp_path / "other"
+        install(home=other, eyried_path=stand_in, linger=False, env=manager.env)
         named = _by_name(run_checks(tmp_path / "eyrie", manager.env, eyried_path=stand_in))
+        assert not named["unit"].ok and named["unit"].fix == "eyriectl install"
         assert not named["daemon"].ok
-        assert "serves another home" in named["daemon"].detail
+        assert manager.is_active(unit_name(other, manager.env)) == "active"
 
     def test_invalid_fleet_file(self, manager: UserManager, tmp_path: Path, stand_in: Path) -> None:
         """A broken fleet file is reported with its error and how to apply the fix."""

@@ -18,7 +18,8 @@ from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.paths import Home
 from supervisor.systemd.doctor import run_checks
 from supervisor.systemd.install import STATE_FILE, Step, default_eyried_path, install, uninstall
-from supervisor.systemd.unit import STOP_MARGIN, UNIT_NAME
+from supervisor.systemd.names import unit_name
+from supervisor.systemd.unit import STOP_MARGIN
 from tests.sandbox.systemd import UserManager, user_manager
 
 pytestmark = pytest.mark.systemd
@@ -56,6 +57,11 @@ def manager(tmp_path: Path) -> Iterator[UserManager]:
         yield running
 
 
+def _unit(tmp_path: Path, manager: UserManager) -> str:
+    """The unit of the test's home, ``tmp_path/eyrie``: not the default home, so ``eyried@….service``."""
+    return unit_name(tmp_path / "eyrie", manager.env)
+
+
 @pytest.fixture
 def stand_in(tmp_path: Path) -> Path:
     """An eyried that speaks sd_notify (READY, watchdog, SIGHUP, SIGTERM) and records each start."""
@@ -85,68 +91,75 @@ def _loginctl(tmp_path: Path, manager: UserManager) -> tuple[dict[str, str], Pat
 class TestInstall:
     def test_install_without_start(self, manager: UserManager, tmp_path: Path, stand_in: Path) -> None:
         """The unit is written, loaded and enabled, not started; a missing logind is a warning, no failure."""
+        unit = _unit(tmp_path, manager)
         home = tmp_path / "eyrie"
         steps = install(home=home, eyried_path=stand_in, start=False, env=manager.env)
         assert all(step.ok for step in steps), steps
         named = _by_name(steps)
         assert list(named) == ["unit", "daemon-reload", "enable", "linger"]
-        assert named["unit"].detail == f"wrote {manager.unit_dir / UNIT_NAME}"
+        assert named["unit"].detail == f"wrote {manager.unit_dir / unit}"
         assert named["linger"].warning
         assert "sudo loginctl enable-linger" in named["linger"].detail
-        assert (manager.unit_dir / UNIT_NAME).stat().st_mode & 0o777 == 0o644
+        assert (manager.unit_dir / unit).stat().st_mode & 0o777 == 0o644
         longest = max(spec.stop_timeout for spec in builtin_frameworks().values())  # no fleet file yet
         timeout_line = f"TimeoutStopSec={math.ceil(longest + STOP_MARGIN)}s"
-        assert timeout_line in (manager.unit_dir / UNIT_NAME).read_text().splitlines()
-        assert manager.systemctl("is-enabled", UNIT_NAME).stdout.strip() == "enabled"
-        assert manager.is_active(UNIT_NAME) == "inactive"
-        assert manager.show(UNIT_NAME, "FragmentPath") == str(manager.unit_dir / UNIT_NAME)
+        assert timeout_line in (manager.unit_dir / unit).read_text().splitlines()
+        assert manager.systemctl("is-enabled", unit).stdout.strip() == "enabled"
+        assert manager.is_active(unit) == "inactive"
+        assert manager.show(unit, "FragmentPath") == str(manager.unit_dir / unit)
         state = json.loads((Home(home).run_dir / STATE_FILE).read_text())
-        assert state == {"unit": str(manager.unit_dir / UNIT_NAME), "linger_enabled_by_install": False}
+        assert state == {
+            "unit": str(manager.unit_dir / unit),
+            "linger_enabled_by_install": False,
+        }
 
     def test_second_install_changes_nothing(
         self, manager: UserManager, tmp_path: Path, stand_in: Path
     ) -> None:
         """Re-running install reports the unit unchanged, skips the reload and leaves the file untouched."""
+        unit = _unit(tmp_path, manager)
         home = tmp_path / "eyrie"
         install(home=home, eyried_path=stand_in, start=False, linger=False, env=manager.env)
-        before = (manager.unit_dir / UNIT_NAME).stat()
+        before = (manager.unit_dir / unit).stat()
         named = _by_name(install(home=home, eyried_path=stand_in, start=False, linger=False, env=manager.env))
         assert named["unit"].detail.startswith("unchanged")
         assert named["daemon-reload"].detail == "not needed"
         assert named["enable"].detail == "already enabled"
         assert named["linger"].detail == "skipped (--no-linger)"
-        after = (manager.unit_dir / UNIT_NAME).stat()
+        after = (manager.unit_dir / unit).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
     def test_dry_run_touches_nothing(self, manager: UserManager, tmp_path: Path, stand_in: Path) -> None:
         """--dry-run says what it would do and writes no file, enables nothing."""
+        unit = _unit(tmp_path, manager)
         steps = install(home=tmp_path / "eyrie", eyried_path=stand_in, dry_run=True, env=manager.env)
         assert steps[0].detail.split()[:2] == ["would", "write"]
         assert all(step.ok for step in steps)
-        assert not (manager.unit_dir / UNIT_NAME).exists()
-        assert manager.systemctl("is-enabled", UNIT_NAME, check=False).stdout.strip() != "enabled"
+        assert not (manager.unit_dir / unit).exists()
+        assert manager.systemctl("is-enabled", unit, check=False).stdout.strip() != "enabled"
 
     def test_start_then_restart_on_change_then_uninstall(
         self, manager: UserManager, tmp_path: Path, stand_in: Path
     ) -> None:
         """install starts the service; a changed unit restarts it; uninstall stops, disables, removes it."""
+        unit = _unit(tmp_path, manager)
         home = tmp_path / "eyrie"
         steps = install(home=home, eyried_path=stand_in, linger=False, env=manager.env)
         assert all(step.ok for step in steps), steps
-        assert manager.is_active(UNIT_NAME) == "active"
-        first = manager.main_pid(UNIT_NAME)
+        assert manager.is_active(unit) == "active"
+        first = manager.main_pid(unit)
 
         again = _by_name(install(home=home, eyried_path=stand_in, linger=False, env=manager.env))
         assert again["enable"].detail == "already enabled; already running"
-        assert manager.main_pid(UNIT_NAME) == first
+        assert manager.main_pid(unit) == first
 
         changed = _by_name(
             install(home=home, eyried_path=stand_in, stop_timeout=99, linger=False, env=manager.env)
         )
         assert changed["unit"].detail.startswith("updated")
         assert changed["restart"].ok
-        assert manager.show(UNIT_NAME, "TimeoutStopUSec") == "1min 54s"
-        assert manager.main_pid(UNIT_NAME) not in (None, first)
+        assert manager.show(unit, "TimeoutStopUSec") == "1min 54s"
+        assert manager.main_pid(unit) not in (None, first)
 
         other = manager.unit_dir / "unrelated.service"
         other.write_text("[Service]\nExecStart=/bin/true\n")
@@ -154,17 +167,18 @@ class TestInstall:
         assert all(step.ok for step in removed.values()), removed
         assert [removed[n].detail for n in ("stop", "disable")] == ["stopped", "disabled"]
         assert removed["linger"].detail.startswith("left as it was")
-        assert not (manager.unit_dir / UNIT_NAME).exists()
+        assert not (manager.unit_dir / unit).exists()
         assert other.exists()
         assert not (Home(home).run_dir / STATE_FILE).exists()
-        assert manager.show(UNIT_NAME, "LoadState") == "not-found"
+        assert manager.show(unit, "LoadState") == "not-found"
         starts = [json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
         assert len(starts) == 2
         assert all(start["argv"][-2:] == ["--home", str(home)] for start in starts)
 
     def test_uninstall_leaves_a_unit_it_did_not_write(self, manager: UserManager, tmp_path: Path) -> None:
         """A hand-written eyried.service without the marker line is reported and left in place."""
-        foreign = manager.write_unit(UNIT_NAME, "[Service]\nExecStart=/bin/true\n")
+        unit = _unit(tmp_path, manager)
+        foreign = manager.write_unit(unit, "[Service]\nExecStart=/bin/true\n")
         named = _by_name(uninstall(home=tmp_path / "eyrie", env=manager.env))
         assert not named["unit"].ok
         assert "not written by eyriectl install" in named["unit"].detail
@@ -250,12 +264,13 @@ class TestRealDaemon:
         self, manager: UserManager, tmp_path: Path
     ) -> None:
         """The real eyried starts under the unit (READY=1) and runs its fleet; uninstall stops the tree."""
+        unit = _unit(tmp_path, manager)
         home = tmp_path / "eyrie"
         home.mkdir()
         (home / "fleet.yaml").write_text(REAL_FLEET)
         steps = install(home=home, linger=False, env=manager.env)
         assert all(step.ok for step in steps), steps
-        assert manager.is_active(UNIT_NAME) == "active"
+        assert manager.is_active(unit) == "active"
         (solo,) = manager.wait_until(
             lambda: [i for i in _instances(home) if i.get("status") == "running" and i.get("pid")],
             timeout=30,

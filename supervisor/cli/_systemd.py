@@ -62,9 +62,11 @@ def _finish(cli: Cli, steps: Sequence[Step], what: str, as_json: bool) -> None:
 def install(cli: Cli, dry_run: bool, no_linger: bool, no_start: bool, as_json: bool) -> None:
     """Install eyried as a systemd user service for this home and start it.
 
-    Writes eyried.service into the user unit directory ($XDG_CONFIG_HOME/systemd/user, default
-    ~/.config/systemd/user), reloads the user manager, enables the service (and starts it unless
-    --no-start) and enables linger, so that the fleet comes back at boot without a login. Each step is
+    Writes this home's unit into the user unit directory ($XDG_CONFIG_HOME/systemd/user, default
+    ~/.config/systemd/user): eyried.service for ~/.eyrie, eyried@<escaped home>.service for any other
+    home, so homes never replace each other's. It reloads the user manager, enables the service (and
+    starts it unless --no-start) and enables linger, so that the fleet comes back at boot without a
+    login. A home an older release installed as eyried.service moves to its own unit. Each step is
     printed: ✓ done, ! done with a warning (linger that cannot be enabled), ✗ failed (exit 1). Running it
     again is safe: the unit is rewritten only when it changed, and a running service restarted only then.
 
@@ -83,10 +85,11 @@ def install(cli: Cli, dry_run: bool, no_linger: bool, no_start: bool, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="The steps as a JSON list.")
 @click.pass_obj
 def uninstall(cli: Cli, dry_run: bool, as_json: bool) -> None:
-    """Stop and disable the eyried user service and remove exactly what install made.
+    """Stop and disable this home's eyried user service and remove exactly what install made.
 
     The service is stopped (which stops the fleet), disabled and its unit file removed; linger is disabled
-    again only if install had enabled it. A unit file install did not write is left alone (✗, exit 1).
+    again only if install had enabled it. A unit file install did not write is left alone (✗, exit 1),
+    and so is every other home's unit.
     The fleet file and the instances stay: `eyried` or `eyriectl install` brings them back.
 
     \b

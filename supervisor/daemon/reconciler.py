@@ -235,7 +235,7 @@ class Reconciler:
 
         inst = await anyio.to_thread.run_sync(self._store.update, instance_id, describe)
         config_hash = await anyio.to_thread.run_sync(
-            lambda: self._provisioner.rerender(inst, model=model, persona=persona)
+            lambda: self._provisioner.rerender(inst, model=model, persona=persona, spec=resolved.spec)
         )
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from supervisor.fleet._fields import Env, FleetDuration, NoneIsEmpty
-from supervisor.frameworks.spec import Probe
-from supervisor.models import HierarchyRole, check_name
+from supervisor.frameworks.spec import MAX_STOP_TIMEOUT, Probe
+from supervisor.models import HierarchyRole, check_name, duration_within
 from supervisor.paths import ID_PATTERN
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
@@ -88,7 +88,7 @@ class Defaults(Section):
 
     restart: NoneIsEmpty[RestartPolicy] = RestartPolicy()
     health: NoneIsEmpty[HealthPolicy] = HealthPolicy()
-    stop_timeout: FleetDuration | None = None
+    stop_timeout: Annotated[FleetDuration, duration_within(0.0, MAX_STOP_TIMEOUT)] | None = None
     logs: NoneIsEmpty[LogPolicy] = LogPolicy()
 
 

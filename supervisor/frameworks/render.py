@@ -3,6 +3,10 @@
 This is the only Python code per framework (everything else about a framework is data). Each renderer is a
 pure function of a `RenderContext`: no I/O, so the provisioner can render everything before it touches disk.
 The text contains the instance's auth token where the framework needs it, so it is written 0600.
+
+A framework defined only in a fleet file has no renderer of its own: it gets the generic config, the
+instance's facts (name, port, host, token, model, workspace) in the definition's ``config_format``, so
+a program written for eyried reads one small file whatever format it prefers.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from supervisor.errors import UnsupportedFramework
 
@@ -20,6 +24,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PROVIDER",
     "DEFAULT_TEMPERATURE",
+    "ConfigFormat",
     "RenderContext",
     "default_allowed_commands",
     "render_config",
@@ -39,6 +44,8 @@ DEFAULT_MODEL = "claude-sonnet-4"
 DEFAULT_PROVIDER = "openrouter"
 DEFAULT_TEMPERATURE = 0.7
 LOOPBACK = "127.0.0.1"
+
+ConfigFormat = Literal["json", "toml", "yaml"]
 
 # Provisioned agents work unattended: the allow-list and `workspace_only` are the boundary, not prompts.
 _ZEROCLAW_AUTONOMY = "full"
@@ -140,17 +147,37 @@ def _picoclaw(ctx: RenderContext) -> str:
     )
 
 
+def _facts(ctx: RenderContext) -> dict[str, Any]:
+    """What every agent gateway needs to know about itself."""
+    return {
+        "name": ctx.name,
+        "port": ctx.port,
+        "host": LOOPBACK,
+        "token": ctx.token,
+        "model": ctx.model,
+        "workspace": ctx.workspace,
+    }
+
+
 def _embedded(ctx: RenderContext) -> str:
-    return _json(
-        {
-            "name": ctx.name,
-            "port": ctx.port,
-            "host": LOOPBACK,
-            "token": ctx.token,
-            "model": ctx.model,
-            "workspace": ctx.workspace,
-        }
-    )
+    return _json(_facts(ctx))
+
+
+def _generic(ctx: RenderContext, config_format: ConfigFormat) -> str:
+    facts = _facts(ctx)
+    if config_format == "toml":
+        import tomlkit
+
+        return tomlkit.dumps(facts)
+    if config_format == "yaml":
+        from ruamel.yaml import YAML
+
+        yaml = YAML()
+        yaml.default_flow_style = False
+        out = io.StringIO()
+        yaml.dump(facts, out)
+        return out.getvalue()
+    return _json(facts)
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -167,17 +194,22 @@ _RENDERERS: dict[str, Callable[[RenderContext], str]] = {
 
 
 def rendered_frameworks() -> tuple[str, ...]:
-    """The frameworks this module can write a config for."""
+    """The frameworks with a renderer of their own (any other gets the generic config)."""
     return tuple(_RENDERERS)
 
 
-def render_config(framework: str, ctx: RenderContext) -> str:
-    """The config file text for one instance of ``framework``."""
-    try:
-        renderer = _RENDERERS[framework]
-    except KeyError:
+def render_config(framework: str, ctx: RenderContext, *, config_format: ConfigFormat | None = None) -> str:
+    """The config file text for one instance of ``framework``.
+
+    A framework without a renderer of its own gets the generic config in ``config_format`` (its
+    definition's); without a format there is nothing to write it in, and it is refused.
+    """
+    renderer = _RENDERERS.get(framework)
+    if renderer is not None:
+        return renderer(ctx)
+    if config_format is None:
         known = ", ".join(sorted(_RENDERERS))
         raise UnsupportedFramework(
-            f"no config renderer for framework {framework!r} (known: {known})"
-        ) from None
-    return renderer(ctx)
+            f"no config renderer for framework {framework!r} (known: {known}) and no config_format"
+        )
+    return _generic(ctx, config_format)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import signal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from supervisor.models import Duration
+from supervisor.models import Duration, duration_within
 
-__all__ = ["FrameworkSpec", "Probe", "ProbeKind", "merge_overrides"]
+__all__ = ["MAX_STOP_TIMEOUT", "FrameworkSpec", "Probe", "ProbeKind", "merge_overrides"]
+
+MAX_STOP_TIMEOUT = 3600.0
+"""The longest a process may be given to stop, so the unit's ``TimeoutStopSec`` (the longest one plus a
+margin) stays bounded too."""
 
 
 class ProbeKind(StrEnum):
@@ -28,10 +32,10 @@ class Probe(BaseModel):
 
     kind: ProbeKind
     path: str = "/health"
-    expect: int = 200
+    expect: int = Field(default=200, ge=100, le=599)
     pattern: str = ""
     command: list[str] = Field(default_factory=list)
-    seconds: Duration = 0.0
+    seconds: Annotated[Duration, duration_within(0.0, 3600.0)] = 0.0
 
 
 class FrameworkSpec(BaseModel):
@@ -48,7 +52,7 @@ class FrameworkSpec(BaseModel):
     ready: Probe = Probe(kind=ProbeKind.TCP)
     live: Probe | None = None
     stop_signal: str = "SIGTERM"
-    stop_timeout: Duration = 30.0
+    stop_timeout: Annotated[Duration, duration_within(0.0, MAX_STOP_TIMEOUT)] = 30.0
 
     @field_validator("command")
     @classmethod

@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import fcntl
 import os
+import shlex
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
 from supervisor.store import Store
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
-from supervisor.systemd.install import render_for
-from supervisor.systemd.unit import UNIT_NAME
+from supervisor.systemd.install import legacy_unit, render_for
+from supervisor.systemd.names import unit_name
+from supervisor.systemd.unit import UNIT_NAME, served_home
 
 __all__ = ["MIN_FREE_PORTS", "Check", "run_checks"]
 
@@ -52,8 +54,13 @@ def run_checks(
     facts = fleet_facts(the_home)
     manager, manager_path = _manager(environ)
     checks = [manager, _linger(environ)]
-    checks += _unit(home, environ, eyried_path, reachable=manager.ok)
-    checks.append(_daemon(the_home, environ, reachable=manager.ok))
+    try:
+        name = unit_name(home, environ)
+    except UnitValueError as exc:
+        checks.append(Check("unit", False, str(exc), "use a shorter home path"))
+    else:
+        checks += _unit(home, name, environ, eyried_path, reachable=manager.ok)
+        checks.append(_daemon(the_home, name, environ, reachable=manager.ok))
     checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
     checks.append(_ports(the_home))
     return checks
@@ -101,8 +108,39 @@ def _linger(env: Mapping[str, str]) -> Check:
     )
 
 
-def _unit(home: Path, env: Mapping[str, str], eyried_path: Path | None, *, reachable: bool) -> list[Check]:
-    path = unit_dir(env) / UNIT_NAME
+def _moved_unit(home: Path, name: str, env: Mapping[str, str]) -> Check | None:
+    """An older release's ``eyried.service`` that serves this home, or that another home still holds."""
+    legacy = legacy_unit(home, env)
+    if legacy is not None:
+        return Check(
+            "unit",
+            False,
+            f"{legacy} serves this home: an older release installed every home as {UNIT_NAME}; each home"
+            f" now has its own unit, here {name}",
+            "eyriectl migrate (or eyriectl install), from this home",
+        )
+    if name != UNIT_NAME:
+        return None
+    path = unit_dir(env) / name
+    with contextlib.suppress(OSError):
+        served = served_home(path.read_text())
+        if served is not None and os.path.normpath(served) != os.path.normpath(home):
+            return Check(
+                "unit",
+                False,
+                f"{path} serves {served}, not this home (an older release's install)",
+                f"eyriectl --home {shlex.quote(str(served))} migrate, then eyriectl install",
+            )
+    return None
+
+
+def _unit(
+    home: Path, name: str, env: Mapping[str, str], eyried_path: Path | None, *, reachable: bool
+) -> list[Check]:
+    moved = _moved_unit(home, name, env)
+    if moved is not None:
+        return [moved]
+    path = unit_dir(env) / name
     try:
         current = path.read_text()
     except FileNotFoundError:
@@ -128,7 +166,7 @@ def _unit(home: Path, env: Mapping[str, str], eyried_path: Path | None, *, reach
         )
     elif (
         reachable
-        and systemctl(env, "show", "-p", "NeedDaemonReload", "--value", UNIT_NAME).stdout.strip() == "yes"
+        and systemctl(env, "show", "-p", "NeedDaemonReload", "--value", name).stdout.strip() == "yes"
     ):
         checks.append(
             Check(
@@ -141,16 +179,16 @@ def _unit(home: Path, env: Mapping[str, str], eyried_path: Path | None, *, reach
     else:
         checks.append(Check("unit", True, f"{path} is installed and current"))
     if reachable:
-        enabled = systemctl(env, "is-enabled", UNIT_NAME).stdout.strip()
+        enabled = systemctl(env, "is-enabled", name).stdout.strip()
         if enabled == "enabled":
-            checks.append(Check("enabled", True, f"{UNIT_NAME} starts with the user manager"))
+            checks.append(Check("enabled", True, f"{name} starts with the user manager"))
         else:
             checks.append(
                 Check(
                     "enabled",
                     False,
-                    f"{UNIT_NAME} is {enabled or 'unknown'}: it will not start after a reboot",
-                    f"systemctl --user enable {UNIT_NAME}",
+                    f"{name} is {enabled or 'unknown'}: it will not start after a reboot",
+                    f"systemctl --user enable {shlex.quote(name)}",
                 )
             )
     return checks
@@ -171,7 +209,7 @@ def _lock_held(home: Home) -> bool:
     return False
 
 
-def _daemon(home: Home, env: Mapping[str, str], *, reachable: bool) -> Check:
+def _daemon(home: Home, name: str, env: Mapping[str, str], *, reachable: bool) -> Check:
     pid = None
     with contextlib.suppress(FileNotFoundError, ValueError):
         pid = int(home.pid_file.read_text().strip())
@@ -179,15 +217,15 @@ def _daemon(home: Home, env: Mapping[str, str], *, reachable: bool) -> Check:
     active = ""
     main_pid = 0
     if reachable:
-        active = systemctl(env, "is-active", UNIT_NAME).stdout.strip()
-        main_pid = int(systemctl(env, "show", "-p", "MainPID", "--value", UNIT_NAME).stdout.strip() or 0)
+        active = systemctl(env, "is-active", name).stdout.strip()
+        main_pid = int(systemctl(env, "show", "-p", "MainPID", "--value", name).stdout.strip() or 0)
     if active == "active" and running:
         return Check("daemon", True, f"eyried is running under systemd (pid {main_pid}) for {home.root}")
     if active == "active":
         return Check(
             "daemon",
             False,
-            f"{UNIT_NAME} is active (pid {main_pid}) but no eyried holds {home.daemon_lock}:"
+            f"{name} is active (pid {main_pid}) but no eyried holds {home.daemon_lock}:"
             " it serves another home",
             "eyriectl install --home <this home> (the unit's --home decides which fleet runs)",
         )
@@ -197,13 +235,14 @@ def _daemon(home: Home, env: Mapping[str, str], *, reachable: bool) -> Check:
             True,
             f"eyried is running (pid {pid}) outside systemd: it will not come back by itself after a reboot",
         )
-    state = f"{UNIT_NAME} is {active}" if active else "no eyried is running"
+    state = f"{name} is {active}" if active else "no eyried is running"
+    quoted = shlex.quote(name)
     return Check(
         "daemon",
         False,
         f"{state}; nobody supervises the fleet in {home.root}",
-        f"systemctl --user start {UNIT_NAME} (see: systemctl --user status {UNIT_NAME};"
-        f" journalctl --user -u {UNIT_NAME})",
+        f"systemctl --user start {quoted} (see: systemctl --user status {quoted};"
+        f" journalctl --user -u {quoted})",
     )
 
 

@@ -4,6 +4,11 @@ Install renders the unit into the user unit dir (writing only when the text chan
 enables (and starts) the service, and enables linger so the user manager starts at boot without a login.
 Every action is one `Step` in the report; linger that cannot be enabled is a warning, never a failure.
 
+Each home has its own unit (`supervisor.systemd.names`), so install and uninstall touch only their own
+home's. An older release installed every home as ``eyried.service``: a home that is not the default one and
+finds that unit serving it moves to its own name (`move_legacy_unit`, run by install and by ``migrate``);
+the default home refuses to take ``eyried.service`` over while it still serves another home.
+
 Uninstall reverses exactly that. What install did that is not visible afterwards is kept in
 ``$EYRIE_HOME/run/install.json``: the unit file it wrote, and whether linger was enabled by it (only then does
 uninstall disable linger again). A unit file at the same path that does not start with `UNIT_MARKER` was not
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Mapping
@@ -25,15 +31,28 @@ from supervisor.errors import UnitValueError
 from supervisor.paths import Home
 from supervisor.systemd._commands import linger_enabled, run, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import fleet_facts
-from supervisor.systemd.unit import UNIT_MARKER, UNIT_NAME, render_unit
+from supervisor.systemd.names import unit_name
+from supervisor.systemd.unit import UNIT_MARKER, UNIT_NAME, render_unit, served_home
 
-__all__ = ["STATE_FILE", "Step", "default_eyried_path", "install", "render_for", "uninstall"]
+__all__ = [
+    "STATE_FILE",
+    "Step",
+    "default_eyried_path",
+    "install",
+    "legacy_unit",
+    "move_legacy_unit",
+    "render_for",
+    "uninstall",
+]
 
 STATE_FILE = "install.json"
 """Under ``$EYRIE_HOME/run/``: what `install` did, so that `uninstall` undoes exactly that."""
 
 _ACTIVE = ("active", "activating", "reloading")
-_JOURNAL = f" (see: journalctl --user -u {UNIT_NAME})"
+
+
+def _journal(name: str) -> str:
+    return f" (see: journalctl --user -u {shlex.quote(name)})"
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,31 @@ def _read_state(home: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+def legacy_unit(home: Path, env: Mapping[str, str]) -> Path | None:
+    """``eyried.service`` as an older release installed it for ``home``, when that is not its unit now."""
+    if unit_name(home, env) == UNIT_NAME:
+        return None
+    path = unit_dir(env) / UNIT_NAME
+    try:
+        served = served_home(path.read_text())
+    except OSError:
+        return None
+    return path if served is not None and os.path.normpath(served) == os.path.normpath(home) else None
+
+
+def _other_home_on_default_unit(home: Path, env: Mapping[str, str]) -> Path | None:
+    """The home ``eyried.service`` still serves when ``home`` is the default one that should own it."""
+    if unit_name(home, env) != UNIT_NAME:
+        return None
+    try:
+        served = served_home((unit_dir(env) / UNIT_NAME).read_text())
+    except OSError:
+        return None
+    if served is None or os.path.normpath(served) == os.path.normpath(home):
+        return None
+    return served
+
+
 def install(
     *,
     home: Path,
@@ -109,24 +153,44 @@ def install(
         text = render_for(
             home, eyried_path=eyried_path, stop_timeout=stop_timeout, watchdog_sec=watchdog_sec, env=environ
         )
+        name = unit_name(home, environ)
     except (UnitValueError, FileNotFoundError) as exc:
         return [Step("unit", False, str(exc))]
-    path = unit_dir(environ) / UNIT_NAME
+    path = unit_dir(environ) / name
+    other = _other_home_on_default_unit(home, environ)
+    if other is not None:
+        return [
+            Step(
+                "unit",
+                False,
+                f"{path} still serves {other} (installed by an older release, when every home shared it);"
+                f" give that home its own unit first: eyriectl --home {shlex.quote(str(other))} migrate",
+            )
+        ]
+    legacy = legacy_unit(home, environ)
     try:
         old: str | None = path.read_text()
     except FileNotFoundError:
         old = None
     changed = old != text
     if dry_run:
-        return _planned_install(path, old, changed, start=start, linger=linger)
+        planned = [Step("legacy", True, f"would stop, disable and remove {legacy}")] if legacy else []
+        return planned + _planned_install(path, old, changed, start=start, linger=linger)
 
+    steps: list[Step] = []
+    if legacy is not None:
+        retired, _was_enabled = _retire(environ, legacy)
+        steps.append(retired)
+        if not retired.ok:
+            return steps
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, text, mode=0o644)
-    steps = [
+    steps.append(
         Step("unit", True, f"{'wrote' if old is None else 'updated' if changed else 'unchanged:'} {path}")
-    ]
-    for step in (_reload(environ, changed), *_enable(environ, changed=changed, start=start)):
+    )
+    reloaded = _reload(environ, name, changed or legacy is not None)
+    for step in (reloaded, *_enable(environ, name, changed=changed, start=start)):
         steps.append(step)
         if not step.ok:
             return steps
@@ -143,21 +207,81 @@ def install(
     return steps
 
 
+def _retire(env: Mapping[str, str], legacy: Path) -> tuple[Step, bool]:
+    """Stop, disable and remove an older release's ``eyried.service``; says whether it was enabled."""
+    was_enabled = systemctl(env, "is-enabled", UNIT_NAME).stdout.strip() == "enabled"
+    if systemctl(env, "is-active", UNIT_NAME).stdout.strip() in _ACTIVE:
+        stopped = systemctl(env, "stop", UNIT_NAME)
+        if not stopped.ok:
+            return Step("legacy", False, f"systemctl --user stop {UNIT_NAME}: {stopped.message}"), was_enabled
+    if was_enabled:
+        disabled = systemctl(env, "disable", UNIT_NAME)
+        if not disabled.ok:
+            message = f"systemctl --user disable {UNIT_NAME}: {disabled.message}"
+            return Step("legacy", False, message), was_enabled
+    legacy.unlink(missing_ok=True)
+    detail = f"removed {legacy}, which an older release installed for this home"
+    return Step("legacy", True, detail), was_enabled
+
+
+def move_legacy_unit(
+    *,
+    home: Path,
+    eyried_path: Path | None = None,
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> list[Step]:
+    """Give ``home`` its own unit in place of an older release's ``eyried.service`` (``migrate``'s step).
+
+    The new unit is enabled when the old one was, and not started: ``migrate`` runs while eyried is stopped.
+    No steps: there was nothing to move.
+    """
+    environ = os.environ if env is None else env
+    try:
+        name = unit_name(home, environ)
+        legacy = legacy_unit(home, environ)
+        if legacy is None:
+            return []
+        text = render_for(home, eyried_path=eyried_path, env=environ)
+    except (UnitValueError, FileNotFoundError) as exc:
+        return [Step("unit", False, str(exc))]
+    path = unit_dir(environ) / name
+    if dry_run:
+        return [Step("unit", True, f"would move {legacy} to {path}")]
+    retired, was_enabled = _retire(environ, legacy)
+    if not retired.ok:
+        return [retired]
+    atomic_write(path, text, mode=0o644)
+    steps = [retired, Step("unit", True, f"wrote {path}")]
+    reload = systemctl(environ, "daemon-reload")
+    steps.append(Step("daemon-reload", reload.ok, "done" if reload.ok else _manager_problem(reload.message)))
+    if reload.ok and was_enabled:
+        enabled = systemctl(environ, "enable", name)
+        detail = "enabled, as the old unit was" if enabled.ok else enabled.message
+        steps.append(Step("enable", enabled.ok, detail))
+    if Home(home).run_dir.is_dir():
+        state = _read_state(home)
+        record = {**state, "unit": str(path)}
+        atomic_write(_state_path(home), json.dumps(record, indent=2) + "\n")
+    steps.append(Step("start", True, f"start it with: systemctl --user start {shlex.quote(name)}"))
+    return steps
+
+
 def _planned_install(path: Path, old: str | None, changed: bool, *, start: bool, linger: bool) -> list[Step]:
     verb = "write" if old is None else "update"
     steps = [Step("unit", True, f"would {verb} {path}" if changed else f"unchanged: {path}")]
     if changed:
         steps.append(Step("daemon-reload", True, "would run systemctl --user daemon-reload"))
     now = " --now" if start else ""
-    steps.append(Step("enable", True, f"would run systemctl --user enable{now} {UNIT_NAME}"))
+    steps.append(Step("enable", True, f"would run systemctl --user enable{now} {shlex.quote(path.name)}"))
     if linger:
         steps.append(Step("linger", True, f"would run loginctl enable-linger {user_name()}"))
     return steps
 
 
-def _reload(env: Mapping[str, str], changed: bool) -> Step:
+def _reload(env: Mapping[str, str], name: str, changed: bool) -> Step:
     """``daemon-reload`` when the unit changed or the manager holds an older version of it."""
-    stale = systemctl(env, "show", "-p", "NeedDaemonReload", "--value", UNIT_NAME)
+    stale = systemctl(env, "show", "-p", "NeedDaemonReload", "--value", name)
     if not stale.ok:
         return Step("daemon-reload", False, _manager_problem(stale.message))
     if not changed and stale.stdout.strip() != "yes":
@@ -166,22 +290,23 @@ def _reload(env: Mapping[str, str], changed: bool) -> Step:
     return Step("daemon-reload", reload.ok, "done" if reload.ok else _manager_problem(reload.message))
 
 
-def _enable(env: Mapping[str, str], *, changed: bool, start: bool) -> list[Step]:
+def _enable(env: Mapping[str, str], name: str, *, changed: bool, start: bool) -> list[Step]:
     """``enable`` (``--now`` when starting); a running service whose unit changed is restarted instead."""
-    was_enabled = systemctl(env, "is-enabled", UNIT_NAME).stdout.strip() == "enabled"
-    was_active = systemctl(env, "is-active", UNIT_NAME).stdout.strip() in _ACTIVE
+    was_enabled = systemctl(env, "is-enabled", name).stdout.strip() == "enabled"
+    was_active = systemctl(env, "is-active", name).stdout.strip() in _ACTIVE
     restart = start and changed and was_active
-    args = ["enable", "--now", UNIT_NAME] if start and not restart else ["enable", UNIT_NAME]
+    args = ["enable", "--now", name] if start and not restart else ["enable", name]
     enabled = systemctl(env, *args)
     if not enabled.ok:
-        return [Step("enable", False, f"systemctl --user {' '.join(args)}: {enabled.message}{_JOURNAL}")]
+        command = shlex.join(["systemctl", "--user", *args])
+        return [Step("enable", False, f"{command}: {enabled.message}{_journal(name)}")]
     detail = "already enabled" if was_enabled else "enabled: starts with the user manager"
     if start and not restart:
         detail += "; already running" if was_active else "; running"
     steps = [Step("enable", True, detail)]
     if restart:
-        restarted = systemctl(env, "restart", UNIT_NAME)
-        detail = "restarted with the new unit" if restarted.ok else f"{restarted.message}{_JOURNAL}"
+        restarted = systemctl(env, "restart", name)
+        detail = "restarted with the new unit" if restarted.ok else f"{restarted.message}{_journal(name)}"
         steps.append(Step("restart", restarted.ok, detail))
     return steps
 
@@ -213,20 +338,38 @@ def _enable_linger(env: Mapping[str, str], by_install: bool) -> tuple[Step, bool
     )
 
 
+def _own_unit(home: Path, env: Mapping[str, str]) -> tuple[str, Path]:
+    """The unit uninstall works on: this home's, or the older release's ``eyried.service`` serving it."""
+    name = unit_name(home, env)
+    path = unit_dir(env) / name
+    legacy = legacy_unit(home, env)
+    if legacy is not None and not path.exists():
+        return UNIT_NAME, legacy
+    return name, path
+
+
 def uninstall(*, home: Path, dry_run: bool = False, env: Mapping[str, str] | None = None) -> list[Step]:
-    """Stop and disable the service, remove the unit install wrote, reload; undo linger if install set it.
+    """Stop and disable this home's service, remove the unit install wrote, reload; undo linger if install
+    set it. Another home's unit is never touched.
 
     Keeps going after a failed step, so that as much as possible is undone; each step says what happened.
     """
     environ = os.environ if env is None else env
     state = _read_state(home)
-    path = Path(str(state["unit"])) if "unit" in state else unit_dir(environ) / UNIT_NAME
+    try:
+        name, path = _own_unit(home, environ)
+    except UnitValueError as exc:
+        return [Step("unit", False, str(exc))]
+    other = _other_home_on_default_unit(home, environ)
+    if other is not None:
+        return [Step("unit", False, f"{path} serves {other}, not this home; left alone")]
     by_install = state.get("linger_enabled_by_install") is True
     ours = path.exists() and path.read_text().startswith(UNIT_MARKER)
+    quoted = shlex.quote(name)
     if dry_run:
         planned = [
-            Step("stop", True, f"would run systemctl --user stop {UNIT_NAME}"),
-            Step("disable", True, f"would run systemctl --user disable {UNIT_NAME}"),
+            Step("stop", True, f"would run systemctl --user stop {quoted}"),
+            Step("disable", True, f"would run systemctl --user disable {quoted}"),
             Step("unit", True, f"would remove {path}" if ours else f"{path}: nothing of ours to remove"),
             Step("daemon-reload", True, "would run systemctl --user daemon-reload"),
         ]
@@ -235,17 +378,16 @@ def uninstall(*, home: Path, dry_run: bool = False, env: Mapping[str, str] | Non
         return planned
 
     steps: list[Step] = []
-    if systemctl(environ, "is-active", UNIT_NAME).stdout.strip() in _ACTIVE:
-        stopped = systemctl(environ, "stop", UNIT_NAME)
+    if systemctl(environ, "is-active", name).stdout.strip() in _ACTIVE:
+        stopped = systemctl(environ, "stop", name)
         steps.append(Step("stop", stopped.ok, "stopped" if stopped.ok else stopped.message))
     else:
         steps.append(Step("stop", True, "not running"))
-    if systemctl(environ, "is-enabled", UNIT_NAME).stdout.strip() == "enabled":
-        disabled = systemctl(environ, "disable", UNIT_NAME)
+    if systemctl(environ, "is-enabled", name).stdout.strip() == "enabled":
+        disabled = systemctl(environ, "disable", name)
         steps.append(Step("disable", disabled.ok, "disabled" if disabled.ok else disabled.message))
     else:
         steps.append(Step("disable", True, "not enabled"))
-
     if ours:
         path.unlink()
         steps.append(Step("unit", True, f"removed {path}"))
@@ -259,7 +401,7 @@ def uninstall(*, home: Path, dry_run: bool = False, env: Mapping[str, str] | Non
     if any(step.ok and step.detail in ("stopped", "disabled") for step in steps) or ours:
         reload = systemctl(environ, "daemon-reload")
         if reload.ok:
-            systemctl(environ, "reset-failed", UNIT_NAME)  # forget a past failure of the removed unit
+            systemctl(environ, "reset-failed", name)  # forget a past failure of the removed unit
         steps.append(
             Step("daemon-reload", reload.ok, "done" if reload.ok else _manager_problem(reload.message))
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -30,10 +31,13 @@ __all__ = [
     "UNIT_NAME",
     "UnitValueError",
     "render_unit",
+    "served_home",
     "unit_template",
 ]
 
 UNIT_NAME = "eyried.service"
+"""The default home's unit (any other home's is named by `supervisor.systemd.names`), and the template's
+file name; before each home had its own unit, every home installed this one."""
 UNIT_MARKER = "# Rendered by `eyriectl install`"
 """First line of every rendered unit: how ``uninstall`` and ``doctor`` recognise a file they may own."""
 
@@ -80,11 +84,28 @@ def render_unit(
     env = {**BASE_ENV, **extra_env}
     lines = [f"Environment={_env_assignment(name, value)}" for name, value in sorted(env.items())]
     return unit_template().format(
+        description_home=home_dir.replace("%", "%%"),
         exec_start=_exec_start(exe, ["--home", home_dir]),
         timeout_stop_sec=f"{math.ceil(stop_timeout + STOP_MARGIN)}s",
         watchdog_sec=_timespan(watchdog_sec),
         environment="\n".join(lines),
     )
+
+
+def served_home(text: str) -> Path | None:
+    """The ``--home`` of a unit `render_unit` wrote (this release or an older one); None for any other."""
+    if not text.startswith(UNIT_MARKER):
+        return None
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            try:
+                words = shlex.split(line.removeprefix("ExecStart="))
+            except ValueError:
+                return None
+            words = [word.replace("%%", "%").replace("$$", "$") for word in words]
+            if "--home" in words[:-1]:
+                return Path(words[words.index("--home") + 1])
+    return None
 
 
 def _checked_path(what: str, path: Path) -> str:
