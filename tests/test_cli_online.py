@@ -118,14 +118,14 @@ class TestLifecycle:
 
 class TestFleetEdits:
     async def test_add_and_remove(self, home: Home, daemon: MemoryTarget) -> None:
-        """add goes through the daemon (printing the new view as JSON); remove passes --keep-files."""
+        """add goes through the daemon (printing the new view as JSON); remove passes --purge."""
         added = await eyriectl(home, "add", "gamma", "--framework", "embedded", "--role", "talon", "--json")
         assert added.code == 0, added.stderr
         view = json.loads(added.stdout)
         assert view["name"] == "gamma" and view["hierarchy_role"] == "talon" and view["status"] == "running"
         assert "not running" not in added.stderr and not home.fleet_file.exists()
-        removed = await eyriectl(home, "remove", "gamma", "--keep-files")
-        assert removed.code == 0 and ("delete", "gamma keep_files=True") in daemon.calls
+        removed = await eyriectl(home, "remove", "gamma", "--purge")
+        assert removed.code == 0 and ("delete", "gamma purge=True") in daemon.calls
 
     async def test_add_refused(self, home: Home, daemon: MemoryTarget) -> None:
         """The daemon's refusal (a hierarchy rule here) is printed and exits 1."""
