@@ -166,6 +166,17 @@ class TestDaemonCommands:
         rejected = await eyriectl(home, "reload")
         assert rejected.code == 1 and "fleet.yaml:7" in rejected.stderr
 
+    async def test_reload_dry_run(self, home: Home, daemon: MemoryTarget) -> None:
+        """reload --dry-run asks for the plan, prints it as one, and never asks for a reload."""
+        daemon.reload_result = ReloadResult(ok=True, added=["gamma"], removed=["beta"], unchanged=["alpha"])
+        plan = await eyriectl(home, "reload", "--dry-run")
+        assert plan.code == 0 and plan.stdout.startswith("plan (nothing applied):")
+        assert "would add: gamma" in plan.stdout
+        assert "would remove (directories to the trash): beta" in plan.stdout
+        as_json = json.loads((await eyriectl(home, "reload", "--dry-run", "--json")).stdout)
+        assert as_json["dry_run"] is True and as_json["removed"] == ["beta"]
+        assert ("reload", "") not in daemon.calls and ("plan_reload", "") in daemon.calls
+
     async def test_recent_events(self, home: Home, daemon: MemoryTarget) -> None:
         """events prints the recent events, newest last; --json one object per line."""
         with anyio.fail_after(5):

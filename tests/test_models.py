@@ -240,6 +240,7 @@ class TestParseDuration:
             ("10s", 10.0),
             ("5m", 300.0),
             ("1h", 3600.0),
+            ("30d", 2592000.0),
             ("1.5s", 1.5),
             (" 2 s ", 2.0),
             ("7", 7.0),
@@ -249,7 +250,7 @@ class TestParseDuration:
         ],
     )
     def test_accepted_forms(self, text: object, seconds: float) -> None:
-        """Units ms, s, m, h and plain numbers all turn into seconds."""
+        """Units ms, s, m, h, d and plain numbers all turn into seconds."""
         assert parse_duration(text) == seconds
 
     @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from supervisor.errors import EyrieError
 from supervisor.trash import Trash
 
 if TYPE_CHECKING:
@@ -38,6 +39,6 @@ async def keep_trash(home: Home, retention: Callable[[], float], interval: float
     while True:
         try:
             await anyio.to_thread.run_sync(expire_trash, home, retention())
-        except OSError as exc:
+        except (OSError, EyrieError) as exc:
             log.error("trash_sweep_failed", error=str(exc), path=str(home.root / "removed"))
         await anyio.sleep(interval)
