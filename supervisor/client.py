@@ -84,8 +84,9 @@ class ControlClient:
         body = request.model_dump(mode="json")
         return InstanceView.model_validate(await self._json("POST", "/v1/instances", json=body, timeout=None))
 
-    async def remove(self, ref: str, *, keep_files: bool = False) -> None:
-        params = {"keep_files": "1"} if keep_files else {}
+    async def remove(self, ref: str, *, purge: bool = False) -> None:
+        """Stop, undeclare and deprovision: the directory goes to the trash, or with ``purge`` is deleted."""
+        params = {"purge": "1"} if purge else {}
         await self._request("DELETE", f"/v1/instances/{_quote(ref)}", params=params, timeout=None)
 
     async def start(self, ref: str, *, wait: bool = False) -> InstanceView:
@@ -107,6 +108,10 @@ class ControlClient:
 
     async def reload(self) -> ReloadResult:
         return ReloadResult.model_validate(await self._json("POST", "/v1/reload", timeout=None))
+
+    async def plan_reload(self) -> ReloadResult:
+        """What a reload would do now (``dry_run`` set); nothing is applied."""
+        return ReloadResult.model_validate(await self._json("GET", "/v1/reload/plan", timeout=None))
 
     async def status(self) -> DaemonStatus:
         return DaemonStatus.model_validate(await self._json("GET", "/v1/status"))

@@ -92,12 +92,12 @@ def display_name_for(name: str) -> str:
     return " ".join(part[:1].upper() + part[1:] for part in name.split("-") if part)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """``250ms``, ``10s``, ``5m``, ``1h`` or a number of seconds → seconds as a float."""
+    """``250ms``, ``10s``, ``5m``, ``1h``, ``30d`` or a number of seconds → seconds as a float."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
@@ -115,7 +115,7 @@ def format_duration(seconds: float) -> str | float:
     """The shortest exact spelling `parse_duration` reads back: ``0.25`` → ``250ms``, ``300`` → ``5m``."""
     if seconds == 0:
         return "0s"
-    for unit in ("h", "m", "s", "ms"):
+    for unit in ("d", "h", "m", "s", "ms"):
         count = seconds / _UNIT_SECONDS[unit]
         if count >= 1 and abs(count - round(count)) < 1e-9:
             return f"{round(count)}{unit}"

@@ -18,15 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from supervisor._fs import atomic_write, fsync_dir, locked, write_new
+from supervisor._fs import atomic_write, fsync_dir, write_new
 from supervisor._resources import data_dir
 from supervisor.errors import (
     EyrieError,
     NameExists,
-    NotFound,
     ProvisionError,
     RequiredField,
     UnsupportedFramework,
@@ -55,11 +55,11 @@ from supervisor.paths import Home
 from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.ports import port_reservation
 from supervisor.store import TOKEN_FILE, Store
+from supervisor.trash import Trash, TrashEntry
 
 __all__ = ["Provisioner", "identity_templates", "sha256_text"]
 
 _STAGING = ".staging"
-_REMOVED = "removed"
 _DIR_MODE = 0o700
 _IDENTITY_MODE = 0o644
 _SECRET_MODE = 0o600
@@ -394,24 +394,23 @@ class Provisioner:
         except FileNotFoundError:
             return ""
 
-    def deprovision(self, instance_id: str, *, keep_files: bool) -> Path | None:
-        """Remove an instance from the store. Its directory is deleted, or with ``keep_files`` moved to
-        ``$EYRIE_HOME/removed/<name>-<id>/`` (returned) so the name is free again and nothing is lost."""
-        directory = self.store.dir(instance_id)
-        if not keep_files:
+    def deprovision(
+        self,
+        instance_id: str,
+        *,
+        purge: bool = False,
+        name: str | None = None,
+        declaration: dict[str, Any] | None = None,
+    ) -> TrashEntry | None:
+        """Remove an instance from the store, freeing its name and port. Its directory moves to the trash
+        (the entry is returned, ``declaration`` kept with it for a restore), or with ``purge`` is deleted."""
+        if purge:
             self.store.delete(instance_id)
+            log.info("instance_purged", instance=name, instance_id=instance_id)
             return None
-        with locked(self.store.lock()):
-            if not directory.is_dir():
-                raise NotFound(f"instance {instance_id} not found")
+        if name is None:
             try:
                 name = self.store.get(instance_id).name
-            except EyrieError:
+            except EyrieError:  # unreadable: it still goes to the trash, which says whether it exists
                 name = "unreadable"
-            dest_root = self.home.root / _REMOVED
-            dest_root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            dest = dest_root / f"{name}-{instance_id}"
-            os.rename(directory, dest)
-            fsync_dir(self.store.root)
-        log.info("instance_removed_files_kept", instance=name, instance_id=instance_id, path=str(dest))
-        return dest
+        return Trash(self.home).move_in(instance_id, name=name, declaration=declaration)

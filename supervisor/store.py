@@ -202,8 +202,14 @@ class Store:
         return self.update(instance_id, apply)
 
     def delete(self, instance_id: str) -> None:
-        """Remove the instance directory and everything in it."""
+        """Remove the instance directory and everything in it (a purge; a removal moves it to the trash).
+
+        A directory that is a symlink is removed as the link: nothing it points at, maybe outside the
+        home, is touched."""
         directory = self.dir(instance_id)
+        if directory.is_symlink():
+            directory.unlink()
+            return
         if not directory.is_dir():
             raise NotFound(f"instance {instance_id} not found")
         with locked(directory / _LOCK_FILE):

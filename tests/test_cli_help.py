@@ -32,6 +32,7 @@ class TestHelp:
             "start",
             "status",
             "stop",
+            "trash",
             "uninstall",
         ]
 

@@ -197,21 +197,40 @@ class TestOfflineEdits:
         assert eyriectl(home, "enable", "helper").returncode == 0
         assert fleet.read_text() == COMMENTED_FLEET
 
-    def test_remove_deletes_declaration_and_files(self, home: Home, fleet: Path) -> None:
-        """remove drops the entry (only its lines) and the provisioned directory."""
+    def test_remove_moves_files_to_the_trash(self, home: Home, fleet: Path) -> None:
+        """remove drops the entry (only its lines) and moves the directory to the trash, memory and all."""
         inst = _provision(home, "helper")
+        (Store(home).dir(inst.id) / "workspace" / "memory" / "notes.md").write_text("remember me\n")
         result = eyriectl(home, "remove", "helper")
         assert result.returncode == 0, result.stderr
-        assert OFFLINE in result.stderr
+        assert OFFLINE in result.stderr and "eyriectl trash restore helper" in result.stderr
         assert load_fleet(fleet).names() == ["boss"]
         assert "# the one in charge" in fleet.read_text() and "# trailing comment" in fleet.read_text()
         assert not Store(home).dir(inst.id).exists()
+        (entry,) = (home.root / "removed").glob(f"helper-{inst.id}-*Z")
+        assert (entry / "workspace" / "memory" / "notes.md").read_text() == "remember me\n"
 
-    def test_remove_keep_files(self, home: Home, fleet: Path) -> None:
-        """remove --keep-files moves the directory under removed/ instead of deleting it."""
+    @pytest.mark.parametrize("flag", ["--keep-files", None])
+    def test_keep_files_is_the_default(self, home: Home, fleet: Path, flag: str | None) -> None:
+        """remove --keep-files does what remove does: the directory goes to the trash."""
         inst = _provision(home, "helper")
-        assert eyriectl(home, "remove", "helper", "--keep-files").returncode == 0
-        assert (home.root / "removed" / f"helper-{inst.id}" / "instance.json").exists()
+        assert eyriectl(home, "remove", "helper", *([flag] if flag else [])).returncode == 0
+        assert len(list((home.root / "removed").glob(f"helper-{inst.id}-*Z"))) == 1
+
+    def test_remove_purge(self, home: Home, fleet: Path) -> None:
+        """remove --purge deletes the directory and puts nothing in the trash."""
+        inst = _provision(home, "helper")
+        result = eyriectl(home, "remove", "helper", "--purge", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"removed": "helper", "purged": True, "trash": None}
+        assert not Store(home).dir(inst.id).exists() and not (home.root / "removed").exists()
+
+    def test_purge_and_keep_files_is_a_usage_error(self, home: Home, fleet: Path) -> None:
+        """--purge with --keep-files exits 2 and changes nothing."""
+        inst = _provision(home, "helper")
+        result = eyriectl(home, "remove", "helper", "--purge", "--keep-files")
+        assert result.returncode == 2 and "contradict" in result.stderr
+        assert fleet.read_text() == COMMENTED_FLEET and Store(home).dir(inst.id).exists()
 
     def test_remove_refuses_under_a_live_process(self, home: Home, fleet: Path) -> None:
         """An instance whose process still runs is not removed while the daemon is down."""

@@ -118,14 +118,14 @@ class TestLifecycle:
 
 class TestFleetEdits:
     async def test_add_and_remove(self, home: Home, daemon: MemoryTarget) -> None:
-        """add goes through the daemon (printing the new view as JSON); remove passes --keep-files."""
+        """add goes through the daemon (printing the new view as JSON); remove passes --purge."""
         added = await eyriectl(home, "add", "gamma", "--framework", "embedded", "--role", "talon", "--json")
         assert added.code == 0, added.stderr
         view = json.loads(added.stdout)
         assert view["name"] == "gamma" and view["hierarchy_role"] == "talon" and view["status"] == "running"
         assert "not running" not in added.stderr and not home.fleet_file.exists()
-        removed = await eyriectl(home, "remove", "gamma", "--keep-files")
-        assert removed.code == 0 and ("delete", "gamma keep_files=True") in daemon.calls
+        removed = await eyriectl(home, "remove", "gamma", "--purge")
+        assert removed.code == 0 and ("delete", "gamma purge=True") in daemon.calls
 
     async def test_add_refused(self, home: Home, daemon: MemoryTarget) -> None:
         """The daemon's refusal (a hierarchy rule here) is printed and exits 1."""
@@ -165,6 +165,17 @@ class TestDaemonCommands:
         daemon.reload_result = ReloadResult(ok=False, error="fleet.yaml:7: instances.0.framework: unknown")
         rejected = await eyriectl(home, "reload")
         assert rejected.code == 1 and "fleet.yaml:7" in rejected.stderr
+
+    async def test_reload_dry_run(self, home: Home, daemon: MemoryTarget) -> None:
+        """reload --dry-run asks for the plan, prints it as one, and never asks for a reload."""
+        daemon.reload_result = ReloadResult(ok=True, added=["gamma"], removed=["beta"], unchanged=["alpha"])
+        plan = await eyriectl(home, "reload", "--dry-run")
+        assert plan.code == 0 and plan.stdout.startswith("plan (nothing applied):")
+        assert "would add: gamma" in plan.stdout
+        assert "would remove (directories to the trash): beta" in plan.stdout
+        as_json = json.loads((await eyriectl(home, "reload", "--dry-run", "--json")).stdout)
+        assert as_json["dry_run"] is True and as_json["removed"] == ["beta"]
+        assert ("reload", "") not in daemon.calls and ("plan_reload", "") in daemon.calls
 
     async def test_recent_events(self, home: Home, daemon: MemoryTarget) -> None:
         """events prints the recent events, newest last; --json one object per line."""

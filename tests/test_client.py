@@ -54,8 +54,8 @@ class TestRoutes:
         assert isinstance(alpha, InstanceView) and alpha.port == 43001
         added = await client.add(AddRequest(name="beta", role=HierarchyRole.CAPTAIN, start=False))
         assert added.status == "created" and added.hierarchy_role is HierarchyRole.CAPTAIN
-        await client.remove("beta", keep_files=True)
-        assert ("delete", "beta keep_files=True") in target.calls
+        await client.remove("beta", purge=True)
+        assert ("delete", "beta purge=True") in target.calls
 
     async def test_lifecycle(self, client: ControlClient, target: MemoryTarget) -> None:
         """start/stop/restart pass wait; enable/disable return the changed view."""

@@ -131,10 +131,26 @@ class TestInstanceRoutes:
         assert missing.status_code == 422 and "name" in missing.json()["error"]
 
     async def test_delete(self, http: httpx.AsyncClient, target: MemoryTarget) -> None:
-        """DELETE answers 204 and passes keep_files through."""
-        response = await http.delete("/v1/instances/beta", params={"keep_files": "1"})
+        """DELETE answers 204 and passes purge through; keep_files, the default, is accepted alone."""
+        target.put("gamma")
+        response = await http.delete("/v1/instances/beta", params={"purge": "1"})
         assert response.status_code == 204
-        assert "beta" not in target.instances and ("delete", "beta keep_files=True") in target.calls
+        assert "beta" not in target.instances and ("delete", "beta purge=True") in target.calls
+        kept = await http.delete("/v1/instances/gamma", params={"keep_files": "1"})
+        assert kept.status_code == 204 and ("delete", "gamma purge=False") in target.calls
+
+    async def test_delete_contradiction(self, http: httpx.AsyncClient, target: MemoryTarget) -> None:
+        """purge with keep_files is a bad request, and nothing is removed."""
+        response = await http.delete("/v1/instances/beta", params={"purge": "1", "keep_files": "1"})
+        assert response.status_code == 400 and "beta" in target.instances
+
+    async def test_reload_plan(self, http: httpx.AsyncClient, target: MemoryTarget) -> None:
+        """GET /v1/reload/plan answers the plan (dry_run set) and applies nothing."""
+        target.reload_result = ReloadResult(ok=True, removed=["beta"])
+        response = await http.get("/v1/reload/plan")
+        assert response.status_code == 200
+        assert response.json()["dry_run"] is True and response.json()["removed"] == ["beta"]
+        assert ("plan_reload", "") in target.calls and ("reload", "") not in target.calls
 
     async def test_actions(self, http: httpx.AsyncClient, target: MemoryTarget) -> None:
         """start/stop/restart pass wait through; enable/disable flip autostart; each returns the view."""

@@ -293,7 +293,7 @@ class TestStandaloneFleet:
             assert line.rstrip().endswith("ORPHAN")
             assert [line.split(":")[0] for line in ok(started).stdout.splitlines()] == ["alpha", "beta"]
         finally:
-            Provisioner(store, Home(standalone.home)).deprovision(stray.id, keep_files=False)
+            Provisioner(store, Home(standalone.home)).deprovision(stray.id, purge=True)
 
     def test_add_that_cannot_be_provisioned_changes_no_file(self, standalone: DaemonProcess) -> None:
         """add with an unknown persona fails with the reason, and the declaration is taken back out."""

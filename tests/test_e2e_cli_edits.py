@@ -109,16 +109,18 @@ class TestAdd:
 
 
 class TestRemove:
-    def test_remove_and_keep_files(self, commented: DaemonProcess) -> None:
-        """remove stops the agent and deletes its files; --keep-files keeps them; both leave file and ps."""
+    def test_remove_to_the_trash_and_purge(self, commented: DaemonProcess) -> None:
+        """remove stops the agent and moves its files to the trash; --purge deletes them; both leave file
+        and ps."""
         d = commented
         helper, lead = d.instance("helper"), d.instance("lead")
-        removed, kept = eyriectl_many(d.home, [["remove", "helper"], ["remove", "lead", "--keep-files"]])
-        assert ok(removed).stdout == "removed helper\n"
-        assert ok(kept).stdout == "removed lead (files kept)\n"
+        purged, kept = eyriectl_many(d.home, [["remove", "helper", "--purge"], ["remove", "lead"]])
+        assert ok(purged).stdout == "removed helper\n"
+        assert ok(kept).stdout == "removed lead\n" and "eyriectl trash restore lead" in kept.stderr
         assert not pid_alive(helper["pid"]) and not pid_alive(lead["pid"])
         assert not (d.home / "instances" / helper["id"]).exists()
-        kept_dir = d.home / "removed" / f"lead-{lead['id']}"
+        assert not list((d.home / "removed").glob(f"helper-{helper['id']}*"))
+        (kept_dir,) = (d.home / "removed").glob(f"lead-{lead['id']}-*Z")
         assert json.loads((kept_dir / "instance.json").read_text())["name"] == "lead"
         assert not (d.home / "instances" / lead["id"]).exists()
         assert [decl.name for decl in load_fleet(d.fleet_file).instances] == ["boss"]

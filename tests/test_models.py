@@ -240,6 +240,7 @@ class TestParseDuration:
             ("10s", 10.0),
             ("5m", 300.0),
             ("1h", 3600.0),
+            ("30d", 2592000.0),
             ("1.5s", 1.5),
             (" 2 s ", 2.0),
             ("7", 7.0),
@@ -249,11 +250,11 @@ class TestParseDuration:
         ],
     )
     def test_accepted_forms(self, text: object, seconds: float) -> None:
-        """Units ms, s, m, h and plain numbers all turn into seconds."""
+        """Units ms, s, m, h, d and plain numbers all turn into seconds."""
         assert parse_duration(text) == seconds
 
     @pytest.mark.parametrize(
-        "bad", ["", "ten seconds", "5d", "-1s", -1, True, None, float("nan"), float("inf")]
+        "bad", ["", "ten seconds", "5w", "-1s", -1, True, None, float("nan"), float("inf")]
     )
     def test_rejected_forms(self, bad: object) -> None:
         """Unknown units, negatives, booleans, None and non-finite numbers are errors naming the value."""

@@ -590,35 +590,36 @@ class TestConfigHash:
 
 
 class TestDeprovision:
-    def test_delete(self, provisioner: Provisioner, store: Store) -> None:
-        """Without keep_files the directory is gone and the port and name are free again."""
+    def test_purge(self, provisioner: Provisioner, store: Store) -> None:
+        """With purge the directory is gone and the port and name are free again."""
         inst = provisioner.provision(_req())
-        assert provisioner.deprovision(inst.id, keep_files=False) is None
+        assert provisioner.deprovision(inst.id, purge=True) is None
         assert not store.dir(inst.id).exists()
         again = provisioner.provision(_req())
         assert again.port == inst.port
 
-    def test_keep_files(self, provisioner: Provisioner, store: Store, home: Home) -> None:
-        """With keep_files the directory moves out of the store intact; the name can be used again."""
+    def test_to_the_trash(self, provisioner: Provisioner, store: Store, home: Home) -> None:
+        """By default the directory moves to the trash intact; the name can be used again."""
         inst = provisioner.provision(_req())
-        kept = provisioner.deprovision(inst.id, keep_files=True)
-        assert kept == home.root / "removed" / f"strategist-sarah-{inst.id}"
-        assert (kept / "workspace" / "IDENTITY.md").is_file()
-        assert (kept / "secrets" / "token").read_text().strip() == inst.auth_token
+        entry = provisioner.deprovision(inst.id)
+        assert entry is not None and entry.path.parent == home.root / "removed"
+        assert entry.entry.startswith(f"strategist-sarah-{inst.id}-")
+        assert (entry.path / "workspace" / "IDENTITY.md").is_file()
+        assert (entry.path / "secrets" / "token").read_text().strip() == inst.auth_token
         assert store.list() == []
         assert provisioner.provision(_req()).name == "strategist-sarah"
 
-    @pytest.mark.parametrize("keep_files", [False, True])
-    def test_unknown(self, provisioner: Provisioner, keep_files: bool) -> None:
+    @pytest.mark.parametrize("purge", [False, True])
+    def test_unknown(self, provisioner: Provisioner, purge: bool) -> None:
         """Removing an instance that does not exist is NotFound."""
         with pytest.raises(NotFound):
-            provisioner.deprovision("0f0f0f0f", keep_files=keep_files)
+            provisioner.deprovision("0f0f0f0f", purge=purge)
 
     @pytest.mark.parametrize("bad", ["../x", "a/b", ""])
     def test_bad_id(self, provisioner: Provisioner, bad: str) -> None:
         """An unsafe id is refused before it touches a path."""
         with pytest.raises(InvalidID):
-            provisioner.deprovision(bad, keep_files=False)
+            provisioner.deprovision(bad, purge=True)
 
 
 class TestProvisionedEmbeddedRuns:

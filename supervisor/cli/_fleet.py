@@ -8,6 +8,7 @@ fleet module's round-trip edits, so comments and layout survive.
 from __future__ import annotations
 
 import contextlib
+import json
 
 import click
 import psutil
@@ -27,6 +28,7 @@ from supervisor.fleet import (
 from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS
 from supervisor.models import HierarchyRole, Instance, check_name
 from supervisor.store import Store
+from supervisor.trash import Trash
 
 __all__ = ["add", "disable", "enable", "init", "remove"]
 
@@ -160,35 +162,60 @@ def add(
 
 @click.command()
 @click.argument("name")
-@click.option("--keep-files", is_flag=True, help="Keep its directory (moved under removed/).")
+@click.option("--purge", is_flag=True, help="Delete its directory instead of moving it to the trash.")
+@click.option("--keep-files", is_flag=True, help="Move its directory to the trash (the default anyway).")
+@click.option("--json", "as_json", is_flag=True, help="What was removed and where its files went, as JSON.")
 @click.pass_obj
-def remove(cli: Cli, name: str, keep_files: bool) -> None:
-    """Stop an instance, remove it from fleet.yaml and delete its files.
+def remove(cli: Cli, name: str, purge: bool, keep_files: bool, as_json: bool) -> None:
+    """Stop an instance, remove it from fleet.yaml and move its directory to the trash.
 
-    What was removed never comes back after a reboot. --keep-files moves its directory to
-    $EYRIE_HOME/removed/ instead of deleting it. With eyried down the file edit and the deletion happen
-    here, unless the instance's process is still alive.
+    What was removed never comes back after a reboot. Its directory (workspace, memory, sessions, logs)
+    moves to $EYRIE_HOME/removed/<name>-<id>-<UTC time>/, from where `eyriectl trash restore NAME` brings
+    it back; --purge deletes it instead. With eyried down the file edit and the move happen here, unless
+    the instance's process is still alive.
 
     \b
     Examples:
       eyriectl remove scout-sam
-      eyriectl remove coder-cat --keep-files
+      eyriectl remove coder-cat --purge
     """
+    if purge and keep_files:
+        raise click.UsageError("--purge and --keep-files contradict each other")
 
     async def online() -> None:
         async with cli.client() as client:
-            await client.remove(name, keep_files=keep_files)
+            await client.remove(name, purge=purge)
 
     try:
         cli.run(online)
     except DaemonNotRunning:
-        _remove_offline(cli, name, keep_files=keep_files)
+        _remove_offline(cli, name, purge=purge, as_json=as_json)
         cli.note(OFFLINE_NOTE)
         return
-    cli.out.print(f"removed {name}" + (" (files kept)" if keep_files else ""), markup=False)
+    where = None if purge else _trashed(cli, name)
+    if as_json:
+        cli.out.print(json.dumps({"removed": name, "purged": purge, "trash": where}), markup=False)
+        return
+    cli.out.print(f"removed {name}", markup=False)
+    _say_where(cli, name, purge=purge, where=where)
 
 
-def _remove_offline(cli: Cli, name: str, *, keep_files: bool) -> None:
+def _trashed(cli: Cli, name: str) -> str | None:
+    """Where the newest trash entry of ``name`` is (the one the daemon just made)."""
+    try:
+        return str(Trash(cli.home).find(name).path)
+    except NotFound:
+        return None
+
+
+def _say_where(cli: Cli, name: str, *, purge: bool, where: str | None) -> None:
+    if purge:
+        cli.note(f"{name}'s files were deleted")
+    elif where is not None:
+        cli.note(f"its files are in {where}; `eyriectl trash restore {name}` brings it back")
+
+
+def _remove_offline(cli: Cli, name: str, *, purge: bool, as_json: bool) -> None:
     store = Store(cli.home)
     inst: Instance | None = None
     with contextlib.suppress(NotFound):
@@ -198,17 +225,30 @@ def _remove_offline(cli: Cli, name: str, *, keep_files: bool) -> None:
             f"{name} still runs as pid {pid} although eyried is not running; start eyried and remove it"
             " again, or stop that process first"
         )
-    declared = name in load_fleet(cli.home.fleet_file).names() if cli.home.fleet_file.exists() else False
-    if not declared and inst is None:
+    fleet = load_fleet(cli.home.fleet_file) if cli.home.fleet_file.exists() else None
+    declaration = None
+    if fleet is not None and name in fleet.names():
+        declaration = {"name": name, **fleet.decl(name).model_dump(mode="json", exclude_defaults=True)}
+    if declaration is None and inst is None:
         raise NotFound(f"instance {name!r} is neither declared in {cli.home.fleet_file} nor provisioned")
-    if declared:
+    if declaration is not None:
         remove_instance(cli.home.fleet_file, name)
-        cli.out.print(f"removed {name} from {cli.home.fleet_file}", markup=False)
+    where: str | None = None
     if inst is not None:
         from supervisor.provision import Provisioner  # heavy (templates, personas): only this path needs it
 
-        kept = Provisioner(store, cli.home).deprovision(inst.id, keep_files=keep_files)
-        cli.out.print(f"files kept in {kept}" if kept else f"deleted {store.dir(inst.id)}", markup=False)
+        entry = Provisioner(store, cli.home).deprovision(
+            inst.id, purge=purge, name=name, declaration=declaration
+        )
+        where = str(entry.path) if entry is not None else None
+    if as_json:
+        out = {"removed": name, "purged": purge and inst is not None, "trash": where}
+        cli.out.print(json.dumps(out), markup=False)
+        return
+    if declaration is not None:
+        cli.out.print(f"removed {name} from {cli.home.fleet_file}", markup=False)
+    if inst is not None:
+        _say_where(cli, name, purge=purge, where=where)
 
 
 def _live_pid(inst: Instance) -> int | None:

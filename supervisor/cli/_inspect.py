@@ -21,7 +21,7 @@ from supervisor.errors import DaemonNotRunning, EyrieError
 if TYPE_CHECKING:
     from supervisor.paths import Home
 
-__all__ = ["events", "list_", "ps", "recorded_views", "reload", "status"]
+__all__ = ["events", "list_", "offline_plan", "ps", "recorded_views", "reload", "status"]
 
 
 def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
@@ -54,6 +54,28 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
         if name not in declared
     ]
     return views, warning
+
+
+def offline_plan(home: Home) -> ReloadResult:
+    """What eyried would do at its next start, from the fleet file and the instances on disk: a declared
+    instance not provisioned is added, a provisioned one adopted or started (shown unchanged)."""
+    from supervisor.fleet import FleetFile, load_fleet
+    from supervisor.store import Store
+
+    fleet = FleetFile(version=1)
+    if home.fleet_file.exists():
+        try:
+            fleet = load_fleet(home.fleet_file)
+        except EyrieError as exc:
+            return ReloadResult(ok=False, error=str(exc), dry_run=True)
+    stored = {inst.name for inst in Store(home).list()}
+    names = fleet.names()
+    return ReloadResult(
+        ok=True,
+        dry_run=True,
+        added=[name for name in names if name not in stored],
+        unchanged=[name for name in names if name in stored],
+    )
 
 
 def _ps(cli: Cli, as_json: bool) -> None:
@@ -138,31 +160,59 @@ def status(cli: Cli, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--dry-run", is_flag=True, help="Print what would change; apply nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The result as a JSON object.")
 @click.pass_obj
-def reload(cli: Cli, as_json: bool) -> None:
+def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
     """Re-read fleet.yaml and apply the difference (like SIGHUP).
 
-    Added instances are provisioned, removed ones stopped and deleted, changed ones restarted, policy-only
-    changes applied live. An invalid file changes nothing: the error is printed and the exit code is 1.
+    Added instances are provisioned, removed ones stopped and their directories moved to the trash
+    (`eyriectl trash`), changed ones restarted, policy-only changes applied live. An invalid file changes
+    nothing: the error is printed and the exit code is 1.
+
+    --dry-run prints the plan (added / removed / restarted / updated live) and applies nothing. With eyried
+    down it compares fleet.yaml with the instances on disk instead (exit code 3): what is declared and not
+    provisioned is added at the next start; what changed since eyried last applied the file cannot be told.
 
     \b
     Examples:
       eyriectl reload
+      eyriectl reload --dry-run
       eyriectl reload --json
     """
 
     async def send() -> ReloadResult:
         async with cli.client() as client:
-            return await client.reload()
+            return await (client.plan_reload() if dry_run else client.reload())
 
-    result = cli.run(send)
+    try:
+        result = cli.run(send)
+    except DaemonNotRunning:
+        if not dry_run:
+            raise
+        _offline_plan(cli, as_json)
+        return
     if as_json:
         cli.out.print(dumps(result), markup=False)
     elif result.ok:
         cli.out.print("\n".join(reload_lines(result)), markup=False)
     if not result.ok:
         raise CommandFailed("" if as_json else reload_lines(result)[0])
+
+
+def _offline_plan(cli: Cli, as_json: bool) -> None:
+    """The plan from what is on disk, when no daemon holds the fleet in force; exits 3."""
+    plan = offline_plan(cli.home)
+    if as_json:
+        cli.out.print(dumps(plan), markup=False)
+    elif plan.ok:
+        cli.out.print("\n".join(reload_lines(plan)), markup=False)
+    if not plan.ok:
+        raise CommandFailed("" if as_json else reload_lines(plan)[0])
+    raise DaemonDown(
+        f"{daemon_not_running(cli.home)}\n(planned against the instances on disk: changes made to an"
+        " instance's entry since eyried last applied the file are not shown)"
+    )
 
 
 @click.command(short_help="Show recent lifecycle events; -f follows new ones.")

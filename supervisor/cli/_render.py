@@ -20,6 +20,7 @@ __all__ = [
     "dumps",
     "duration",
     "event_line",
+    "plan_lines",
     "ps_table",
     "reload_lines",
     "status_lines",
@@ -140,6 +141,8 @@ def event_line(event: Event) -> str:
 def reload_lines(result: ReloadResult) -> list[str]:
     if not result.ok:
         return [f"reload rejected, nothing changed: {result.error}"]
+    if result.dry_run:
+        return plan_lines(result)
     lines = [f"reloaded in {result.seconds * 1000:.0f} ms"]
     for label, names in (
         ("added", result.added),
@@ -150,6 +153,23 @@ def reload_lines(result: ReloadResult) -> list[str]:
         if names:
             lines.append(f"  {label}: {', '.join(names)}")
     lines.append(f"  unchanged: {len(result.unchanged)}")
+    return lines
+
+
+def plan_lines(plan: ReloadResult) -> list[str]:
+    """A reload's plan (``reload --dry-run``), in the words of what it would do."""
+    lines = ["plan (nothing applied):"]
+    for label, names in (
+        ("would add", plan.added),
+        ("would remove (directories to the trash)", plan.removed),
+        ("would restart", plan.restarted),
+        ("would update live", plan.updated),
+    ):
+        if names:
+            lines.append(f"  {label}: {', '.join(names)}")
+    if not (plan.added or plan.removed or plan.restarted or plan.updated):
+        lines.append("  no changes")
+    lines.append(f"  unchanged: {len(plan.unchanged)}")
     return lines
 
 

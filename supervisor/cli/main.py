@@ -9,6 +9,7 @@ import click
 from supervisor import __version__
 from supervisor.cli._app import Cli, EyriectlGroup
 from supervisor.cli._lazy import LazyCommands
+from supervisor.logconfig import configure_logging
 from supervisor.paths import Home
 
 __all__ = ["cli", "main"]
@@ -17,7 +18,8 @@ _HELP = """Control eyried, the supervisor of a fleet of AI-agent gateways.
 
 The fleet is declared in $EYRIE_HOME/fleet.yaml (default ~/.eyrie); eyriectl talks to eyried over
 $EYRIE_HOME/run/eyried.sock. Commands that only edit fleet.yaml (init, add, remove, enable, disable) also
-work while eyried is down; the change then applies at its next start.
+work while eyried is down; the change then applies at its next start. Removed instances wait in the trash
+($EYRIE_HOME/removed/, see `eyriectl trash`) until restored or emptied.
 
 \b
 Examples:
@@ -61,6 +63,7 @@ cli.commands = LazyCommands(
         "list": "supervisor.cli._inspect:list_",
         "status": "supervisor.cli._inspect:status",
         "reload": "supervisor.cli._inspect:reload",
+        "trash": "supervisor.cli._trash:trash",
         "events": "supervisor.cli._inspect:events",
         "start": "supervisor.cli._lifecycle:start",
         "stop": "supervisor.cli._lifecycle:stop",
@@ -76,4 +79,5 @@ cli.commands = LazyCommands(
 
 
 def main() -> None:
+    configure_logging(level="warning")  # the library's info lines are the daemon's business; stdout is data
     cli(prog_name="eyriectl")

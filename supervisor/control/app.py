@@ -9,9 +9,10 @@ Routes::
     GET    /v1/instances                         list of InstanceView
     POST   /v1/instances                         AddRequest → InstanceView (201)
     GET    /v1/instances/{ref}                   InstanceView (ref = name or id)
-    DELETE /v1/instances/{ref}?keep_files=1      204
+    DELETE /v1/instances/{ref}?purge=1           204 (the directory goes to the trash unless purge)
     POST   /v1/instances/{ref}/{action}?wait=1   start | stop | restart | enable | disable → InstanceView
     POST   /v1/reload                            ReloadResult (200 even when the fleet file is invalid)
+    GET    /v1/reload/plan                       ReloadResult with dry_run: what a reload would do now
     GET    /v1/status                            DaemonStatus
     GET    /v1/events?replay=N                   text/event-stream of Event JSON
     GET    /v1/events/recent?limit=N             list of recent Event
@@ -164,7 +165,10 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         return _model(await target.create_instance(await _add_request(request)), status=201)
 
     async def delete_instance(request: Request) -> Response:
-        await target.delete_instance(request.path_params["ref"], keep_files=_flag(request, "keep_files"))
+        purge = _flag(request, "purge")
+        if purge and _flag(request, "keep_files"):  # keep_files: the default, named by older clients
+            raise _BadRequest("purge and keep_files contradict each other")
+        await target.delete_instance(request.path_params["ref"], purge=purge)
         return Response(status_code=204)
 
     async def act(request: Request) -> Response:
@@ -188,6 +192,9 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         except (errors.FleetFileError, errors.HierarchyError) as exc:
             result = ReloadResult(ok=False, error=str(exc))
         return _model(result)
+
+    async def plan_reload(request: Request) -> Response:
+        return _model(await target.plan_reload())
 
     async def status(request: Request) -> Response:
         return _model(target.status())
@@ -223,6 +230,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         Route("/v1/instances/{ref}", _guarded(delete_instance), methods=["DELETE"]),
         Route("/v1/instances/{ref}/{action}", _guarded(act), methods=["POST"]),
         Route("/v1/reload", _guarded(reload), methods=["POST"]),
+        Route("/v1/reload/plan", _guarded(plan_reload), methods=["GET"]),
         Route("/v1/status", _guarded(status), methods=["GET"]),
         Route("/v1/events", _guarded(events), methods=["GET"]),
         Route("/v1/events/recent", _guarded(recent), methods=["GET"]),

@@ -88,6 +88,8 @@ class ReloadResult(BaseModel):
     unchanged: list[str] = Field(default_factory=list)
     at: datetime | None = None
     seconds: float = 0.0
+    dry_run: bool = False
+    """A plan: what a reload would do with the fleet file now; nothing was applied."""
 
 
 class DaemonStatus(BaseModel):

@@ -24,7 +24,9 @@ from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
 from supervisor.control.server import TcpSettings, serve
 from supervisor.daemon._children import InheritedChildren
+from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SIGNALS, carried_to_next_image, next_ending
+from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon.inventory import Inventory
 from supervisor.daemon.lock import DaemonLock
 from supervisor.daemon.metrics import render_metrics
@@ -132,6 +134,7 @@ class Daemon:
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
+            tg.start_soon(keep_trash, self.home, lambda: self.reconciler.fleet.daemon.trash_retention)
             self.notifier.ready()
             self._publish_status()
             self._log_ready()
@@ -234,10 +237,15 @@ class Daemon:
             self._publish_status()
         return result
 
+    async def plan_reload(self) -> ReloadResult:
+        """What a reload would do now (``eyriectl reload --dry-run``); nothing is applied."""
+        async with self._lock:
+            return await plan_reload(self.reconciler)
+
     async def _reload_locked(
-        self, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
+        self, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
     ) -> ReloadResult:
-        result = await self.reconciler.reload(hold=hold, keep=keep)
+        result = await self.reconciler.reload(hold=hold, purge=purge)
         self.last_reload = result
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(
@@ -261,14 +269,14 @@ class Daemon:
             await self.engine.start(self._id(request.name))
         return self.get_instance(request.name)
 
-    async def delete_instance(self, ref: str, *, keep_files: bool) -> None:
+    async def delete_instance(self, ref: str, *, purge: bool = False) -> None:
         view = self.get_instance(ref)
         async with self._lock:
             if any(d.name == view.name for d in self.reconciler.fleet.instances):
                 await anyio.to_thread.run_sync(remove_instance, self.fleet_path, view.name)
-                await self._reload_locked(keep=frozenset({view.name}) if keep_files else frozenset())
+                await self._reload_locked(purge=frozenset({view.name}) if purge else frozenset())
             else:  # an orphan: not declared, so no reload removes it
-                await self.reconciler.drop(view.name, keep_files=keep_files)
+                await self.reconciler.drop(view.name, purge=purge)
 
     async def enable(self, ref: str) -> InstanceView:
         return await self._set_autostart(ref, True)

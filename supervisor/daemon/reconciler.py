@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -95,7 +95,7 @@ class Reconciler:
         return await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
 
     async def reload(
-        self, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
+        self, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
     ) -> ReloadResult:
         """Re-read the fleet file and apply it; an invalid file changes nothing and is reported."""
         try:
@@ -103,7 +103,7 @@ class Reconciler:
         except EyrieError as exc:
             log.error("reload_rejected", error=str(exc), path=str(self.fleet_path))
             return ReloadResult(ok=False, error=str(exc), at=utcnow())
-        result = await self.apply(new, hold=hold, keep=keep)
+        result = await self.apply(new, hold=hold, purge=purge)
         log.info(
             "reload_applied",
             added=result.added,
@@ -116,21 +116,23 @@ class Reconciler:
         return result
 
     async def apply(
-        self, new: FleetFile, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
+        self, new: FleetFile, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
     ) -> ReloadResult:
         """Make the running fleet match ``new``.
 
-        ``hold`` names added instances that must not start yet; ``keep`` removed ones whose files stay.
+        ``hold`` names added instances that must not start yet; ``purge`` removed ones whose files are
+        deleted rather than moved to the trash.
         """
         started = time.monotonic()
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
-        self.fleet = new
+        old, self.fleet = self.fleet, new
         stored: dict[str, Instance] = {}
         if diff.added or diff.process_changed:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
         for name in diff.removed:
-            await self.drop(name, keep_files=name in keep)
+            declaration = old.decl(name).model_dump(mode="json", exclude_defaults=True)
+            await self.drop(name, purge=name in purge, declaration={"name": name, **declaration})
             result.removed.append(name)
         for name in diff.added:
             if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
@@ -154,8 +156,11 @@ class Reconciler:
         result.seconds = time.monotonic() - started
         return result
 
-    async def drop(self, name: str, *, keep_files: bool) -> None:
-        """Stop and deprovision ``name``; its files move under ``removed/`` with ``keep_files``."""
+    async def drop(
+        self, name: str, *, purge: bool = False, declaration: dict[str, Any] | None = None
+    ) -> None:
+        """Stop and deprovision ``name``: its directory moves to the trash (with ``declaration``, for a
+        restore), or with ``purge`` is deleted."""
         record = self._records.pop(name, None)
         instance_id = record.applied.instance_id if record is not None and record.applied else None
         if instance_id is None:
@@ -165,9 +170,14 @@ class Reconciler:
             return
         with contextlib.suppress(KeyError, NotFound):
             await self._engine.remove(instance_id)
-        await anyio.to_thread.run_sync(
-            lambda: self._provisioner.deprovision(instance_id, keep_files=keep_files)
-        )
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: self._provisioner.deprovision(
+                    instance_id, purge=purge, name=name, declaration=declaration
+                )
+            )
+        except (OSError, EyrieError) as exc:  # its directory stays where it is: shown as ORPHAN
+            log.error("instance_remove_failed", instance=name, instance_id=instance_id, error=str(exc))
 
     def _failed(self, name: str, exc: EyrieError, event: str) -> None:
         self._records.setdefault(name, InstanceRecord()).error = str(exc)

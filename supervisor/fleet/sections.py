@@ -20,6 +20,7 @@ from supervisor.paths import ID_PATTERN
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 __all__ = [
+    "TRASH_RETENTION",
     "ControlTCP",
     "DaemonSettings",
     "Defaults",
@@ -71,11 +72,17 @@ class ControlTCP(Section):
         return path if path.is_absolute() else home / path
 
 
+TRASH_RETENTION = 30 * 86400.0
+"""Seconds a removed instance stays in the trash unless the fleet file says otherwise: 30 days."""
+
+
 class DaemonSettings(Section):
     """Settings of eyried itself."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     control_tcp: NoneIsEmpty[ControlTCP] = ControlTCP()
+    trash_retention: FleetDuration = TRASH_RETENTION
+    """How long a removed instance's directory stays in ``removed/`` before the daemon deletes it."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -80,9 +80,9 @@ class MemoryTarget:
             return self._set_status(view, "running")
         return view
 
-    async def delete_instance(self, ref: str, *, keep_files: bool) -> None:
+    async def delete_instance(self, ref: str, *, purge: bool = False) -> None:
         view = self._find(ref)
-        self._record("delete", f"{view.name} keep_files={keep_files}")
+        self._record("delete", f"{view.name} purge={purge}")
         del self.instances[view.name]
 
     async def start(self, ref: str, *, wait: bool = False) -> InstanceView:
@@ -109,6 +109,10 @@ class MemoryTarget:
     async def reload(self) -> ReloadResult:
         self._record("reload", "")
         return self.reload_result
+
+    async def plan_reload(self) -> ReloadResult:
+        self._record("plan_reload", "")
+        return self.reload_result.model_copy(update={"dry_run": True})
 
     def status(self) -> DaemonStatus:
         counts: dict[str, int] = {}

@@ -1,0 +1,47 @@
+"""``eyriectl reload --dry-run``: what a reload would do with the fleet file as it is now, applying nothing.
+
+The plan is the reconciler's own diff (`supervisor.fleet.diff_fleets` against the file in force), sorted the
+way `Reconciler.apply` sorts it: a process change to an instance the engine does not run yet is an addition.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.control.schema import ReloadResult
+from supervisor.errors import EyrieError
+from supervisor.fleet import diff_fleets, load_fleet
+from supervisor.models import utcnow
+
+if TYPE_CHECKING:
+    from supervisor.daemon.reconciler import Reconciler
+    from supervisor.fleet import FleetFile
+
+__all__ = ["plan", "plan_reload"]
+
+
+async def plan_reload(reconciler: Reconciler) -> ReloadResult:
+    """The plan for the fleet file on disk; an invalid file is reported as a reload would report it."""
+    try:
+        new = await anyio.to_thread.run_sync(load_fleet, reconciler.fleet_path)
+    except EyrieError as exc:
+        return ReloadResult(ok=False, error=str(exc), at=utcnow(), dry_run=True)
+    return plan(reconciler, new)
+
+
+def plan(reconciler: Reconciler, new: FleetFile) -> ReloadResult:
+    """What `Reconciler.apply` would do with ``new``."""
+    runs = reconciler.managed()
+    diff = diff_fleets(reconciler.fleet if runs else None, new)
+    return ReloadResult(
+        ok=True,
+        dry_run=True,
+        at=utcnow(),
+        added=[*diff.added, *(name for name in diff.process_changed if name not in runs)],
+        removed=list(diff.removed),
+        restarted=[name for name in diff.process_changed if name in runs],
+        updated=[name for name in diff.policy_changed if name in runs],
+        unchanged=list(diff.unchanged),
+    )
