@@ -162,7 +162,7 @@ def reload(cli: Cli, as_json: bool) -> None:
     elif result.ok:
         cli.out.print("\n".join(reload_lines(result)), markup=False)
     if not result.ok:
-        raise CommandFailed("" if as_json else reload_lines(result)[0])
+        raise CommandFailed("" if as_json else "\n".join(reload_lines(result)))
 
 
 @click.command(short_help="Show recent lifecycle events; -f follows new ones.")

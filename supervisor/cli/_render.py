@@ -139,6 +139,8 @@ def event_line(event: Event) -> str:
 
 def reload_lines(result: ReloadResult) -> list[str]:
     if not result.ok:
+        if len(result.problems) > 1:
+            return ["reload rejected, nothing changed:", *(f"  - {p}" for p in result.problems)]
         return [f"reload rejected, nothing changed: {result.error}"]
     lines = [f"reloaded in {result.seconds * 1000:.0f} ms"]
     for label, names in (
@@ -150,6 +152,7 @@ def reload_lines(result: ReloadResult) -> list[str]:
         if names:
             lines.append(f"  {label}: {', '.join(names)}")
     lines.append(f"  unchanged: {len(result.unchanged)}")
+    lines.extend(f"  cannot run: {p}" for p in result.problems)
     return lines
 
 

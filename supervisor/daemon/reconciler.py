@@ -16,11 +16,12 @@ import anyio
 import structlog
 
 from supervisor.control.schema import ReloadResult
-from supervisor.daemon.runtime import build_runtime
+from supervisor.daemon._last_applied import load_applied, save_applied
+from supervisor.daemon.runtime import build_runtime, check_declaration
 from supervisor.engine.process import current_boot_id
-from supervisor.errors import EyrieError, NotFound
+from supervisor.errors import ConfigurationError, EyrieError, NotFound
 from supervisor.fleet import FleetFile, diff_fleets, load_fleet
-from supervisor.models import CreateRequest, Instance, utcnow
+from supervisor.models import CreateRequest, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,6 +65,7 @@ class Reconciler:
         self._provisioner = provisioner
         self._engine = engine
         self._records: dict[str, InstanceRecord] = {}
+        self._run_dir = provisioner.home.run_dir
 
     # --- reading
 
@@ -87,22 +89,32 @@ class Reconciler:
 
     # --- applying
 
-    async def load_initial(self) -> FleetFile:
-        """The fleet file to start with; an empty fleet when there is none yet."""
+    async def start(self) -> ReloadResult:
+        """Apply the fleet file as eyried starts. An invalid one never stops eyried: it supervises by the
+        fleet last applied (kept in ``run/``), else an empty one, and returns the rejection for `status`."""
         if not self.fleet_path.exists():
             log.warning("fleet_file_missing", path=str(self.fleet_path), hint="run `eyriectl init`")
-            return FleetFile(version=1)
-        return await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
+            return await self.apply(FleetFile(version=1))
+        new, rejected = await self._read_checked()
+        if rejected is None:
+            assert new is not None
+            return await self.apply(new)
+        fallback, source = await self._last_applied()
+        log.error("fleet_file_rejected_at_start", error=rejected.error, using=source)
+        await self.apply(fallback)
+        rejected.error = f"{rejected.error} (eyried runs {source} until the file is fixed and reloaded)"
+        return rejected
 
     async def reload(
         self, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
     ) -> ReloadResult:
-        """Re-read the fleet file and apply it; an invalid file changes nothing and is reported."""
-        try:
-            new = await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
-        except EyrieError as exc:
-            log.error("reload_rejected", error=str(exc), path=str(self.fleet_path))
-            return ReloadResult(ok=False, error=str(exc), at=utcnow())
+        """Re-read the fleet file and apply it, all or nothing: a file that is invalid, or declares an
+        instance that could never run, changes nothing and is reported with every problem found."""
+        new, rejected = await self._read_checked()
+        if rejected is not None:
+            log.error("reload_rejected", error=rejected.error, path=str(self.fleet_path))
+            return rejected
+        assert new is not None
         result = await self.apply(new, hold=hold, keep=keep)
         log.info(
             "reload_applied",
@@ -115,6 +127,44 @@ class Reconciler:
         )
         return result
 
+    async def _read_checked(self) -> tuple[FleetFile | None, ReloadResult | None]:
+        """The fleet file, validated whole (each instance's runtime built on trial); or why not."""
+        try:
+            new = await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
+        except EyrieError as exc:
+            return None, ReloadResult(ok=False, error=str(exc), problems=[str(exc)], at=utcnow())
+        except Exception as exc:  # whatever the file is, it must not end the daemon
+            error = f"{self.fleet_path}: cannot be read: {type(exc).__name__}: {exc}"
+            return None, ReloadResult(ok=False, error=error, problems=[error], at=utcnow())
+        problems = await anyio.to_thread.run_sync(self._declaration_problems, new)
+        if problems:
+            count = f"{len(problems)} instance{'s' if len(problems) > 1 else ''}"
+            error = f"{self.fleet_path}: {count} could never run: {'; '.join(problems)}"
+            return None, ReloadResult(ok=False, error=error, problems=problems, at=utcnow())
+        return new, None
+
+    def _declaration_problems(self, fleet: FleetFile) -> list[str]:
+        problems = []
+        for resolved in fleet.resolve_all().values():
+            try:
+                check_declaration(resolved, self._store)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        return problems
+
+    async def _last_applied(self) -> tuple[FleetFile, str]:
+        """The fleet to run while the file is invalid, and words for it."""
+        try:
+            kept = await anyio.to_thread.run_sync(load_applied, self._run_dir)
+        except EyrieError as exc:
+            log.error("last_applied_fleet_unreadable", error=str(exc))
+            kept = None
+        if kept is None:
+            return FleetFile(version=1), "no instances"
+        if self._declaration_problems(kept):
+            return FleetFile(version=1), "no instances"
+        return kept, "the fleet last applied"
+
     async def apply(
         self, new: FleetFile, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
     ) -> ReloadResult:
@@ -126,8 +176,10 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         self.fleet = new
+        failed = self.errors()
+        retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
         stored: dict[str, Instance] = {}
-        if diff.added or diff.process_changed:  # a no-change reload reads no instance file
+        if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
         for name in diff.removed:
             await self.drop(name, keep_files=name in keep)
@@ -135,24 +187,36 @@ class Reconciler:
         for name in diff.added:
             if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
                 result.added.append(name)
-        for name in diff.process_changed:
+        for name in [*diff.process_changed, *retry]:
             if (applied := self.applied(name)) is None:
                 if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=False):
                     result.added.append(name)
                 continue
             try:
                 await self._replace(applied.instance_id, new.resolve(name))
-            except EyrieError as exc:
-                self._failed(name, exc, "instance_update_failed")
+            except Exception as exc:  # that instance's own failure: the others go on
+                self._failed(name, exc, "instance_update_failed", applied.instance_id)
                 continue
             result.restarted.append(name)
         for name in diff.policy_changed:
             if (applied := self.applied(name)) is not None:
-                await self._update_policies(applied.instance_id, new.resolve(name))
+                try:
+                    await self._update_policies(applied.instance_id, new.resolve(name))
+                except Exception as exc:
+                    self._failed(name, exc, "instance_update_failed", applied.instance_id)
+                    continue
                 result.updated.append(name)
-        result.unchanged = list(diff.unchanged)
+        result.unchanged = [name for name in diff.unchanged if name not in retry]
+        result.problems = [f"{name}: {error}" for name, error in self.errors().items()]
+        await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
+
+    async def _keep_applied(self, fleet: FleetFile) -> None:
+        try:
+            await anyio.to_thread.run_sync(save_applied, self._run_dir, fleet)
+        except OSError as exc:
+            log.warning("last_applied_fleet_not_saved", error=exc.strerror or str(exc))
 
     async def drop(self, name: str, *, keep_files: bool) -> None:
         """Stop and deprovision ``name``; its files move under ``removed/`` with ``keep_files``."""
@@ -169,9 +233,23 @@ class Reconciler:
             lambda: self._provisioner.deprovision(instance_id, keep_files=keep_files)
         )
 
-    def _failed(self, name: str, exc: EyrieError, event: str) -> None:
-        self._records.setdefault(name, InstanceRecord()).error = str(exc)
-        log.error(event, instance=name, error=str(exc))
+    def _failed(self, name: str, exc: Exception, event: str, instance_id: str | None = None) -> None:
+        """Record why ``name`` could not be provisioned or updated; one the engine does not run is shown in
+        ``error`` with that reason as its ``last_error``."""
+        error = str(exc) if isinstance(exc, EyrieError) else f"internal error: {type(exc).__name__}: {exc}"
+        self._records.setdefault(name, InstanceRecord()).error = error
+        log.error(event, instance=name, error=error)
+        if instance_id is None or instance_id in self._engine:
+            return
+
+        def failed(i: Instance) -> None:
+            i.status, i.status_detail, i.last_error = InstanceStatus.ERROR, "cannot run", error
+            i.status_updated_at = utcnow()
+
+        try:
+            self._store.update(instance_id, failed)
+        except (EyrieError, OSError) as exc_saving:
+            log.warning("instance_error_not_saved", instance=name, error=str(exc_saving))
 
     def _reapplied(self, name: str, applied: Applied) -> None:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
@@ -184,10 +262,12 @@ class Reconciler:
         try:
             if inst is None:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
+            elif not inst.port:
+                inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
             config_hash = self._provisioner.config_hash(inst)
             runtime = build_runtime(resolved, inst, self._store, config_hash=config_hash)
-        except EyrieError as exc:
-            self._failed(resolved.name, exc, "instance_provision_failed")
+        except Exception as exc:  # that instance's own failure: the others go on
+            self._failed(resolved.name, exc, "instance_provision_failed", inst.id if inst else None)
             return False
         self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
         await self._engine.add(runtime)
@@ -217,6 +297,24 @@ class Reconciler:
                 i.desired_boot_id = boot_id
 
             inst = self._store.update(inst.id, held)
+        return inst
+
+    def _give_port(self, inst: Instance, resolved: ResolvedInstance) -> Instance:
+        """A port for an instance made without one (eyrie's embedded agents), and its config re-rendered
+        (at the framework's usual place when eyrie recorded none)."""
+        inst = self._provisioner.assign_port(inst)
+        if not inst.config_path:
+            config_path = str(self._store.dir(inst.id) / resolved.spec.config_file)
+
+            def place(i: Instance) -> None:
+                i.config_path = config_path
+
+            inst = self._store.update(inst.id, place)
+        persona = None
+        if inst.persona_id:
+            with contextlib.suppress(NotFound):
+                persona = self._provisioner.personas.get(inst.persona_id)
+        self._provisioner.rerender(inst, persona=persona)
         return inst
 
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
