@@ -244,6 +244,7 @@ class Reconciler:
 
         def failed(i: Instance) -> None:
             i.status, i.status_detail, i.last_error = InstanceStatus.ERROR, "cannot run", error
+            i.phase = None  # no actor holds it: the error is the declaration's, see `_runnable_again`
             i.status_updated_at = utcnow()
 
         try:
@@ -266,11 +267,13 @@ class Reconciler:
                 inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
             config_hash = self._provisioner.config_hash(inst)
             runtime = build_runtime(resolved, inst, self._store, config_hash=config_hash)
+            if inst.status is InstanceStatus.ERROR and inst.phase is None:
+                await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
+            await self._engine.add(runtime)
         except Exception as exc:  # that instance's own failure: the others go on
             self._failed(resolved.name, exc, "instance_provision_failed", inst.id if inst else None)
             return False
         self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
-        await self._engine.add(runtime)
         return True
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
@@ -343,3 +346,10 @@ class Reconciler:
         inst = self._engine.get(instance_id)
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=inst.config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))
+
+
+def _runnable_again(inst: Instance) -> None:
+    """An ``error`` no actor recorded (``phase`` unset: the declaration could not run, or eyrie wrote it)
+    holds nothing once the instance can run: it starts as its desired state says."""
+    inst.status, inst.status_detail = InstanceStatus.STOPPED, "ready to run"
+    inst.status_updated_at = utcnow()
