@@ -16,11 +16,12 @@ import anyio
 import structlog
 
 from supervisor.control.schema import ReloadResult
-from supervisor.daemon._last_applied import load_applied, save_applied
-from supervisor.daemon.runtime import build_runtime, check_declaration
+from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
+from supervisor.daemon._last_applied import save_applied
+from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
-from supervisor.errors import ConfigurationError, EyrieError, NotFound
-from supervisor.fleet import FleetFile, diff_fleets, load_fleet
+from supervisor.errors import EyrieError, NotFound
+from supervisor.fleet import FleetFile, diff_fleets
 from supervisor.models import CreateRequest, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
@@ -95,11 +96,11 @@ class Reconciler:
         if not self.fleet_path.exists():
             log.warning("fleet_file_missing", path=str(self.fleet_path), hint="run `eyriectl init`")
             return await self.apply(FleetFile(version=1))
-        new, rejected = await self._read_checked()
-        if rejected is None:
-            assert new is not None
-            return await self.apply(new)
-        fallback, source = await self._last_applied()
+        checked = await self._read_checked()
+        if not isinstance(checked, ReloadResult):
+            return await self.apply(checked)
+        rejected = checked
+        fallback, source = await fallback_fleet(self._run_dir, self._store)
         log.error("fleet_file_rejected_at_start", error=rejected.error, using=source)
         await self.apply(fallback)
         rejected.error = f"{rejected.error} (eyried runs {source} until the file is fixed and reloaded)"
@@ -110,11 +111,10 @@ class Reconciler:
     ) -> ReloadResult:
         """Re-read the fleet file and apply it, all or nothing: a file that is invalid, or declares an
         instance that could never run, changes nothing and is reported with every problem found."""
-        new, rejected = await self._read_checked()
-        if rejected is not None:
-            log.error("reload_rejected", error=rejected.error, path=str(self.fleet_path))
-            return rejected
-        assert new is not None
+        new = await self._read_checked()
+        if isinstance(new, ReloadResult):
+            log.error("reload_rejected", error=new.error, path=str(self.fleet_path))
+            return new
         result = await self.apply(new, hold=hold, keep=keep)
         log.info(
             "reload_applied",
@@ -127,43 +127,10 @@ class Reconciler:
         )
         return result
 
-    async def _read_checked(self) -> tuple[FleetFile | None, ReloadResult | None]:
-        """The fleet file, validated whole (each instance's runtime built on trial); or why not."""
-        try:
-            new = await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
-        except EyrieError as exc:
-            return None, ReloadResult(ok=False, error=str(exc), problems=[str(exc)], at=utcnow())
-        except Exception as exc:  # whatever the file is, it must not end the daemon
-            error = f"{self.fleet_path}: cannot be read: {type(exc).__name__}: {exc}"
-            return None, ReloadResult(ok=False, error=error, problems=[error], at=utcnow())
-        problems = await anyio.to_thread.run_sync(self._declaration_problems, new)
-        if problems:
-            count = f"{len(problems)} instance{'s' if len(problems) > 1 else ''}"
-            error = f"{self.fleet_path}: {count} could never run: {'; '.join(problems)}"
-            return None, ReloadResult(ok=False, error=error, problems=problems, at=utcnow())
-        return new, None
-
-    def _declaration_problems(self, fleet: FleetFile) -> list[str]:
-        problems = []
-        for resolved in fleet.resolve_all().values():
-            try:
-                check_declaration(resolved, self._store)
-            except ConfigurationError as exc:
-                problems.append(str(exc))
-        return problems
-
-    async def _last_applied(self) -> tuple[FleetFile, str]:
-        """The fleet to run while the file is invalid, and words for it."""
-        try:
-            kept = await anyio.to_thread.run_sync(load_applied, self._run_dir)
-        except EyrieError as exc:
-            log.error("last_applied_fleet_unreadable", error=str(exc))
-            kept = None
-        if kept is None:
-            return FleetFile(version=1), "no instances"
-        if self._declaration_problems(kept):
-            return FleetFile(version=1), "no instances"
-        return kept, "the fleet last applied"
+    async def _read_checked(self) -> FleetFile | ReloadResult:
+        """The fleet file checked whole; what is applied unchanged (and did not fail) is not tried again."""
+        in_force, failed = self.fleet.resolve_all(), self.errors()
+        return await read_checked(self.fleet_path, self._store, in_force=in_force, failed=failed)
 
     async def apply(
         self, new: FleetFile, *, hold: frozenset[str] = frozenset(), keep: frozenset[str] = frozenset()
@@ -181,8 +148,13 @@ class Reconciler:
         stored: dict[str, Instance] = {}
         if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
+        dropped: list[str] = []
         for name in diff.removed:
-            await self.drop(name, keep_files=name in keep)
+            try:
+                await self.drop(name, keep_files=name in keep)
+            except Exception as exc:  # its files stay where they are; the rest of the fleet goes on
+                log.error("instance_removal_failed", instance=name, error=str(exc))
+                dropped.append(f"{name}: removal failed: {exc}")
             result.removed.append(name)
         for name in diff.added:
             if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
@@ -207,7 +179,7 @@ class Reconciler:
                     continue
                 result.updated.append(name)
         result.unchanged = [name for name in diff.unchanged if name not in retry]
-        result.problems = [f"{name}: {error}" for name, error in self.errors().items()]
+        result.problems = [*dropped, *(f"{name}: {error}" for name, error in self.errors().items())]
         await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
