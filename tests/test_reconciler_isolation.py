@@ -115,3 +115,19 @@ class TestLastApplied:
             result = await reconciler.start()
             assert not result.ok and "no instances" in result.error
             assert reconciler.managed() == {}
+
+    async def test_a_missing_fleet_file_runs_the_fleet_last_applied(self, home: Home) -> None:
+        """fleet.yaml gone while eyried was down: it runs the fleet last applied and says the file is missing
+        (a new home, with nothing kept, starts empty as before)."""
+        store = Store(home)
+        async with running_engine(store) as engine:
+            first = _reconciler(home, store, engine, fleet_yaml(embedded("alpha")))
+            assert (await first.start()).ok
+            alpha = await _running(engine, first, "alpha")
+        home.fleet_file.unlink()
+        async with running_engine(store) as engine:
+            second = Reconciler(home.fleet_file, store, Provisioner(store, home), engine)
+            result = await second.start()
+            assert not result.ok and "fleet file not found" in result.error
+            assert "the fleet last applied" in result.error
+            assert (await _running(engine, second, "alpha")).id == alpha.id

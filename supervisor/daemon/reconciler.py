@@ -17,7 +17,7 @@ import structlog
 
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
-from supervisor.daemon._last_applied import save_applied
+from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, NotFound
@@ -93,7 +93,7 @@ class Reconciler:
     async def start(self) -> ReloadResult:
         """Apply the fleet file as eyried starts. An invalid one never stops eyried: it supervises by the
         fleet last applied (kept in ``run/``), else an empty one, and returns the rejection for `status`."""
-        if not self.fleet_path.exists():
+        if not self.fleet_path.exists() and not (self._run_dir / APPLIED_FILE).exists():  # a new home
             log.warning("fleet_file_missing", path=str(self.fleet_path), hint="run `eyriectl init`")
             return await self.apply(FleetFile(version=1))
         checked = await self._read_checked()
