@@ -14,7 +14,7 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -383,6 +383,24 @@ class Provisioner:
         except OSError as exc:
             raise ProvisionError(f"cannot write {config_path}: {exc.strerror or exc}") from exc
         return sha256_text(text)
+
+    def assign_port(self, instance: Instance) -> Instance:
+        """Give an instance without a port (eyrie makes its embedded agents with ``port: 0``) a free one,
+        saved in ``instance.json``; re-rendering its config is the caller's business."""
+
+        def take(port: int) -> Callable[[Instance], None]:
+            def assign(i: Instance) -> None:
+                i.port = port
+
+            return assign
+
+        try:
+            with port_reservation(self.store) as port:
+                updated = self.store.update(instance.id, take(port))
+        except OSError as exc:
+            raise ProvisionError(f"cannot give {instance.name!r} a port: {exc.strerror or exc}") from exc
+        log.info("instance_port_assigned", instance=updated.name, instance_id=updated.id, port=port)
+        return updated
 
     def config_hash(self, instance: Instance) -> str:
         """sha256 of the framework config as it is on disk; ``""`` when the file does not exist."""

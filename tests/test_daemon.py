@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests._cli import eyriectl
 from tests._daemon import embedded, fleet_yaml, kill_quietly, pid_alive, running_daemon, wait_for
 
 
@@ -60,18 +61,15 @@ class TestStartAndStop:
             assert second.returncode == 1
             assert f"pid {d.proc.pid}" in second.stderr
 
-    def test_invalid_fleet_file_refuses_to_start(self, tmp_path: Path) -> None:
-        """An invalid fleet file at start is a clear error naming the file and line, exit code 2."""
-        (tmp_path / "fleet.yaml").write_text("version: 1\ninstances:\n  - name: Bad Name\n")
-        result = subprocess.run(
-            [sys.executable, "-m", "supervisor.daemon", "--home", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert result.returncode == 2
-        assert "fleet.yaml" in result.stderr
-        assert ":3" in result.stderr
+    def test_invalid_fleet_file_at_start_never_stops_eyried(self, tmp_path: Path) -> None:
+        """An invalid fleet file at start leaves eyried serving (nothing applied yet, so no instances), and
+        `eyriectl status` names the file and line."""
+        with running_daemon(tmp_path, "version: 1\ninstances:\n  - name: Bad Name\n") as d:
+            status = eyriectl(tmp_path, "status")
+            assert status.returncode == 0, status.stderr
+            assert "fleet.yaml:3" in status.stdout
+            assert d.instances() == {}
+            assert d.proc is not None and d.proc.poll() is None
 
 
 class TestHealing:

@@ -429,7 +429,8 @@ class TestRobustness:
         assert any(e["event"] == "event_subscriber_failed" and e["instance"] == "robust" for e in logs)
 
     async def test_unexpected_error_in_one_actor_is_recorded_and_spares_the_rest(self, home: Home) -> None:
-        """An exception inside one actor puts that instance in error with last_error; others keep running."""
+        """An exception inside one actor is recorded in last_error and that actor is restarted through its
+        policy (restart count 1) until it runs; the others keep running."""
         store = _FaultyStore(home)
         bad = make_runtime(store, "bad", faulty())
         good = make_runtime(store, "good", faulty())
@@ -439,14 +440,15 @@ class TestRobustness:
                 await engine.add(bad)
                 await engine.add(good)
                 inst = await wait_instance(
-                    engine, bad.instance_id, lambda i: i.status is InstanceStatus.ERROR
+                    engine,
+                    bad.instance_id,
+                    lambda i: i.status is InstanceStatus.RUNNING and i.restart_count == 1,
                 )
                 assert inst.last_error == "internal error: RuntimeError: injected store fault"
-                assert inst.pid is None
-                assert store.get(bad.instance_id).status is InstanceStatus.ERROR
+                assert store.get(bad.instance_id).status is InstanceStatus.RUNNING
                 assert (await engine.start(good.instance_id, wait=True)).status is InstanceStatus.RUNNING
-                assert (await engine.start(bad.instance_id, wait=True)).status is InstanceStatus.RUNNING
         assert any(e["event"] == "instance_internal_error" and e["instance"] == "bad" for e in logs)
+        assert any(e["event"] == "actor_restarted" and e["instance"] == "bad" for e in logs)
 
     async def test_unknown_instance_is_not_found_and_duplicates_are_refused(self, store: Store) -> None:
         """Commands on an unknown id raise NotFound; adding the same instance twice raises NameExists."""

@@ -221,7 +221,9 @@ class TestValidate:
         with pytest.raises(ValueError, match="not a valid regular expression"):
             validate(Probe(kind=ProbeKind.LOG, pattern="ready(("), port=1, name="a", instance_id="b")
         with pytest.raises(ValueError, match="exec probe needs a command"):
-            validate(Probe(kind=ProbeKind.EXEC), port=1, name="a", instance_id="b")
+            Probe(kind=ProbeKind.EXEC, command=[])
+        with pytest.raises(ValueError, match="log probe needs a pattern"):
+            Probe(kind=ProbeKind.LOG)
         with pytest.raises(ValueError, match="http probe needs a port"):
             validate(Probe(kind=ProbeKind.HTTP), port=0, name="a", instance_id="b")
 

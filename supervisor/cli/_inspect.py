@@ -197,7 +197,7 @@ def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
     elif result.ok:
         cli.out.print("\n".join(reload_lines(result)), markup=False)
     if not result.ok:
-        raise CommandFailed("" if as_json else reload_lines(result)[0])
+        raise CommandFailed("" if as_json else "\n".join(reload_lines(result)))
 
 
 def _offline_plan(cli: Cli, as_json: bool) -> None:

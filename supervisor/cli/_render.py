@@ -140,6 +140,8 @@ def event_line(event: Event) -> str:
 
 def reload_lines(result: ReloadResult) -> list[str]:
     if not result.ok:
+        if len(result.problems) > 1:
+            return ["reload rejected, nothing changed:", *(f"  - {p}" for p in result.problems)]
         return [f"reload rejected, nothing changed: {result.error}"]
     if result.dry_run:
         return plan_lines(result)
@@ -153,6 +155,7 @@ def reload_lines(result: ReloadResult) -> list[str]:
         if names:
             lines.append(f"  {label}: {', '.join(names)}")
     lines.append(f"  unchanged: {len(result.unchanged)}")
+    lines.extend(f"  cannot run: {p}" for p in result.problems)
     return lines
 
 

@@ -81,6 +81,10 @@ class ReloadResult(BaseModel):
 
     ok: bool
     error: str = ""
+    problems: list[str] = Field(default_factory=list)
+    """Rejected: everything found wrong (nothing was applied). Applied: instances that could not be
+    provisioned or updated, each ``name: reason`` (they alone are in ``error``; the rest of the fleet is
+    applied)."""
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     restarted: list[str] = Field(default_factory=list)

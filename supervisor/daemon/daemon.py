@@ -117,7 +117,6 @@ class Daemon:
     async def _serve_fleet(
         self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
-        fleet = await self.reconciler.load_initial()
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
         reexec_began: float | None = None
         async with anyio.create_task_group() as tg:
@@ -130,7 +129,9 @@ class Daemon:
                 )
             )
             async with self._lock:
-                await self.reconciler.apply(fleet)
+                started = await self.reconciler.start()
+            if not started.ok:
+                self.last_reload = started  # `status` shows it until a reload succeeds
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)

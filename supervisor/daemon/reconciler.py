@@ -16,11 +16,13 @@ import anyio
 import structlog
 
 from supervisor.control.schema import ReloadResult
+from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
+from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, NotFound
-from supervisor.fleet import FleetFile, diff_fleets, load_fleet
-from supervisor.models import CreateRequest, Instance, utcnow
+from supervisor.fleet import FleetFile, diff_fleets
+from supervisor.models import CreateRequest, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,6 +66,7 @@ class Reconciler:
         self._provisioner = provisioner
         self._engine = engine
         self._records: dict[str, InstanceRecord] = {}
+        self._run_dir = provisioner.home.run_dir
 
     # --- reading
 
@@ -87,22 +90,31 @@ class Reconciler:
 
     # --- applying
 
-    async def load_initial(self) -> FleetFile:
-        """The fleet file to start with; an empty fleet when there is none yet."""
-        if not self.fleet_path.exists():
+    async def start(self) -> ReloadResult:
+        """Apply the fleet file as eyried starts. An invalid one never stops eyried: it supervises by the
+        fleet last applied (kept in ``run/``), else an empty one, and returns the rejection for `status`."""
+        if not self.fleet_path.exists() and not (self._run_dir / APPLIED_FILE).exists():  # a new home
             log.warning("fleet_file_missing", path=str(self.fleet_path), hint="run `eyriectl init`")
-            return FleetFile(version=1)
-        return await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
+            return await self.apply(FleetFile(version=1))
+        checked = await self._read_checked()
+        if not isinstance(checked, ReloadResult):
+            return await self.apply(checked)
+        rejected = checked
+        fallback, source = await fallback_fleet(self._run_dir, self._store)
+        log.error("fleet_file_rejected_at_start", error=rejected.error, using=source)
+        await self.apply(fallback)
+        rejected.error = f"{rejected.error} (eyried runs {source} until the file is fixed and reloaded)"
+        return rejected
 
     async def reload(
         self, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
     ) -> ReloadResult:
-        """Re-read the fleet file and apply it; an invalid file changes nothing and is reported."""
-        try:
-            new = await anyio.to_thread.run_sync(load_fleet, self.fleet_path)
-        except EyrieError as exc:
-            log.error("reload_rejected", error=str(exc), path=str(self.fleet_path))
-            return ReloadResult(ok=False, error=str(exc), at=utcnow())
+        """Re-read the fleet file and apply it, all or nothing: a file that is invalid, or declares an
+        instance that could never run, changes nothing and is reported with every problem found."""
+        new = await self._read_checked()
+        if isinstance(new, ReloadResult):
+            log.error("reload_rejected", error=new.error, path=str(self.fleet_path))
+            return new
         result = await self.apply(new, hold=hold, purge=purge)
         log.info(
             "reload_applied",
@@ -114,6 +126,11 @@ class Reconciler:
             seconds=round(result.seconds, 4),
         )
         return result
+
+    async def _read_checked(self) -> FleetFile | ReloadResult:
+        """The fleet file checked whole; what is applied unchanged (and did not fail) is not tried again."""
+        in_force, failed = self.fleet.resolve_all(), self.errors()
+        return await read_checked(self.fleet_path, self._store, in_force=in_force, failed=failed)
 
     async def apply(
         self, new: FleetFile, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
@@ -127,34 +144,53 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         old, self.fleet = self.fleet, new
+        failed = self.errors()
+        retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
         stored: dict[str, Instance] = {}
-        if diff.added or diff.process_changed:  # a no-change reload reads no instance file
+        if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
+        dropped: list[str] = []
         for name in diff.removed:
             declaration = old.decl(name).model_dump(mode="json", exclude_defaults=True)
-            await self.drop(name, purge=name in purge, declaration={"name": name, **declaration})
+            try:
+                await self.drop(name, purge=name in purge, declaration={"name": name, **declaration})
+            except Exception as exc:  # its files stay where they are; the rest of the fleet goes on
+                log.error("instance_removal_failed", instance=name, error=str(exc))
+                dropped.append(f"{name}: removal failed: {exc}")
             result.removed.append(name)
         for name in diff.added:
             if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
                 result.added.append(name)
-        for name in diff.process_changed:
+        for name in [*diff.process_changed, *retry]:
             if (applied := self.applied(name)) is None:
                 if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=False):
                     result.added.append(name)
                 continue
             try:
                 await self._replace(applied.instance_id, new.resolve(name))
-            except EyrieError as exc:
-                self._failed(name, exc, "instance_update_failed")
+            except Exception as exc:  # that instance's own failure: the others go on
+                self._failed(name, exc, "instance_update_failed", applied.instance_id)
                 continue
             result.restarted.append(name)
         for name in diff.policy_changed:
             if (applied := self.applied(name)) is not None:
-                await self._update_policies(applied.instance_id, new.resolve(name))
+                try:
+                    await self._update_policies(applied.instance_id, new.resolve(name))
+                except Exception as exc:
+                    self._failed(name, exc, "instance_update_failed", applied.instance_id)
+                    continue
                 result.updated.append(name)
-        result.unchanged = list(diff.unchanged)
+        result.unchanged = [name for name in diff.unchanged if name not in retry]
+        result.problems = [*dropped, *(f"{name}: {error}" for name, error in self.errors().items())]
+        await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
+
+    async def _keep_applied(self, fleet: FleetFile) -> None:
+        try:
+            await anyio.to_thread.run_sync(save_applied, self._run_dir, fleet)
+        except OSError as exc:
+            log.warning("last_applied_fleet_not_saved", error=exc.strerror or str(exc))
 
     async def drop(
         self, name: str, *, purge: bool = False, declaration: dict[str, Any] | None = None
@@ -179,9 +215,24 @@ class Reconciler:
         except (OSError, EyrieError) as exc:  # its directory stays where it is: shown as ORPHAN
             log.error("instance_remove_failed", instance=name, instance_id=instance_id, error=str(exc))
 
-    def _failed(self, name: str, exc: EyrieError, event: str) -> None:
-        self._records.setdefault(name, InstanceRecord()).error = str(exc)
-        log.error(event, instance=name, error=str(exc))
+    def _failed(self, name: str, exc: Exception, event: str, instance_id: str | None = None) -> None:
+        """Record why ``name`` could not be provisioned or updated; one the engine does not run is shown in
+        ``error`` with that reason as its ``last_error``."""
+        error = str(exc) if isinstance(exc, EyrieError) else f"internal error: {type(exc).__name__}: {exc}"
+        self._records.setdefault(name, InstanceRecord()).error = error
+        log.error(event, instance=name, error=error)
+        if instance_id is None or instance_id in self._engine:
+            return
+
+        def failed(i: Instance) -> None:
+            i.status, i.status_detail, i.last_error = InstanceStatus.ERROR, "cannot run", error
+            i.phase = None  # no actor holds it: the error is the declaration's, see `_runnable_again`
+            i.status_updated_at = utcnow()
+
+        try:
+            self._store.update(instance_id, failed)
+        except (EyrieError, OSError) as exc_saving:
+            log.warning("instance_error_not_saved", instance=name, error=str(exc_saving))
 
     def _reapplied(self, name: str, applied: Applied) -> None:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
@@ -194,13 +245,17 @@ class Reconciler:
         try:
             if inst is None:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
+            elif not inst.port:
+                inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
             config_hash = self._provisioner.config_hash(inst)
             runtime = build_runtime(resolved, inst, self._store, config_hash=config_hash)
-        except EyrieError as exc:
-            self._failed(resolved.name, exc, "instance_provision_failed")
+            if inst.status is InstanceStatus.ERROR and inst.phase is None:
+                await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
+            await self._engine.add(runtime)
+        except Exception as exc:  # that instance's own failure: the others go on
+            self._failed(resolved.name, exc, "instance_provision_failed", inst.id if inst else None)
             return False
         self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
-        await self._engine.add(runtime)
         return True
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
@@ -229,6 +284,24 @@ class Reconciler:
             inst = self._store.update(inst.id, held)
         return inst
 
+    def _give_port(self, inst: Instance, resolved: ResolvedInstance) -> Instance:
+        """A port for an instance made without one (eyrie's embedded agents), and its config re-rendered
+        (at the framework's usual place when eyrie recorded none)."""
+        inst = self._provisioner.assign_port(inst)
+        if not inst.config_path:
+            config_path = str(self._store.dir(inst.id) / resolved.spec.config_file)
+
+            def place(i: Instance) -> None:
+                i.config_path = config_path
+
+            inst = self._store.update(inst.id, place)
+        persona = None
+        if inst.persona_id:
+            with contextlib.suppress(NotFound):
+                persona = self._provisioner.personas.get(inst.persona_id)
+        self._provisioner.rerender(inst, persona=persona)
+        return inst
+
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change that needs a new process: re-render the config, then restart this instance only."""
         personas = self._provisioner.personas
@@ -255,3 +328,10 @@ class Reconciler:
         inst = self._engine.get(instance_id)
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=inst.config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))
+
+
+def _runnable_again(inst: Instance) -> None:
+    """An ``error`` no actor recorded (``phase`` unset: the declaration could not run, or eyrie wrote it)
+    holds nothing once the instance can run: it starts as its desired state says."""
+    inst.status, inst.status_detail = InstanceStatus.STOPPED, "ready to run"
+    inst.status_updated_at = utcnow()

@@ -7,21 +7,50 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.engine.runtime import InstanceRuntime
+from supervisor.errors import ConfigurationError
 from supervisor.frameworks.expand import PlaceholderValues, expand_command, expand_probe
+from supervisor.models import Instance
+from supervisor.ports import PORT_RANGE_START
 
 if TYPE_CHECKING:
     from supervisor.fleet import ResolvedInstance
-    from supervisor.models import Instance
     from supervisor.store import Store
 
-__all__ = ["build_runtime"]
+__all__ = ["build_runtime", "check_declaration"]
+
+_TRIAL_ID = "declaration-check"
+"""The id a declaration is tried under before it is provisioned; never written anywhere."""
 
 
 def build_runtime(
     resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str
 ) -> InstanceRuntime:
-    """Expand placeholders and add the ``EYRIE_*`` variables every agent gets."""
-    instance_dir = store.dir(inst.id)
+    """Expand placeholders and add the ``EYRIE_*`` variables every agent gets.
+
+    Raises `ConfigurationError` naming the instance when its declaration and record cannot make a process
+    (an impossible probe, a port out of range, …), so that the failure stays that instance's own.
+    """
+    return _assemble(resolved, inst, store.dir(inst.id), store.token(inst.id), config_hash)
+
+
+def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
+    """Build the runtime ``resolved`` would get as a newly provisioned instance, and discard it: a
+    declaration that could never run is refused (`ConfigurationError`) before anything is applied."""
+    directory = store.dir(_TRIAL_ID)
+    trial = Instance(
+        id=_TRIAL_ID,
+        name=resolved.name,
+        framework=resolved.framework,
+        port=PORT_RANGE_START,
+        config_path=str(directory / resolved.spec.config_file),
+        workspace_path=str(directory / "workspace"),
+    )
+    _assemble(resolved, trial, directory, "", "")
+
+
+def _assemble(
+    resolved: ResolvedInstance, inst: Instance, instance_dir: Path, token: str, config_hash: str
+) -> InstanceRuntime:
     values = PlaceholderValues(
         port=inst.port,
         config=inst.config_path,
@@ -32,32 +61,37 @@ def build_runtime(
         python=sys.executable,
     )
     spec = resolved.spec
-    argv, env = expand_command(spec, values)
-    env.update(
-        {
-            "EYRIE_INSTANCE_ID": inst.id,
-            "EYRIE_INSTANCE_NAME": inst.name,
-            "EYRIE_PORT": str(inst.port),
-            "EYRIE_CONFIG": inst.config_path,
-            "EYRIE_AUTH_TOKEN": store.token(inst.id),
-        }
-    )
-    return InstanceRuntime(
-        instance_id=inst.id,
-        name=inst.name,
-        framework=inst.framework,
-        port=inst.port,
-        argv=tuple(argv),
-        env=env,
-        cwd=Path(inst.workspace_path) if inst.workspace_path else instance_dir / "workspace",
-        log_path=instance_dir / "logs" / f"{inst.framework}.log",
-        ready=expand_probe(spec.ready, values),
-        live=expand_probe(spec.live, values) if spec.live else None,
-        stop_signal=spec.stop_signum,
-        stop_timeout=spec.stop_timeout,
-        restart=resolved.restart,
-        health=resolved.health,
-        logs=resolved.logs,
-        autostart=resolved.autostart,
-        config_hash=config_hash,
-    )
+    try:
+        argv, env = expand_command(spec, values)
+        env.update(
+            {
+                "EYRIE_INSTANCE_ID": inst.id,
+                "EYRIE_INSTANCE_NAME": inst.name,
+                "EYRIE_PORT": str(inst.port),
+                "EYRIE_CONFIG": inst.config_path,
+                "EYRIE_AUTH_TOKEN": token,
+            }
+        )
+        return InstanceRuntime(
+            instance_id=inst.id,
+            name=inst.name,
+            framework=inst.framework,
+            port=inst.port,
+            argv=tuple(argv),
+            env=env,
+            cwd=Path(inst.workspace_path) if inst.workspace_path else instance_dir / "workspace",
+            log_path=instance_dir / "logs" / f"{inst.framework}.log",
+            ready=expand_probe(spec.ready, values),
+            live=expand_probe(spec.live, values) if spec.live else None,
+            stop_signal=spec.stop_signum,
+            stop_timeout=spec.stop_timeout,
+            restart=resolved.restart,
+            health=resolved.health,
+            logs=resolved.logs,
+            autostart=resolved.autostart,
+            config_hash=config_hash,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        prefix = f"instance {inst.name!r}: "
+        raise ConfigurationError(message if message.startswith(prefix) else prefix + message) from None

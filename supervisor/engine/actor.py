@@ -179,25 +179,8 @@ class Actor:
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    await self._main()
-                    return
-                except Exception as exc:  # a bug must not take the engine or other instances down
-                    self.log.exception("instance_internal_error", pid=self.inst.pid)
-                    await self._internal_error(exc)
-                    if self._closing is not None:
-                        return
-                    await self._doorbell.wait()
-        finally:
-            if self.proc is not None:  # detached or cancelled: the process lives on, to be adopted
-                self.proc.release()
-            self._move(Phase.CLOSED)
-            self._waiters.release_all()
-            self.done.set()
-
-    async def _main(self) -> None:
+        """The actor's loop, until it is closed. A bug raises out of it: the engine then calls `crashed` and
+        runs it again (`supervisor.engine._supervision`), and `finish` once it is over."""
         await self._recover()
         while True:
             if self._closing is not None:
@@ -225,6 +208,22 @@ class Actor:
             )
             self._waiters.stopped()
             await self._doorbell.wait()
+
+    def finish(self) -> None:
+        """The loop is over for good (closed, detached or cancelled): a process still up lives on, to be
+        adopted; nobody waits on this actor any longer."""
+        if self.proc is not None:
+            self.proc.release()
+        self._move(Phase.CLOSED)
+        self._waiters.release_all()
+        self.done.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    async def wait_for_command(self) -> None:
+        await self._doorbell.wait()
 
     async def _recover(self) -> None:
         """First thing: save what `prepare` decided and clean up after a process that did not survive. (After
@@ -288,14 +287,7 @@ class Actor:
 
     async def _decide(self, outcome: _Outcome) -> Decision:
         """After the process ended: back off and retry, give up in ``error``, or stay stopped."""
-        inst = self.inst
-        d = decide(
-            self.runtime.restart,
-            restart_count=inst.restart_count,
-            total_restarts=inst.total_restarts,
-            failed=outcome.failed,
-            reason=outcome.reason,
-        )
+        d = self._policy(failed=outcome.failed, reason=outcome.reason)
         changes: dict[str, Any] = {
             "restart_count": d.restart_count,
             "total_restarts": d.total_restarts,
@@ -305,9 +297,19 @@ class Actor:
             changes["last_error"] = d.last_error
         if d.completed:
             self._set_desired("stopped")
-        self._move(_phase_after(d))
+        self._move(d.phase)
         await self._transition(d.status, d.detail, **changes)
         return d
+
+    def _policy(self, *, failed: bool, reason: str) -> Decision:
+        inst = self.inst
+        return decide(
+            self.runtime.restart,
+            restart_count=inst.restart_count,
+            total_restarts=inst.total_restarts,
+            failed=failed,
+            reason=reason,
+        )
 
     async def _attempt(self) -> _Outcome:
         """Spawn (unless adopted), wait for readiness, then watch liveness until the process ends."""
@@ -460,24 +462,33 @@ class Actor:
     def _emit(self, kind: str, old: InstanceStatus, new: InstanceStatus, detail: str, **data: Any) -> None:
         announce(self.services.emit, self.log, self.runtime, self.inst, kind, old, new, detail, data)
 
-    async def _internal_error(self, exc: Exception) -> None:
-        """A bug: stop the process, record ``error`` (past the state table) and hold for an operator."""
-        message = f"internal error: {type(exc).__name__}: {exc}"
+    async def crashed(self, message: str) -> float | None:
+        """The loop raised (a bug here, not in the agent): end the process as after a crash and let the
+        restart policy say in how many seconds the loop runs again (None: when an operator starts it)."""
         old = self.inst.status
         try:
             if self.proc is not None:
                 await self._stop_process(self.proc)
         except Exception:
             self.log.exception("internal_error_stop_failed")
-            self.proc = None
+            self.proc = None  # what is left of it, the next run's sweep ends
+        inst = self.inst
+        d = self._policy(failed=True, reason=message)
         self._move(Phase.HELD)
-        assign(self.inst, status=_ERROR, status_detail="internal error", last_error=message)
-        self.inst.status_updated_at = utcnow()
+        next_start = None
+        if d.delay is not None:  # the loop, run again, waits it out as a backoff recorded before
+            next_start = utcnow() + timedelta(seconds=d.delay)
+            self._resume = Resume(at=next_start, cooldown=d.new_round)
+            self._move(Phase.IDLE)
+        assign(inst, restart_count=d.restart_count, total_restarts=d.total_restarts, last_error=message)
+        assign(inst, status=d.status, status_detail=d.detail, next_start_at=next_start)
+        inst.status_updated_at = utcnow()
         try:
             await self.persist()
         except Exception:
             self.log.exception("state_not_saved")
-        self._emit("transition", old, _ERROR, message)
+        self._emit("transition", old, d.status, message)
+        return d.delay
 
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json`` (what others can read), with the current last_seen."""
@@ -486,12 +497,3 @@ class Actor:
 
 def _bound_log(rt: InstanceRuntime) -> Any:
     return log.bind(instance=rt.name, instance_id=rt.instance_id, framework=rt.framework)
-
-
-def _phase_after(d: Decision) -> Phase:
-    """The phase a restart decision leads to."""
-    if d.completed:
-        return Phase.IDLE
-    if d.delay is None:
-        return Phase.HELD
-    return Phase.COOLDOWN if d.new_round else Phase.BACKOFF

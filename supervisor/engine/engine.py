@@ -1,5 +1,8 @@
 """The engine: one actor per instance in one task group, and the calls the daemon makes on them.
 
+Each actor runs under `supervise`: one that raises is restarted with its instance's backoff, like a
+crashed child, and never disturbs the others.
+
 It stands alone: callers hand it ready-made `InstanceRuntime`s (it never reads the fleet file) and a `Store`
 to record state in. ``run`` owns the task group; ``shutdown`` stops every process in parallel and ends
 ``run``. Cancelling ``run`` instead abandons the processes, which keep running and are adopted by the next
@@ -16,6 +19,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
@@ -149,7 +153,7 @@ class Engine:
         finally:
             self._adding.discard(key)
         assert self._task_group is not None
-        self._task_group.start_soon(actor.run, name=f"instance {runtime.name}")
+        self._task_group.start_soon(supervise, actor, name=f"instance {runtime.name}")
 
     async def update(self, runtime: InstanceRuntime) -> Literal["restarted", "updated", "unchanged"]:
         """Apply new launch data or policies: a changed process fingerprint restarts that instance only;

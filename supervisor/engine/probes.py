@@ -66,18 +66,15 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def validate(probe: Probe, *, port: int, name: str, instance_id: str) -> None:
-    """Raise ValueError saying what is wrong with a probe that could never pass."""
+    """Raise ValueError saying what is wrong with a probe that could never pass for this instance (what
+    the probe alone gets wrong, `Probe` refuses when it is built)."""
     if probe.kind == ProbeKind.LOG:
-        if not probe.pattern:
-            raise ValueError("log probe needs a pattern")
         try:
             _compile(expand(probe.pattern, port=port, name=name, instance_id=instance_id))
         except re.error as exc:
             raise ValueError(
                 f"log probe pattern {probe.pattern!r} is not a valid regular expression: {exc}"
             ) from None
-    elif probe.kind == ProbeKind.EXEC and not probe.command:
-        raise ValueError("exec probe needs a command")
     elif probe.kind in (ProbeKind.HTTP, ProbeKind.TCP) and not port:
         raise ValueError(f"{probe.kind.value} probe needs a port")
 

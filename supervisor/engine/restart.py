@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from supervisor.engine.states import Phase
 from supervisor.models import InstanceStatus
 from supervisor.policies import RestartPolicy
 
@@ -28,6 +29,15 @@ class Decision:
     last_error: str | None  # the new last_error; None leaves it as it was
     new_round: bool = False  # after the delay the restart count starts over (a cooldown retry)
     completed: bool = False  # a clean exit that stays stopped: nothing more is wanted of it
+
+    @property
+    def phase(self) -> Phase:
+        """The phase the actor waits in after this decision."""
+        if self.completed:
+            return Phase.IDLE
+        if self.delay is None:
+            return Phase.HELD
+        return Phase.COOLDOWN if self.new_round else Phase.BACKOFF
 
 
 def decide(

@@ -6,7 +6,7 @@ import signal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from supervisor.models import Duration, duration_within
 
@@ -36,6 +36,15 @@ class Probe(BaseModel):
     pattern: str = ""
     command: list[str] = Field(default_factory=list)
     seconds: Annotated[Duration, duration_within(0.0, 3600.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _can_pass(self) -> Probe:
+        """Refuse, at load, a probe that could never pass: it would stop its instance at every start."""
+        if self.kind == ProbeKind.EXEC and (not self.command or not self.command[0]):
+            raise ValueError("an exec probe needs a command (a list naming a program, e.g. [curl, -f, URL])")
+        if self.kind == ProbeKind.LOG and not self.pattern:
+            raise ValueError("a log probe needs a pattern (a regular expression)")
+        return self
 
 
 class FrameworkSpec(BaseModel):
