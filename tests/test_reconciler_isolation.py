@@ -46,10 +46,10 @@ class TestOneInstanceFails:
         store = Store(home)
         original = render.render_config
 
-        def broken(framework: str, ctx: Any) -> str:
+        def broken(framework: str, ctx: Any, **options: Any) -> str:
             if ctx.name == "beta":
                 raise RuntimeError("renderer bug")
-            return original(framework, ctx)
+            return original(framework, ctx, **options)
 
         monkeypatch.setattr("supervisor.provision.render_config", broken)
         async with running_engine(store) as engine:
