@@ -126,6 +126,7 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         self.fleet = new
+        self._provisioner.ports = new.daemon.ports.span()
         stored: dict[str, Instance] = {}
         if diff.added or diff.process_changed:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
