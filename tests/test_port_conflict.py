@@ -5,6 +5,7 @@ where it is, failing with the holder named."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -12,17 +13,29 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from supervisor.engine import InstanceRuntime
+from supervisor.errors import ProvisionError
+from supervisor.models import Instance, InstanceStatus
+from supervisor.paths import Home
+from supervisor.ports import port_in_use
+from supervisor.store import Store
+from supervisor.testing import EventRecorder, fast_restart, faulty, free_port, make_runtime, running_engine
+from supervisor.testing import wait_for as wait_async
 from tests._daemon import DaemonProcess, embedded, fleet_yaml, running_daemon, wait_for
+
+NEVER = fast_restart(policy="never")
 
 
 @contextlib.contextmanager
-def squatting(port: int) -> Iterator[None]:
+def squatting(port: int = 0) -> Iterator[int]:
     """A stranger (this test process) listening on ``port`` for the block."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen()
-        yield
+        yield sock.getsockname()[1]
 
 
 def _health(port: int) -> int:
@@ -81,3 +94,57 @@ class TestPortConflict:
                 inst = wait_for(failed, what="a start failure naming the holder")
                 assert f"port {old} is held by pid {os.getpid()}" in str(inst["last_error"])
                 assert inst["port"] == old
+
+
+class TestEngineRelocation:
+    pytestmark = pytest.mark.anyio
+
+    async def test_the_relocators_runtime_is_started_and_announced(self, home: Home) -> None:
+        """The engine hands a held port to its relocator, starts the runtime it returns, and emits a
+        ``port_moved`` event naming the holder."""
+        store = Store(home)
+        new_port = free_port()
+        holders: list[str] = []
+
+        async def relocate(rt: InstanceRuntime, holder: str) -> InstanceRuntime:
+            holders.append(holder)
+
+            def moved(i: Instance) -> None:
+                i.port = new_port
+
+            store.update(rt.instance_id, moved)
+            return dataclasses.replace(rt, port=new_port)
+
+        events = EventRecorder()
+        with squatting() as held:
+            rt = make_runtime(
+                store, "mover", faulty("--tcp"), port=held, restart=fast_restart(policy="never")
+            )
+            async with running_engine(store, on_event=events, relocate=relocate) as engine:
+                await engine.add(rt)
+                inst = await engine.start(rt.instance_id, wait=True)
+                assert inst.status is InstanceStatus.RUNNING and inst.port == new_port
+                assert store.get(rt.instance_id).port == new_port
+                await wait_async(lambda: port_in_use(new_port))
+        assert holders and holders[0].startswith(f"pid {os.getpid()} (")
+        [moved] = events.of(rt.instance_id, "port_moved")
+        assert moved.data["old_port"] == held and moved.data["port"] == new_port
+        assert moved.data["holder"] == holders[0]
+
+    async def test_a_failed_move_names_holder_and_reason(self, home: Home) -> None:
+        """A relocator that fails leaves the start failed with the holder and the reason in last_error."""
+        store = Store(home)
+
+        async def relocate(rt: InstanceRuntime, holder: str) -> InstanceRuntime:
+            raise ProvisionError("no free port in 43000-43000")
+
+        with squatting() as held:
+            rt = make_runtime(
+                store, "stuck", faulty("--tcp"), port=held, restart=fast_restart(policy="never")
+            )
+            async with running_engine(store, relocate=relocate) as engine:
+                await engine.add(rt)
+                await wait_async(lambda: engine.get(rt.instance_id).status is InstanceStatus.ERROR)
+                error = engine.get(rt.instance_id).last_error or ""
+        assert error.startswith(f"port {held} is held by pid {os.getpid()} (")
+        assert error.endswith("and moving to another port failed: no free port in 43000-43000")
