@@ -87,7 +87,7 @@ class ClaimRegistry:
     def claim(self, port: int, owner: PortOwner) -> Claim | None:
         """Claim ``port`` for ``owner``: None when it is now (or already was) ``owner``'s, else the claim that
         holds it. A stale claim is reclaimed first."""
-        self._ensure_root()
+        self.ensure()
         if self._link_new(port, owner):
             return None
         found = self.read(port)
@@ -147,7 +147,8 @@ class ClaimRegistry:
     def _path(self, port: int) -> Path:
         return self.root / str(int(port))
 
-    def _ensure_root(self) -> None:
+    def ensure(self) -> None:
+        """Create the directory (mode 1777) if missing; `PortClaimsUnusable` when it cannot serve."""
         root = self.root
         try:
             root.mkdir(mode=0o700)
