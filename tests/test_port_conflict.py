@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from supervisor.engine import InstanceRuntime
-from supervisor.errors import ProvisionError
+from supervisor.errors import FleetFileError, ProvisionError
+from supervisor.fleet import FleetFile, load_fleet
 from supervisor.models import Instance, InstanceStatus
 from supervisor.paths import Home
-from supervisor.ports import port_in_use
+from supervisor.ports import PortRange, port_in_use
 from supervisor.store import Store
 from supervisor.testing import EventRecorder, fast_restart, faulty, free_port, make_runtime, running_engine
 from supervisor.testing import wait_for as wait_async
@@ -148,3 +150,39 @@ class TestEngineRelocation:
                 error = engine.get(rt.instance_id).last_error or ""
         assert error.startswith(f"port {held} is held by pid {os.getpid()} (")
         assert error.endswith("and moving to another port failed: no free port in 43000-43000")
+
+
+class TestSettings:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Without ``daemon.ports``: 43000-43999, moving on conflict; no instance is pinned."""
+        fleet = load_fleet_text(tmp_path, fleet_yaml(embedded("alpha")))
+        assert fleet.daemon.ports.span() == PortRange(43000, 43999)
+        assert fleet.daemon.ports.on_conflict == "move"
+        assert fleet.decl("alpha").pin_port is False
+
+    def test_range_conflict_policy_and_pin(self, tmp_path: Path) -> None:
+        """The range, ``on_conflict: fail`` and ``pin_port`` are read from the file."""
+        text = "daemon:\n  ports: {first: 50000, last: 50099, on_conflict: fail}\n" + fleet_yaml(
+            embedded("alpha", "pin_port: true")
+        )
+        fleet = load_fleet_text(tmp_path, text)
+        assert fleet.daemon.ports.span() == PortRange(50000, 50099)
+        assert fleet.daemon.ports.on_conflict == "fail"
+        assert fleet.decl("alpha").pin_port is True
+
+    def test_bad_values_are_refused_with_their_key(self, tmp_path: Path) -> None:
+        """A reversed range, a privileged port, an unknown policy are refused naming the key."""
+        for ports, where in (
+            ("{first: 43100, last: 43000}", "first (43100) is above last (43000)"),
+            ("{first: 80}", "daemon.ports.first"),
+            ("{on_conflict: steal}", "daemon.ports.on_conflict"),
+        ):
+            text = f"daemon:\n  ports: {ports}\n" + fleet_yaml()
+            with pytest.raises(FleetFileError, match=re.escape(where)):
+                load_fleet_text(tmp_path, text)
+
+
+def load_fleet_text(tmp_path: Path, text: str) -> FleetFile:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    return load_fleet(path)
