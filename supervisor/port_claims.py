@@ -60,6 +60,15 @@ class PortOwner:
     def describe(self) -> str:
         return f"instance {self.instance_id} of home {self.home} (uid {self.uid})"
 
+    def owns(self, claim: Claim) -> bool:
+        """True when ``claim`` is this instance's: same user, id and directory (the home is only named)."""
+        other = claim.owner
+        return other is not None and (other.uid, other.instance_id, other.instance_dir) == (
+            self.uid,
+            self.instance_id,
+            self.instance_dir,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -93,7 +102,7 @@ class ClaimRegistry:
         found = self.read(port)
         if found is None:  # released between our attempt and our read
             return None if self._link_new(port, owner) else self.read(port)
-        if found.owner == owner:
+        if owner.owns(found):
             return None
         if not self.stale(found):
             return found
@@ -107,13 +116,13 @@ class ClaimRegistry:
                 except FileNotFoundError:
                     pass
             elif again is not None:
-                return None if again.owner == owner else again
+                return None if owner.owns(again) else again
             return None if self._link_new(port, owner) else self.read(port)
 
     def release(self, port: int, owner: PortOwner) -> None:
         """Remove ``owner``'s claim on ``port``; a claim of anyone else is left alone."""
         found = self.read(port)
-        if found is not None and found.owner == owner:
+        if found is not None and owner.owns(found):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(port))
 

@@ -158,9 +158,9 @@ def port_reservation(
 
     The store-wide lock (``Store.lock()``) is held for the whole block, across threads and processes.
     The contract: save the instance that uses the port (``Store.create``/``Store.save``) *inside* the block;
-    the next reservation then sees it. Leaving the block without saving, or by an exception, releases the
-    port (``release`` gives back what ``claim`` took). Do not take the store-wide lock again inside the
-    block: ``flock`` would wait for itself.
+    the next reservation then sees it. Leaving the block without saving frees the port in the store; leaving
+    it by an exception also gives back what ``claim`` took (``release``). Do not take the store-wide lock
+    again inside the block: ``flock`` would wait for itself.
     """
     with locked(store.lock()):
         port = allocate_port(

@@ -107,6 +107,17 @@ class TestClaim:
         assert registry.claim(PORT, owner) is None
         assert registry.claim(PORT, owner) is None
 
+    def test_the_instance_not_the_homes_spelling_owns_a_claim(
+        self, tmp_path: Path, registry: ClaimRegistry
+    ) -> None:
+        """A claim is the instance's whatever its home is called (the engine knows the home only through
+        its store), and never another instance's of the same home."""
+        owner = _owner(tmp_path / "home")
+        registry.claim(PORT, owner)
+        same = PortOwner(str(tmp_path / "other-name"), owner.instance_id, owner.instance_dir, owner.uid)
+        assert registry.claim(PORT, same) is None
+        assert registry.claim(PORT, _owner(tmp_path / "home")) is not None
+
     def test_another_homes_live_claim_is_named(self, tmp_path: Path, registry: ClaimRegistry) -> None:
         """A port whose claim belongs to a live instance of another home is refused, naming that home."""
         first = _owner(tmp_path / "first")
