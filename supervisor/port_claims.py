@@ -8,11 +8,12 @@ who got a port, and a reader never sees a half-written claim. It holds JSON nami
 instance (id and directory) and the claiming pid, and is readable by all so a conflict can name its holder.
 
 A claim is stale once its instance is gone: its instance directory no longer exists, or its
-``instance.json`` records another port. A claim younger than `GRACE_SECONDS` is never stale (its instance
-may be being provisioned, with no ``instance.json`` yet), and neither is one whose instance cannot be read
-(another user's home): that port is simply not handed out. A stale claim is reclaimed under an exclusive
-``flock`` on the directory, re-judged there, so two reclaimers never both win; the sticky bit keeps anyone
-but its owner (and root) from removing a claim, so another user's stale claim stays until they reclaim it.
+``instance.json`` records another port. A claim younger than `GRACE_SECONDS` whose claiming process still
+runs is never stale (its instance may be being provisioned, with no ``instance.json`` yet), and neither is
+one whose instance cannot be read (another user's home): that port is simply not handed out. A stale claim
+is reclaimed under an exclusive ``flock`` on the directory, re-judged there, so two reclaimers never both
+win; the sticky bit keeps anyone but its owner (and root) from removing a claim, so another user's stale
+claim stays until they reclaim it.
 """
 
 from __future__ import annotations
@@ -226,11 +227,12 @@ class ClaimRegistry:
 
     def stale(self, claim: Claim) -> bool:
         """True when the instance ``claim`` names is gone (see the module docstring)."""
-        if time.time() - claim.written_at < GRACE_SECONDS:
-            return False
+        young = time.time() - claim.written_at < GRACE_SECONDS
         owner = claim.owner
         if owner is None:
-            return claim.file_uid == os.getuid()
+            return not young and claim.file_uid == os.getuid()
+        if young and _alive(claim.pid):
+            return False
         try:
             recorded = _recorded_port(Path(owner.instance_dir) / "instance.json")
         except FileNotFoundError:
@@ -240,6 +242,19 @@ class ClaimRegistry:
         except OSError:
             return False  # cannot look (another user's home): treat as held
         return recorded is not None and recorded != claim.port
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists (or cannot be told: pid 0)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fields(data: bytes) -> dict[str, object]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -152,6 +153,26 @@ class TestStale:
         assert registry.claim(PORT, second) is None
         claim = registry.read(PORT)
         assert claim is not None and claim.owner == second
+
+    def test_young_claim_of_an_ended_process_without_instance_is_reclaimed(
+        self, tmp_path: Path, registry: ClaimRegistry
+    ) -> None:
+        """A fresh claim whose claiming process has ended and whose instance does not exist (a test daemon
+        whose home was deleted) is stale at once: no grace period to wait out."""
+        gone = _owner(tmp_path / "gone")
+        registry.root.mkdir()
+        probe = subprocess.Popen(["true"])
+        probe.wait()
+        body = {
+            "port": PORT,
+            "uid": gone.uid,
+            "home": gone.home,
+            "instance": gone.instance_id,
+            "instance_dir": gone.instance_dir,
+            "pid": probe.pid,
+        }
+        (registry.root / str(PORT)).write_text(json.dumps(body))
+        assert registry.claim(PORT, _owner(tmp_path / "second")) is None
 
     def test_claim_of_an_instance_on_another_port_is_reclaimed(
         self, tmp_path: Path, registry: ClaimRegistry
