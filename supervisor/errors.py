@@ -22,6 +22,7 @@ catch one tree, and a group where one answer fits all its members (the control A
     ├── StoreError                 the instance store cannot hold what was asked
     │   ├── CorruptInstance        instance.json cannot be parsed
     │   ├── PortsExhausted         no free port in the instance range
+    │   ├── PortClaimsUnusable     the machine-wide port claims directory cannot be used
     │   └── ProvisionError         provisioning failed part-way (everything was rolled back)
     ├── IllegalTransition          the engine tried a transition the state table forbids (a bug)
     ├── StartFailed                a process could not be started (binary missing, port held, exec failed)
@@ -55,6 +56,7 @@ __all__ = [
     "NotFound",
     "NotifySocketError",
     "PersonaError",
+    "PortClaimsUnusable",
     "PortsExhausted",
     "ProvisionError",
     "RequiredField",
@@ -194,6 +196,10 @@ class StoreError(EyrieError):
 
 class CorruptInstance(StoreError):
     """An instance.json file exists but cannot be read as an instance."""
+
+
+class PortClaimsUnusable(StoreError):
+    """The machine-wide port claims directory is missing, foreign or read-only; the message says the fix."""
 
 
 class PortsExhausted(StoreError):

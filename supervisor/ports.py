@@ -1,9 +1,11 @@
-"""Instance ports: choosing a free one from 43000–43999, and telling who holds a taken one.
+"""Instance ports: choosing a free one from a range (43000–43999 unless the fleet file says otherwise), and
+telling who holds a taken one.
 
 Choosing is only half of the job: two provisionings running at once (threads, or the daemon and ``eyriectl``)
 must not pick the same port. `port_reservation` holds the store-wide lock from the choice until the caller
-has saved the instance that uses the port, so the next chooser sees it in the store. The port is not held
-open: something outside the supervisor may still bind it later, and the engine reports that at start
+has saved the instance that uses the port, so the next chooser sees it in the store; its ``claim`` callback
+(the machine-wide claims of `supervisor.port_claims`) keeps other homes and users off it too. The port is not
+held open: something outside the supervisor may still bind it later, and the engine reports that at start
 (`port_holder` names the process).
 """
 
@@ -13,7 +15,8 @@ import builtins
 import contextlib
 import errno
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +30,7 @@ __all__ = [
     "PORT_RANGE_END",
     "PORT_RANGE_START",
     "InstanceSource",
+    "PortRange",
     "allocate_port",
     "holder_pid",
     "port_holder",
@@ -38,6 +42,29 @@ PORT_RANGE_START = 43000
 PORT_RANGE_END = 43999
 
 _IPV4_LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    """The ports instances are given, both ends included."""
+
+    first: int = PORT_RANGE_START
+    last: int = PORT_RANGE_END
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.first <= self.last <= 65535:
+            raise ValueError(f"port range {self.first}-{self.last} must lie in 1-65535, first <= last")
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.first <= port <= self.last
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
 _IPV6_LOOPBACK = "::1"
 
 
@@ -95,32 +122,56 @@ def allocate_port(
     host: str = _IPV4_LOOPBACK,
     start: int = PORT_RANGE_START,
     end: int = PORT_RANGE_END,
+    claim: Callable[[int], bool] | None = None,
+    release: Callable[[int], None] | None = None,
 ) -> int:
-    """The first port in ``start..end`` that no instance in ``existing`` uses and nothing has bound.
+    """The first port in ``start..end`` that no instance in ``existing`` uses, nothing has bound and
+    ``claim`` (when given) secures; a claimed port found bound is given back through ``release``.
 
     Raises `PortsExhausted` naming the range. Call it inside `port_reservation` when the result will be
     saved; on its own it only answers "which port is free right now".
     """
     used = {inst.port for inst in existing}
     for port in range(start, end + 1):
-        if port not in used and not port_in_use(port, host):
+        if port in used or (claim is not None and not claim(port)):
+            continue
+        if not port_in_use(port, host):
             return port
+        if release is not None:
+            release(port)
     raise PortsExhausted(
-        f"no free port in {start}-{end}: every port is used by an instance or bound by another process"
+        f"no free port in {start}-{end}: every port is used by an instance, claimed by another home or bound"
+        " by another process"
     )
 
 
 @contextlib.contextmanager
-def port_reservation(store: InstanceSource, *, host: str = _IPV4_LOOPBACK) -> Iterator[int]:
-    """Choose a free port for a new instance and keep it reserved until the block ends.
+def port_reservation(
+    store: InstanceSource,
+    *,
+    host: str = _IPV4_LOOPBACK,
+    span: PortRange = PortRange(),
+    claim: Callable[[int], bool] | None = None,
+    release: Callable[[int], None] | None = None,
+) -> Iterator[int]:
+    """Choose a free port in ``span`` for a new instance and keep it reserved until the block ends.
 
     The store-wide lock (``Store.lock()``) is held for the whole block, across threads and processes.
     The contract: save the instance that uses the port (``Store.create``/``Store.save``) *inside* the block;
-    the next reservation then sees it. Leaving the block without saving releases the port. Do not take the
-    store-wide lock again inside the block: ``flock`` would wait for itself.
+    the next reservation then sees it. Leaving the block without saving frees the port in the store; leaving
+    it by an exception also gives back what ``claim`` took (``release``). Do not take the store-wide lock
+    again inside the block: ``flock`` would wait for itself.
     """
     with locked(store.lock()):
-        yield allocate_port(store.list(), host=host)
+        port = allocate_port(
+            store.list(), host=host, start=span.first, end=span.last, claim=claim, release=release
+        )
+        try:
+            yield port
+        except BaseException:
+            if release is not None:
+                release(port)
+            raise
 
 
 def holder_pid(port: int) -> int | None:

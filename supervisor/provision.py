@@ -53,7 +53,8 @@ from supervisor.models import (
 )
 from supervisor.paths import Home
 from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
-from supervisor.ports import port_reservation
+from supervisor.port_claims import ClaimRegistry, PortOwner
+from supervisor.ports import PortRange, port_reservation
 from supervisor.store import TOKEN_FILE, Store
 from supervisor.trash import Trash, TrashEntry
 
@@ -142,6 +143,7 @@ class Provisioner:
         frameworks: Mapping[str, FrameworkSpec] | None = None,
         personas: PersonaCatalog | None = None,
         eyrie_url: str = "",
+        claims: ClaimRegistry | None = None,
     ) -> None:
         self.store = store
         self.home = home
@@ -150,6 +152,9 @@ class Provisioner:
         )
         self._personas = personas
         self.eyrie_url = eyrie_url
+        self.claims = claims if claims is not None else ClaimRegistry()
+        self.ports = PortRange()
+        """The range new instances get ports from (the fleet file's ``daemon.ports``)."""
 
     @property
     def personas(self) -> PersonaCatalog:
@@ -168,9 +173,10 @@ class Provisioner:
         spec = self._validate(request, spec)
         if persona is None and request.persona_id:
             persona = self.personas.get(request.persona_id)
+        instance_id = new_instance_id()
         try:
-            with port_reservation(self.store) as port:
-                inst = self._provision_locked(request, persona, spec, port)
+            with self._reservation(instance_id) as port:
+                inst = self._provision_locked(request, persona, spec, port, instance_id)
         except OSError as exc:  # the store lock or the store directory itself cannot be used
             where = f" ({exc.filename})" if exc.filename else ""
             raise ProvisionError(
@@ -185,14 +191,33 @@ class Provisioner:
         )
         return inst
 
+    def port_owner(self, instance_id: str) -> PortOwner:
+        """Whose a port claim of this instance is."""
+        return PortOwner.of(self.home.root, self.store.dir(instance_id), instance_id)
+
+    def _reservation(self, instance_id: str) -> contextlib.AbstractContextManager[int]:
+        """A port in `ports` for ``instance_id``, reserved in the store and claimed machine-wide."""
+        owner = self.port_owner(instance_id)
+        return port_reservation(
+            self.store,
+            span=self.ports,
+            claim=lambda port: self.claims.claim(port, owner) is None,
+            release=lambda port: self.claims.release(port, owner),
+        )
+
     def _provision_locked(
-        self, request: CreateRequest, persona: Persona | None, spec: FrameworkSpec, port: int
+        self,
+        request: CreateRequest,
+        persona: Persona | None,
+        spec: FrameworkSpec,
+        port: int,
+        instance_id: str,
     ) -> Instance:
         self._clear_staging()
         if self.store.name_exists(request.name):
             raise NameExists(f"instance name {request.name!r} already exists")
         try:
-            plan = self._plan(request, persona, spec, port)
+            plan = self._plan(request, persona, spec, port, instance_id)
         except EyrieError:
             raise
         except Exception as exc:
@@ -227,8 +252,14 @@ class Provisioner:
         except OSError as exc:
             raise ProvisionError(f"cannot clear {staging}: {exc.strerror or exc}") from exc
 
-    def _plan(self, request: CreateRequest, persona: Persona | None, spec: FrameworkSpec, port: int) -> _Plan:
-        instance_id = new_instance_id()
+    def _plan(
+        self,
+        request: CreateRequest,
+        persona: Persona | None,
+        spec: FrameworkSpec,
+        port: int,
+        instance_id: str,
+    ) -> _Plan:
         final = self.store.dir(instance_id)
         workspace = final / "workspace"
         config_path = final / spec.config_file
@@ -422,6 +453,7 @@ class Provisioner:
     ) -> TrashEntry | None:
         """Remove an instance from the store, freeing its name and port. Its directory moves to the trash
         (the entry is returned, ``declaration`` kept with it for a restore), or with ``purge`` is deleted."""
+        self._release_port(instance_id)
         if purge:
             self.store.delete(instance_id)
             log.info("instance_purged", instance=name, instance_id=instance_id)
@@ -432,3 +464,32 @@ class Provisioner:
             except EyrieError:  # unreadable: it still goes to the trash, which says whether it exists
                 name = "unreadable"
         return Trash(self.home).move_in(instance_id, name=name, declaration=declaration)
+
+    def _release_port(self, instance_id: str) -> None:
+        """Give back the machine-wide claim on the instance's port (a foreign or missing claim stays)."""
+        try:
+            port = self.store.get(instance_id).port
+        except EyrieError:
+            return
+        if port:
+            self.claims.release(port, self.port_owner(instance_id))
+
+    def move_port(self, instance_id: str, *, persona: Persona | None = None) -> Instance:
+        """Give the instance another free port in `ports`: claim it, re-render the config for it, record it in
+        ``instance.json`` (with the new config hash), and give back the old port's claim."""
+        owner = self.port_owner(instance_id)
+        with self._reservation(instance_id) as port:
+            inst = self.store.get(instance_id)
+            old = inst.port
+            inst.port = port
+            config_hash = self.rerender(inst, persona=persona)
+
+            def moved(i: Instance) -> None:
+                i.port = port
+                i.config_hash = config_hash
+
+            inst = self.store.update(instance_id, moved)
+        if old and old != port:
+            self.claims.release(old, owner)
+        log.info("instance_port_moved", instance=inst.name, instance_id=instance_id, old_port=old, port=port)
+        return inst

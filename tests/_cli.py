@@ -33,15 +33,19 @@ def eyriectl(
 
 
 def eyriectl_many(
-    home: Path, calls: Sequence[Sequence[str]], *, prefix: Sequence[str] = (), timeout: float = 60
+    home: Path,
+    calls: Sequence[Sequence[str]],
+    *,
+    program: Sequence[str] = (str(EYRIECTL),),
+    timeout: float = 60,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Independent invocations at once (each is a fresh interpreter, so this saves most of their start-up).
 
-    ``prefix`` goes before ``eyriectl`` (e.g. a ``setpriv`` command line).
+    ``program`` is the command line that runs ``eyriectl`` (e.g. one that runs it as another user).
     """
     procs = [
         subprocess.Popen(
-            [*prefix, str(EYRIECTL), "--home", str(home), *args],
+            [*program, "--home", str(home), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

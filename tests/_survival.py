@@ -30,8 +30,8 @@ defaults:
   health: {interval: 500ms, timeout: 1s, failure_threshold: 3, start_timeout: 15s}
   stop_timeout: 5s
 """
-"""Fast, and forgiving: an agent that cannot bind its port because another test session on the machine holds
-it (every home allocates from 43000) keeps retrying instead of ending in ``error``."""
+"""Fast, and forgiving: many retries and a short cooldown, so an agent a test keeps failing is retried instead
+of ending in ``error``."""
 MARKER = "EYRIE_INSTANCE_ID"
 
 

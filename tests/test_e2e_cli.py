@@ -22,6 +22,7 @@ from supervisor.provision import Provisioner
 from supervisor.store import Store
 from tests._cli import eyriectl, eyriectl_many, ok, ps
 from tests._daemon import DaemonProcess, embedded, fleet_yaml, pid_alive
+from tests._other_user import eyriectl_as_nobody
 
 GENERAL = {
     "chief": ("commander", "", ""),
@@ -31,7 +32,6 @@ GENERAL = {
     "research-hand": ("talon", "research", "research-lead"),
 }
 PS_KEYS = ("name", "id", "framework", "status", "pid", "port", "restart_count", "health_status", "flags")
-NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
 @contextlib.contextmanager
@@ -218,19 +218,29 @@ class TestInitFleet:
         assert real.returncode == 1 and f"(pid {general.proc.pid}); stop it before migrating" in real.stderr
 
 
+@pytest.fixture(scope="module")
+def nobody_eyriectl() -> Iterator[tuple[str, ...]]:
+    """``eyriectl`` as user nobody, from wherever nobody can reach it."""
+    with eyriectl_as_nobody() as argv:
+        yield argv
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="running a client as nobody needs root"
 )
 class TestOwnerOnlySocket:
-    def test_other_user_is_refused(self, general: DaemonProcess) -> None:
+    def test_other_user_is_refused(self, general: DaemonProcess, nobody_eyriectl: tuple[str, ...]) -> None:
         """A client run as nobody is refused by the socket's modes: exit 1, and nothing happens."""
-        results = eyriectl_many(general.home, [["status"], ["stop", "--all"]], prefix=NOBODY)
+        calls = [["status"], ["stop", "--all"]]
+        results = eyriectl_many(general.home, calls, program=nobody_eyriectl)
         for result in results:
             assert result.returncode == 1, result
             assert f"permission denied on {general.home}/run/eyried.sock" in result.stderr
         assert _pids(general).keys() == GENERAL.keys()
 
-    def test_other_user_is_refused_with_loosened_modes(self, general: DaemonProcess) -> None:
+    def test_other_user_is_refused_with_loosened_modes(
+        self, general: DaemonProcess, nobody_eyriectl: tuple[str, ...]
+    ) -> None:
         """With the socket opened to everyone, the daemon's peer-uid check still refuses nobody."""
         run_dir, sock = general.home / "run", general.home / "run" / "eyried.sock"
         modes = {path: path.stat().st_mode & 0o777 for path in (general.home, run_dir, sock)}
@@ -238,7 +248,7 @@ class TestOwnerOnlySocket:
             general.home.chmod(0o755)
             run_dir.chmod(0o755)
             sock.chmod(0o666)
-            results = eyriectl_many(general.home, [["status"], ["stop", "--all"]], prefix=NOBODY)
+            results = eyriectl_many(general.home, [["status"], ["stop", "--all"]], program=nobody_eyriectl)
         finally:
             for path, mode in modes.items():
                 path.chmod(mode)

@@ -13,6 +13,7 @@ import pytest
 from supervisor.engine import Engine, InstanceRuntime, procfs, spawn
 from supervisor.models import Instance, InstanceStatus
 from supervisor.paths import Home
+from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
 from supervisor.testing import (
     faulty,
@@ -217,7 +218,7 @@ class TestDesiredStateAndBoot:
     async def test_backoff_recorded_before_a_restart_resumes(self, store: Store) -> None:
         """An instance waiting out a backoff when the engine went away keeps its restart count and retries."""
         rt = make_runtime(store, "resumes", faulty("--crash-on-start", "1"))
-        engine = Engine(store)
+        engine = Engine(store, claims=ClaimRegistry(store.root.parent / "port-claims"))
         async with anyio.create_task_group() as tg:
             await tg.start(engine.run)
             await engine.add(rt)

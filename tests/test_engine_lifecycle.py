@@ -19,6 +19,7 @@ from supervisor.errors import NameExists, NotFound
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import HealthStatus, Instance, InstanceStatus
 from supervisor.paths import Home
+from supervisor.port_claims import ClaimRegistry
 from supervisor.ports import port_in_use
 from supervisor.store import Store
 from supervisor.testing import (
@@ -394,7 +395,7 @@ class TestShutdown:
             make_runtime(store, f"stubborn-{n}", faulty("--ignore-sigterm"), stop_timeout=1.0)
             for n in range(4)
         ]
-        engine = Engine(store)
+        engine = Engine(store, claims=ClaimRegistry(store.root.parent / "port-claims"))
         async with anyio.create_task_group() as tg:
             await tg.start(engine.run)
             for rt in runtimes:

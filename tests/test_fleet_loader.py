@@ -25,6 +25,7 @@ from supervisor.fleet import (
     parse_fleet,
 )
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
+from supervisor.fleet.sections import PortSettings
 from supervisor.frameworks.spec import Probe
 from supervisor.models import HierarchyRole
 
@@ -122,6 +123,7 @@ class TestLoadFleet:
             FleetFile,
             DaemonSettings,
             ControlTCP,
+            PortSettings,
             Defaults,
             RestartPolicy,
             HealthPolicy,

@@ -39,6 +39,7 @@ from supervisor.frameworks.spec import FrameworkSpec
 from supervisor.models import SCHEMA_VERSION, CreateRequest, HierarchyRole, InstanceStatus
 from supervisor.paths import Home
 from supervisor.personas import Persona, PersonaCatalog
+from supervisor.port_claims import ClaimRegistry
 from supervisor.provision import Provisioner, identity_templates
 from supervisor.store import Store
 
@@ -49,8 +50,14 @@ def store(home: Home) -> Store:
 
 
 @pytest.fixture
-def provisioner(store: Store, home: Home) -> Provisioner:
-    return Provisioner(store, home)
+def provisioner(store: Store, home: Home, tmp_path: Path) -> Provisioner:
+    """A provisioner with claims of its own, so a test can read them; ports are still checked machine-wide
+    by binding, so no test assumes it owns a port."""
+    return Provisioner(store, home, claims=ClaimRegistry(tmp_path / "port-claims"))
+
+
+def _claimed(provisioner: Provisioner) -> list[int]:
+    return [claim.port for claim in provisioner.claims.claims()]
 
 
 def _req(name: str = "strategist-sarah", framework: str = "embedded", **kw: Any) -> CreateRequest:
@@ -144,9 +151,10 @@ class TestProvision:
         assert saved.model == "gpt-5"
 
     def test_ports_distinct(self, provisioner: Provisioner) -> None:
-        """Each instance gets its own port from the instance range, the first free one first."""
+        """Each instance gets its own port from the instance range, each claimed."""
         ports = [provisioner.provision(_req(f"agent-{i}")).port for i in range(3)]
-        assert ports == [43000, 43001, 43002]
+        assert len(set(ports)) == 3 and all(43000 <= port <= 43999 for port in ports)
+        assert _claimed(provisioner) == sorted(ports)
 
     def test_concurrent_threads(self, provisioner: Provisioner, store: Store) -> None:
         """Provisioning from several threads at once gives distinct ports and loses no instance."""
@@ -443,8 +451,9 @@ class TestRollback:
         with pytest.raises(error):
             provisioner.provision(_req())
         _assert_nothing_left(store)
+        assert _claimed(provisioner) == []
         monkeypatch.undo()
-        assert provisioner.provision(_req()).port == 43000
+        assert [provisioner.provision(_req()).port] == _claimed(provisioner)
 
     def test_store_save_fails(
         self, provisioner: Provisioner, store: Store, monkeypatch: pytest.MonkeyPatch
@@ -481,7 +490,8 @@ class TestRollback:
             with pytest.raises(ProvisionError, match="create directories"):
                 provisioner.provision(_req())
             assert sorted(p.name for p in store.root.iterdir()) == [".lock"]
-        assert provisioner.provision(_req()).port == 43000
+        assert _claimed(provisioner) == []
+        assert [provisioner.provision(_req()).port] == _claimed(provisioner)
 
     def test_store_lock_unusable(self, provisioner: Provisioner, store: Store) -> None:
         """A store lock that cannot be opened is a ProvisionError naming it, with nothing written."""
@@ -503,7 +513,7 @@ class TestRollback:
         """A stray file where the staging directory goes is cleared, not a crash."""
         store.lock()
         (store.root / ".staging").write_text("junk")
-        assert provisioner.provision(_req()).port == 43000
+        assert [provisioner.provision(_req()).port] == _claimed(provisioner)
 
 
 class TestRerender:

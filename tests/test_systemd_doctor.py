@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.port_claims import CLAIMS_DIR_VAR, ClaimRegistry, PortOwner
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
 from supervisor.systemd.doctor import Check, run_checks
 from supervisor.systemd.install import install
@@ -178,3 +179,40 @@ class TestWithoutManager:
         assert "XDG_RUNTIME_DIR" in named["systemd"].fix
         assert "enabled" not in named
         assert not named["daemon"].ok
+
+
+class TestPortClaims:
+    @staticmethod
+    def _checks(tmp_path: Path, stand_in: Path) -> dict[str, Check]:
+        runtime = tmp_path / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(runtime)}
+        return _by_name(run_checks(tmp_path / "eyrie", env, eyried_path=stand_in))
+
+    def test_unusable_claims_directory_says_what_to_do(
+        self, tmp_path: Path, stand_in: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A file where the claims directory goes fails the check; the fix is chmod 1777 or the setting."""
+        (tmp_path / "claims").write_text("")
+        monkeypatch.setenv(CLAIMS_DIR_VAR, str(tmp_path / "claims"))
+        check = self._checks(tmp_path, stand_in)["port claims"]
+        assert not check.ok and "not a directory" in check.detail
+        assert "chmod 1777" in check.fix and CLAIMS_DIR_VAR in check.fix
+
+    def test_claims_of_other_homes_count_against_the_range(
+        self, tmp_path: Path, stand_in: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ports another home claims are counted as taken in the fleet file's own range."""
+        monkeypatch.setenv(CLAIMS_DIR_VAR, str(tmp_path / "claims"))
+        (tmp_path / "eyrie").mkdir()
+        (tmp_path / "eyrie" / "fleet.yaml").write_text(
+            "version: 1\ndaemon:\n  ports: {first: 44100, last: 44119}\ninstances: []\n"
+        )
+        other = tmp_path / "other"
+        registry = ClaimRegistry()
+        for port in (44100, 44101, 45000):
+            registry.claim(port, PortOwner.of(other, other / "instances" / f"i{port}", f"i{port}"))
+        named = self._checks(tmp_path, stand_in)
+        claims = named["port claims"]
+        assert claims.ok and "0 ports claimed by this home, 3 by others" in claims.detail
+        assert named["ports"].detail.startswith("18 of 20 ports free in 44100-44119")

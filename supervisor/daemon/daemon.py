@@ -32,6 +32,7 @@ from supervisor.daemon.lock import DaemonLock
 from supervisor.daemon.metrics import render_metrics
 from supervisor.daemon.outcome import Outcome, Reexec, Stopped
 from supervisor.daemon.reconciler import Reconciler
+from supervisor.daemon.relocation import PortRelocator
 from supervisor.daemon.views import status_summary
 from supervisor.engine import Engine
 from supervisor.engine.events import Event
@@ -75,8 +76,14 @@ class Daemon:
         self.last_reload: ReloadResult | None = None
         self.reexecuted_at = reexecuted_at
         self.provisioner = Provisioner(self.store, home)
-        self.engine = Engine(self.store, boot_id=current_boot_id(), on_event=self._on_event)
+        self.engine = Engine(
+            self.store,
+            boot_id=current_boot_id(),
+            on_event=self._on_event,
+            relocate=lambda rt, holder: self.relocator(rt, holder),
+        )
         self.reconciler = Reconciler(self.fleet_path, self.store, self.provisioner, self.engine)
+        self.relocator = PortRelocator(self.provisioner, self.reconciler)
         self.inventory = Inventory(self.reconciler, self.engine, self.store, self.provisioner)
         self._lock = anyio.Lock()  # one fleet change at a time
         self._summary = ""

@@ -146,6 +146,7 @@ class Reconciler:
         old, self.fleet = self.fleet, new
         failed = self.errors()
         retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
+        self._provisioner.ports = new.daemon.ports.span()
         stored: dict[str, Instance] = {}
         if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
             stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}

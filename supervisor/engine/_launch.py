@@ -18,11 +18,12 @@ from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import AdoptedProcess, ProcessHandle, spawn
 from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
-from supervisor.errors import StartFailed
+from supervisor.errors import EyrieError, PortClaimsUnusable, StartFailed
 from supervisor.models import Instance, utcnow
+from supervisor.port_claims import PortOwner
 from supervisor.ports import holder_pid, port_holder, port_in_use
 
-__all__ = ["adopt", "check_port", "child_env", "spawn_child", "spawned_fields"]
+__all__ = ["adopt", "check_port", "child_env", "relocate", "spawn_child", "spawned_fields"]
 
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
@@ -47,19 +48,57 @@ def child_env(rt: InstanceRuntime) -> dict[str, str]:
 
 async def check_port(
     rt: InstanceRuntime, services: Services, sweep: Callable[[], Awaitable[None]], log: Any
-) -> None:
-    """Refuse to spawn onto a port a stranger holds; clear our own leftovers (``sweep``) off it first."""
+) -> str | None:
+    """Who keeps this instance off its port: None when it may bind it, else the holder, named.
+
+    The port is claimed machine-wide for the instance first (a claim of another home or user makes it
+    held); then our own leftovers are cleared off it (``sweep``), and anything still bound there is a
+    stranger."""
     port = rt.port
-    if not port or not port_in_use(port):
-        return
+    if not port:
+        return None
+    claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
+    if claimed is not None:
+        return claimed
+    if not port_in_use(port):
+        return None
     pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
     if pid is not None and procfs.read_marker(pid) == rt.instance_id:
         log.warning("port_held_by_leftover", port=port, holder=pid)
         await sweep()
         if not port_in_use(port):
-            return
+            return None
     holder = await anyio.to_thread.run_sync(port_holder, port, limiter=services.threads)
-    raise StartFailed(f"port {port} is held by {holder or 'another process'}")
+    return holder or "another process"
+
+
+def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
+    """Claim the port for this instance (instances made before claims existed get theirs here); the
+    holder's description when another home or user has it. An unusable claims directory is logged and
+    leaves only the bind check."""
+    store = services.store
+    owner = PortOwner.of(store.root.parent, store.dir(rt.instance_id), rt.instance_id)
+    try:
+        found = services.claims.claim(rt.port, owner)
+    except PortClaimsUnusable as exc:
+        log.warning("port_claims_unusable", error=str(exc))
+        return None
+    return None if found is None else f"a claim of {found.describe()}"
+
+
+async def relocate(rt: InstanceRuntime, holder: str, services: Services) -> InstanceRuntime:
+    """The runtime to start with instead, on another port; `StartFailed` naming the holder when the
+    instance may not move (no relocator, a pinned port, ``on_conflict: fail``) or cannot."""
+    held = f"port {rt.port} is held by {holder}"
+    if services.relocate is None:
+        raise StartFailed(held)
+    try:
+        moved = await services.relocate(rt, holder)
+    except EyrieError as exc:
+        raise StartFailed(f"{held}, and moving to another port failed: {exc}") from exc
+    if moved is None:
+        raise StartFailed(held)
+    return moved
 
 
 async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog, log: Any) -> ProcessHandle:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
 
 from supervisor.engine.events import Event
+from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
+from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
 
-__all__ = ["Crowd", "Services"]
+__all__ = ["Crowd", "Relocator", "Services"]
+
+Relocator = Callable[[InstanceRuntime, str], Awaitable[InstanceRuntime | None]]
+"""Moves an instance whose port a stranger holds (named by the ``str``) to a free port: its runtime on the new
+port (config re-rendered, ``instance.json`` updated), or None when it must not move."""
 
 
 @dataclass(slots=True)
@@ -47,3 +53,5 @@ class Services:
     spawning: Crowd  # fork/exec
     writing: Crowd  # instance.json writes
     emit: Callable[[Event], None]
+    claims: ClaimRegistry  # machine-wide port claims
+    relocate: Relocator | None = None

@@ -19,7 +19,7 @@ import structlog
 
 from supervisor.engine import procfs
 from supervisor.engine._announce import announce
-from supervisor.engine._launch import adopt, check_port, spawn_child, spawned_fields
+from supervisor.engine._launch import adopt, check_port, relocate, spawn_child, spawned_fields
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
@@ -367,10 +367,23 @@ class Actor:
         return _Outcome(exit=status, failed=status.failed, reason=status.describe())
 
     async def _launch(self) -> ProcessHandle:
-        await check_port(self.runtime, self.services, self._sweep_port_holders, self.log)
+        holder = await check_port(self.runtime, self.services, self._sweep_port_holders, self.log)
+        if holder is not None:
+            await self._move_port(holder)
         proc = await spawn_child(self.runtime, self.services, self.logs, self.log)
         self._spawned_at = anyio.current_time()
         return proc
+
+    async def _move_port(self, holder: str) -> None:
+        """Start on another port, since ``holder`` keeps this one; the record and an event say so."""
+        old = self.runtime.port
+        self.runtime = await relocate(self.runtime, holder, self.services)
+        self.inst.port = self.runtime.port
+        self.inst.config_hash = self.runtime.config_hash
+        detail = f"port {old} is held by {holder}: moved to port {self.runtime.port}"
+        status = self.inst.status
+        self._emit("port_moved", status, status, detail, old_port=old, port=self.runtime.port, holder=holder)
+        await self.persist()
 
     async def set_health(self, status: HealthStatus, detail: str) -> None:
         self.inst.health_status = status

@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from supervisor.engine._services import Relocator
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
@@ -27,6 +28,7 @@ from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
 from supervisor.errors import NameExists, NotFound
 from supervisor.models import Instance
+from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
 
 __all__ = ["Engine"]
@@ -44,7 +46,9 @@ class Engine:
     transition and health change. ``boot_id`` defaults to this machine's; another value simulates a reboot.
     ``log_check_interval``: seconds between log size checks; ``threads``: worker threads for blocking calls
     (state writes, spawns, /proc scans); ``sweep_delay``: how long leftovers of a crashed process may wait
-    to be ended when nothing suggests they exist (its process group is empty).
+    to be ended when nothing suggests they exist (its process group is empty). ``claims``: the machine-wide
+    port claims (every spawn claims its port there); ``relocate``: what moves an instance whose port a
+    stranger holds (without it, such a start fails).
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class Engine:
         log_check_interval: float = 1.0,
         threads: int = 8,
         sweep_delay: float = 2.0,
+        claims: ClaimRegistry | None = None,
+        relocate: Relocator | None = None,
     ) -> None:
         self.store = store
         self.boot_id = boot_id if boot_id is not None else current_boot_id()
@@ -63,6 +69,8 @@ class Engine:
         self._log_check_interval = log_check_interval
         self._threads = threads
         self._sweep_delay = sweep_delay
+        self._claims = claims if claims is not None else ClaimRegistry()
+        self._relocate = relocate
         self._sweep_pending: set[str] = set()
         self._sweep_wanted: anyio.Event | None = None
         self._sweep_urgent: anyio.Event | None = None
@@ -97,6 +105,8 @@ class Engine:
                     spawning=Crowd(size=1),
                     writing=Crowd(size=4),
                     emit=self._emit,
+                    claims=self._claims,
+                    relocate=self._relocate,
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
                 tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")

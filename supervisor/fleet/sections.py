@@ -18,6 +18,7 @@ from supervisor.frameworks.spec import MAX_STOP_TIMEOUT, Probe
 from supervisor.models import HierarchyRole, check_name, duration_within
 from supervisor.paths import ID_PATTERN
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
 
 __all__ = [
     "TRASH_RETENTION",
@@ -28,6 +29,7 @@ __all__ = [
     "HealthOverride",
     "InstanceDecl",
     "LogOverride",
+    "PortSettings",
     "RestartOverride",
     "Section",
 ]
@@ -76,6 +78,24 @@ TRASH_RETENTION = 30 * 86400.0
 """Seconds a removed instance stays in the trash unless the fleet file says otherwise: 30 days."""
 
 
+class PortSettings(Section):
+    """Where instance ports come from, and what happens when a stranger holds one at start: ``move`` the
+    instance to a free port (config re-rendered), or ``fail`` its start."""
+
+    first: int = Field(default=PORT_RANGE_START, ge=1024, le=65535)
+    last: int = Field(default=PORT_RANGE_END, ge=1024, le=65535)
+    on_conflict: Literal["move", "fail"] = "move"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortSettings:
+        if self.first > self.last:
+            raise ValueError(f"first ({self.first}) is above last ({self.last})")
+        return self
+
+    def span(self) -> PortRange:
+        return PortRange(self.first, self.last)
+
+
 class DaemonSettings(Section):
     """Settings of eyried itself."""
 
@@ -83,6 +103,7 @@ class DaemonSettings(Section):
     control_tcp: NoneIsEmpty[ControlTCP] = ControlTCP()
     trash_retention: FleetDuration = TRASH_RETENTION
     """How long a removed instance's directory stays in ``removed/`` before the daemon deletes it."""
+    ports: NoneIsEmpty[PortSettings] = PortSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -179,6 +200,8 @@ class InstanceDecl(Section):
     parent: NoneIsEmpty[str] = ""
     model: NoneIsEmpty[str] = ""
     autostart: bool = True
+    pin_port: bool = False
+    """Keep this instance's port: a stranger holding it fails the start instead of moving the instance."""
     env: NoneIsEmpty[Env] = Field(default_factory=dict)
     # framework keys, per instance
     command: list[str] | None = None

@@ -8,6 +8,7 @@ from supervisor.errors import EyrieError
 from supervisor.fleet import load_fleet
 from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.paths import Home
+from supervisor.ports import PortRange
 
 __all__ = ["FleetFacts", "fleet_facts"]
 
@@ -31,6 +32,8 @@ class FleetFacts:
     programs: list[Program] = field(default_factory=list)
     error: str = ""
     """Why the fleet file could not be read ("" when it could, or does not exist)."""
+    ports: PortRange = field(default_factory=PortRange)
+    """The range instance ports come from (``daemon.ports``)."""
 
 
 def _builtin_longest() -> float:
@@ -51,8 +54,11 @@ def fleet_facts(home: Home) -> FleetFacts:
             error=str(exc),
         )
     resolved = fleet.resolve_all()
+    span = fleet.daemon.ports.span()
     if not resolved:
-        return FleetFacts(_builtin_longest(), f"{path} declares no instances: the longest built-in one")
+        return FleetFacts(
+            _builtin_longest(), f"{path} declares no instances: the longest built-in one", ports=span
+        )
     counts: dict[tuple[str, str], int] = {}
     for inst in resolved.values():
         key = (inst.framework, inst.spec.command[0])
@@ -62,4 +68,5 @@ def fleet_facts(home: Home) -> FleetFacts:
         source=f"the longest stop timeout of the {len(resolved)} instances in {path}",
         instances=len(resolved),
         programs=[Program(fw, prog, n) for (fw, prog), n in sorted(counts.items())],
+        ports=span,
     )

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from supervisor.errors import UnitValueError
+from supervisor.errors import PortClaimsUnusable, UnitValueError
 from supervisor.paths import Home
-from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
+from supervisor.port_claims import CLAIMS_DIR_VAR, Claim, ClaimRegistry
+from supervisor.ports import PortRange
 from supervisor.store import Store
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
@@ -62,7 +63,8 @@ def run_checks(
         checks += _unit(home, name, environ, eyried_path, reachable=manager.ok)
         checks.append(_daemon(the_home, name, environ, reachable=manager.ok))
     checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
-    checks.append(_ports(the_home))
+    checks.append(_port_claims(the_home, ClaimRegistry()))
+    checks.append(_ports(the_home, facts.ports, ClaimRegistry()))
     return checks
 
 
@@ -280,20 +282,48 @@ def _program(program: Program, path: str, where: str) -> Check:
     )
 
 
-def _ports(home: Home) -> Check:
-    span = range(PORT_RANGE_START, PORT_RANGE_END + 1)
+def _port_claims(home: Home, registry: ClaimRegistry) -> Check:
+    """The machine-wide claims directory: usable, and how many ports this home and others claim in it."""
+    try:
+        registry.ensure()
+    except PortClaimsUnusable as exc:
+        return Check(
+            "port claims",
+            False,
+            str(exc),
+            f"make {registry.root} a directory of mode 1777 (sudo chmod 1777 {registry.root}), or set"
+            f" {CLAIMS_DIR_VAR} for every eyried on this machine to one shared directory",
+        )
+    claims = registry.claims()
+    ours = sum(1 for claim in claims if _home_owns(home, claim))
+    detail = f"{registry.root}: {ours} ports claimed by this home, {len(claims) - ours} by others"
+    return Check("port claims", True, detail)
+
+
+def _home_owns(home: Home, claim: Claim) -> bool:
+    return claim.owner is not None and claim.owner.home == os.path.abspath(home.root)
+
+
+def _ports(home: Home, span: PortRange, registry: ClaimRegistry) -> Check:
     bound = {
         conn.laddr.port
         for conn in psutil.net_connections(kind="inet")
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in span
     }
     ours = {inst.port for inst in Store(home).list() if inst.port in span}
+    with contextlib.suppress(PortClaimsUnusable, OSError):
+        bound |= {c.port for c in registry.claims() if c.port in span and not _home_owns(home, c)}
     strangers = bound - ours
     free = len(span) - len(strangers | ours)
     detail = (
-        f"{free} of {len(span)} ports free in {PORT_RANGE_START}-{PORT_RANGE_END}"
-        f" ({len(ours)} assigned to instances, {len(strangers)} held by other programs)"
+        f"{free} of {len(span)} ports free in {span}"
+        f" ({len(ours)} assigned to instances, {len(strangers)} held or claimed by others)"
     )
     if free >= MIN_FREE_PORTS:
         return Check("ports", True, detail)
-    return Check("ports", False, detail, "remove unused instances, or stop what listens in that range")
+    return Check(
+        "ports",
+        False,
+        detail,
+        "remove unused instances, stop what listens in that range, or widen daemon.ports in fleet.yaml",
+    )

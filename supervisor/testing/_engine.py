@@ -12,6 +12,7 @@ from supervisor.engine import Engine, Event, InstanceRuntime
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus, new_instance_id, utcnow
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
 from supervisor.testing._processes import free_port
 from supervisor.testing._waiting import wait_for
@@ -131,7 +132,11 @@ async def wait_instance(
 
 @contextlib.asynccontextmanager
 async def running_engine(store: Store, **options: Any) -> AsyncIterator[Engine]:
-    """An `Engine` running in its own task group; shut down (every process stopped) however the block ends."""
+    """An `Engine` running in its own task group; shut down (every process stopped) however the block ends.
+
+    Its port claims live beside the store unless ``claims`` is given, so a test's ports (often ephemeral
+    ones) leave nothing in the machine-wide directory; ports are still checked machine-wide by binding."""
+    options.setdefault("claims", ClaimRegistry(store.root.parent / "port-claims"))
     engine = Engine(store, **options)
     async with anyio.create_task_group() as tg:
         await tg.start(engine.run)
