@@ -23,6 +23,7 @@ import structlog
 
 from supervisor._fs import atomic_write, fsync_dir, locked, write_new
 from supervisor._resources import data_dir
+from supervisor._safe_read import read_bytes
 from supervisor.errors import (
     EyrieError,
     NameExists,
@@ -64,6 +65,7 @@ _REMOVED = "removed"
 _DIR_MODE = 0o700
 _IDENTITY_MODE = 0o644
 _SECRET_MODE = 0o600
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 log = structlog.get_logger("supervisor.provision")
 
@@ -369,14 +371,15 @@ class Provisioner:
         return sha256_text(text)
 
     def config_hash(self, instance: Instance) -> str:
-        """sha256 of the framework config as it is on disk; ``""`` when the file does not exist."""
+        """sha256 of the framework config as it is on disk; ``""`` when there is no such regular file."""
         path = _config_path(instance)
         if path is None:
             return ""
         try:
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-        except FileNotFoundError:
+            text = read_bytes(path, limit=_MAX_CONFIG_BYTES, follow_symlinks=False)
+        except OSError:  # missing, or planted as a FIFO, device, symlink or huge file: not our config
             return ""
+        return hashlib.sha256(text).hexdigest()
 
     def deprovision(self, instance_id: str, *, keep_files: bool) -> Path | None:
         """Remove an instance from the store. Its directory is deleted, or with ``keep_files`` moved to

@@ -155,10 +155,10 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     recent_events = EventHistory(history)
 
     async def list_instances(request: Request) -> Response:
-        return _models(target.list_instances())
+        return _models(await target.list_instances())
 
     async def get_instance(request: Request) -> Response:
-        return _model(target.get_instance(request.path_params["ref"]))
+        return _model(await target.get_instance(request.path_params["ref"]))
 
     async def create_instance(request: Request) -> Response:
         return _model(await target.create_instance(await _add_request(request)), status=201)
@@ -202,7 +202,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(target.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await target.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

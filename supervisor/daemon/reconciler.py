@@ -18,9 +18,10 @@ import structlog
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
-from supervisor.errors import EyrieError, NotFound
+from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, diff_fleets, load_fleet
 from supervisor.models import CreateRequest, Instance, utcnow
+from supervisor.store import NameIndex
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -126,18 +127,18 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         self.fleet = new
-        stored: dict[str, Instance] = {}
+        index = NameIndex({}, {})
         if diff.added or diff.process_changed:  # a no-change reload reads no instance file
-            stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
+            index = await anyio.to_thread.run_sync(self._store.index)
         for name in diff.removed:
             await self.drop(name, keep_files=name in keep)
             result.removed.append(name)
         for name in diff.added:
-            if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
+            if await self._adopt_or_provision(new.resolve(name), index, hold=name in hold):
                 result.added.append(name)
         for name in diff.process_changed:
             if (applied := self.applied(name)) is None:
-                if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=False):
+                if await self._adopt_or_provision(new.resolve(name), index, hold=False):
                     result.added.append(name)
                 continue
             try:
@@ -177,11 +178,13 @@ class Reconciler:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
         self._records.setdefault(name, InstanceRecord()).applied = applied
 
-    async def _adopt_or_provision(
-        self, resolved: ResolvedInstance, inst: Instance | None, *, hold: bool
-    ) -> bool:
-        """Run the stored instance, or provision it first; False (and the error recorded) if it fails."""
+    async def _adopt_or_provision(self, resolved: ResolvedInstance, index: NameIndex, *, hold: bool) -> bool:
+        """Run the stored instance, or provision it first; False (and the error recorded) if it fails, or if
+        the name is contested (two directories hold it, or an unreadable one does): never a second one."""
+        inst = index.instances.get(resolved.name)
         try:
+            if resolved.name in index.contested:
+                raise NameExists(index.contested[resolved.name])
             if inst is None:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
             config_hash = self._provisioner.config_hash(inst)
