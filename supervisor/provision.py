@@ -26,7 +26,6 @@ from supervisor._resources import data_dir
 from supervisor._safe_read import read_bytes
 from supervisor.errors import (
     EyrieError,
-    NameExists,
     NotFound,
     ProvisionError,
     RequiredField,
@@ -192,8 +191,7 @@ class Provisioner:
         self, request: CreateRequest, persona: Persona | None, spec: FrameworkSpec, port: int
     ) -> Instance:
         self._clear_staging()
-        if self.store.name_exists(request.name):
-            raise NameExists(f"instance name {request.name!r} already exists")
+        self.store.check_name_free(request.name)
         try:
             plan = self._plan(request, persona, spec, port)
         except EyrieError:

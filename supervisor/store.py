@@ -181,6 +181,14 @@ class Store:
         instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name, i.id))
         return instances, problems
 
+    def check_name_free(self, name: str) -> None:
+        """Raise `NameExists` (saying why) unless ``name`` may be given to a new instance."""
+        index = self.index()
+        if name in index.contested:
+            raise NameExists(index.contested[name])
+        if name in index.instances:
+            raise NameExists(f"instance name {name!r} already exists")
+
     def name_exists(self, name: str) -> bool:
         """Whether ``name`` is taken: by a readable instance, or contested (see `NameIndex`)."""
         index = self.index()
@@ -209,8 +217,7 @@ class Store:
     def create(self, inst: Instance) -> None:
         """Save a new instance, refusing a taken name (`NameExists`); callers hold `lock` around it."""
         _require(inst)
-        if self.name_exists(inst.name):
-            raise NameExists(f"instance name {inst.name!r} already exists")
+        self.check_name_free(inst.name)
         self.save(inst)
 
     def update(
