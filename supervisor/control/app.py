@@ -95,6 +95,8 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return error_response(str(exc), "BadRequest", exc.status)
         except errors.EyrieError as exc:
             return error_response(str(exc), type(exc).__name__, _status_for(exc), details_headers(exc))
+        except HTTPException:  # the request's own fault (a body over the limit): answered by `http_error`
+            raise
         except Exception:
             log.exception("control_request_failed", method=request.method, path=request.url.path)
             return error_response("internal error in eyried; see its log", "InternalError", 500)
@@ -139,6 +141,7 @@ async def _add_request(request: Request) -> AddRequest:
         raise _BadRequest("the request body must be a JSON object") from None
     try:
         add = AddRequest.model_validate(body)
+        add.declaration()  # the fleet file's own checks (a persona name, say) are the request's too
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
