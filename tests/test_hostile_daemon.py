@@ -213,7 +213,7 @@ class TestClientErrors:
         """Malformed bodies, wrong types, unknown ids and actions get 4xx answers, never 500."""
         with running_daemon(tmp_path, fleet_yaml(embedded("alpha"))) as d:
             d.wait_running("alpha")
-            cases = [
+            cases: list[tuple[str, str, dict[str, Any]]] = [
                 ("POST", "/v1/instances", {"content": b"{not json"}),
                 ("POST", "/v1/instances", {"content": b"[1, 2]"}),
                 ("POST", "/v1/instances", {"json": {"name": 7}}),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
@@ -65,6 +65,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class _BadRequest(Exception):
@@ -139,17 +140,22 @@ async def _add_request(request: Request) -> AddRequest:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _BadRequest("the request body must be a JSON object") from None
+    add = _validated(lambda: AddRequest.model_validate(body))
+    check_name(add.name)
+    _validated(add.declaration)  # the fleet file's own checks (a persona name, say) are the request's too
+    return add
+
+
+def _validated(build: Callable[[], T]) -> T:
+    """``build()``, its `ValidationError` answered as an invalid request naming each problem."""
     try:
-        add = AddRequest.model_validate(body)
-        add.declaration()  # the fleet file's own checks (a persona name, say) are the request's too
+        return build()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
             for e in exc.errors(include_input=False)
         )
         raise errors.InvalidRequest(f"invalid add request: {problems}") from None
-    check_name(add.name)
-    return add
 
 
 def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int = 200) -> Starlette:
