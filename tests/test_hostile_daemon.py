@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 
 from supervisor.client import ControlClient
 from supervisor.control.schema import DaemonStatus, InstanceView, ReloadResult
+from supervisor.errors import StopIncomplete
 from supervisor.paths import Home
 from tests._daemon import DaemonProcess, embedded, fleet_yaml, pid_alive, running_daemon, wait_for
 
@@ -47,6 +49,16 @@ def _reload(home: Path) -> ReloadResult:
     async def call() -> ReloadResult:
         async with ControlClient(Home(home)) as client:
             return await client.reload()
+
+    return anyio.run(call)
+
+
+def _act(home: Path, action: str, name: str) -> InstanceView:
+    async def call() -> InstanceView:
+        async with ControlClient(Home(home)) as client:
+            method = getattr(client, action)
+            view: InstanceView = await method(name, wait=True)
+            return view
 
     return anyio.run(call)
 
@@ -236,3 +248,57 @@ class TestClientErrors:
             answers = {f"{m} {p}": _request(tmp_path, m, p, **kw).status_code for m, p, kw in cases}
             assert all(400 <= code < 500 for code in answers.values()), answers
             assert "control_request_failed" not in d.log()
+
+
+ESCAPER = """
+import os, sys, time
+port, home = os.environ["EYRIE_PORT"], sys.argv[1]
+server = (
+    "import http.server, sys\\n"
+    "class H(http.server.BaseHTTPRequestHandler):\\n"
+    "    def do_GET(self):\\n"
+    "        self.send_response(200); self.end_headers()\\n"
+    "    def log_message(self, *a): pass\\n"
+    "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\\n"
+)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/usr/bin/env", ["env", "-i", sys.executable, "-c", server, port, home])
+    os._exit(0)
+while True:
+    time.sleep(1)
+"""
+
+
+def _stop_wait(home: Path, name: str) -> Exception | InstanceView:
+    async def call() -> Exception | InstanceView:
+        async with ControlClient(Home(home)) as client:
+            try:
+                return await client.stop(name, wait=True)
+            except Exception as exc:
+                return exc
+
+    return anyio.run(call)
+
+
+class TestEscapedProcess:
+    def test_stop_reports_an_escaped_port_holder_and_start_clears_it(self, tmp_path: Path) -> None:
+        """A double-forked setsid + env -i grandchild holding the port survives the stop: stop --wait says
+        so (pid and port, and last_error), and the next start ends it and starts the instance again."""
+        script = tmp_path / "escaper.py"
+        script.write_text(ESCAPER)
+        decl = f'command: ["{sys.executable}", "{script}", "{tmp_path}"]\nrestart: {{policy: never}}'
+        with running_daemon(tmp_path, fleet_yaml(embedded("esc", decl))) as d:
+            d.wait_running("esc")
+            port = d.instance("esc")["port"]
+            outcome = _stop_wait(tmp_path, "esc")
+            assert isinstance(outcome, StopIncomplete), outcome
+            assert f"port {port} is still held by pid" in str(outcome)
+            assert f"port {port}" in d.instance("esc").get("last_error", "")
+            holder = int(str(outcome).split("held by pid ")[1].split()[0])
+            assert pid_alive(holder)
+            ok_start = _act(tmp_path, "start", "esc")
+            assert ok_start.status == "running", (ok_start.last_error, d.log()[-3000:])
+            assert not pid_alive(holder)
+            assert "port_held_by_escaped_process" in d.log()

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine import procfs
+from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Services
@@ -48,7 +49,8 @@ def child_env(rt: InstanceRuntime) -> dict[str, str]:
 async def check_port(
     rt: InstanceRuntime, services: Services, sweep: Callable[[], Awaitable[None]], log: Any
 ) -> None:
-    """Refuse to spawn onto a port a stranger holds; clear our own leftovers (``sweep``) off it first."""
+    """Refuse to spawn onto a port a stranger holds; clear our own leftovers (``sweep``) off it first, and a
+    process that escaped an earlier run's tree (see `supervisor.engine._escaped`)."""
     port = rt.port
     if not port or not port_in_use(port):
         return
@@ -56,6 +58,12 @@ async def check_port(
     if pid is not None and procfs.read_marker(pid) == rt.instance_id:
         log.warning("port_held_by_leftover", port=port, holder=pid)
         await sweep()
+        if not port_in_use(port):
+            return
+    pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
+    if pid is not None and runs_in(pid, rt.cwd):
+        log.warning("port_held_by_escaped_process", port=port, holder=pid)
+        await end_escaped(pid, rt.stop_signal, rt.stop_timeout)
         if not port_in_use(port):
             return
     holder = await anyio.to_thread.run_sync(port_holder, port, limiter=services.threads)
