@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import click
 
+from supervisor._safe_read import read_text
 from supervisor.cli._app import Cli, CommandFailed
 from supervisor.cli._render import dumps
 from supervisor.models import MigrationResult
@@ -21,6 +22,8 @@ from supervisor.paths import Home
 from supervisor.store import Store
 
 __all__ = ["migrate"]
+
+_PID_FILE_LIMIT = 64
 
 
 @contextlib.contextmanager
@@ -44,7 +47,7 @@ def _daemon_lock(home: Home) -> Iterator[None]:
 
 def _daemon_pid(home: Home) -> int | None:
     try:
-        return int(home.pid_file.read_text().strip())
+        return int(read_text(home.pid_file, limit=_PID_FILE_LIMIT).strip())
     except (OSError, ValueError):
         return None
 

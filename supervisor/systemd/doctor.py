@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from supervisor._safe_read import read_text
 from supervisor.errors import UnitValueError
 from supervisor.paths import Home
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START
@@ -173,8 +174,8 @@ def _lock_held(home: Home) -> bool:
 
 def _daemon(home: Home, env: Mapping[str, str], *, reachable: bool) -> Check:
     pid = None
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pid = int(home.pid_file.read_text().strip())
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(read_text(home.pid_file, limit=64).strip())
     running = _lock_held(home)
     active = ""
     main_pid = 0
