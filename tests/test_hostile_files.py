@@ -20,6 +20,7 @@ from supervisor.fleet._yaml import MAX_DEPTH, fast_load
 from supervisor.models import Instance, new_instance_id, utcnow
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
+from supervisor.systemd.doctor import check_instances
 
 BOMB = "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)
@@ -263,3 +264,19 @@ class TestPrintable:
         """``lines=True`` keeps newlines and tabs, and still escapes every other control character."""
         assert printable("a\nb\tc\x1b") == "a\\x0ab\\x09c\\x1b"
         assert printable("a\nb\tc\x1b", lines=True) == "a\nb\tc\\x1b"
+
+
+class TestDoctor:
+    def test_doctor_names_unreadable_and_duplicated_instances(self, store: Store, home: Home) -> None:
+        """doctor's instances check fails, with a fix, for a torn instance.json and for a name held twice."""
+        first = _instance("alpha")
+        store.save(first)
+        assert check_instances(home).ok
+        store.save(_instance("alpha"))
+        torn = _instance("beta")
+        store.save(torn)
+        path = store.dir(torn.id) / INSTANCE_FILE
+        path.write_bytes(path.read_bytes()[:100])
+        check = check_instances(home)
+        assert not check.ok and check.fix
+        assert "2 instance directories" in check.detail and str(path) in check.detail

@@ -28,7 +28,7 @@ from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
 from supervisor.systemd.install import render_for
 from supervisor.systemd.unit import UNIT_NAME
 
-__all__ = ["MIN_FREE_PORTS", "Check", "run_checks"]
+__all__ = ["MIN_FREE_PORTS", "Check", "check_instances", "run_checks"]
 
 MIN_FREE_PORTS = 10
 """Fewer free ports than this in the instance range and adding instances is about to fail."""
@@ -57,6 +57,7 @@ def run_checks(
     checks.append(_daemon(the_home, environ, reachable=manager.ok))
     checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
     checks.append(_ports(the_home))
+    checks.append(check_instances(the_home))
     return checks
 
 
@@ -239,6 +240,25 @@ def _program(program: Program, path: str, where: str) -> Check:
         f"{program.program!r} not found on {where} ({users} will fail to start)",
         f"install {program.framework}, or set frameworks.{program.framework}.command in fleet.yaml"
         " to its absolute path",
+    )
+
+
+def check_instances(home: Home) -> Check:
+    """Instance directories the daemon cannot use: unreadable ones, and names held by several."""
+    store = Store(home)
+    index = store.index()
+    problems = store.problems()
+    unreadable_names = {p.name for p in problems}
+    found = [f"{p.path}: {p.reason}" for p in problems]
+    found += [reason for name, reason in index.contested.items() if name not in unreadable_names]
+    if not found:
+        return Check("instances", True, f"{len(index.instances)} instance directories readable")
+    return Check(
+        "instances",
+        False,
+        "; ".join(found),
+        f"repair each file named, or move its directory out of {store.root} (a name held by an unreadable or"
+        " a second directory is never given out, and processes of an unreadable one are stopped)",
     )
 
 
