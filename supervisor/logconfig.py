@@ -58,6 +58,7 @@ class _LevelFilter:
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING}
 _LEVELS |= {"error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS |= {"fatal": logging.CRITICAL}
 _level_filter = _LevelFilter()
 
 

@@ -133,9 +133,9 @@ class Daemon:
                     serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings(fleet)
                 )
             )
+            await stop_unreadable(self.store)
             async with self._lock:
                 await self.reconciler.apply(fleet)
-            await stop_unreadable(self.store)
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)

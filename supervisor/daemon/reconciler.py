@@ -160,7 +160,7 @@ class Reconciler:
         record = self._records.pop(name, None)
         instance_id = record.applied.instance_id if record is not None and record.applied else None
         if instance_id is None:
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFound, NameExists):  # a contested name: no directory is its
                 instance_id = self._store.get_by_name(name).id
         if instance_id is None:
             return
