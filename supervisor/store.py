@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import json
 import os
 import re
@@ -158,11 +159,6 @@ class Store:
         parsed: dict[str, tuple[bytes, Instance]] = {}
         for entry in entries:
             raw = b""
-            if entry.is_symlink():
-                problems.append(
-                    StoreProblem(Path(entry.path), "is a symlink; an instance directory must be a real one")
-                )
-                continue
             try:
                 raw = _read(Path(entry.path) / INSTANCE_FILE)
                 cached = self._parsed.get(entry.name)
@@ -275,6 +271,9 @@ class Store:
 
 
 def _read(path: Path) -> bytes:
+    """``instance.json``, neither through a symlink nor from a symlinked instance directory."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, "the instance directory is a symlink; it must be a real directory")
     return read_bytes(path, limit=MAX_INSTANCE_BYTES, follow_symlinks=False)
 
 
