@@ -259,7 +259,9 @@ server = (
     "    def do_GET(self):\\n"
     "        self.send_response(200); self.end_headers()\\n"
     "    def log_message(self, *a): pass\\n"
-    "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\\n"
+    "s = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)\\n"
+    "print('escaper bound', flush=True)\\n"
+    "s.serve_forever()\\n"
 )
 if os.fork() == 0:
     os.setsid()
@@ -288,7 +290,10 @@ class TestEscapedProcess:
         so (pid and port, and last_error), and the next start ends it and starts the instance again."""
         script = tmp_path / "escaper.py"
         script.write_text(ESCAPER)
-        decl = f'command: ["{sys.executable}", "{script}", "{tmp_path}"]\nrestart: {{policy: never}}'
+        decl = (
+            f'command: ["{sys.executable}", "{script}", "{tmp_path}"]\nrestart: {{policy: never}}\n'
+            'ready: {kind: log, pattern: "escaper bound"}'
+        )
         with running_daemon(tmp_path, fleet_yaml(embedded("esc", decl))) as d:
             d.wait_running("esc")
             port = d.instance("esc")["port"]
