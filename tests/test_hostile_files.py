@@ -21,6 +21,7 @@ from supervisor.models import Instance, new_instance_id, utcnow
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
 from supervisor.systemd.doctor import check_instances
+from tests._cli import eyriectl
 
 BOMB = "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9)
@@ -280,3 +281,15 @@ class TestDoctor:
         check = check_instances(home)
         assert not check.ok and check.fix
         assert "2 instance directories" in check.detail and str(path) in check.detail
+
+
+class TestLogsCommand:
+    def test_fifo_log_is_refused_not_waited_on(self, store: Store, home: Home) -> None:
+        """``eyriectl logs`` on an instance whose log is a FIFO exits 1 at once, naming the file."""
+        inst = _instance("alpha")
+        store.save(inst)
+        logs = store.dir(inst.id) / "logs"
+        logs.mkdir()
+        os.mkfifo(logs / "embedded.log")
+        result = eyriectl(home.root, "logs", "alpha", timeout=20)
+        assert result.returncode == 1 and "not a regular file" in result.stderr
