@@ -116,25 +116,23 @@ class TestFleetFileHostile:
             assert pid_alive(pid)
 
     def test_removing_an_instance_whose_directory_is_a_symlink(self, tmp_path: Path) -> None:
-        """An instance directory replaced by a symlink, then removed from the file: the daemon survives the
-        reload and what the link pointed at is untouched."""
+        """A managed instance's directory replaced by a symlink, then removed from the file: the reload
+        answers, the daemon lives on, and what the link pointed at is untouched."""
         with running_daemon(tmp_path, fleet_yaml(embedded("alpha"), embedded("beta"))) as d:
-            d.wait_running("alpha", "beta")
-            beta_id = d.instance("beta")["id"]
-            directory = tmp_path / "instances" / beta_id
+            pids = d.wait_running("alpha", "beta")
+            directory = tmp_path / "instances" / d.instance("beta")["id"]
             moved = tmp_path / "elsewhere"
-            d.terminate()
-            shutil.move(directory, moved)
+            directory.rename(moved)
             directory.symlink_to(moved)
-            d.start()
-            d.wait_serving()
-            d.wait_running("alpha")
             d.write_fleet(fleet_yaml(embedded("alpha")))
-            result = _reload(tmp_path)
-            assert result.ok or result.error
+            d.signal(signal.SIGHUP)
+            wait_for(lambda: "reload_applied" in d.log() or "reload_failed" in d.log(), what="the reload")
             assert d.proc is not None and d.proc.poll() is None
+            last = _status(tmp_path).last_reload
+            assert last is not None and last.ok and last.removed == ["beta"], last
             assert (moved / "instance.json").exists()
-            assert [v.name for v in _ps(tmp_path) if v.name == "alpha"] == ["alpha"]
+            assert not pid_alive(pids["beta"]) and pid_alive(pids["alpha"])
+            assert [v.name for v in _ps(tmp_path)] == ["alpha"]
 
 
 class TestInstanceFilesHostile:
