@@ -18,7 +18,8 @@ catch one tree, and a group where one answer fits all its members (the control A
     │   └── NotifySocketError      NOTIFY_SOCKET is neither a socket path nor an abstract name
     ├── Conflict                   what is asked for clashes with what already exists
     │   ├── NameExists             an instance with that name already exists
-    │   └── DaemonRunning          another eyried owns this home
+    │   ├── DaemonRunning          another eyried owns this home
+    │   └── StopIncomplete         a stop ended the tree, but a process outside it still holds the port
     ├── StoreError                 the instance store cannot hold what was asked
     │   ├── CorruptInstance        instance.json cannot be parsed
     │   ├── PortsExhausted         no free port in the instance range
@@ -61,6 +62,7 @@ __all__ = [
     "ProvisionError",
     "RequiredField",
     "StartFailed",
+    "StopIncomplete",
     "StoreError",
     "UnitValueError",
     "UnsupportedFramework",
@@ -188,6 +190,11 @@ class DaemonRunning(Conflict):
         if (pid is None or type(pid) is int) and isinstance(home, str):
             return cls(pid, home)
         raise TypeError(f"{cls.__name__} needs its pid and home, not {dict(details)!r}")
+
+
+class StopIncomplete(Conflict):
+    """A stop ended the instance's tree, but a process it could not reach (one that left the tree and its
+    marker behind) still holds the port; the message names it."""
 
 
 class StoreError(EyrieError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["SECRET_KEYS", "configure_logging", "redact_secrets"]
+__all__ = ["SECRET_KEYS", "configure_logging", "redact_secrets", "set_log_level"]
 
 SECRET_KEYS = re.compile(
     r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE
@@ -41,8 +41,35 @@ def redact_secrets(
     return event_dict
 
 
+class _LevelFilter:
+    """Drops events below a level that can change while the daemon runs (the fleet file sets it, and a
+    reload changes it); loggers cached before the change see it too."""
+
+    def __init__(self) -> None:
+        self.threshold = logging.INFO
+
+    def __call__(
+        self, _logger: object, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if _LEVELS.get(method, logging.INFO) < self.threshold:
+            raise structlog.DropEvent
+        return event_dict
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING}
+_LEVELS |= {"error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS |= {"fatal": logging.CRITICAL}
+_level_filter = _LevelFilter()
+
+
+def set_log_level(level: str) -> None:
+    """Log events at ``level`` and above from now on (``debug``, ``info``, ``warning`` or ``error``)."""
+    _level_filter.threshold = logging.getLevelNamesMapping()[level.upper()]
+
+
 def configure_logging(*, dev: bool = False, level: str = "info") -> None:
     """Console output in dev mode or on a terminal; one JSON object per line otherwise."""
+    set_log_level(level)
     renderer: structlog.typing.Processor
     if dev or sys.stderr.isatty():
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -50,6 +77,7 @@ def configure_logging(*, dev: bool = False, level: str = "info") -> None:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
+            _level_filter,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -57,7 +85,7 @@ def configure_logging(*, dev: bool = False, level: str = "info") -> None:
             redact_secrets,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

@@ -38,6 +38,7 @@ from tomlkit.items import Array, InlineTable, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
 from supervisor._fs import atomic_write, locked
+from supervisor._safe_read import read_text
 from supervisor.errors import EyrieError
 from supervisor.frameworks.registry import builtin_spec
 from supervisor.frameworks.render import default_allowed_commands
@@ -83,7 +84,7 @@ class MigrationContext:
         if self._doc is None:
             path = self.config_path
             try:
-                text = path.read_text(encoding="utf-8")
+                text = read_text(path, limit=_MAX_CONFIG_BYTES, follow_symlinks=False)
             except FileNotFoundError:
                 raise ValueError(f"{path}: config file not found") from None
             except (OSError, UnicodeDecodeError) as exc:
@@ -174,6 +175,7 @@ def _complete_allow_list(ctx: MigrationContext) -> list[str]:
     return [f"autonomy.allowed_commands: added {', '.join(missing)}"] if missing else []
 
 
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _LEGACY_HOSTS = "allowed_private_hosts"
 _HOSTS = "allow_private_hosts"
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from supervisor._resources import data_dir
+from supervisor._safe_read import read_text
 from supervisor.errors import NotFound, PersonaError
 from supervisor.models import TemplateContext
 from supervisor.paths import Home
@@ -53,6 +54,7 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset(TemplateContext.model_fields)
 """The only names an identity template may use."""
 
 # Keys eyrie writes into a persona file at runtime; they describe a running agent, not the persona.
+_MAX_PERSONA_BYTES = 1024 * 1024
 _EYRIE_RUNTIME_KEYS = ("installed", "agent_name", "agent_alive")
 
 
@@ -161,7 +163,7 @@ class Persona(BaseModel):
 
 def _load_file(path: Path) -> Persona:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, limit=_MAX_PERSONA_BYTES))
     except OSError as exc:
         raise PersonaError(f"{path}: cannot read persona file: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

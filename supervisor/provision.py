@@ -24,9 +24,9 @@ import structlog
 
 from supervisor._fs import atomic_write, fsync_dir, write_new
 from supervisor._resources import data_dir
+from supervisor._safe_read import read_bytes
 from supervisor.errors import (
     EyrieError,
-    NameExists,
     ProvisionError,
     RequiredField,
     UnsupportedFramework,
@@ -64,6 +64,7 @@ _STAGING = ".staging"
 _DIR_MODE = 0o700
 _IDENTITY_MODE = 0o644
 _SECRET_MODE = 0o600
+_MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 log = structlog.get_logger("supervisor.provision")
 
@@ -214,8 +215,7 @@ class Provisioner:
         instance_id: str,
     ) -> Instance:
         self._clear_staging()
-        if self.store.name_exists(request.name):
-            raise NameExists(f"instance name {request.name!r} already exists")
+        self.store.check_name_free(request.name)
         try:
             plan = self._plan(request, persona, spec, port, instance_id)
         except EyrieError:
@@ -434,14 +434,15 @@ class Provisioner:
         return updated
 
     def config_hash(self, instance: Instance) -> str:
-        """sha256 of the framework config as it is on disk; ``""`` when the file does not exist."""
+        """sha256 of the framework config as it is on disk; ``""`` when there is no such regular file."""
         path = _config_path(instance)
         if path is None:
             return ""
         try:
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-        except FileNotFoundError:
+            text = read_bytes(path, limit=_MAX_CONFIG_BYTES, follow_symlinks=False)
+        except OSError:  # missing, or planted as a FIFO, device, symlink or huge file: not our config
             return ""
+        return hashlib.sha256(text).hexdigest()
 
     def deprovision(
         self,

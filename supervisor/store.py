@@ -2,14 +2,21 @@
 
 The daemon and ``eyriectl`` are separate processes, so every write happens under a per-instance ``flock``
 and lands atomically; readers never see a torn file. A corrupt file is skipped and reported, never deleted.
+
+Everything here is input: ``instance.json`` is read without following a symlink, only from a regular file
+of at most `MAX_INSTANCE_BYTES`, and a symlinked instance directory is reported, never entered. A name is
+only ever found for one instance: one held by two directories, or by a directory whose ``instance.json``
+cannot be read but still shows the name, is contested, and neither looked up nor given out again.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,15 +26,21 @@ import structlog
 from pydantic import ValidationError
 
 from supervisor._fs import atomic_write, locked
+from supervisor._safe_read import read_bytes
 from supervisor.errors import CorruptInstance, NameExists, NotFound, RequiredField
 from supervisor.models import Instance, InstanceStatus, utcnow
-from supervisor.paths import Home, check_id
+from supervisor.paths import ID_PATTERN, Home, check_id
 
-__all__ = ["INSTANCE_FILE", "TOKEN_FILE", "Store", "StoreProblem"]
+__all__ = ["INSTANCE_FILE", "MAX_INSTANCE_BYTES", "TOKEN_FILE", "NameIndex", "Store", "StoreProblem"]
 
 INSTANCE_FILE = "instance.json"
 TOKEN_FILE = "token"
 _LOCK_FILE = ".lock"
+MAX_INSTANCE_BYTES = 1024 * 1024
+"""The largest ``instance.json`` read (a real one is about 2 KiB)."""
+_MAX_TOKEN_BYTES = 4096
+_FRAMEWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_NAME_IN_JSON = re.compile(rb'"name"\s*:\s*"([a-z0-9][a-z0-9-]{0,62})"')
 
 log = structlog.get_logger("supervisor.store")
 
@@ -38,6 +51,19 @@ class StoreProblem:
 
     path: Path
     reason: str
+    name: str | None = None
+    """The instance name the unreadable file still shows, when it shows one."""
+
+
+@dataclass(frozen=True)
+class NameIndex:
+    """Which instance each name belongs to, as one scan of the store found them."""
+
+    instances: dict[str, Instance]
+    """Names held by exactly one readable instance."""
+    contested: dict[str, str]
+    """Names that must be neither looked up nor given out again, and why: held by several directories, or
+    by one whose ``instance.json`` cannot be read."""
 
 
 class Store:
@@ -47,9 +73,6 @@ class Store:
         self.root = root.instances_dir if isinstance(root, Home) else Path(root)
         # id → (bytes of instance.json, what they parsed to): a scan re-parses only the files that changed
         self._parsed: dict[str, tuple[bytes, Instance]] = {}
-        # name → id of the oldest instance of that name, as the last scan found them: where a lookup by
-        # name looks first (one file read, verified) before it scans every instance
-        self._names: dict[str, str] = {}
 
     # --- paths
 
@@ -70,25 +93,47 @@ class Store:
     def get(self, instance_id: str) -> Instance:
         path = self._file(instance_id)
         try:
-            raw = path.read_bytes()
+            raw = _read(path)
         except FileNotFoundError:
             raise NotFound(f"instance {instance_id} not found") from None
+        except OSError as exc:
+            raise CorruptInstance(f"{path}: cannot be read ({exc.strerror or exc})") from None
         cached = self._parsed.get(instance_id)
         if cached is not None and cached[0] == raw:
             return _copy(cached[1])
         return _parse(path, raw)
 
     def get_by_name(self, name: str) -> Instance:
-        hint = self._names.get(name)
-        if hint is not None:
-            with contextlib.suppress(NotFound, CorruptInstance):
-                inst = self.get(hint)
-                if inst.name == name:
-                    return inst
-        for inst in self.list():
-            if inst.name == name:
-                return inst
-        raise NotFound(f"instance {name!r} not found")
+        """The one instance named ``name``; `NameExists` when the name is contested (see `NameIndex`)."""
+        index = self.index()
+        if name in index.contested:
+            raise NameExists(index.contested[name])
+        try:
+            return index.instances[name]
+        except KeyError:
+            raise NotFound(f"instance {name!r} not found") from None
+
+    def index(self) -> NameIndex:
+        """Every name and the instance it belongs to; contested names apart, with the reason."""
+        instances, problems = self._scan()
+        holders: dict[str, builtins.list[str]] = {}
+        for inst in instances:
+            holders.setdefault(inst.name, []).append(inst.id)
+        contested = {
+            name: f"instance name {name!r} is held by {len(ids)} instance directories ({', '.join(ids)}); "
+            "move the stray one out of the instances directory"
+            for name, ids in holders.items()
+            if len(ids) > 1
+        }
+        for p in problems:
+            if p.name is not None:
+                contested.setdefault(
+                    p.name,
+                    f"instance name {p.name!r} belongs to {p.path.parent}, which cannot be read "
+                    f"({p.reason}); repair or remove it",
+                )
+        unique = {inst.name: inst for inst in instances if inst.name not in contested}
+        return NameIndex(unique, contested)
 
     def list(self) -> list[Instance]:
         """Every readable instance, oldest first; unreadable ones are logged and left out (see `problems`)."""
@@ -113,9 +158,9 @@ class Store:
             return instances, problems
         parsed: dict[str, tuple[bytes, Instance]] = {}
         for entry in entries:
+            raw = b""
             try:
-                with open(os.path.join(entry.path, INSTANCE_FILE), "rb") as f:
-                    raw = f.read()
+                raw = _read(Path(entry.path) / INSTANCE_FILE)
                 cached = self._parsed.get(entry.name)
                 if cached is None or cached[0] != raw:
                     cached = (raw, _parse(Path(entry.path) / INSTANCE_FILE, raw))
@@ -124,27 +169,36 @@ class Store:
             except FileNotFoundError:
                 problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, "instance.json is missing"))
             except CorruptInstance as exc:
-                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, str(exc)))
+                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, str(exc), _salvaged_name(raw)))
             except OSError as exc:
                 path = Path(entry.path) / INSTANCE_FILE
                 problems.append(StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})"))
         self._parsed = parsed
-        instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name))
-        names: dict[str, str] = {}
-        for inst in instances:
-            names.setdefault(inst.name, inst.id)
-        self._names = names
+        instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name, i.id))
         return instances, problems
 
+    def check_name_free(self, name: str) -> None:
+        """Raise `NameExists` (saying why) unless ``name`` may be given to a new instance."""
+        index = self.index()
+        if name in index.contested:
+            raise NameExists(index.contested[name])
+        if name in index.instances:
+            raise NameExists(f"instance name {name!r} already exists")
+
     def name_exists(self, name: str) -> bool:
-        return any(inst.name == name for inst in self.list())
+        """Whether ``name`` is taken: by a readable instance, or contested (see `NameIndex`)."""
+        index = self.index()
+        return name in index.instances or name in index.contested
 
     def token(self, instance_id: str) -> str:
         """The instance's auth token from ``secrets/token`` ("" when it has none)."""
+        path = self.dir(instance_id) / "secrets" / TOKEN_FILE
         try:
-            return (self.dir(instance_id) / "secrets" / TOKEN_FILE).read_text().strip()
+            return read_bytes(path, limit=_MAX_TOKEN_BYTES, follow_symlinks=False).decode().strip()
         except FileNotFoundError:
             return ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CorruptInstance(f"{path}: cannot be read as a token ({exc})") from None
 
     # --- writing
 
@@ -159,8 +213,7 @@ class Store:
     def create(self, inst: Instance) -> None:
         """Save a new instance, refusing a taken name (`NameExists`); callers hold `lock` around it."""
         _require(inst)
-        if self.name_exists(inst.name):
-            raise NameExists(f"instance name {inst.name!r} already exists")
+        self.check_name_free(inst.name)
         self.save(inst)
 
     def update(
@@ -184,9 +237,13 @@ class Store:
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(locked(directory / _LOCK_FILE, wait=wait))
-                raw = file.read_bytes()
+                raw = _read(file)
             except FileNotFoundError:  # deleted between the check and the lock
                 raise NotFound(f"instance {instance_id} not found") from None
+            except OSError as exc:
+                if isinstance(exc, BlockingIOError):
+                    raise
+                raise CorruptInstance(f"{file}: cannot be read ({exc.strerror or exc})") from None
             inst = _parse(file, raw)
             mutate(inst)
             _write(file, inst, durable=durable)
@@ -207,13 +264,61 @@ class Store:
         A directory that is a symlink is removed as the link: nothing it points at, maybe outside the
         home, is touched."""
         directory = self.dir(instance_id)
-        if directory.is_symlink():
+        if directory.is_symlink():  # a plant: remove the link, never what it points at
             directory.unlink()
             return
         if not directory.is_dir():
             raise NotFound(f"instance {instance_id} not found")
         with locked(directory / _LOCK_FILE):
             shutil.rmtree(directory)
+
+
+def _read(path: Path) -> bytes:
+    """``instance.json``, neither through a symlink nor from a symlinked instance directory."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, "the instance directory is a symlink; it must be a real directory")
+    return read_bytes(path, limit=MAX_INSTANCE_BYTES, follow_symlinks=False)
+
+
+def _salvaged_name(raw: bytes) -> str | None:
+    """The instance name an unreadable (say, truncated) ``instance.json`` still shows, if it shows one."""
+    match = _NAME_IN_JSON.search(raw)
+    return match.group(1).decode() if match else None
+
+
+def _check_contained(path: Path, inst: Instance) -> None:
+    """Refuse an instance whose id, framework or file paths would lead out of its own directory.
+
+    The framework names its log file and the paths are written to and read from, so a hand-edited
+    ``instance.json`` must not be able to point any of them at a file elsewhere.
+    """
+    directory = path.parent
+    if inst.id != directory.name:
+        raise CorruptInstance(f"{path}: id {inst.id!r} does not match its directory {directory.name!r}")
+    if not _FRAMEWORK_NAME.fullmatch(inst.framework):
+        raise CorruptInstance(f"{path}: framework {inst.framework!r} is not a framework name")
+    root = directory.resolve()
+    for field in ("config_path", "workspace_path"):
+        value: str | None = getattr(inst, field)
+        if not value:
+            continue
+        recorded = Path(value).expanduser()
+        target = (directory / recorded).resolve()
+        if not target.is_relative_to(root) and (moved := _in_moved_home(recorded)) is not None:
+            target = (directory / moved).resolve()
+            setattr(inst, field, str(directory / moved))
+        if not target.is_relative_to(root) or target == root:
+            raise CorruptInstance(f"{path}: {field} {value!r} is outside the instance directory {directory}")
+
+
+def _in_moved_home(recorded: Path) -> Path | None:
+    """The part of ``recorded`` inside its instance directory, when it names a file in the instances
+    directory of another home (``…/instances/<id>/config.toml`` written before the home was moved)."""
+    parts = recorded.parts
+    for i in range(len(parts) - 3, -1, -1):
+        if parts[i] == "instances" and ID_PATTERN.fullmatch(parts[i + 1]) and ".." not in parts[i + 2 :]:
+            return Path(*parts[i + 2 :])
+    return None
 
 
 def _write(file: Path, inst: Instance, *, durable: bool = True) -> None:
@@ -248,8 +353,7 @@ def _parse(path: Path, raw: bytes) -> Instance:
         inst = Instance.model_validate_json(raw)  # the common case, parsed and validated in one pass
     except ValidationError:
         return _parse_slowly(path, raw)  # for the error message json and the dict validation give
-    if inst.id != path.parent.name:
-        raise CorruptInstance(f"{path}: id {inst.id!r} does not match its directory {path.parent.name!r}")
+    _check_contained(path, inst)
     return inst
 
 
@@ -266,6 +370,5 @@ def _parse_slowly(path: Path, raw: bytes) -> Instance:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise CorruptInstance(f"{path}: {where}: {first['msg']}") from None
-    if inst.id != path.parent.name:
-        raise CorruptInstance(f"{path}: id {inst.id!r} does not match its directory {path.parent.name!r}")
+    _check_contained(path, inst)
     return inst

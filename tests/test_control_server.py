@@ -61,12 +61,14 @@ def target(home: Home) -> MemoryTarget:
 
 @contextlib.asynccontextmanager
 async def running(
-    target: MemoryTarget, home: Home, tcp: TcpSettings | None = None
+    target: MemoryTarget, home: Home, tcp: TcpSettings | None = None, *, header_timeout: float = 10.0
 ) -> AsyncIterator[Listening]:
     app = create_app(target, keepalive=0.05)
     async with anyio.create_task_group() as tg:
         listening: Listening = await tg.start(
-            functools.partial(serve, app, socket_path=home.socket_path, tcp=tcp)
+            functools.partial(
+                serve, app, socket_path=home.socket_path, tcp=tcp, header_timeout=header_timeout
+            )
         )
         yield listening
         tg.cancel_scope.cancel()
@@ -261,3 +263,44 @@ class TestTcpListener:
         """The TCP listener only binds loopback addresses."""
         with pytest.raises(EyrieError, match="not a loopback"):
             TcpSettings(port=0, token_file=tmp_path / "t", host="0.0.0.0")
+
+
+async def _closed_by_server(stream: anyio.abc.ByteStream, first: bytes) -> bytes:
+    """Send ``first``, then read until the server closes the connection; what it sent."""
+    if first:
+        await stream.send(first)
+    received = b""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        while True:
+            received += await stream.receive()
+    return received
+
+
+class TestHeaderTimeout:
+    @pytest.mark.parametrize(
+        "first", [b"", b"GET /v1/status HTTP/1.1\r\nHost: x\r\n"], ids=["silent", "slow"]
+    )
+    async def test_tcp_client_that_sends_no_whole_head_is_closed(
+        self, home: Home, target: MemoryTarget, tmp_path: Path, first: bytes
+    ) -> None:
+        """A TCP client that sends nothing, or half a request head, is disconnected after the deadline."""
+        token_file = tmp_path / "token"
+        token_file.write_text("t\n")
+        token_file.chmod(0o600)
+        tcp = TcpSettings(port=0, token_file=token_file)
+        async with running(target, home, tcp, header_timeout=0.3) as listening:
+            assert listening.tcp_address is not None
+            host, port = listening.tcp_address
+            with anyio.fail_after(5):
+                async with await anyio.connect_tcp(host, port) as stream:
+                    assert await _closed_by_server(stream, first) == b""
+
+    async def test_unix_client_that_sends_nothing_is_closed(self, home: Home, target: MemoryTarget) -> None:
+        """The same deadline holds on the Unix socket, and a prompt request is still answered."""
+        async with running(target, home, header_timeout=0.3):
+            with anyio.fail_after(5):
+                async with await anyio.connect_unix(home.socket_path) as stream:
+                    assert await _closed_by_server(stream, b"") == b""
+                async with await anyio.connect_unix(home.socket_path) as stream:
+                    request = b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    assert (await _closed_by_server(stream, request)).startswith(b"HTTP/1.1 200")

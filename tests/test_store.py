@@ -301,7 +301,7 @@ class TestStore:
         for name, text in broken.items():
             if text:
                 assert (store.root / name / INSTANCE_FILE).read_text() == text
-        assert not store.name_exists("x")
+        assert store.name_exists("x")  # the unreadable files still show it: it is not free
 
     def test_unreadable_file_is_a_problem_not_a_crash(self, store: Store) -> None:
         """An instance.json that cannot be read at all (here: a directory) is reported, not raised."""

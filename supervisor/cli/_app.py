@@ -15,6 +15,7 @@ import anyio
 import click
 from rich.console import Console
 
+from supervisor.cli._render import printable
 from supervisor.client import ControlClient
 from supervisor.errors import DaemonNotRunning, EyrieError
 from supervisor.paths import Home
@@ -48,7 +49,7 @@ class CommandFailed(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         if self.message:
-            click.echo(f"eyriectl: {self.message}", err=True, file=file)
+            click.echo(f"eyriectl: {printable(self.message, lines=True)}", err=True, file=file)
 
 
 class DaemonDown(CommandFailed):
@@ -69,9 +70,17 @@ class EyriectlGroup(click.Group):
             raise CommandFailed(str(exc)) from None
 
 
+class _PrintableConsole(Console):
+    """A console that shows every string it is given through `printable` (lines kept): a message that
+    quotes a process name or a file cannot reach the terminal as an escape sequence."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 def _console(stream: IO[str], *, stderr: bool = False) -> Console:
     terminal = stream.isatty()
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 250)
+    return _PrintableConsole(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 250)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import anyio
 import click
 import psutil
 
+from supervisor._safe_read import read_text
 from supervisor.cli._app import Cli, CommandFailed
 from supervisor.cli._render import duration
 from supervisor.client import daemon_not_running
@@ -29,13 +30,14 @@ from supervisor.paths import Home
 __all__ = ["daemon", "eyried_process"]
 
 _POLL = 0.1
+_PID_FILE_LIMIT = 64
 _MODULES = ("supervisor.daemon", "supervisor.daemon.main")
 
 
 def _read_pid(home: Home) -> int | None:
     try:
-        return int(home.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int(read_text(home.pid_file, limit=_PID_FILE_LIMIT).strip())
+    except (OSError, ValueError):
         return None
 
 

@@ -8,6 +8,7 @@ a file truncated in place is read again from its start.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import BinaryIO
 
 import click
 
-from supervisor.cli._app import Cli
+from supervisor.cli._app import Cli, CommandFailed
 from supervisor.store import Store
 
 __all__ = ["log_path", "logs", "tail"]
@@ -53,13 +54,23 @@ def _write(data: bytes) -> None:
         sys.stdout.buffer.flush()
 
 
+def _open_log(path: Path) -> BinaryIO:
+    """The log for reading; a FIFO or device planted in its place is refused instead of waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CommandFailed(f"{path} is not a regular file; move it away")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _follow(path: Path, f: BinaryIO | None) -> None:
     """Print what is appended to ``path`` until interrupted, across rotation and truncation."""
     try:
         while True:
             if f is None:
                 try:
-                    f = path.open("rb")
+                    f = _open_log(path)
                 except FileNotFoundError:
                     time.sleep(_POLL)
                     continue
@@ -104,7 +115,7 @@ def logs(cli: Cli, name: str, follow: bool, lines: int) -> None:
     path = log_path(cli, name)
     f: BinaryIO | None = None
     try:
-        f = path.open("rb")
+        f = _open_log(path)
     except FileNotFoundError:
         if not follow:
             cli.note(f"{name} has no log yet ({path})")

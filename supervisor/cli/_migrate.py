@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import click
 
+from supervisor._safe_read import read_text
 from supervisor.cli._app import Cli, CommandFailed
 from supervisor.cli._render import dumps
 from supervisor.errors import UnitValueError
@@ -26,6 +27,8 @@ from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME
 
 __all__ = ["migrate"]
+
+_PID_FILE_LIMIT = 64
 
 
 @contextlib.contextmanager
@@ -59,7 +62,7 @@ def _stop_hint(home: Home) -> str:
 
 def _daemon_pid(home: Home) -> int | None:
     try:
-        return int(home.pid_file.read_text().strip())
+        return int(read_text(home.pid_file, limit=_PID_FILE_LIMIT).strip())
     except (OSError, ValueError):
         return None
 

@@ -1,6 +1,9 @@
 """How ``eyriectl`` shows things to a person: the ps table, events, daemon status, reload results.
 
-Pure formatting; ``--json`` output bypasses this module entirely.
+Pure formatting; ``--json`` output bypasses this module entirely (JSON escapes control characters itself).
+Every value shown here may come from a process (its name in ``/proc``) or a hand-edited file, so each
+passes through `printable` on its way out: no value can send a terminal escape sequence, move the cursor
+or fake a line of output.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "duration",
     "event_line",
     "plan_lines",
+    "printable",
     "ps_table",
     "reload_lines",
     "status_lines",
@@ -38,6 +42,24 @@ _STATUS_STYLE = {
 }
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "red"}
 _DASH = "-"
+_UNPRINTABLE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+_UNPRINTABLE_BUT_LINES = {code: text for code, text in _UNPRINTABLE.items() if code not in (0x09, 0x0A)}
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` with every control character (C0, DEL, C1) and bidirectional override shown as an escape
+    (``\\x1b``), so that it reaches the terminal as text; ``lines=True`` keeps newlines and tabs."""
+    return text.translate(_UNPRINTABLE_BUT_LINES if lines else _UNPRINTABLE)
 
 
 def dumps(data: BaseModel | Sequence[BaseModel] | Any) -> str:
@@ -69,9 +91,9 @@ def duration(seconds: float | None) -> str:
 def _status(view: InstanceView) -> Text:
     if not view.status:
         return Text(_DASH)
-    text = Text(view.status, style=_STATUS_STYLE.get(view.status, ""))
+    text = Text(printable(view.status), style=_STATUS_STYLE.get(view.status, ""))
     if view.status_detail:
-        text.append(f" ({view.status_detail})")
+        text.append(f" ({printable(view.status_detail)})")
     return text
 
 
@@ -95,16 +117,16 @@ def ps_table(views: Iterable[InstanceView]) -> Table:
 def _row(v: InstanceView) -> list[Text]:
     health = v.health_status if v.status and v.health_status else "unknown"
     return [
-        Text(v.name),
-        Text(v.framework or _DASH),
-        Text(v.hierarchy_role.value or _DASH),
+        Text(printable(v.name)),
+        Text(printable(v.framework or _DASH)),
+        Text(printable(v.hierarchy_role.value or _DASH)),
         _status(v),
-        Text(health if health != "unknown" else _DASH, style=_HEALTH_STYLE.get(health, "")),
+        Text(printable(health if health != "unknown" else _DASH), style=_HEALTH_STYLE.get(health, "")),
         Text(str(v.pid) if v.pid else _DASH),
         Text(str(v.port) if v.port else _DASH),
         Text(duration(v.uptime_seconds)),
         Text(str(v.restart_count)),
-        Text(",".join(v.flags) or _DASH, style="magenta" if v.flags else ""),
+        Text(printable(",".join(v.flags) or _DASH), style="magenta" if v.flags else ""),
     ]
 
 
@@ -113,14 +135,14 @@ def view_line(view: InstanceView) -> str:
     status = view.status or "not provisioned"
     if view.status_detail:
         status = f"{status} ({view.status_detail})"
-    parts = [f"{view.name}: {status}"]
+    parts = [printable(f"{view.name}: {status}")]
     if view.pid:
         parts.append(f"pid {view.pid}")
     if view.port:
         parts.append(f"port {view.port}")
     line = ", ".join(parts)
     if view.last_error and view.status == "error":
-        line += f"\n  last error: {view.last_error}"
+        line += f"\n  last error: {printable(view.last_error)}"
     return line
 
 
@@ -135,14 +157,14 @@ def event_line(event: Event) -> str:
         parts.append(f"pid {event.pid}")
     if event.detail:
         parts.append(event.detail)
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 def reload_lines(result: ReloadResult) -> list[str]:
     if not result.ok:
         if len(result.problems) > 1:
-            return ["reload rejected, nothing changed:", *(f"  - {p}" for p in result.problems)]
-        return [f"reload rejected, nothing changed: {result.error}"]
+            return ["reload rejected, nothing changed:", *(f"  - {printable(p)}" for p in result.problems)]
+        return [f"reload rejected, nothing changed: {printable(result.error)}"]
     if result.dry_run:
         return plan_lines(result)
     lines = [f"reloaded in {result.seconds * 1000:.0f} ms"]
@@ -153,9 +175,9 @@ def reload_lines(result: ReloadResult) -> list[str]:
         ("updated live", result.updated),
     ):
         if names:
-            lines.append(f"  {label}: {', '.join(names)}")
+            lines.append(f"  {label}: {printable(', '.join(names))}")
     lines.append(f"  unchanged: {len(result.unchanged)}")
-    lines.extend(f"  cannot run: {p}" for p in result.problems)
+    lines.extend(f"  cannot run: {printable(p)}" for p in result.problems)
     return lines
 
 
@@ -179,17 +201,17 @@ def plan_lines(plan: ReloadResult) -> list[str]:
 def status_lines(status: DaemonStatus) -> list[str]:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status.instances.items())) or "no instances"
     lines = [
-        f"eyried {status.version}, pid {status.pid}, up {duration(status.uptime_seconds)}",
-        f"home:        {status.home}",
-        f"fleet file:  {status.fleet_file}",
-        f"instances:   {counts}",
+        f"eyried {printable(status.version)}, pid {status.pid}, up {duration(status.uptime_seconds)}",
+        f"home:        {printable(status.home)}",
+        f"fleet file:  {printable(status.fleet_file)}",
+        f"instances:   {printable(counts)}",
     ]
     if status.last_reload is not None:
         last = status.last_reload
         when = last.at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if last.at else "?"
-        outcome = "ok" if last.ok else f"rejected: {last.error}"
+        outcome = "ok" if last.ok else f"rejected: {printable(last.error)}"
         lines.append(f"last reload: {when} {outcome}")
     if status.problems:
         lines.append("problems:")
-        lines.extend(f"  - {p}" for p in status.problems)
+        lines.extend(f"  - {printable(p)}" for p in status.problems)
     return lines

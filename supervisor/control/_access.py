@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from supervisor._fs import atomic_write
+from supervisor.control._header_timeout import HeaderTimeoutProtocol
 from supervisor.control.app import error_response
 from supervisor.errors import EyrieError
 
@@ -40,8 +40,9 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-class OwnerOnlyProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing any connection whose peer is not the daemon's own uid."""
+class OwnerOnlyProtocol(HeaderTimeoutProtocol):
+    """uvicorn's h11 protocol (with a header deadline), closing any connection whose peer is not the
+    daemon's own uid."""
 
     owner_uid = os.getuid()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
@@ -66,6 +66,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 class _BadRequest(Exception):
@@ -96,6 +97,8 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
             return error_response(str(exc), "BadRequest", exc.status)
         except errors.EyrieError as exc:
             return error_response(str(exc), type(exc).__name__, _status_for(exc), details_headers(exc))
+        except HTTPException:  # the request's own fault (a body over the limit): answered by `http_error`
+            raise
         except Exception:
             log.exception("control_request_failed", method=request.method, path=request.url.path)
             return error_response("internal error in eyried; see its log", "InternalError", 500)
@@ -138,16 +141,22 @@ async def _add_request(request: Request) -> AddRequest:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _BadRequest("the request body must be a JSON object") from None
+    add = _validated(lambda: AddRequest.model_validate(body))
+    check_name(add.name)
+    _validated(add.declaration)  # the fleet file's own checks (a persona name, say) are the request's too
+    return add
+
+
+def _validated(build: Callable[[], T]) -> T:
+    """``build()``, its `ValidationError` answered as an invalid request naming each problem."""
     try:
-        add = AddRequest.model_validate(body)
+        return build()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
             for e in exc.errors(include_input=False)
         )
         raise errors.InvalidRequest(f"invalid add request: {problems}") from None
-    check_name(add.name)
-    return add
 
 
 def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int = 200) -> Starlette:
@@ -156,10 +165,10 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     recent_events = EventHistory(history)
 
     async def list_instances(request: Request) -> Response:
-        return _models(target.list_instances())
+        return _models(await target.list_instances())
 
     async def get_instance(request: Request) -> Response:
-        return _model(target.get_instance(request.path_params["ref"]))
+        return _model(await target.get_instance(request.path_params["ref"]))
 
     async def create_instance(request: Request) -> Response:
         return _model(await target.create_instance(await _add_request(request)), status=201)
@@ -209,7 +218,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(target.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await target.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

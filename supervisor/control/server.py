@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from supervisor.control._access import BearerTokenMiddleware, OwnerOnlyProtocol, read_token_file
+from supervisor.control._header_timeout import HEADER_TIMEOUT, HeaderTimeoutProtocol
 from supervisor.control.app import close_event_streams
 from supervisor.errors import EyrieError
 
@@ -80,9 +81,13 @@ async def serve(
     *,
     socket_path: Path,
     tcp: TcpSettings | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
     task_status: TaskStatus[Listening] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled; then end event streams, finish requests in flight, remove the socket.
+
+    A connection that has not sent a whole request head ``header_timeout`` seconds after it opened (or
+    after its previous response) is closed.
 
     Run it in a task group: ``listening = await tg.start(functools.partial(serve, app, socket_path=...))``.
     """
@@ -91,9 +96,12 @@ async def serve(
     listeners: list[tuple[uvicorn.Server, socket.socket]] = []
     try:
         tcp_sock = _bind_tcp(tcp) if tcp else None
-        listeners.append((_server(app, http=OwnerOnlyProtocol, lifespan="on"), unix_sock))
+        unix_protocol = type("UnixProtocol", (OwnerOnlyProtocol,), {"header_timeout": header_timeout})
+        tcp_protocol = type("TcpProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+        listeners.append((_server(app, http=unix_protocol, lifespan="on"), unix_sock))
         if tcp_sock is not None and token is not None:
-            listeners.append((_server(BearerTokenMiddleware(app, token), lifespan="off"), tcp_sock))
+            tcp_app = BearerTokenMiddleware(app, token)
+            listeners.append((_server(tcp_app, http=tcp_protocol, lifespan="off"), tcp_sock))
         for server, sock in listeners:
             server.lifespan = server.config.lifespan_class(server.config)
             await server.startup(sockets=[sock])
@@ -118,7 +126,7 @@ async def serve(
 
 
 def _server(
-    app: ASGIApp, *, lifespan: Literal["on", "off"], http: type[OwnerOnlyProtocol] | str = "h11"
+    app: ASGIApp, *, lifespan: Literal["on", "off"], http: type[HeaderTimeoutProtocol]
 ) -> uvicorn.Server:
     config = uvicorn.Config(
         app,

@@ -14,9 +14,11 @@ __all__ = ["ControlTarget"]
 class ControlTarget(Protocol):
     """Instances are addressed by name or id; unknown ones raise `supervisor.errors.NotFound`."""
 
-    def list_instances(self) -> list[InstanceView]: ...
+    async def list_instances(self) -> list[InstanceView]:
+        """Async because answering may read files (the fleet file, in a worker thread)."""
+        ...
 
-    def get_instance(self, ref: str) -> InstanceView: ...
+    async def get_instance(self, ref: str) -> InstanceView: ...
 
     async def create_instance(self, request: AddRequest) -> InstanceView:
         """Declare in the fleet file (round-trip edit), provision, start when asked."""
@@ -50,6 +52,6 @@ class ControlTarget(Protocol):
         """Every event from now on, until the context exits."""
         ...
 
-    def metrics_text(self) -> bytes:
+    async def metrics_text(self) -> bytes:
         """Prometheus text exposition of the fleet's state."""
         ...

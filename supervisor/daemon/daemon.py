@@ -27,6 +27,7 @@ from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SIGNALS, carried_to_next_image, next_ending
 from supervisor.daemon._trash_retention import keep_trash
+from supervisor.daemon._unreadable import stop_unreadable
 from supervisor.daemon.inventory import Inventory
 from supervisor.daemon.lock import DaemonLock
 from supervisor.daemon.metrics import render_metrics
@@ -38,7 +39,8 @@ from supervisor.engine import Engine
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, FleetFileError, NotFound
-from supervisor.fleet import add_instance, remove_instance, set_autostart
+from supervisor.fleet import FleetFile, add_instance, remove_instance, set_autostart
+from supervisor.logconfig import set_log_level
 from supervisor.models import utcnow
 from supervisor.provision import Provisioner
 from supervisor.store import Store
@@ -64,9 +66,11 @@ class Daemon:
         *,
         fleet_path: Path | None = None,
         reexecuted_at: float | None = None,
+        log_level: str | None = None,
     ) -> None:
         """``reexecuted_at`` (``time.monotonic()``) says this process image replaced an earlier eyried that
-        began re-executing at that moment: the children it left are this process's to reap."""
+        began re-executing at that moment: the children it left are this process's to reap. ``log_level``
+        (from the command line) overrides the fleet file's ``daemon.log_level``."""
         self.home = home
         self.fleet_path = fleet_path or home.fleet_file
         self.store = Store(home)
@@ -88,6 +92,7 @@ class Daemon:
         self._lock = anyio.Lock()  # one fleet change at a time
         self._summary = ""
         self._inherited: InheritedChildren | None = None
+        self._log_level = log_level
 
     # --- lifecycle
 
@@ -124,6 +129,9 @@ class Daemon:
     async def _serve_fleet(
         self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
+        initial = await self.reconciler.initial()
+        fleet = initial.fleet
+        self._apply_daemon_settings(fleet)
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
         reexec_began: float | None = None
         async with anyio.create_task_group() as tg:
@@ -132,11 +140,12 @@ class Daemon:
             # during a long one; READY=1 still waits until the fleet is started or adopted.
             await tg.start(
                 functools.partial(
-                    serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings()
+                    serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings(fleet)
                 )
             )
+            await stop_unreadable(self.store)
             async with self._lock:
-                started = await self.reconciler.start()
+                started = await self.reconciler.start(initial)
             if not started.ok:
                 self.last_reload = started  # `status` shows it until a reload succeeds
             if self._inherited is not None:
@@ -174,20 +183,27 @@ class Daemon:
         """The pids the engine records as its instances' processes right now."""
         return {inst.pid for inst in self.engine.instances() if inst.pid}
 
-    def _tcp_settings(self) -> TcpSettings | None:
-        tcp = self.reconciler.fleet.daemon.control_tcp
+    def _tcp_settings(self, fleet: FleetFile) -> TcpSettings | None:
+        """The TCP listener ``fleet`` asks for (read at start: a change takes effect at the next start or
+        re-exec)."""
+        tcp = fleet.daemon.control_tcp
         if not tcp.enabled:
             return None
         return TcpSettings(port=tcp.port or 0, token_file=tcp.token_path(self.home.root), host=tcp.host)
 
+    def _apply_daemon_settings(self, fleet: FleetFile) -> None:
+        """The fleet file's settings of eyried itself that apply live: the log level (unless given on
+        the command line)."""
+        set_log_level(self._log_level or fleet.daemon.log_level)
+
     # --- ControlTarget: reading
 
-    def list_instances(self) -> list[InstanceView]:
+    async def list_instances(self) -> list[InstanceView]:
         """Managed, MISSING and ORPHAN instances, judged against ``fleet.yaml`` as it is on disk now."""
-        return self.inventory.instances()
+        return await self.inventory.instances()
 
-    def get_instance(self, ref: str) -> InstanceView:
-        return self.inventory.instance(ref)
+    async def get_instance(self, ref: str) -> InstanceView:
+        return await self.inventory.instance(ref)
 
     def status(self) -> DaemonStatus:
         counts = Counter(inst.status.value for inst in self.engine.instances())
@@ -211,8 +227,9 @@ class Daemon:
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self.hub.subscribe()
 
-    def metrics_text(self) -> bytes:
-        return render_metrics(self.list_instances)
+    async def metrics_text(self) -> bytes:
+        views = await self.list_instances()
+        return render_metrics(lambda: views)
 
     # --- ControlTarget: acting
 
@@ -224,15 +241,15 @@ class Daemon:
 
     async def start(self, ref: str, *, wait: bool = False) -> InstanceView:
         await self.engine.start(self._id(ref), wait=wait)
-        return self.get_instance(ref)
+        return await self.get_instance(ref)
 
     async def stop(self, ref: str, *, wait: bool = False) -> InstanceView:
         await self.engine.stop(self._id(ref), wait=wait)
-        return self.get_instance(ref)
+        return await self.get_instance(ref)
 
     async def restart(self, ref: str, *, wait: bool = False) -> InstanceView:
         await self.engine.restart(self._id(ref), wait=wait)
-        return self.get_instance(ref)
+        return await self.get_instance(ref)
 
     async def reload(self) -> ReloadResult:
         """Re-read the fleet file; an invalid file changes nothing and is reported."""
@@ -253,7 +270,14 @@ class Daemon:
     async def _reload_locked(
         self, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
     ) -> ReloadResult:
-        result = await self.reconciler.reload(hold=hold, purge=purge)
+        try:
+            result = await self.reconciler.reload(hold=hold, purge=purge)
+        except Exception as exc:  # a bug must not end the daemon that supervises every agent
+            log.exception("reload_failed", path=str(self.fleet_path))
+            result = ReloadResult(ok=False, error=f"internal error while reloading: {exc!r}", at=utcnow())
+        else:
+            if result.ok:
+                self._apply_daemon_settings(self.reconciler.fleet)
         self.last_reload = result
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(
@@ -275,10 +299,10 @@ class Daemon:
                 raise EyrieError(error)
         if request.start and not request.enable:
             await self.engine.start(self._id(request.name))
-        return self.get_instance(request.name)
+        return await self.get_instance(request.name)
 
     async def delete_instance(self, ref: str, *, purge: bool = False) -> None:
-        view = self.get_instance(ref)
+        view = await self.get_instance(ref)
         async with self._lock:
             if any(d.name == view.name for d in self.reconciler.fleet.instances):
                 await anyio.to_thread.run_sync(remove_instance, self.fleet_path, view.name)
@@ -293,11 +317,11 @@ class Daemon:
         return await self._set_autostart(ref, False)
 
     async def _set_autostart(self, ref: str, enabled: bool) -> InstanceView:
-        name = self.get_instance(ref).name
+        name = (await self.get_instance(ref)).name
         async with self._lock:
             await anyio.to_thread.run_sync(set_autostart, self.fleet_path, name, enabled)
             await self._reload_locked()
-        return self.get_instance(name)
+        return await self.get_instance(name)
 
     # --- events
 

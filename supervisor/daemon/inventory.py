@@ -3,6 +3,9 @@
 A hand edit shows in ``eyriectl ps`` before any reload: a declared instance that is not provisioned is
 MISSING, a provisioned one that is no longer declared is an ORPHAN, and one whose process runs from other
 settings than the file's (or whose config file was edited) has DRIFT.
+
+Every file it reads (the fleet file, config files, ``instance.json``) is read in a worker thread: whatever
+sits in the home, a listing never stalls the event loop that supervises the fleet.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
+
 from supervisor.daemon._statcache import StatCache
 from supervisor.daemon.views import instance_view, missing_view
-from supervisor.errors import EyrieError, NotFound
+from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, load_fleet
 
 if TYPE_CHECKING:
@@ -41,54 +46,81 @@ class Inventory:
         self._fleets = StatCache[FleetFile | None]()
         self._config_hashes = StatCache[str]()
 
-    def instances(self) -> list[InstanceView]:
-        declared = self._declared_now()
+    async def instances(self) -> list[InstanceView]:
+        declared = await self._declared_now()
         managed = self._reconciler.managed()
-        views = [self._view(decl.name, decl, declared) for decl in declared.instances]
         names = {decl.name for decl in declared.instances}
-        views += [self._view(name, None, declared) for name in managed if name not in names]
-        for instance_id in self._stored_ids() - {a.instance_id for a in managed.values()}:
+        entries: list[tuple[str, InstanceDecl | None]] = [(d.name, d) for d in declared.instances]
+        entries += [(name, None) for name in managed if name not in names]
+        hashes = await self._config_hashes_now([name for name, decl in entries if decl is not None])
+        views = [await self._view(name, decl, declared, hashes) for name, decl in entries]
+        managed_ids = {a.instance_id for a in managed.values()}
+        views += await anyio.to_thread.run_sync(self._orphans, names, managed_ids)
+        return views
+
+    async def instance(self, ref: str) -> InstanceView:
+        """By name or id; a managed instance is found without listing the others."""
+        found = self._reconciler.find(ref)
+        if found is not None:
+            name = found[0]
+            declared = await self._declared_now()
+            decl = declared.decl(name) if name in declared.names() else None
+            return await self._view(name, decl, declared, await self._config_hashes_now([name]))
+        for view in await self.instances():
+            if ref in (view.name, view.id):
+                return view
+        raise NotFound(f"instance {ref!r} not found")
+
+    def _orphans(self, names: set[str], managed_ids: set[str]) -> list[InstanceView]:
+        """Stored instances neither managed nor declared (run in a worker thread: it reads their files)."""
+        views = []
+        for instance_id in sorted(self._stored_ids() - managed_ids):
             with contextlib.suppress(EyrieError):
                 inst = self._store.get(instance_id)
                 if inst.name not in names:
                     views.append(instance_view(inst, decl=None, drift=False))
         return views
 
-    def instance(self, ref: str) -> InstanceView:
-        """By name or id; a managed instance is found without listing the others."""
-        found = self._reconciler.find(ref)
-        if found is not None:
-            name = found[0]
-            declared = self._declared_now()
-            return self._view(name, declared.decl(name) if name in declared.names() else None, declared)
-        for view in self.instances():
-            if ref in (view.name, view.id):
-                return view
-        raise NotFound(f"instance {ref!r} not found")
-
-    def _view(self, name: str, decl: InstanceDecl | None, declared: FleetFile) -> InstanceView:
+    async def _view(
+        self, name: str, decl: InstanceDecl | None, declared: FleetFile, config_hashes: dict[str, str]
+    ) -> InstanceView:
         applied = self._reconciler.applied(name)
         if applied is None:
             assert decl is not None
-            with contextlib.suppress(NotFound):  # provisioned, declared by hand since the last reload
-                return instance_view(self._store.get_by_name(name), decl=decl, drift=True)
+            # provisioned, declared by hand since the last reload
+            with contextlib.suppress(NotFound, NameExists):
+                inst = await anyio.to_thread.run_sync(self._store.get_by_name, name)
+                return instance_view(inst, decl=decl, drift=True)
             return missing_view(decl, self._reconciler.errors().get(name, ""))
         inst = self._engine.get(applied.instance_id)
-        return instance_view(
-            inst, decl=decl, drift=decl is not None and self._drifted(applied, inst, declared)
-        )
+        drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
+        return instance_view(inst, decl=decl, drift=drift)
 
-    def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile) -> bool:
+    def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""
         now = declared.resolve(applied.resolved.name).process_fingerprint()
         if now != applied.resolved.process_fingerprint():
             return True
-        return bool(inst.config_hash) and self._config_hash(inst) != inst.config_hash
+        return bool(inst.config_hash) and config_hash != inst.config_hash
 
-    def _declared_now(self) -> FleetFile:
+    async def _declared_now(self) -> FleetFile:
         """``fleet.yaml`` as on disk now; the applied one if it is unreadable or invalid."""
         path = self._reconciler.fleet_path
-        return self._fleets.get(path, lambda: _load_or_none(path)) or self._reconciler.fleet
+        fleet = await anyio.to_thread.run_sync(self._fleets.get, path, lambda: _load_or_none(path))
+        return fleet or self._reconciler.fleet
+
+    async def _config_hashes_now(self, names: list[str]) -> dict[str, str]:
+        """Instance id → the hash of its config file as on disk now, for the managed ones of ``names``; one
+        worker thread for all of them."""
+        instances = [self._engine.get(a.instance_id) for n in names if (a := self._reconciler.applied(n))]
+        instances = [inst for inst in instances if inst.config_hash]
+        if not instances:
+            return {}
+
+        def hashes() -> dict[str, str]:
+            return {inst.id: self._config_hash(inst) for inst in instances}
+
+        return await anyio.to_thread.run_sync(hashes)
 
     def _config_hash(self, inst: Instance) -> str:
         return self._config_hashes.get(inst.config_path, lambda: self._provisioner.config_hash(inst)) or ""

@@ -7,16 +7,19 @@ import fcntl
 import os
 
 from supervisor._fs import atomic_write
+from supervisor._safe_read import read_text
 from supervisor.errors import DaemonRunning
 from supervisor.paths import Home
 
 __all__ = ["DaemonLock", "read_daemon_pid"]
 
+_PID_FILE_LIMIT = 64
+
 
 def read_daemon_pid(home: Home) -> int | None:
     try:
-        return int(home.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int(read_text(home.pid_file, limit=_PID_FILE_LIMIT).strip())
+    except (OSError, ValueError):
         return None
 
 

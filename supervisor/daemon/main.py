@@ -54,9 +54,13 @@ moment the old image began re-executing. Its presence says the process's childre
     help="Fleet file (default HOME/fleet.yaml).",
 )
 @click.option("--dev", is_flag=True, help="Pretty console logs; ignore systemd's notify socket.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Overrides daemon.log_level in the fleet file (default info).",
+)
 @click.version_option(package_name="eyrie-supervisor", prog_name="eyried")
-def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> None:
+def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None) -> None:
     """Run the eyrie supervisor in the foreground.
 
     \b
@@ -68,12 +72,17 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str) -> No
     reexecuted_at = _reexec_marker()
     # When systemd's watchdog ends a stuck daemon (SIGABRT), the journal shows where its threads were stuck.
     faulthandler.enable()
-    configure_logging(dev=dev, level=log_level)
+    configure_logging(dev=dev, level=log_level or "info")
     log = structlog.get_logger("supervisor.daemon")
     resolved = Home.resolve(home)
     if dev:
         os.environ.pop("NOTIFY_SOCKET", None)
-    daemon = Daemon(resolved, fleet_path=fleet.absolute() if fleet else None, reexecuted_at=reexecuted_at)
+    daemon = Daemon(
+        resolved,
+        fleet_path=fleet.absolute() if fleet else None,
+        reexecuted_at=reexecuted_at,
+        log_level=log_level,
+    )
     try:
         outcome = anyio.run(daemon.run)
     except DaemonRunning as exc:

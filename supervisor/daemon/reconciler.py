@@ -20,9 +20,10 @@ from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
-from supervisor.errors import EyrieError, NotFound
+from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, diff_fleets
 from supervisor.models import CreateRequest, Instance, InstanceStatus, utcnow
+from supervisor.store import NameIndex
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from supervisor.provision import Provisioner
     from supervisor.store import Store
 
-__all__ = ["Applied", "InstanceRecord", "Reconciler"]
+__all__ = ["Applied", "Initial", "InstanceRecord", "Reconciler"]
 
 log = structlog.get_logger("supervisor.daemon")
 
@@ -53,6 +54,14 @@ class InstanceRecord:
     """Set once the engine runs the instance."""
     error: str | None = None
     """Why the last provision or update failed; the instance may still run from its earlier declaration."""
+
+
+@dataclass(frozen=True)
+class Initial:
+    """The fleet eyried starts with, and why the fleet file was refused when it was."""
+
+    fleet: FleetFile
+    rejected: ReloadResult | None = None
 
 
 class Reconciler:
@@ -90,21 +99,27 @@ class Reconciler:
 
     # --- applying
 
-    async def start(self) -> ReloadResult:
-        """Apply the fleet file as eyried starts. An invalid one never stops eyried: it supervises by the
-        fleet last applied (kept in ``run/``), else an empty one, and returns the rejection for `status`."""
+    async def initial(self) -> Initial:
+        """The fleet eyried starts with. An invalid file never stops eyried: it supervises by the fleet last
+        applied (kept in ``run/``), else an empty one, and keeps the rejection for `status`."""
         if not self.fleet_path.exists() and not (self._run_dir / APPLIED_FILE).exists():  # a new home
             log.warning("fleet_file_missing", path=str(self.fleet_path), hint="run `eyriectl init`")
-            return await self.apply(FleetFile(version=1))
+            return Initial(FleetFile(version=1))
         checked = await self._read_checked()
         if not isinstance(checked, ReloadResult):
-            return await self.apply(checked)
-        rejected = checked
+            return Initial(checked)
         fallback, source = await fallback_fleet(self._run_dir, self._store)
-        log.error("fleet_file_rejected_at_start", error=rejected.error, using=source)
-        await self.apply(fallback)
-        rejected.error = f"{rejected.error} (eyried runs {source} until the file is fixed and reloaded)"
-        return rejected
+        log.error("fleet_file_rejected_at_start", error=checked.error, using=source)
+        checked.error = f"{checked.error} (eyried runs {source} until the file is fixed and reloaded)"
+        return Initial(fallback, rejected=checked)
+
+    async def start(self, initial: Initial | None = None) -> ReloadResult:
+        """Apply the fleet eyried starts with (`initial`, chosen now when not given); the answer is the
+        rejection when the fleet file was refused."""
+        if initial is None:
+            initial = await self.initial()
+        applied = await self.apply(initial.fleet)
+        return initial.rejected or applied
 
     async def reload(
         self, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
@@ -147,9 +162,9 @@ class Reconciler:
         failed = self.errors()
         retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
         self._provisioner.ports = new.daemon.ports.span()
-        stored: dict[str, Instance] = {}
+        index = NameIndex({}, {})
         if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
-            stored = {inst.name: inst for inst in await anyio.to_thread.run_sync(self._store.list)}
+            index = await anyio.to_thread.run_sync(self._store.index)
         dropped: list[str] = []
         for name in diff.removed:
             declaration = old.decl(name).model_dump(mode="json", exclude_defaults=True)
@@ -160,11 +175,11 @@ class Reconciler:
                 dropped.append(f"{name}: removal failed: {exc}")
             result.removed.append(name)
         for name in diff.added:
-            if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=name in hold):
+            if await self._adopt_or_provision(new.resolve(name), index, hold=name in hold):
                 result.added.append(name)
         for name in [*diff.process_changed, *retry]:
             if (applied := self.applied(name)) is None:
-                if await self._adopt_or_provision(new.resolve(name), stored.get(name), hold=False):
+                if await self._adopt_or_provision(new.resolve(name), index, hold=False):
                     result.added.append(name)
                 continue
             try:
@@ -201,7 +216,7 @@ class Reconciler:
         record = self._records.pop(name, None)
         instance_id = record.applied.instance_id if record is not None and record.applied else None
         if instance_id is None:
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFound, NameExists):  # a contested name: no directory is its
                 instance_id = self._store.get_by_name(name).id
         if instance_id is None:
             return
@@ -239,11 +254,13 @@ class Reconciler:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
         self._records.setdefault(name, InstanceRecord()).applied = applied
 
-    async def _adopt_or_provision(
-        self, resolved: ResolvedInstance, inst: Instance | None, *, hold: bool
-    ) -> bool:
-        """Run the stored instance, or provision it first; False (and the error recorded) if it fails."""
+    async def _adopt_or_provision(self, resolved: ResolvedInstance, index: NameIndex, *, hold: bool) -> bool:
+        """Run the stored instance, or provision it first; False (and the error recorded) if it fails, or if
+        the name is contested (two directories hold it, or an unreadable one does): never a second one."""
+        inst = index.instances.get(resolved.name)
         try:
+            if resolved.name in index.contested:
+                raise NameExists(index.contested[resolved.name])
             if inst is None:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
             elif not inst.port:

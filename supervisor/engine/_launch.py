@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine import procfs
+from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline, secret_values
 from supervisor.engine._services import Services
@@ -52,8 +53,8 @@ async def check_port(
     """Who keeps this instance off its port: None when it may bind it, else the holder, named.
 
     The port is claimed machine-wide for the instance first (a claim of another home or user makes it
-    held); then our own leftovers are cleared off it (``sweep``), and anything still bound there is a
-    stranger."""
+    held); then our own leftovers are cleared off it (``sweep``), and a process that escaped an earlier
+    run's tree (see `supervisor.engine._escaped`); anything still bound there is a stranger."""
     port = rt.port
     if not port:
         return None
@@ -66,6 +67,12 @@ async def check_port(
     if pid is not None and procfs.read_marker(pid) == rt.instance_id:
         log.warning("port_held_by_leftover", port=port, holder=pid)
         await sweep()
+        if not port_in_use(port):
+            return None
+    pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
+    if pid is not None and runs_in(pid, rt.cwd):
+        log.warning("port_held_by_escaped_process", port=port, holder=pid)
+        await end_escaped(pid, rt.stop_signal, rt.stop_timeout)
         if not port_in_use(port):
             return None
     holder = await anyio.to_thread.run_sync(port_holder, port, limiter=services.threads)

@@ -59,6 +59,8 @@ class Actor:
         self.runtime = runtime
         self.services = services
         self.proc: ProcessHandle | None = None
+        self.stop_left = ""
+        """What the last stop could not end (a port still held, and by whom); "" when it ended everything."""
         self.desired: DesiredState = "stopped"
         self.phase = Phase.IDLE
         self.done = anyio.Event()
@@ -424,6 +426,7 @@ class Actor:
         self.proc = None
         self.logs.cursor = None
         self._record.process_ended(proc.exit_status)
+        self.stop_left = "" if result.port_free else result.detail
         if not result.port_free:
             self.inst.last_error = result.detail
             self.log.warning("port_not_freed", detail=result.detail)

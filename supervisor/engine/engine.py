@@ -26,7 +26,7 @@ from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
-from supervisor.errors import NameExists, NotFound
+from supervisor.errors import NameExists, NotFound, StopIncomplete
 from supervisor.models import Instance
 from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
@@ -196,12 +196,16 @@ class Engine:
         return actor.snapshot()
 
     async def stop(self, instance_id: str, *, wait: bool = False) -> Instance:
-        """Want it stopped (until the next boot); ``wait`` until the whole tree is gone."""
+        """Want it stopped (until the next boot); ``wait`` until the whole tree is gone, raising
+        `StopIncomplete` when something outside it still holds the port."""
         actor = self._actor(instance_id)
+        actor.stop_left = ""
         event = actor.stop()
         await actor.persist()
         if wait:
             await self._wait(event, self._stop_bound(actor))
+            if actor.stop_left:
+                raise StopIncomplete(f"{actor.runtime.name}: stopped, but {actor.stop_left}")
         return actor.snapshot()
 
     async def restart(self, instance_id: str, *, wait: bool = False) -> Instance:

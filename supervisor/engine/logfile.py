@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import signal
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,11 +54,14 @@ class LogCursor:
         """Bytes appended since the previous read (at most the last 4 MiB of them)."""
         carry, self._carry = self._carry, b""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return carry
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or device planted in its place: nothing to read
+                return carry
+            size = info.st_size
             if size < self.offset:  # truncated behind our back: start over
                 self.offset = 0
             start = max(self.offset, size - _READ_LIMIT)

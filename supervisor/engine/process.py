@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import signal
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ __all__ = [
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 _START_TIME_SLACK = 1.0
+# a symlink or FIFO planted at the log path is refused, never followed or waited on
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 """psutil derives start times from the boot time, which it reads in whole seconds; pid, marker and command
 line must match as well, so a second of slack cannot confuse two processes."""
 
@@ -279,9 +282,13 @@ def spawn(
         raise StartFailed(f"{program}: working directory {cwd} does not exist")
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        log_fd = os.open(log_path, _LOG_FLAGS, 0o600)
     except OSError as exc:
         raise StartFailed(f"cannot open log file {log_path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(log_fd).st_mode):
+        os.close(log_fd)
+        raise StartFailed(f"log file {log_path} is not a regular file; move it away")
+    os.set_blocking(log_fd, True)  # the child inherits it as its stdout
     try:
         popen = subprocess.Popen(
             list(argv),

@@ -7,6 +7,10 @@ YAML 1.2's core schema (``yes`` and ``on`` are strings, ``010`` is ten, no times
 the round-trip path agree on what a value means, and a key given twice in one mapping is an error rather
 than a silent overwrite. The round-trip loader, slower but comment-aware, runs only when an error is
 located or a layout has to be rewritten.
+
+Anchors and aliases are allowed, but a document whose aliases expand to more than `MAX_EXPANDED_NODES`
+nodes, or that refers to itself, is refused before anything is built from it: a few hundred bytes of nested
+aliases ("billion laughs") would otherwise take gigabytes once validated.
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.cyaml import CSafeLoader
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.tag import Tag
 
-__all__ = ["YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
+__all__ = ["MAX_EXPANDED_NODES", "YamlSyntaxError", "compose", "dump_rt", "fast_load", "rt_load"]
+
+MAX_EXPANDED_NODES = 200_000
+"""The most nodes a document may hold once its aliases are expanded (1,000 instances make ~30,000)."""
+MAX_DEPTH = 200
+"""The deepest nesting of collections accepted: libyaml's composer recurses in C once per level, and a
+document nested tens of thousands deep would overflow the stack."""
+_OPENERS = {MappingStartEvent, SequenceStartEvent}
+_CLOSERS = {MappingEndEvent, SequenceEndEvent}
 
 _MERGE = "tag:yaml.org,2002:merge"
 _DEFAULT_TAGS: dict[type[Node], Tag] = {
@@ -136,18 +149,83 @@ def _syntax_error(exc: YAMLError) -> YamlSyntaxError:
 def compose(text: str) -> Node | None:
     """The node tree of ``text``: every node knows its start and end marks, collections their flow style."""
     try:
+        _check_depth(text)
         node: Node | None = _Core12Loader(text).get_single_node()
     except YAMLError as exc:
         raise _syntax_error(exc) from None
+    if node is not None:
+        _check_expansion(node)
     return node
 
 
 def fast_load(text: str) -> Any:
     """Plain Python data (dicts, lists, scalars) from ``text``; raises `YamlSyntaxError`."""
     try:
-        return _Core12Loader(text).get_single_data()
+        _check_depth(text)
+        loader = _Core12Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except YAMLError as exc:
         raise _syntax_error(exc) from None
+
+
+def _check_depth(text: str) -> None:
+    """Refuse a document nested deeper than `MAX_DEPTH`, from the parser's events, before composing it.
+
+    Every collection opens with ``[``, ``{``, ``-``, ``?`` or a ``:``, so text with fewer of those than
+    the limit cannot be too deep and skips the scan.
+    """
+    if sum(text.count(c) for c in "[{-?:") < MAX_DEPTH:
+        return
+    depth = 0
+    for event in iter(_Core12Loader(text).get_event, None):
+        kind = type(event)
+        if kind in _OPENERS:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlSyntaxError(f"nested more than {MAX_DEPTH} levels deep", event.start_mark.line + 1)
+        elif kind in _CLOSERS:
+            depth -= 1
+
+
+def _check_expansion(root: Node) -> None:
+    """Refuse a node graph that refers to itself or expands past `MAX_EXPANDED_NODES` nodes.
+
+    Aliases make the composed tree a graph whose shared nodes count once per use; sizes are summed bottom
+    up, each shared node sized once, without recursion (so nesting depth cannot overflow the stack).
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_sized = stack.pop()
+        key = id(node)
+        if children_sized:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > MAX_EXPANDED_NODES:
+                raise YamlSyntaxError(
+                    f"aliases expand to more than {MAX_EXPANDED_NODES} nodes; write the values out",
+                    node.start_mark.line + 1,
+                )
+            sizes[key] = size
+        elif key not in sizes:
+            if key in open_nodes:
+                raise YamlSyntaxError("an alias refers to a node that contains it", node.start_mark.line + 1)
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _rt() -> YAML:

@@ -22,10 +22,11 @@ from ruamel.yaml.nodes import ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from supervisor._fs import atomic_write, locked
+from supervisor._safe_read import read_text
 from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFound
 from supervisor.fleet import _textedit as te
 from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
-from supervisor.fleet.loader import parse_fleet
+from supervisor.fleet.loader import MAX_FLEET_BYTES, parse_fleet
 from supervisor.fleet.sections import InstanceDecl
 
 __all__ = ["add_instance", "remove_instance", "set_autostart"]
@@ -62,7 +63,7 @@ def _edit(file: Path, what: str, change: Callable[[str, Any], str], *, create: b
         file.parent.mkdir(parents=True, exist_ok=True)
     with locked(lock):
         try:
-            text = file.read_text(encoding="utf-8")
+            text = read_text(file, limit=MAX_FLEET_BYTES)
             mode = stat.S_IMODE(file.stat().st_mode)
         except FileNotFoundError:
             if not create:
@@ -70,6 +71,10 @@ def _edit(file: Path, what: str, change: Callable[[str, Any], str], *, create: b
                     "fleet file not found; create one with 'eyriectl init'", path=str(file)
                 ) from None
             text, mode = "", 0o600
+        except UnicodeDecodeError as exc:
+            raise FleetFileError(f"not UTF-8 text (bad byte at offset {exc.start})", path=str(file)) from None
+        except OSError as exc:
+            raise FleetFileError(f"cannot be read: {exc.strerror or exc}", path=str(file)) from None
         try:
             root = compose(text)
         except YamlSyntaxError as exc:

@@ -11,13 +11,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from supervisor._safe_read import read_text
 from supervisor.errors import FleetFileError, HierarchyError
 from supervisor.fleet._locate import fleet_error
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
 from supervisor.fleet.hierarchy import check_hierarchy
 from supervisor.fleet.schema import FleetFile
 
-__all__ = ["load_fleet", "parse_fleet"]
+__all__ = ["MAX_FLEET_BYTES", "load_fleet", "parse_fleet"]
+
+MAX_FLEET_BYTES = 4 * 1024 * 1024
+"""The largest fleet file read (a fleet of 1,000 instances is about 200 KiB)."""
 
 
 def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> FleetFile:
@@ -27,6 +31,8 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
         data = fast_load(text)
     except YamlSyntaxError as exc:
         raise FleetFileError(f"not valid YAML: {exc.message}", path=where, line=exc.line) from None
+    except RecursionError:
+        raise FleetFileError("nested too deeply to be a fleet file", path=where) from None
     if data is None:
         raise FleetFileError(
             "the file is empty; a fleet file needs at least 'version: 1'", path=where, line=1
@@ -41,6 +47,8 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
         fleet = FleetFile.model_validate(data)
     except ValidationError as exc:
         raise fleet_error(exc, text, where, FleetFile) from None
+    except RecursionError:
+        raise FleetFileError("nested too deeply to be a fleet file", path=where) from None
     try:
         check_hierarchy(fleet.instances)
     except HierarchyError as exc:
@@ -49,10 +57,11 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
 
 
 def load_fleet(path: str | os.PathLike[str]) -> FleetFile:
-    """Read and validate the fleet file at ``path``."""
+    """Read and validate the fleet file at ``path``; every way the file can be unreadable is a
+    `FleetFileError` (a FIFO, a device, a symlink loop, more than `MAX_FLEET_BYTES`)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text(file, limit=MAX_FLEET_BYTES)
     except FileNotFoundError:
         raise FleetFileError(
             "fleet file not found; create one with 'eyriectl init'", path=str(file)
@@ -63,4 +72,6 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetFile:
         raise FleetFileError("permission denied reading the fleet file", path=str(file)) from None
     except UnicodeDecodeError as exc:
         raise FleetFileError(f"not UTF-8 text (bad byte at offset {exc.start})", path=str(file)) from None
+    except OSError as exc:
+        raise FleetFileError(f"cannot be read: {exc.strerror or exc}", path=str(file)) from None
     return parse_fleet(text, path=file)

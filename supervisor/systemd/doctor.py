@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from supervisor._safe_read import read_text
 from supervisor.errors import PortClaimsUnusable, UnitValueError
 from supervisor.paths import Home
 from supervisor.port_claims import CLAIMS_DIR_VAR, Claim, ClaimRegistry
@@ -30,7 +31,7 @@ from supervisor.systemd.install import legacy_unit, render_for
 from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME, served_home
 
-__all__ = ["MIN_FREE_PORTS", "Check", "run_checks"]
+__all__ = ["MIN_FREE_PORTS", "Check", "check_instances", "run_checks"]
 
 MIN_FREE_PORTS = 10
 """Fewer free ports than this in the instance range and adding instances is about to fail."""
@@ -65,6 +66,7 @@ def run_checks(
     checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
     checks.append(_port_claims(the_home, ClaimRegistry()))
     checks.append(_ports(the_home, facts.ports, ClaimRegistry()))
+    checks.append(check_instances(the_home))
     return checks
 
 
@@ -213,8 +215,8 @@ def _lock_held(home: Home) -> bool:
 
 def _daemon(home: Home, name: str, env: Mapping[str, str], *, reachable: bool) -> Check:
     pid = None
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        pid = int(home.pid_file.read_text().strip())
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(read_text(home.pid_file, limit=64).strip())
     running = _lock_held(home)
     active = ""
     main_pid = 0
@@ -279,6 +281,25 @@ def _program(program: Program, path: str, where: str) -> Check:
         f"{program.program!r} not found on {where} ({users} will fail to start)",
         f"install {program.framework}, or set frameworks.{program.framework}.command in fleet.yaml"
         " to its absolute path",
+    )
+
+
+def check_instances(home: Home) -> Check:
+    """Instance directories the daemon cannot use: unreadable ones, and names held by several."""
+    store = Store(home)
+    index = store.index()
+    problems = store.problems()
+    unreadable_names = {p.name for p in problems}
+    found = [f"{p.path}: {p.reason}" for p in problems]
+    found += [reason for name, reason in index.contested.items() if name not in unreadable_names]
+    if not found:
+        return Check("instances", True, f"{len(index.instances)} instance directories readable")
+    return Check(
+        "instances",
+        False,
+        "; ".join(found),
+        f"repair each file named, or move its directory out of {store.root} (a name held by an unreadable or"
+        " a second directory is never given out, and processes of an unreadable one are stopped)",
     )
 
 

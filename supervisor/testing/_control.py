@@ -56,10 +56,10 @@ class MemoryTarget:
 
     # --- the ControlTarget protocol
 
-    def list_instances(self) -> list[InstanceView]:
+    async def list_instances(self) -> list[InstanceView]:
         return list(self.instances.values())
 
-    def get_instance(self, ref: str) -> InstanceView:
+    async def get_instance(self, ref: str) -> InstanceView:
         return self._find(ref)
 
     async def create_instance(self, request: AddRequest) -> InstanceView:
@@ -133,7 +133,7 @@ class MemoryTarget:
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self._hub.subscribe()
 
-    def metrics_text(self) -> bytes:
+    async def metrics_text(self) -> bytes:
         registry = CollectorRegistry(auto_describe=False)
         up = Gauge("eyrie_instance_up", "1 when the instance is running", ["instance"], registry=registry)
         for view in self.instances.values():
