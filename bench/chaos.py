@@ -31,12 +31,34 @@ from types import FrameType
 
 from bench._chaos.actions import Actions, Daemon
 from bench._chaos.invariants import Checker, Expected, Violation
-from bench._chaos.plan import Planner
+from bench._chaos.plan import FaultKind, Planner
 from bench._chaos.procs import end_all
 
 _POLL = 0.25
+_PERSIST = 3.0
+"""Seconds a violation must last, once the settle deadline has passed, to be reported."""
+_GRACE = 15.0
+"""Seconds past the settle deadline after which whatever is wrong is reported, lasting or not."""
 _SLOW = 5.0
 """A settle longer than this many seconds prints (with -v) what was wrong until the end."""
+
+
+def _fault_kinds(text: str) -> frozenset[FaultKind]:
+    try:
+        kinds = frozenset(FaultKind(k.strip()) for k in text.split(",") if k.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not kinds:
+        raise argparse.ArgumentTypeError("name at least one fault kind")
+    return kinds
+
+
+def _replay(args: argparse.Namespace) -> str:
+    """The command line that replays this run's faults."""
+    line = f"python -m bench.chaos --seed {args.seed} --agents {args.agents}"
+    if args.faults != frozenset(FaultKind):
+        line += " --faults " + ",".join(sorted(k.value for k in args.faults))
+    return line
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +67,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=300.0, help="seconds of waves (default 300)")
     p.add_argument("--agents", type=int, default=12, help="instances declared at the start (default 12)")
     p.add_argument("--waves", type=int, default=None, help="stop after this many waves")
+    p.add_argument(
+        "--faults",
+        type=_fault_kinds,
+        default=frozenset(FaultKind),
+        help="comma-separated fault kinds to draw from (default all: "
+        + ",".join(k.value for k in FaultKind)
+        + ")",
+    )
     p.add_argument("--settle-timeout", type=float, default=30.0, help="seconds a wave may take to converge")
     p.add_argument("--ci", action="store_true", help="the CI preset: --duration 60 --agents 8")
     p.add_argument(
@@ -70,17 +100,22 @@ class Settled:
 
 
 def _settle(checker: Checker, expected: Expected, timeout: float, known: set[tuple[str, str]]) -> Settled:
-    """Check until nothing is wrong but what earlier waves reported (``known``: kind and subject), or until
-    ``timeout`` passes."""
+    """Check until nothing is wrong but what earlier waves reported (``known``: kind and subject); past
+    ``timeout``, return what has stayed wrong for `_PERSIST` seconds, so an agent that ends on its own
+    just then is not a violation (past ``timeout`` + `_GRACE`, whatever is wrong)."""
     started = time.monotonic()
     checks = 0
     last_seen: list[Violation] = []
+    since: dict[tuple[str, str], float] = {}
     while True:
         violations = [v for v in checker.check(expected) if (v.kind, v.subject) not in known]
         checks += 1
-        elapsed = time.monotonic() - started
-        if not violations or elapsed > timeout:
-            return Settled(elapsed, violations, checks, last_seen)
+        now = time.monotonic()
+        elapsed = now - started
+        since = {(v.kind, v.subject): since.get((v.kind, v.subject), now) for v in violations}
+        lasting = [v for v in violations if now - since[(v.kind, v.subject)] >= _PERSIST]
+        if not violations or (elapsed > timeout and lasting) or elapsed > timeout + _GRACE:
+            return Settled(elapsed, lasting if elapsed <= timeout + _GRACE else violations, checks, last_seen)
         last_seen = violations
         time.sleep(_POLL)
 
@@ -105,7 +140,7 @@ class Soak:
         self.args = args
         self.home = home
         self.daemon = Daemon(home)
-        self.planner = Planner(args.seed, args.agents)
+        self.planner = Planner(args.seed, args.agents, args.faults)
         self.actions = Actions(home, self.daemon)
         self.checker = Checker(home, str(home))
         self.settle_times: list[float] = []

@@ -67,3 +67,9 @@ class TestPlanner:
                     break  # the fleet changed: track again from the planner's model next wave
             assert planner.model.stopped <= set(planner.model.agents)
         assert kinds == set(FaultKind)
+
+    def test_fault_kinds_can_be_narrowed(self) -> None:
+        """With --faults, only those kinds are drawn (a kill with nothing to kill becomes a SIGHUP storm)."""
+        planner = Planner(3, 4, frozenset({FaultKind.KILL_AGENT, FaultKind.REEXEC}))
+        drawn = {fault.kind for _ in range(200) for fault in planner.next_wave()}
+        assert drawn == {FaultKind.KILL_AGENT, FaultKind.REEXEC}

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .invariants import daemon_answers
 from .plan import Edit, Fault, FaultKind
 from .procs import RUN_VAR, snapshot
 
@@ -40,6 +41,9 @@ while True:
 _EYRIECTL = str(Path(sys.executable).with_name("eyriectl"))
 """The eyriectl installed beside this interpreter (the checkout's venv)."""
 
+_START_DEADLINE = 30.0
+"""Seconds a new eyried may take to answer on its socket."""
+
 _EDIT_GAP = 0.05
 """Seconds between the edits of a SIGHUP storm."""
 
@@ -59,6 +63,7 @@ class Daemon:
         self.starts = 0
 
     def start(self) -> None:
+        """Start eyried and wait until it answers (as systemd waits for READY=1 before it sends a signal)."""
         with open(self.home / "eyried.log", "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "supervisor.daemon", "--home", str(self.home), "--log-level", "info"],
@@ -69,6 +74,11 @@ class Daemon:
                 start_new_session=True,
             )
         self.starts += 1
+        until = time.monotonic() + _START_DEADLINE
+        while self.pid() is not None and time.monotonic() < until:
+            if daemon_answers(self.home / "run" / "eyried.sock"):
+                return
+            time.sleep(0.02)
 
     def pid(self) -> int | None:
         """The pid of our eyried while it lives (a re-exec keeps it)."""
