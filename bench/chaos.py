@@ -32,13 +32,15 @@ from types import FrameType
 from bench._chaos.actions import Actions, Daemon
 from bench._chaos.invariants import Checker, Expected, Violation
 from bench._chaos.plan import FaultKind, Planner
-from bench._chaos.procs import end_all
+from bench._chaos.procs import end_all, snapshot
 
 _POLL = 0.25
 _PERSIST = 3.0
 """Seconds a violation must last, once the settle deadline has passed, to be reported."""
 _GRACE = 15.0
 """Seconds past the settle deadline after which whatever is wrong is reported, lasting or not."""
+_STUCK = 15.0
+"""Seconds a violation may last within the settle deadline and still not count once it clears."""
 _SLOW = 5.0
 """A settle longer than this many seconds prints (with -v) what was wrong until the end."""
 
@@ -100,23 +102,35 @@ class Settled:
 
 
 def _settle(checker: Checker, expected: Expected, timeout: float, known: set[tuple[str, str]]) -> Settled:
-    """Check until nothing is wrong but what earlier waves reported (``known``: kind and subject); past
-    ``timeout``, return what has stayed wrong for `_PERSIST` seconds, so an agent that ends on its own
-    just then is not a violation (past ``timeout`` + `_GRACE`, whatever is wrong)."""
+    """Check until nothing is wrong but what earlier waves reported (``known``: kind and subject).
+
+    Past ``timeout``, what has stayed wrong for `_PERSIST` seconds is returned, so an agent that ends on its
+    own just then is no violation (past ``timeout`` + `_GRACE`, whatever is wrong). What stayed wrong for
+    `_STUCK` seconds and then cleared is returned too: an agent ending on its own may hide a fault."""
     started = time.monotonic()
     checks = 0
-    last_seen: list[Violation] = []
     since: dict[tuple[str, str], float] = {}
+    latest: dict[tuple[str, str], Violation] = {}
+    cleared: list[Violation] = []
     while True:
-        violations = [v for v in checker.check(expected) if (v.kind, v.subject) not in known]
+        current = {v.key: v for v in checker.check(expected) if v.key not in known}
         checks += 1
         now = time.monotonic()
+        for key, first in since.items():
+            if key not in current and now - first >= _STUCK:
+                old = latest[key]
+                seen = f"lasted {now - first:.0f} s, then cleared: {old.seen}"
+                cleared.append(Violation(old.kind, old.subject, seen))
+        since = {key: since.get(key, now) for key in current}
+        last_seen, latest = list(latest.values()), current
         elapsed = now - started
-        since = {(v.kind, v.subject): since.get((v.kind, v.subject), now) for v in violations}
-        lasting = [v for v in violations if now - since[(v.kind, v.subject)] >= _PERSIST]
-        if not violations or (elapsed > timeout and lasting) or elapsed > timeout + _GRACE:
-            return Settled(elapsed, lasting if elapsed <= timeout + _GRACE else violations, checks, last_seen)
-        last_seen = violations
+        lasting = [v for key, v in current.items() if now - since[key] >= _PERSIST]
+        if not current:
+            return Settled(elapsed, cleared, checks, last_seen)
+        if elapsed > timeout + _GRACE:
+            return Settled(elapsed, cleared + list(current.values()), checks, last_seen)
+        if elapsed > timeout and lasting:
+            return Settled(elapsed, cleared + lasting, checks, last_seen)
         time.sleep(_POLL)
 
 
@@ -174,14 +188,15 @@ class Soak:
             return
         for v in violations:
             self.violations[v.kind] += 1
-            self.known.add((v.kind, v.subject))
+            self.known.add(v.key)
             print(f"VIOLATION wave {number} seed {self.args.seed} [{faults}]: {v}", flush=True)
         self._recover(violations)
 
     def _recover(self, violations: list[Violation]) -> None:
         """End the processes found wrong and bring a daemon back: the next wave starts from known ground."""
+        ours = snapshot(str(self.home))
         for v in violations:
-            if v.pid is not None:
+            if v.pid in ours:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(v.pid, signal.SIGKILL)
         if self.daemon.ensure() and self.args.verbose:

@@ -32,6 +32,11 @@ class Violation:
     seen: str
     pid: int | None = None  # the offending process, when there is one
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes two sightings the same violation: its kind and subject."""
+        return (self.kind, self.subject)
+
     def __str__(self) -> str:
         return f"{self.kind} {self.subject}: {self.seen}"
 

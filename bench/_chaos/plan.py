@@ -27,8 +27,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "plain": (),
     "forker": ("--children", "2", "--children-ignore-sigterm"),
     "stubborn": ("--ignore-sigterm",),
-    "exiter": ("--exit-after", "25"),
-    "crasher": ("--crash-after", "35"),
+    "exiter": ("--exit-after", "40"),
+    "crasher": ("--crash-after", "50"),
     "detacher": ("--grandchild", "{instance_dir}/grandchild.pid"),
 }
 """Agent kinds and the fault-injecting agent's flags for each: children that ignore SIGTERM, an agent that
