@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"chaos: home {home}", flush=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     soak = Soak(args, home)
     started = time.monotonic()
     interrupted = False
@@ -243,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         soak.daemon.kill()
         soak.actions.end_squatters()
         left = end_all(str(home))
