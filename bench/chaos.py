@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -33,14 +32,8 @@ from bench._chaos.actions import Actions, Daemon
 from bench._chaos.invariants import Checker, Expected, Violation
 from bench._chaos.plan import FaultKind, Planner
 from bench._chaos.procs import end_all, snapshot
+from bench._chaos.settle import settle
 
-_POLL = 0.25
-_PERSIST = 3.0
-"""Seconds a violation must last, once the settle deadline has passed, to be reported."""
-_GRACE = 15.0
-"""Seconds past the settle deadline after which whatever is wrong is reported, lasting or not."""
-_STUCK = 15.0
-"""Seconds a violation may last within the settle deadline and still not count once it clears."""
 _SLOW = 5.0
 """A settle longer than this many seconds prints (with -v) what was wrong until the end."""
 
@@ -91,49 +84,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-@dataclass
-class Settled:
-    """How a wave's settle step ended: seconds taken, what is still wrong, checks, what was last wrong."""
-
-    seconds: float
-    violations: list[Violation]
-    checks: int
-    last_seen: list[Violation]
-
-
-def _settle(checker: Checker, expected: Expected, timeout: float, known: set[tuple[str, str]]) -> Settled:
-    """Check until nothing is wrong but what earlier waves reported (``known``: kind and subject).
-
-    Past ``timeout``, what has stayed wrong for `_PERSIST` seconds is returned, so an agent that ends on its
-    own just then is no violation (past ``timeout`` + `_GRACE`, whatever is wrong). What stayed wrong for
-    `_STUCK` seconds and then cleared is returned too: an agent ending on its own may hide a fault."""
-    started = time.monotonic()
-    checks = 0
-    since: dict[tuple[str, str], float] = {}
-    latest: dict[tuple[str, str], Violation] = {}
-    cleared: list[Violation] = []
-    while True:
-        current = {v.key: v for v in checker.check(expected) if v.key not in known}
-        checks += 1
-        now = time.monotonic()
-        for key, first in since.items():
-            if key not in current and now - first >= _STUCK:
-                old = latest[key]
-                seen = f"lasted {now - first:.0f} s, then cleared: {old.seen}"
-                cleared.append(Violation(old.kind, old.subject, seen))
-        since = {key: since.get(key, now) for key in current}
-        last_seen, latest = list(latest.values()), current
-        elapsed = now - started
-        lasting = [v for key, v in current.items() if now - since[key] >= _PERSIST]
-        if not current:
-            return Settled(elapsed, cleared, checks, last_seen)
-        if elapsed > timeout + _GRACE:
-            return Settled(elapsed, cleared + list(current.values()), checks, last_seen)
-        if elapsed > timeout and lasting:
-            return Settled(elapsed, cleared + lasting, checks, last_seen)
-        time.sleep(_POLL)
-
-
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
@@ -169,7 +119,7 @@ class Soak:
         return Expected({n: a.env for n, a in agents.items()}, frozenset(self.actions.stopped))
 
     def wave(self, number: int, faults: str) -> None:
-        settled = _settle(self.checker, self.expected(), self.args.settle_timeout, self.known)
+        settled = settle(self.checker, self.expected(), self.args.settle_timeout, self.known)
         self.checks += settled.checks
         violations = settled.violations
         if self.args.verbose:
