@@ -4,7 +4,8 @@ Standard library only, so it starts fast and runs wherever the package is instal
 
 It serves ``GET /health`` and ``GET /ready`` on its port (``--http``) or just accepts connections
 (``--tcp``), and can: crash on start or after a delay, exit 0, never become ready, turn unhealthy, ignore
-SIGTERM, leave a grandchild running in its own session, flood its output with numbered lines, print a ready
+SIGTERM, leave a grandchild running in its own session, fork children that stay in its process group (and
+may ignore SIGTERM), flood its output with numbered lines, print a ready
 line, or print a heartbeat.
 """
 
@@ -41,6 +42,8 @@ def _parse() -> argparse.Namespace:
         "--linger-on-term", type=float, default=0.0, help="on SIGTERM say so, exit this much later"
     )
     p.add_argument("--grandchild", type=Path, default=None, help="leave a grandchild in its own session")
+    p.add_argument("--children", type=int, default=0, help="fork this many children into our process group")
+    p.add_argument("--children-ignore-sigterm", action="store_true", help="the --children ignore SIGTERM")
     p.add_argument("--flood", type=int, default=0, help="write this many numbered lines at once")
     p.add_argument("--flood-width", type=int, default=100, help="bytes per flood line")
     p.add_argument("--done-file", type=Path, default=None, help="create this file when the flood is written")
@@ -74,6 +77,15 @@ def _leave_grandchild(pid_file: Path) -> None:
     os.read(read_end, 1)
     os.close(read_end)
     os.wait()
+
+
+def _fork_children(count: int, ignore_sigterm: bool) -> None:
+    """Children that share our process group and outlive us unless the group is signalled."""
+    for _ in range(count):
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore_sigterm else signal.SIG_DFL)
+            while True:
+                time.sleep(3600)
 
 
 def _flood(lines: int, width: int) -> None:
@@ -134,6 +146,8 @@ def main() -> int:
         return 3
     if args.grandchild is not None:
         _leave_grandchild(args.grandchild)
+    if args.children:
+        _fork_children(args.children, args.children_ignore_sigterm)
     if args.flood:
         _flood(args.flood, args.flood_width)
         if args.done_file:

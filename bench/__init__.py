@@ -1,0 +1,1 @@
+"""Benchmarks and the chaos soak, run from the checkout as ``python -m bench.<name>``."""

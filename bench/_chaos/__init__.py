@@ -1,0 +1,1 @@
+"""The chaos soak's parts: a seeded fault planner, a look at /proc, the invariants, the actions."""
