@@ -62,8 +62,9 @@ class TestRemovalByReload:
             assert d.instance("alpha")["pid"] == pids["alpha"]
 
     def test_symlinked_instance_directory_is_moved_as_a_link(self, tmp_path: Path) -> None:
-        """Removing an instance whose directory is a symlink neither kills eyried nor touches what the link
-        points at, outside the home: the link itself goes to the trash."""
+        """An instance directory planted as a symlink before eyried starts is never entered: the name gets a
+        fresh instance, whose removal neither kills eyried nor touches what the link points at, outside the
+        home; the link stays where it was, reported."""
         home = tmp_path / "home"
         home.mkdir()
         linked = Provisioner(Store(Home(home)), Home(home)).provision(
@@ -80,7 +81,7 @@ class TestRemovalByReload:
             d.signal(signal.SIGHUP)
             wait_for(lambda: "reload_applied" in d.log(), 30, "the reload to be applied")
             (entry,) = wait_for(lambda: list((home / "removed").glob("linked-*Z")), 20, "the link trashed")
-            assert entry.is_symlink() and entry.readlink() == outside
+            assert not entry.is_symlink() and (home / "instances" / linked.id).is_symlink()
             assert (outside / "workspace" / "memory" / "notes.md").read_text() == "kept outside\n"
             assert (outside / "instance.json").exists()
             assert d.proc is not None and d.proc.poll() is None

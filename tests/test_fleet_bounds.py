@@ -54,7 +54,7 @@ class TestBoundsInDefaults:
     def test_busy_loop_interval_says_the_range(self) -> None:
         """``health.interval: 0`` (a busy liveness loop) is refused with the allowed range in units."""
         err = error_for("version: 1\ndefaults:\n  health:\n    interval: 0\n")
-        assert err.reason == "must be between 100ms and 24h (got 0s)"
+        assert err.reason == "must be between 100ms and 1d (got 0s)"
 
     def test_the_limits_themselves_are_accepted(self) -> None:
         """The edges of each range load."""

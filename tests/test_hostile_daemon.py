@@ -166,8 +166,10 @@ class TestInstanceFilesHostile:
             assert [p.name for p in (tmp_path / "instances").iterdir() if not p.name.startswith(".")] == [
                 alpha_id
             ]
-            status = _status(tmp_path)
-            assert any(alpha_id in p and "cannot be read" in p for p in status.problems)
+            wait_for(
+                lambda: any(alpha_id in p and "cannot be read" in p for p in _status(tmp_path).problems),
+                what="status to report the unreadable file",
+            )
             [view] = _ps(tmp_path)
             assert view.name == "alpha" and not view.pid
         finally:
