@@ -24,7 +24,15 @@ from supervisor.models import Instance, utcnow
 from supervisor.port_claims import PortOwner
 from supervisor.ports import holder_pid, port_holder, port_in_use
 
-__all__ = ["adopt", "check_port", "child_env", "relocate", "spawn_child", "spawned_fields"]
+__all__ = [
+    "adopt",
+    "check_port",
+    "child_env",
+    "launched_otherwise",
+    "relocate",
+    "spawn_child",
+    "spawned_fields",
+]
 
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
@@ -135,6 +143,7 @@ def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> di
         "started_at": utcnow(),
         "next_start_at": None,
         "config_hash": rt.config_hash,
+        "launch_hash": rt.launch_hash(),
     }
 
 
@@ -154,3 +163,10 @@ def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
         marker=rt.instance_id,
         same_cmdline=same_cmdline,
     )
+
+
+def launched_otherwise(record: Instance, rt: InstanceRuntime) -> bool:
+    """Whether the recorded process was started from other launch data than ``rt`` (an edit made while no
+    daemon ran, or a restart a dead daemon never finished). A record from before launch hashes has none:
+    its process is adopted as it is."""
+    return bool(record.launch_hash) and record.launch_hash != rt.launch_hash()

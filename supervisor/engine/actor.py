@@ -19,7 +19,14 @@ import structlog
 
 from supervisor.engine import procfs
 from supervisor.engine._announce import announce
-from supervisor.engine._launch import adopt, check_port, relocate, spawn_child, spawned_fields
+from supervisor.engine._launch import (
+    adopt,
+    check_port,
+    launched_otherwise,
+    relocate,
+    spawn_child,
+    spawned_fields,
+)
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
@@ -92,6 +99,11 @@ class Actor:
             self.proc = adopt(inst, rt)
             if self.proc is None:
                 plan = plan.adoption_failed()
+            elif launched_otherwise(inst, rt):
+                self._restart_requested = True
+                self.log.info(
+                    "launch_changed", pid=self.proc.pid, detail="restarting with the current launch data"
+                )
         if plan.process == "found dead":
             reaped = reap_recorded(inst.pid, inst.proc_start_time or 0.0) if inst.pid else None
             ended = reaped or ExitStatus()

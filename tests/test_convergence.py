@@ -1,0 +1,140 @@
+"""Convergence: whatever crashes, re-execs and edits happen, a real eyried ends up running what fleet.yaml
+says: an edit made while it was down (or while it re-executed, or died mid-reload) is applied by the next
+image, and what is not in the file is stopped and in the trash, unless it was never declared."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import psutil
+
+from supervisor.models import CreateRequest
+from supervisor.paths import Home
+from supervisor.provision import Provisioner
+from supervisor.store import Store
+from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, pid_alive, running_daemon, wait_for
+
+_AGENT = '["{python}", -m, supervisor.testing.faulty_agent, --http, --port, "{port}"'
+
+
+def agent(name: str, *flags: str, gen: str = "0") -> str:
+    extra = "".join(f', "{flag}"' for flag in flags)
+    return (
+        f"  - name: {name}\n"
+        f"    framework: embedded\n"
+        f"    command: {_AGENT}{extra}]\n"
+        f'    env: {{CONV_GEN: "{gen}"}}\n'
+        f"    ready: {{kind: http, path: /ready, expect: 200}}\n"
+    )
+
+
+def _trash_entries(home: Path, name: str) -> list[Path]:
+    root = home / "removed"
+    return sorted(p for p in root.glob(f"{name}-*") if p.is_dir()) if root.is_dir() else []
+
+
+def _env(pid: int) -> dict[str, str]:
+    try:
+        return dict(psutil.Process(pid).environ())
+    except psutil.Error:
+        return {}
+
+
+def _removed_cleanly(d: DaemonProcess, name: str, pid: int, instance_id: str) -> None:
+    wait_for(lambda: not pid_alive(pid), 30, f"{name}'s agent to stop")
+    wait_for(lambda: _trash_entries(d.home, name), 20, f"{name}'s files in the trash")
+    assert not (d.home / "instances" / instance_id).exists()
+    assert name not in d.instances()
+
+
+def _restart(d: DaemonProcess) -> None:
+    d.start()
+    d.wait_serving()
+
+
+class TestEditsWhileDown:
+    def test_removal_and_rename_while_down_stop_and_trash_the_old(self, tmp_path: Path) -> None:
+        """Reproduces: removing or renaming an instance while eyried is down left the old agent running
+        unsupervised and its directory outside the trash (the new image diffed against nothing)."""
+        fleet = fleet_yaml(agent("alpha"), agent("beta"), agent("gamma", "--ignore-sigterm"))
+        with running_daemon(tmp_path, fleet) as d:
+            pids = d.wait_running("alpha", "beta", "gamma")
+            ids = {name: d.instance(name)["id"] for name in pids}
+            d.kill()
+            d.write_fleet(fleet_yaml(agent("alpha"), agent("gamma-renamed", "--ignore-sigterm")))
+            _restart(d)
+            d.wait_running("gamma-renamed")
+            _removed_cleanly(d, "beta", pids["beta"], ids["beta"])
+            _removed_cleanly(d, "gamma", pids["gamma"], ids["gamma"])
+            assert d.wait_running("alpha") == {"alpha": pids["alpha"]}  # unchanged: adopted, not restarted
+
+    def test_env_edit_while_down_restarts_with_the_new_env(self, tmp_path: Path) -> None:
+        """Reproduces: an env edit made while eyried was down left the old process adopted with the old
+        env (the recorded config hash does not cover env)."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"), agent("beta"))) as d:
+            pids = d.wait_running("alpha", "beta")
+            d.kill()
+            d.write_fleet(fleet_yaml(agent("alpha", gen="1"), agent("beta")))
+            _restart(d)
+            renewed = d.wait_new_pid("alpha", pids["alpha"], 30)
+            assert _env(renewed["pid"]).get("CONV_GEN") == "1"
+            assert d.wait_running("beta") == {"beta": pids["beta"]}
+            assert not pid_alive(pids["alpha"])
+
+    def test_never_declared_instance_stays_untouched(self, tmp_path: Path) -> None:
+        """An instance made outside the fleet file (eyrie's Go code) is in no applied fleet: a restart
+        leaves it as it is (ORPHAN), it is not moved to the trash."""
+        home = Home(tmp_path)
+        Provisioner(Store(home), home).provision(CreateRequest(name="gocreated", framework="embedded"))
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"))) as d:
+            d.wait_running("alpha")
+            d.kill()
+            _restart(d)
+            d.wait_running("alpha")
+            assert "gocreated" in d.instances()
+            assert not _trash_entries(tmp_path, "gocreated")
+
+
+class TestEditsDuringReexec:
+    def test_removal_whose_sighup_lands_during_a_reexec(self, tmp_path: Path) -> None:
+        """Reproduces: a removal whose SIGHUP landed during a SIGUSR2 re-exec kept the instance running."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"), agent("beta"))) as d:
+            pids = d.wait_running("alpha", "beta")
+            beta = d.instance("beta")["id"]
+            d.signal(signal.SIGUSR2)
+            d.write_fleet(fleet_yaml(agent("alpha")))
+            d.signal(signal.SIGHUP)
+            _removed_cleanly(d, "beta", pids["beta"], beta)
+            assert d.wait_running("alpha") == {"alpha": pids["alpha"]}
+
+    def test_env_edit_during_a_reexec(self, tmp_path: Path) -> None:
+        """Reproduces: an env edit reloaded during a re-exec left the old process adopted."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"))) as d:
+            pids = d.wait_running("alpha")
+            d.signal(signal.SIGUSR2)
+            d.write_fleet(fleet_yaml(agent("alpha", gen="2")))
+            d.signal(signal.SIGHUP)
+            renewed = d.wait_new_pid("alpha", pids["alpha"], 30)
+            assert _env(renewed["pid"]).get("CONV_GEN") == "2"
+
+
+class TestDaemonDiesMidReload:
+    def test_rename_of_a_sigterm_ignoring_agent_killed_during_the_stop(self, tmp_path: Path) -> None:
+        """Reproduces: renaming an agent that ignores SIGTERM, then SIGKILLing eyried while the reload waits
+        out its stop_timeout, left the old agent running and its files in place."""
+        slow = FAST_DEFAULTS.replace("stop_timeout: 5s", "stop_timeout: 4s")
+        fleet = fleet_yaml(agent("alpha"), agent("stubborn", "--ignore-sigterm"), defaults=slow)
+        with running_daemon(tmp_path, fleet) as d:
+            pids = d.wait_running("alpha", "stubborn")
+            stubborn = d.instance("stubborn")["id"]
+            d.write_fleet(fleet_yaml(agent("alpha"), agent("stubborn-2", "--ignore-sigterm"), defaults=slow))
+            d.signal(signal.SIGHUP)
+            wait_for(
+                lambda: d.instance("stubborn").get("status_detail") == "stopping", 20, "the reload's stop"
+            )
+            d.kill()
+            assert pid_alive(pids["stubborn"])
+            _restart(d)
+            d.wait_running("stubborn-2")
+            _removed_cleanly(d, "stubborn", pids["stubborn"], stubborn)
