@@ -5,6 +5,7 @@ image, and what is not in the file is stopped and in the trash, unless it was ne
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -138,3 +139,22 @@ class TestDaemonDiesMidReload:
             _restart(d)
             d.wait_running("stubborn-2")
             _removed_cleanly(d, "stubborn", pids["stubborn"], stubborn)
+
+
+class TestCopiedHome:
+    def test_the_originals_daemon_leaves_a_copys_agents_alone(self, tmp_path: Path) -> None:
+        """Reproduces: after `cp -a` of a home, starting the original's daemon killed the copy's agent as a
+        leftover of its own (processes were matched by bare instance id, which the copy shares)."""
+        original, copy = tmp_path / "original", tmp_path / "copy"
+        original.mkdir()
+        with running_daemon(original, fleet_yaml(agent("alpha"))) as d:
+            d.wait_running("alpha")
+            assert d.terminate() == 0
+        subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+        with running_daemon(copy, fleet_yaml(agent("alpha"))) as theirs:
+            copied = theirs.wait_running("alpha")["alpha"]
+            assert _env(copied).get("EYRIE_HOME") == str(copy)
+            with running_daemon(original, fleet_yaml(agent("alpha"))) as ours:
+                mine = ours.wait_running("alpha")["alpha"]
+                assert mine != copied
+                assert theirs.instance("alpha")["pid"] == copied and pid_alive(copied)

@@ -15,6 +15,7 @@ import anyio
 import structlog
 
 from supervisor.daemon._last_applied import load_applied
+from supervisor.engine.procfs import marker_of
 from supervisor.engine.stop import ProcScanner, stop_tree
 from supervisor.errors import EyrieError
 
@@ -41,11 +42,11 @@ async def last_applied(run_dir: Path) -> FleetFile | None:
         return None
 
 
-async def end_processes(instance_id: str, pgid: int | None) -> None:
-    """End every process carrying ``instance_id``'s marker (and its recorded group), for an instance that
-    cannot be taken under supervision to be stopped properly."""
+async def end_processes(home: Path, instance_id: str, pgid: int | None) -> None:
+    """End every process carrying the marker of ``home``'s instance ``instance_id`` (and its recorded
+    group), for an instance that cannot be taken under supervision to be stopped properly."""
     result = await stop_tree(
-        marker=instance_id,
+        marker=marker_of(str(home), instance_id),
         main=None,
         pgid=pgid,
         stop_signal=signal.SIGTERM,

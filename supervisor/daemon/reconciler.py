@@ -226,7 +226,7 @@ class Reconciler:
             await self._engine.add(build_runtime(resolved, inst, self._store, config_hash=config_hash))
         except Exception as exc:  # a declaration this release cannot run: its processes end anyway
             log.warning("withdrawn_instance_not_supervised", instance=name, error=str(exc))
-            await end_processes(inst.id, inst.pgid)
+            await end_processes(self._provisioner.home.root, inst.id, inst.pgid)
             return
         self._records[name] = InstanceRecord(applied=Applied(inst.id, resolved))
 

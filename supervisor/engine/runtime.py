@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from supervisor.engine import procfs
 from supervisor.engine._redact import REDACTED, secret_values
 from supervisor.engine.probes import validate
 from supervisor.frameworks.spec import Probe
@@ -96,6 +97,12 @@ class InstanceRuntime:
             "stop_timeout": self.stop_timeout,
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def marker(self) -> str:
+        """What every process of this instance carries: its home (when the composer set ``EYRIE_HOME``) and
+        its id."""
+        return procfs.marker_of(self.env.get(procfs.HOME_VAR), self.instance_id)
 
     def launch_hash(self) -> str:
         """A digest of what the process is started with: argv, env (secret values left out: the record
