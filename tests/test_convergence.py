@@ -15,6 +15,7 @@ from supervisor.paths import Home
 from supervisor.provision import Provisioner
 from supervisor.store import Store
 from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, pid_alive, running_daemon, wait_for
+from tests._survival import stop_instance
 
 _AGENT = '["{python}", -m, supervisor.testing.faulty_agent, --http, --port, "{port}"'
 
@@ -108,6 +109,18 @@ class TestEditsDuringReexec:
             d.signal(signal.SIGHUP)
             _removed_cleanly(d, "beta", pids["beta"], beta)
             assert d.wait_running("alpha") == {"alpha": pids["alpha"]}
+
+    def test_stopped_instance_removed_across_a_reexec_goes_to_the_trash(self, tmp_path: Path) -> None:
+        """Reproduces: a removal whose stop had finished, then a re-exec: the directory was never moved (the
+        new image knew nothing of the instance; its files stayed under instances/)."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"), agent("beta"))) as d:
+            pids = d.wait_running("alpha", "beta")
+            beta = d.instance("beta")["id"]
+            stop_instance(tmp_path, "beta")
+            d.wait_status("beta", "stopped")
+            d.write_fleet(fleet_yaml(agent("alpha")))
+            d.signal(signal.SIGUSR2)
+            _removed_cleanly(d, "beta", pids["beta"], beta)
 
     def test_env_edit_during_a_reexec(self, tmp_path: Path) -> None:
         """Reproduces: an env edit reloaded during a re-exec left the old process adopted."""
