@@ -4,6 +4,7 @@ image, and what is not in the file is stopped and in the trash, unless it was ne
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from supervisor.models import CreateRequest
 from supervisor.paths import Home
 from supervisor.provision import Provisioner
 from supervisor.store import Store
+from tests._cli import eyriectl
 from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, pid_alive, running_daemon, wait_for
 from tests._survival import stop_instance
 
@@ -171,3 +173,22 @@ class TestCopiedHome:
                 mine = ours.wait_running("alpha")["alpha"]
                 assert mine != copied
                 assert theirs.instance("alpha")["pid"] == copied and pid_alive(copied)
+
+
+class TestOfflinePlan:
+    def test_dry_run_while_down_shows_removals_and_restarts(self, tmp_path: Path) -> None:
+        """With eyried down, `reload --dry-run` plans against the fleet last applied: what the next start
+        removes and restarts, not only what it adds."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"), agent("beta"), agent("gamma"))) as d:
+            d.wait_running("alpha", "beta", "gamma")
+            assert d.terminate() == 0
+            d.write_fleet(fleet_yaml(agent("alpha", gen="1"), agent("gamma"), agent("delta")))
+            result = eyriectl(tmp_path, "reload", "--dry-run", "--json")
+            assert result.returncode == 3, result.stderr
+            plan = json.loads(result.stdout)
+            assert (plan["added"], plan["removed"], plan["restarted"], plan["unchanged"]) == (
+                ["delta"],
+                ["beta"],
+                ["alpha"],
+                ["gamma"],
+            )
