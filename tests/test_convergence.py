@@ -5,6 +5,7 @@ image, and what is not in the file is stopped and in the trash, unless it was ne
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ from supervisor.provision import Provisioner
 from supervisor.store import Store
 from tests._cli import eyriectl
 from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, pid_alive, running_daemon, wait_for
-from tests._survival import stop_instance
+from tests._survival import stop_instance, survival_fleet, with_grandchild
 
 _AGENT = '["{python}", -m, supervisor.testing.faulty_agent, --http, --port, "{port}"'
 
@@ -192,3 +193,23 @@ class TestOfflinePlan:
                 ["alpha"],
                 ["gamma"],
             )
+
+
+class TestSweepCutShort:
+    def test_leftover_of_a_crash_is_swept_by_the_next_image(self, tmp_path: Path) -> None:
+        """Reproduces: an agent's group killed, the agent respawned, then eyried SIGKILLed before its
+        (batched, delayed) sweep of the crashed run's leftovers: the new image adopted the new process and
+        never swept the old run's grandchild, which lived on under pid 1."""
+        with running_daemon(tmp_path, survival_fleet(with_grandchild("alpha"))) as d:
+            pid = d.wait_running("alpha")["alpha"]
+            pid_file = tmp_path / "instances" / d.instance("alpha")["id"] / "grandchild.pid"
+            grandchild = wait_for(
+                lambda: pid_file.exists() and int(pid_file.read_text() or 0), 10, "grandchild"
+            )
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            d.wait_new_pid("alpha", pid, 10)
+            d.kill()
+            assert pid_alive(grandchild)
+            _restart(d)
+            wait_for(lambda: not pid_alive(grandchild), 20, "the old run's grandchild to be swept")
+            d.wait_running("alpha")

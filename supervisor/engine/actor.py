@@ -223,6 +223,8 @@ class Actor:
             self.inst.status_detail = f"adopted pid {self.proc.pid}"
             self.log.info("adopted", pid=self.proc.pid)
             await self.persist()
+            # a sweep of an earlier run's leftovers that a dead image left unfinished ends now
+            self.services.request_sweep(self.runtime.instance_id, False)
             self._emit("transition", self.inst.status, self.inst.status, self.inst.status_detail)
         elif plan is not None and plan.ended is not None:
             dead, self._pending = self._pending, None
