@@ -120,6 +120,8 @@ class Reconciler:
         rejection when the fleet file was refused."""
         if initial is None:
             initial = await self.initial()
+        if initial.rejected is not None:  # a fallback (maybe empty) is no declaration: nothing is withdrawn
+            self._first_apply = False
         applied = await self.apply(initial.fleet)
         return initial.rejected or applied
 
