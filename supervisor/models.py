@@ -266,6 +266,7 @@ class Instance(BaseModel):
     last_exit: LastExit | None = None
     last_error: str = ""
     config_hash: str = ""
+    launch_hash: str = ""
     total_restarts: int = 0
 
     @field_validator("pid", "pgid", mode="before")

@@ -148,7 +148,8 @@ class TestAdoption:
         """A process carrying the instance's marker that no record mentions (spawned just before a crash)
         is ended before the instance starts, so only one copy runs."""
         rt = make_runtime(store, "single", faulty())
-        env = {**os.environ, "EYRIE_INSTANCE_ID": rt.instance_id}
+        env = {k: v for k, v in os.environ.items() if k != "EYRIE_HOME"}
+        env["EYRIE_INSTANCE_ID"] = rt.instance_id
         orphan = spawn(faulty(), env=env, cwd=rt.cwd, log_path=rt.log_path)
         await wait_for(lambda: f"faulty {orphan.pid} starting" in rt.log_path.read_text())
         async with running_engine(store) as engine:

@@ -136,11 +136,13 @@ class TestReexecInPlace:
             assert renewed["last_exit"]["signal"] == signal.SIGKILL
 
     def test_child_no_instance_claims_is_reaped_when_it_ends(self, tmp_path: Path) -> None:
-        """An agent whose instance was dropped from the fleet file before the re-exec is nobody's to adopt;
-        it runs on, and when it ends the daemon reaps it: no zombie."""
+        """An agent of an instance no fleet declares (dropped from the file, and no fleet applied kept, as in
+        a home of a release before `run/fleet.applied.json`: an ORPHAN) is nobody's to adopt; it runs on,
+        and when it ends the daemon reaps it: no zombie."""
         with running_daemon(tmp_path, three_embedded()) as d:
             pids = d.wait_running(*NAMES)
             d.write_fleet(survival_fleet(embedded("alpha"), embedded("beta")))
+            (tmp_path / "run" / "fleet.applied.json").unlink()
             _reexec(d)
             wait_for(lambda: _adopted(tmp_path, {n: pids[n] for n in ("alpha", "beta")}), 20, "both adopted")
             assert pid_alive(pids["gamma"])

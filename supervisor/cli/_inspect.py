@@ -57,8 +57,10 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
 
 
 def offline_plan(home: Home) -> ReloadResult:
-    """What eyried would do at its next start, from the fleet file and the instances on disk: a declared
-    instance not provisioned is added, a provisioned one adopted or started (shown unchanged)."""
+    """What eyried would do at its next start, from the fleet file, the fleet last applied and the instances
+    on disk (`supervisor.daemon._plan.plan_at_start`)."""
+    from supervisor.daemon._last_applied import load_applied
+    from supervisor.daemon._plan import plan_at_start
     from supervisor.fleet import FleetFile, load_fleet
     from supervisor.store import Store
 
@@ -68,14 +70,11 @@ def offline_plan(home: Home) -> ReloadResult:
             fleet = load_fleet(home.fleet_file)
         except EyrieError as exc:
             return ReloadResult(ok=False, error=str(exc), dry_run=True)
-    stored = {inst.name for inst in Store(home).list()}
-    names = fleet.names()
-    return ReloadResult(
-        ok=True,
-        dry_run=True,
-        added=[name for name in names if name not in stored],
-        unchanged=[name for name in names if name in stored],
-    )
+    try:
+        applied = load_applied(home.run_dir)
+    except EyrieError:  # unreadable: eyried would not remove by it either
+        applied = None
+    return plan_at_start(fleet, applied, {inst.name for inst in Store(home).list()})
 
 
 def _ps(cli: Cli, as_json: bool) -> None:

@@ -16,10 +16,12 @@ from supervisor.fleet import diff_fleets, load_fleet
 from supervisor.models import utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from supervisor.daemon.reconciler import Reconciler
     from supervisor.fleet import FleetFile
 
-__all__ = ["plan", "plan_reload"]
+__all__ = ["plan", "plan_at_start", "plan_reload"]
 
 
 async def plan_reload(reconciler: Reconciler) -> ReloadResult:
@@ -44,4 +46,29 @@ def plan(reconciler: Reconciler, new: FleetFile) -> ReloadResult:
         restarted=[name for name in diff.process_changed if name in runs],
         updated=[name for name in diff.policy_changed if name in runs],
         unchanged=list(diff.unchanged),
+    )
+
+
+def plan_at_start(new: FleetFile, applied: FleetFile | None, stored: Collection[str]) -> ReloadResult:
+    """What eyried would do with ``new`` at its next start, without a daemon to ask: a declared instance not
+    in ``stored`` (the names provisioned) is added; one the fleet last ``applied`` declared and ``new`` does
+    not is removed; one whose process declaration changed since is restarted (a running process is adopted,
+    then restarted); the rest are adopted or started as they are."""
+    names = new.names()
+    added = [name for name in names if name not in stored]
+    if applied is None:
+        unchanged = [name for name in names if name in stored]
+        return ReloadResult(ok=True, dry_run=True, at=utcnow(), added=added, unchanged=unchanged)
+    diff = diff_fleets(applied, new)
+    restarted = [name for name in diff.process_changed if name in stored]
+    updated = [name for name in diff.policy_changed if name in stored]
+    return ReloadResult(
+        ok=True,
+        dry_run=True,
+        at=utcnow(),
+        added=added,
+        removed=[name for name in diff.removed if name in stored],
+        restarted=restarted,
+        updated=updated,
+        unchanged=[name for name in names if name in stored and name not in {*restarted, *updated}],
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 import structlog
 
+from supervisor.engine.procfs import marker_of
 from supervisor.engine.stop import ProcScanner, stop_tree
 from supervisor.errors import InvalidID
 from supervisor.paths import check_id
@@ -40,7 +41,7 @@ async def stop_unreadable(store: Store) -> list[str]:
         except InvalidID:
             continue
         result = await stop_tree(
-            marker=instance_id,
+            marker=marker_of(str(store.root.parent), instance_id),
             main=None,
             pgid=None,
             stop_signal=signal.SIGTERM,

@@ -18,6 +18,7 @@ import structlog
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
+from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, NameExists, NotFound
@@ -76,6 +77,7 @@ class Reconciler:
         self._engine = engine
         self._records: dict[str, InstanceRecord] = {}
         self._run_dir = provisioner.home.run_dir
+        self._first_apply = True
 
     # --- reading
 
@@ -118,6 +120,8 @@ class Reconciler:
         rejection when the fleet file was refused."""
         if initial is None:
             initial = await self.initial()
+        if initial.rejected is not None:  # a fallback (maybe empty) is no declaration: nothing is withdrawn
+            self._first_apply = False
         applied = await self.apply(initial.fleet)
         return initial.rejected or applied
 
@@ -159,6 +163,12 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         old, self.fleet = self.fleet, new
+        removed, withdrawn = diff.removed, frozenset[str]()
+        if self._first_apply:  # what the previous image applied and the file no longer declares
+            self._first_apply = False
+            if (before := await last_applied(self._run_dir)) is not None:
+                old, removed = before, tuple(name for name in before.names() if name not in new.names())
+                withdrawn = frozenset(removed)
         failed = self.errors()
         retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
         self._provisioner.ports = new.daemon.ports.span()
@@ -166,8 +176,10 @@ class Reconciler:
         if diff.added or diff.process_changed or retry:  # a no-change reload reads no instance file
             index = await anyio.to_thread.run_sync(self._store.index)
         dropped: list[str] = []
-        for name in diff.removed:
+        for name in removed:
             declaration = old.decl(name).model_dump(mode="json", exclude_defaults=True)
+            if name in withdrawn:
+                await self._supervise_withdrawn(old, name)
             try:
                 await self.drop(name, purge=name in purge, declaration={"name": name, **declaration})
             except Exception as exc:  # its files stay where they are; the rest of the fleet goes on
@@ -201,6 +213,24 @@ class Reconciler:
         await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
+
+    async def _supervise_withdrawn(self, before: FleetFile, name: str) -> None:
+        """Take ``name`` (declared by ``before``) under supervision so that `drop`, called right after, stops
+        it as a removal by reload does (its process adopted, its own stop signal and timeout); one that
+        cannot be is ended by its marker instead."""
+        try:
+            inst = await anyio.to_thread.run_sync(self._store.get_by_name, name)
+        except (NotFound, NameExists):
+            return
+        try:
+            resolved = before.resolve(name)
+            config_hash = self._provisioner.config_hash(inst)
+            await self._engine.add(build_runtime(resolved, inst, self._store, config_hash=config_hash))
+        except Exception as exc:  # a declaration this release cannot run: its processes end anyway
+            log.warning("withdrawn_instance_not_supervised", instance=name, error=str(exc))
+            await end_processes(self._provisioner.home.root, inst.id, inst.pgid)
+            return
+        self._records[name] = InstanceRecord(applied=Applied(inst.id, resolved))
 
     async def _keep_applied(self, fleet: FleetFile) -> None:
         try:

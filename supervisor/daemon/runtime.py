@@ -66,6 +66,7 @@ def _assemble(
         env.update(
             {
                 "EYRIE_INSTANCE_ID": inst.id,
+                "EYRIE_HOME": str(instance_dir.parent.parent),
                 "EYRIE_INSTANCE_NAME": inst.name,
                 "EYRIE_PORT": str(inst.port),
                 "EYRIE_CONFIG": inst.config_path,

@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+
 from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.models import Instance, InstanceStatus, utcnow
 
-__all__ = ["announce"]
+__all__ = ["announce", "bound_log"]
+
+_log = structlog.get_logger("supervisor.engine")
+
+
+def bound_log(rt: InstanceRuntime) -> Any:
+    """The engine's logger for one instance: every line names it."""
+    return _log.bind(instance=rt.name, instance_id=rt.instance_id, framework=rt.framework)
 
 
 def announce(

@@ -24,7 +24,15 @@ from supervisor.models import Instance, utcnow
 from supervisor.port_claims import PortOwner
 from supervisor.ports import holder_pid, port_holder, port_in_use
 
-__all__ = ["adopt", "check_port", "child_env", "relocate", "spawn_child", "spawned_fields"]
+__all__ = [
+    "adopt",
+    "check_port",
+    "child_env",
+    "launched_otherwise",
+    "relocate",
+    "spawn_child",
+    "spawned_fields",
+]
 
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
@@ -37,9 +45,10 @@ _CHILD_ENV_DROP = (
 
 
 def child_env(rt: InstanceRuntime) -> dict[str, str]:
-    """The child's complete environment: ours (minus systemd's notify/socket variables), the runtime's
-    additions, and the instance's identity (``EYRIE_INSTANCE_ID`` marks every process of its tree)."""
-    env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
+    """The child's complete environment: ours (minus systemd's notify/socket variables, and our
+    ``EYRIE_HOME``: the runtime's says which home the process is of), the runtime's additions, and the
+    instance's identity (``EYRIE_INSTANCE_ID`` with ``EYRIE_HOME`` marks every process of its tree)."""
+    env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP and k != procfs.HOME_VAR}
     env.update(rt.env)
     env[procfs.MARKER_VAR] = rt.instance_id
     env["EYRIE_INSTANCE_NAME"] = rt.name
@@ -64,7 +73,7 @@ async def check_port(
     if not port_in_use(port):
         return None
     pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
-    if pid is not None and procfs.read_marker(pid) == rt.instance_id:
+    if pid is not None and procfs.read_marker(pid) == rt.marker:
         log.warning("port_held_by_leftover", port=port, holder=pid)
         await sweep()
         if not port_in_use(port):
@@ -135,6 +144,7 @@ def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> di
         "started_at": utcnow(),
         "next_start_at": None,
         "config_hash": rt.config_hash,
+        "launch_hash": rt.launch_hash(),
     }
 
 
@@ -151,6 +161,14 @@ def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
         record.pid,
         start_time=record.proc_start_time or 0.0,
         cmdline=record.cmdline or [],
-        marker=rt.instance_id,
+        marker=rt.marker,
+        legacy_marker=rt.instance_id,
         same_cmdline=same_cmdline,
     )
+
+
+def launched_otherwise(record: Instance, rt: InstanceRuntime) -> bool:
+    """Whether the recorded process was started from other launch data than ``rt`` (an edit made while no
+    daemon ran, or a restart a dead daemon never finished). A record from before launch hashes has none:
+    its process is adopted as it is."""
+    return bool(record.launch_hash) and record.launch_hash != rt.launch_hash()

@@ -35,7 +35,7 @@ class InstanceLog:
 
         def members() -> dict[int, int]:
             table = procfs.scan()
-            pids = procfs.tree_members(table, marker=rt.instance_id, main=main, pgid=pgid)
+            pids = procfs.tree_members(table, marker=rt.marker, main=main, pgid=pgid)
             return {pid: table[pid].start_ticks for pid in pids}
 
         try:

@@ -33,6 +33,7 @@ OWNED_FIELDS = (
     "health_status",
     "last_seen",
     "config_hash",
+    "launch_hash",
     "desired",
     "desired_boot_id",
 )

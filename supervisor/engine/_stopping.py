@@ -38,7 +38,7 @@ async def stop_run(
         async with anyio.create_task_group() as tg:
             tg.start_soon(slow)
             result = await stop_tree(
-                marker=rt.instance_id,
+                marker=rt.marker,
                 main=proc,
                 pgid=proc.pgid,
                 stop_signal=rt.stop_signal,
@@ -63,7 +63,7 @@ async def sweep(
 ) -> None:
     """End leftovers of an earlier run of this instance (processes carrying its marker)."""
     result = await stop_tree(
-        marker=rt.instance_id,
+        marker=rt.marker,
         main=None,
         pgid=pgid,
         stop_signal=rt.stop_signal,

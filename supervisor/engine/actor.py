@@ -15,20 +15,20 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import anyio
-import structlog
 
 from supervisor.engine import procfs
-from supervisor.engine._announce import announce
-from supervisor.engine._launch import adopt, check_port, relocate, spawn_child, spawned_fields
+from supervisor.engine._announce import announce, bound_log
+from supervisor.engine._launch import check_port, relocate, spawn_child, spawned_fields
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
 from supervisor.engine._stopping import group_alive, stop_run, sweep
+from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
 from supervisor.engine._watch import Watch, race, ready_at_spawn
 from supervisor.engine.logfile import LogCursor
-from supervisor.engine.process import ExitStatus, ProcessHandle, reap_recorded
-from supervisor.engine.recovery import RecoveryPlan, Resume, plan_recovery
+from supervisor.engine.process import ExitStatus, ProcessHandle
+from supervisor.engine.recovery import RecoveryPlan, Resume
 from supervisor.engine.restart import Decision, decide
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.states import ACTIVE, SETTLED, Phase, check_phase_move, check_transition
@@ -36,8 +36,6 @@ from supervisor.errors import StartFailed
 from supervisor.models import DesiredState, HealthStatus, Instance, InstanceStatus, utcnow
 
 __all__ = ["OWNED_FIELDS", "Actor", "Crowd", "Services"]
-
-log = structlog.get_logger("supervisor.engine")
 
 _STARTING, _RUNNING = InstanceStatus.STARTING, InstanceStatus.RUNNING
 _STOPPED, _ERROR = InstanceStatus.STOPPED, InstanceStatus.ERROR
@@ -65,7 +63,7 @@ class Actor:
         self.phase = Phase.IDLE
         self.done = anyio.Event()
         self.logs = InstanceLog()
-        self.log = _bound_log(runtime)
+        self.log = bound_log(runtime)
         self._record = InstanceRecord(inst, runtime.instance_id, services, self.log)
         self._spawned_at = 0.0
         self._plan: RecoveryPlan | None = None
@@ -86,25 +84,12 @@ class Actor:
 
     def prepare(self) -> None:
         """Decide, from what ``instance.json`` recorded, what to adopt and what is wanted now."""
-        inst, rt = self.inst, self.runtime
-        plan = plan_recovery(inst, boot_id=self.services.boot_id, autostart=rt.autostart)
-        if plan.process == "adopt":
-            self.proc = adopt(inst, rt)
-            if self.proc is None:
-                plan = plan.adoption_failed()
-        if plan.process == "found dead":
-            reaped = reap_recorded(inst.pid, inst.proc_start_time or 0.0) if inst.pid else None
-            ended = reaped or ExitStatus()
+        takeover = take_over(self.inst, self.runtime, self.services.boot_id, self.log)
+        plan, self.proc, self._restart_requested = takeover.plan, takeover.proc, takeover.restart
+        if (ended := takeover.ended) is not None:
             reason = f"{plan.ended} ({ended.describe()})"
             self._pending = _Outcome(exit=ended, failed=ended.failed, reason=reason)
-        self._plan, self._resume = plan, plan.resume
-        self.desired = inst.desired = plan.desired
-        inst.desired_boot_id = self.services.boot_id
-        if plan.reset_counts:
-            inst.restart_count = 0
-            inst.next_start_at = None
-        self.phase = plan.phase
-        inst.phase = plan.phase.value
+        self._plan, self._resume, self.desired, self.phase = plan, plan.resume, plan.desired, plan.phase
         self._record.show_memory()  # what it wants now shows at once; the actor writes it first thing
 
     # ------------------------------------------------------------------ commands (called by the engine)
@@ -135,7 +120,7 @@ class Actor:
     def update(self, runtime: InstanceRuntime, *, restart: bool) -> bool:
         """Swap in new launch data / policies; restart the process when asked and one is up. True if so."""
         self.runtime = runtime
-        self.log = self._record.log = _bound_log(runtime)
+        self.log = self._record.log = bound_log(runtime)
         if restart and (self.proc is not None or self.inst.status in ACTIVE):
             self._request_restart()
             return True
@@ -238,6 +223,8 @@ class Actor:
             self.inst.status_detail = f"adopted pid {self.proc.pid}"
             self.log.info("adopted", pid=self.proc.pid)
             await self.persist()
+            # a sweep of an earlier run's leftovers that a dead image left unfinished ends now
+            self.services.request_sweep(self.runtime.instance_id, False)
             self._emit("transition", self.inst.status, self.inst.status, self.inst.status_detail)
         elif plan is not None and plan.ended is not None:
             dead, self._pending = self._pending, None
@@ -509,7 +496,3 @@ class Actor:
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json`` (what others can read), with the current last_seen."""
         return self._record.snapshot()
-
-
-def _bound_log(rt: InstanceRuntime) -> Any:
-    return log.bind(instance=rt.name, instance_id=rt.instance_id, framework=rt.framework)

@@ -215,9 +215,11 @@ class AdoptedProcess(_PidfdProcess):
         start_time: float,
         cmdline: Sequence[str],
         marker: str,
+        legacy_marker: str | None = None,
         same_cmdline: CmdlineCheck | None = None,
     ) -> AdoptedProcess | None:
-        """Watch ``pid`` if it is still the process we recorded (same start time, command line and marker).
+        """Watch ``pid`` if it is still the process we recorded (same start time, command line and marker;
+        ``legacy_marker`` is also accepted: what a release before home markers gave it).
 
         None when it is gone, a zombie, or a different process that reuses the pid.
         """
@@ -230,7 +232,7 @@ class AdoptedProcess(_PidfdProcess):
             return None
         fd, info = opened
         same = (same_cmdline or _equal)(current, cmdline)
-        if info.gone or not same or procfs.read_marker(pid) not in (marker, None):
+        if info.gone or not same or procfs.read_marker(pid) not in (marker, legacy_marker, None):
             os.close(fd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, fd)

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "CLK_TCK",
+    "HOME_VAR",
     "MARKER_VAR",
     "ProcInfo",
     "ProcTable",
     "age",
     "exited",
+    "marker_of",
     "read_cmdline",
     "read_marker",
     "read_stat",
@@ -32,9 +34,13 @@ __all__ = [
 
 MARKER_VAR = "EYRIE_INSTANCE_ID"
 """Every child of an instance inherits this variable; it finds the tree even after a process escaped it."""
+HOME_VAR = "EYRIE_HOME"
+"""With the instance id, the marker: a copy of a home (``cp -a``) holds the same ids, and the original's
+daemon must not take the copy's agents for its own leftovers."""
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _MARKER = MARKER_VAR.encode() + b"="
+_HOME = HOME_VAR.encode() + b"="
 _ENVIRON_LIMIT = 1 << 20
 _ENVIRON_CHUNK = 8192
 _GONE_STATES = frozenset({"Z", "X", "x"})
@@ -49,7 +55,7 @@ class ProcInfo:
     pgid: int
     state: str  # R S D T t Z X …, as in /proc/<pid>/stat
     start_ticks: int  # start time in clock ticks since boot: with the pid, a process identity
-    marker: str | None = None  # value of EYRIE_INSTANCE_ID in its environment, when it has one
+    marker: str | None = None  # its instance marker (see `marker_of`), when it has one
 
     @property
     def gone(self) -> bool:
@@ -99,7 +105,8 @@ def _read(path: str, dir_fd: int | None = None) -> bytes:
 
 
 def _read_marker(path: str, dir_fd: int | None = None) -> str | None:
-    """The marker from an environ file, read a few KiB at a time until found (most are 1-4 KiB)."""
+    """The marker from an environ file, read a few KiB at a time until both variables are found (most are
+    1-4 KiB, one read)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         data = b""
@@ -108,12 +115,23 @@ def _read_marker(path: str, dir_fd: int | None = None) -> str | None:
             if not chunk:
                 break
             data += chunk
-            marker = _parse_marker(data)
-            if marker is not None and data.find(b"\0", data.find(_MARKER)) >= 0:
-                return marker
-        return _parse_marker(data)
+            if _complete(data, _MARKER) and _complete(data, _HOME):
+                break
     finally:
         os.close(fd)
+    instance_id = _parse_var(data, _MARKER)
+    return None if instance_id is None else marker_of(_parse_var(data, _HOME), instance_id)
+
+
+def marker_of(home: str | None, instance_id: str) -> str:
+    """The marker of instance ``instance_id`` of ``home``: what a process started for it carries (its home
+    and id). A process started by a release before homes were marked carries the bare id."""
+    return f"{instance_id}@{home}" if home else instance_id
+
+
+def _complete(environ: bytes, prefix: bytes) -> bool:
+    at = environ.find(prefix)
+    return at >= 0 and environ.find(b"\0", at) >= 0
 
 
 def _stat_fields(raw: bytes) -> list[bytes]:
@@ -133,14 +151,14 @@ def _parse_stat(pid: int, raw: bytes, marker: str | None = None) -> ProcInfo:
     )
 
 
-def _parse_marker(environ: bytes) -> str | None:
-    if environ.startswith(_MARKER):
-        start = len(_MARKER)
+def _parse_var(environ: bytes, prefix: bytes) -> str | None:
+    if environ.startswith(prefix):
+        start = len(prefix)
     else:
-        at = environ.find(b"\0" + _MARKER)
+        at = environ.find(b"\0" + prefix)
         if at < 0:
             return None
-        start = at + 1 + len(_MARKER)
+        start = at + 1 + len(prefix)
     end = environ.find(b"\0", start)
     return environ[start : end if end >= 0 else len(environ)].decode(errors="replace")
 
@@ -199,7 +217,7 @@ def read_cmdline(pid: int) -> list[str]:
 
 
 def read_marker(pid: int) -> str | None:
-    """The ``EYRIE_INSTANCE_ID`` the process was started with (None: none, gone, or not readable)."""
+    """The marker (see `marker_of`) the process was started with (None: none, gone, or not readable)."""
     try:
         return _read_marker(f"/proc/{pid}/environ")
     except OSError:

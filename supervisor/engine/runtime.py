@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from supervisor.engine import procfs
+from supervisor.engine._redact import REDACTED, secret_values
 from supervisor.engine.probes import validate
 from supervisor.frameworks.spec import Probe
 from supervisor.paths import check_id
@@ -93,6 +95,25 @@ class InstanceRuntime:
             "live": self.live.model_dump(mode="json") if self.live else None,
             "stop_signal": self.stop_signal.name,
             "stop_timeout": self.stop_timeout,
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def marker(self) -> str:
+        """What every process of this instance carries: its home (when the composer set ``EYRIE_HOME``) and
+        its id."""
+        return procfs.marker_of(self.env.get(procfs.HOME_VAR), self.instance_id)
+
+    def launch_hash(self) -> str:
+        """A digest of what the process is started with: argv, env (secret values left out: the record
+        holding it is not a secret), cwd and the config file's digest. Recorded at spawn; a new daemon image
+        that adopts a process recorded with another one restarts it (an edit made while it was down)."""
+        secrets = secret_values(self.env)
+        shape = {
+            "argv": list(self.argv),
+            "env": sorted((k, REDACTED if v in secrets else v) for k, v in self.env.items()),
+            "cwd": str(self.cwd),
+            "config_hash": self.config_hash,
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
