@@ -15,6 +15,7 @@ import pytest
 
 from bench._chaos.invariants import Checker, Expected, Violation
 from bench._chaos.procs import RUN_VAR, end_all, snapshot
+from supervisor.engine.procfs import read_stat, uptime_ticks
 from supervisor.testing import faulty, process_gone, reap
 from tests._daemon import wait_for
 
@@ -117,6 +118,9 @@ class TestChecker:
         a grandchild the recorded agent left in its own session later belongs to it."""
         instance_id = home.instance("alpha")
         leftover = home.agent(instance_id)
+        born = read_stat(leftover)
+        assert born is not None
+        wait_for(lambda: uptime_ticks() > born.start_ticks, 5, "a clock tick after the leftover started")
         pid_file = tmp_path / "grandchild.pid"
         home.record_pid(instance_id, home.agent(instance_id, "--grandchild", str(pid_file)))
         grandchild = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 10, "the grandchild"))
