@@ -12,19 +12,19 @@ import functools
 import os
 import signal
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-import supervisor
 from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
-from supervisor.control.server import TcpSettings, serve
+from supervisor.control.server import serve
 from supervisor.daemon._children import InheritedChildren
+from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
+from supervisor.daemon._settings import tcp_settings
 from supervisor.daemon._signals import SIGNALS, carried_to_next_image, next_ending
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
@@ -38,8 +38,8 @@ from supervisor.daemon.views import status_summary
 from supervisor.engine import Engine
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
-from supervisor.errors import EyrieError, FleetFileError, NotFound
-from supervisor.fleet import FleetFile, add_instance, remove_instance, set_autostart
+from supervisor.errors import NotFound
+from supervisor.fleet import FleetFile
 from supervisor.logconfig import set_log_level
 from supervisor.models import utcnow
 from supervisor.provision import Provisioner
@@ -90,6 +90,7 @@ class Daemon:
         self.relocator = PortRelocator(self.provisioner, self.reconciler)
         self.inventory = Inventory(self.reconciler, self.engine, self.store, self.provisioner)
         self._lock = anyio.Lock()  # one fleet change at a time
+        self._edits = FleetEdits(self.fleet_path, self._lock, self.reconciler, self._reload_locked)
         self._summary = ""
         self._inherited: InheritedChildren | None = None
         self._log_level = log_level
@@ -130,19 +131,14 @@ class Daemon:
         self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
         initial = await self.reconciler.initial()
-        fleet = initial.fleet
-        self._apply_daemon_settings(fleet)
+        self._apply_daemon_settings(initial.fleet)
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
-        reexec_began: float | None = None
         async with anyio.create_task_group() as tg:
             await tg.start(self.engine.run)
             # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
             # during a long one; READY=1 still waits until the fleet is started or adopted.
-            await tg.start(
-                functools.partial(
-                    serve, create_app(self), socket_path=self.home.socket_path, tcp=self._tcp_settings(fleet)
-                )
-            )
+            api = functools.partial(serve, create_app(self), socket_path=self.home.socket_path)
+            await tg.start(functools.partial(api, tcp=tcp_settings(initial.fleet, self.home)))
             await stop_unreadable(self.store)
             async with self._lock:
                 started = await self.reconciler.start(initial)
@@ -157,20 +153,25 @@ class Daemon:
             self._log_ready()
             task_status.started()
             signum = await next_ending(signals, functools.partial(tg.start_soon, self.reload))
-            if signum == signal.SIGUSR2:
-                reexec_began = time.monotonic()
-                # No STOPPING=1: the unit stays active, the pid stays the same; the next image says READY=1.
-                self.notifier.reloading()
-                self.notifier.status("re-executing in place; the agents keep running")
-                log.info("daemon_reexec", pid=os.getpid())
-                await self.engine.detach()
-            else:
-                self.notifier.stopping()
-                log.info("daemon_stopping", signal=signum.name)
-                await self.engine.shutdown()
+            reexec_began = await self._leave(signum)
             tg.cancel_scope.cancel()
         log.info("daemon_stopped")
         return reexec_began
+
+    async def _leave(self, signum: signal.Signals) -> float | None:
+        """SIGUSR2: leave the agents running for the next image (return when it began); else stop them."""
+        if signum != signal.SIGUSR2:
+            self.notifier.stopping()
+            log.info("daemon_stopping", signal=signum.name)
+            await self.engine.shutdown()
+            return None
+        began = time.monotonic()
+        # No STOPPING=1: the unit stays active, the pid stays the same; the next image says READY=1.
+        self.notifier.reloading()
+        self.notifier.status("re-executing in place; the agents keep running")
+        log.info("daemon_reexec", pid=os.getpid())
+        await self.engine.detach()
+        return began
 
     def _log_ready(self) -> None:
         extra = {}
@@ -182,14 +183,6 @@ class Daemon:
     def _watched_pids(self) -> set[int]:
         """The pids the engine records as its instances' processes right now."""
         return {inst.pid for inst in self.engine.instances() if inst.pid}
-
-    def _tcp_settings(self, fleet: FleetFile) -> TcpSettings | None:
-        """The TCP listener ``fleet`` asks for (read at start: a change takes effect at the next start or
-        re-exec)."""
-        tcp = fleet.daemon.control_tcp
-        if not tcp.enabled:
-            return None
-        return TcpSettings(port=tcp.port or 0, token_file=tcp.token_path(self.home.root), host=tcp.host)
 
     def _apply_daemon_settings(self, fleet: FleetFile) -> None:
         """The fleet file's settings of eyried itself that apply live: the log level (unless given on
@@ -206,23 +199,7 @@ class Daemon:
         return await self.inventory.instance(ref)
 
     def status(self) -> DaemonStatus:
-        counts = Counter(inst.status.value for inst in self.engine.instances())
-        problems = [f"{p.path}: {p.reason}" for p in self.store.problems()]
-        problems += [f"{name}: {error}" for name, error in self.reconciler.errors().items()]
-        if self.last_reload is not None and not self.last_reload.ok:
-            problems.append(f"last reload rejected: {self.last_reload.error}")
-        now = utcnow()
-        return DaemonStatus(
-            pid=os.getpid(),
-            version=supervisor.__version__,
-            home=str(self.home.root),
-            fleet_file=str(self.fleet_path),
-            started_at=self.started_at,
-            uptime_seconds=(now - self.started_at).total_seconds(),
-            instances=dict(counts),
-            last_reload=self.last_reload,
-            problems=problems,
-        )
+        return self.inventory.status(self.home, started_at=self.started_at, last_reload=self.last_reload)
 
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self.hub.subscribe()
@@ -286,29 +263,13 @@ class Daemon:
         return result
 
     async def create_instance(self, request: AddRequest) -> InstanceView:
-        decl = request.declaration()
-        async with self._lock:
-            await anyio.to_thread.run_sync(add_instance, self.fleet_path, decl)
-            result = await self._reload_locked(hold=frozenset() if request.start else frozenset({decl.name}))
-            if not result.ok:
-                raise FleetFileError(result.error)
-            error = self.reconciler.errors().get(decl.name)
-            if error is not None:  # not provisioned: take the declaration back out
-                await anyio.to_thread.run_sync(remove_instance, self.fleet_path, decl.name)
-                await self._reload_locked()
-                raise EyrieError(error)
+        await self._edits.add(request)
         if request.start and not request.enable:
             await self.engine.start(self._id(request.name))
         return await self.get_instance(request.name)
 
     async def delete_instance(self, ref: str, *, purge: bool = False) -> None:
-        view = await self.get_instance(ref)
-        async with self._lock:
-            if any(d.name == view.name for d in self.reconciler.fleet.instances):
-                await anyio.to_thread.run_sync(remove_instance, self.fleet_path, view.name)
-                await self._reload_locked(purge=frozenset({view.name}) if purge else frozenset())
-            else:  # an orphan: not declared, so no reload removes it
-                await self.reconciler.drop(view.name, purge=purge)
+        await self._edits.remove((await self.get_instance(ref)).name, purge=purge)
 
     async def enable(self, ref: str) -> InstanceView:
         return await self._set_autostart(ref, True)
@@ -318,9 +279,7 @@ class Daemon:
 
     async def _set_autostart(self, ref: str, enabled: bool) -> InstanceView:
         name = (await self.get_instance(ref)).name
-        async with self._lock:
-            await anyio.to_thread.run_sync(set_autostart, self.fleet_path, name, enabled)
-            await self._reload_locked()
+        await self._edits.set_autostart(name, enabled)
         return await self.get_instance(name)
 
     # --- events

@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+import supervisor
+from supervisor.control.schema import DaemonStatus, ReloadResult
 from supervisor.daemon._statcache import StatCache
 from supervisor.daemon.views import instance_view, missing_view
 from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, load_fleet
+from supervisor.models import utcnow
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from supervisor.control.schema import InstanceView
     from supervisor.daemon.reconciler import Applied, Reconciler
     from supervisor.engine import Engine
     from supervisor.fleet import InstanceDecl
     from supervisor.models import Instance
+    from supervisor.paths import Home
     from supervisor.provision import Provisioner
     from supervisor.store import Store
 
@@ -70,6 +77,25 @@ class Inventory:
             if ref in (view.name, view.id):
                 return view
         raise NotFound(f"instance {ref!r} not found")
+
+    def status(self, home: Home, *, started_at: datetime, last_reload: ReloadResult | None) -> DaemonStatus:
+        """The daemon's one-screen answer: counts per status and every problem it knows of."""
+        counts = Counter(inst.status.value for inst in self._engine.instances())
+        problems = [f"{p.path}: {p.reason}" for p in self._store.problems()]
+        problems += [f"{name}: {error}" for name, error in self._reconciler.errors().items()]
+        if last_reload is not None and not last_reload.ok:
+            problems.append(f"last reload rejected: {last_reload.error}")
+        return DaemonStatus(
+            pid=os.getpid(),
+            version=supervisor.__version__,
+            home=str(home.root),
+            fleet_file=str(self._reconciler.fleet_path),
+            started_at=started_at,
+            uptime_seconds=(utcnow() - started_at).total_seconds(),
+            instances=dict(counts),
+            last_reload=last_reload,
+            problems=problems,
+        )
 
     def _orphans(self, names: set[str], managed_ids: set[str]) -> list[InstanceView]:
         """Stored instances neither managed nor declared (run in a worker thread: it reads their files)."""
