@@ -23,11 +23,13 @@ from tests._survival import stop_instance, survival_fleet, with_grandchild
 _AGENT = '["{python}", -m, supervisor.testing.faulty_agent, --http, --port, "{port}"'
 
 
-def agent(name: str, *flags: str, gen: str = "0") -> str:
+def agent(name: str, *flags: str, gen: str = "0", model: str = "") -> str:
     extra = "".join(f', "{flag}"' for flag in flags)
+    model_line = f"    model: {model}\n" if model else ""
     return (
         f"  - name: {name}\n"
         f"    framework: embedded\n"
+        f"{model_line}"
         f"    command: {_AGENT}{extra}]\n"
         f'    env: {{CONV_GEN: "{gen}"}}\n'
         f"    ready: {{kind: http, path: /ready, expect: 200}}\n"
@@ -86,6 +88,19 @@ class TestEditsWhileDown:
             assert _env(renewed["pid"]).get("CONV_GEN") == "1"
             assert d.wait_running("beta") == {"beta": pids["beta"]}
             assert not pid_alive(pids["alpha"])
+
+    def test_model_edit_while_down_rerenders_and_restarts(self, tmp_path: Path) -> None:
+        """Reproduces: a model changed while eyried was down stayed old (its config was not rendered
+        again, so the recorded hashes matched and the old process was adopted)."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha", model="m1"), agent("beta"))) as d:
+            pids = d.wait_running("alpha", "beta")
+            d.kill()
+            d.write_fleet(fleet_yaml(agent("alpha", model="m2"), agent("beta")))
+            _restart(d)
+            d.wait_new_pid("alpha", pids["alpha"], 30)
+            config = json.loads(Path(d.instance("alpha")["config_path"]).read_text())
+            assert config["model"] == "m2"
+            assert d.wait_running("beta") == {"beta": pids["beta"]}
 
     def test_never_declared_instance_stays_untouched(self, tmp_path: Path) -> None:
         """An instance made outside the fleet file (eyrie's Go code) is in no applied fleet: a restart

@@ -163,12 +163,12 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         old, self.fleet = self.fleet, new
-        removed, withdrawn = diff.removed, frozenset[str]()
-        if self._first_apply:  # what the previous image applied and the file no longer declares
+        removed, withdrawn, stale = diff.removed, frozenset[str](), frozenset[str]()
+        if self._first_apply:  # what the previous image applied and the file no longer declares, or not so
             self._first_apply = False
             if (before := await last_applied(self._run_dir)) is not None:
                 old, removed = before, tuple(name for name in before.names() if name not in new.names())
-                withdrawn = frozenset(removed)
+                withdrawn, stale = frozenset(removed), _process_changed(before, new)
         failed = self.errors()
         retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"
         self._provisioner.ports = new.daemon.ports.span()
@@ -187,8 +187,9 @@ class Reconciler:
                 dropped.append(f"{name}: removal failed: {exc}")
             result.removed.append(name)
         for name in diff.added:
-            if await self._adopt_or_provision(new.resolve(name), index, hold=name in hold):
-                result.added.append(name)
+            resolved = new.resolve(name)
+            if await self._adopt_or_provision(resolved, index, hold=name in hold, rerender=name in stale):
+                (result.restarted if name in stale else result.added).append(name)
         for name in [*diff.process_changed, *retry]:
             if (applied := self.applied(name)) is None:
                 if await self._adopt_or_provision(new.resolve(name), index, hold=False):
@@ -284,9 +285,13 @@ class Reconciler:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
         self._records.setdefault(name, InstanceRecord()).applied = applied
 
-    async def _adopt_or_provision(self, resolved: ResolvedInstance, index: NameIndex, *, hold: bool) -> bool:
+    async def _adopt_or_provision(
+        self, resolved: ResolvedInstance, index: NameIndex, *, hold: bool, rerender: bool = False
+    ) -> bool:
         """Run the stored instance, or provision it first; False (and the error recorded) if it fails, or if
-        the name is contested (two directories hold it, or an unreadable one does): never a second one."""
+        the name is contested (two directories hold it, or an unreadable one does): never a second one.
+        ``rerender``: its declaration changed while no eyried applied it, so its config is rendered again
+        first (a process adopted from the old config then restarts: its launch hash differs)."""
         inst = index.instances.get(resolved.name)
         try:
             if resolved.name in index.contested:
@@ -295,7 +300,10 @@ class Reconciler:
                 inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
             elif not inst.port:
                 inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
-            config_hash = self._provisioner.config_hash(inst)
+            if rerender:
+                inst, config_hash = await self._rerender(inst.id, resolved)
+            else:
+                config_hash = self._provisioner.config_hash(inst)
             runtime = build_runtime(resolved, inst, self._store, config_hash=config_hash)
             if inst.status is InstanceStatus.ERROR and inst.phase is None:
                 await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
@@ -352,6 +360,12 @@ class Reconciler:
 
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change that needs a new process: re-render the config, then restart this instance only."""
+        inst, config_hash = await self._rerender(instance_id, resolved)
+        await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
+        self._reapplied(resolved.name, Applied(instance_id, resolved))
+
+    async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
+        """Record the declaration's framework and model, and render its config again (with its hash)."""
         personas = self._provisioner.personas
         persona = personas.get(resolved.persona) if resolved.persona else None
         framework, model = resolved.framework, resolved.model
@@ -368,8 +382,7 @@ class Reconciler:
         config_hash = await anyio.to_thread.run_sync(
             lambda: self._provisioner.rerender(inst, model=model, persona=persona, spec=resolved.spec)
         )
-        await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
-        self._reapplied(resolved.name, Applied(instance_id, resolved))
+        return inst, config_hash
 
     async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change the running process does not see (restart, health, logs, autostart): applied live."""
@@ -383,3 +396,16 @@ def _runnable_again(inst: Instance) -> None:
     holds nothing once the instance can run: it starts as its desired state says."""
     inst.status, inst.status_detail = InstanceStatus.STOPPED, "ready to run"
     inst.status_updated_at = utcnow()
+
+
+def _process_changed(before: FleetFile, now: FleetFile) -> frozenset[str]:
+    """Names both fleets declare with a change that needs a new process (model, persona, command, …)."""
+    try:
+        was, after = before.resolve_all(), now.resolve_all()
+    except EyrieError:  # a last-applied fleet this release cannot resolve: the launch hash still decides
+        return frozenset()
+    return frozenset(
+        name
+        for name in was.keys() & after.keys()
+        if was[name].process_fingerprint() != after[name].process_fingerprint()
+    )
