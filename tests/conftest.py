@@ -1,8 +1,11 @@
-"""Shared fixtures: an isolated home per test, the asyncio backend, and a check that nothing leaks."""
+"""Shared fixtures: an isolated home per test, the asyncio backend, a check that nothing leaks, and the
+machine-wide port claims of a test's homes given back when it ends."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import psutil
 import pytest
 
 from supervisor.paths import Home
+from supervisor.port_claims import ClaimRegistry
 
 
 @pytest.fixture
@@ -56,3 +60,23 @@ def no_leaked_processes(tmp_path: Path) -> Iterator[None]:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         pytest.fail("test leaked processes:\n  " + "\n  ".join(desc))
+
+
+@pytest.fixture(autouse=True)
+def release_port_claims(tmp_path: Path) -> Iterator[None]:
+    """Give back the claims the test's homes made in the shared claims directory: they would otherwise stay
+    valid (pytest keeps recent temp dirs) and fill the port range run after run."""
+    started = time.time()
+    yield
+    registry = ClaimRegistry()
+    try:
+        entries = [e for e in os.scandir(registry.root) if e.name.isdigit()]
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_mtime < started - 1:
+                continue
+        claim = registry.read(int(entry.name))
+        if claim is not None and claim.owner is not None and claim.owner.home.startswith(str(tmp_path)):
+            registry.release(claim.port, claim.owner)

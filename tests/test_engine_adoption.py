@@ -34,7 +34,9 @@ def store(home: Home) -> Store:
 
 
 async def run_then_detach(store: Store, runtimes: list[InstanceRuntime], **options: object) -> list[int]:
-    """Start the instances under one engine, then drop that engine without stopping them (a daemon crash)."""
+    """Start the instances under one engine, then drop that engine without stopping them (a daemon crash).
+    Its port claims live beside the store, as `running_engine`'s do: a test's ports are the test's own."""
+    options.setdefault("claims", ClaimRegistry(store.root.parent / "port-claims"))
     engine = Engine(store, **options)  # type: ignore[arg-type]
     pids: list[int] = []
     async with anyio.create_task_group() as tg:
