@@ -25,7 +25,7 @@ from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import tcp_settings
-from supervisor.daemon._signals import SIGNALS, carried_to_next_image, next_ending
+from supervisor.daemon._signals import SignalListener, block_signals, next_ending
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
 from supervisor.daemon.inventory import Inventory
@@ -47,7 +47,7 @@ from supervisor.store import Store
 from supervisor.systemd.notify import Notifier, watchdog_loop
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterable, AsyncIterator
     from pathlib import Path
 
     from supervisor.paths import Home
@@ -99,36 +99,41 @@ class Daemon:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Outcome:
         """Run until SIGTERM/SIGINT (stop the fleet) or SIGUSR2 (leave it running for a re-exec)."""
-        with anyio.open_signal_receiver(*SIGNALS) as signals:
-            # An image started by a re-exec has SIGNALS blocked, so that what arrived while it started waits,
-            # pending, for these handlers (see `supervisor.daemon.main`).
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-            lock = DaemonLock(self.home)
-            lock.acquire()
-            reexec_began: float | None = None
-            try:
+        mask = block_signals()  # as `supervisor.daemon.main` did already; see `_signals`
+        reexec_began: float | None = None
+        try:
+            with SignalListener() as signals:
                 reexec_began = await self._serve(signals, task_status)
-            finally:
-                lock.release(keep_pid_file=reexec_began is not None)
-            if reexec_began is None:
-                return Stopped()
-            return Reexec(began=reexec_began, carried_signals=await carried_to_next_image(signals))
+        finally:
+            if reexec_began is None:  # stopped: the mask as it was (eyried exits; a test process goes on)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if reexec_began is None:
+            return Stopped()
+        # What arrives from now on stays pending, blocked, for the next image.
+        return Reexec(began=reexec_began, carried_signals=signals.carried())
 
     async def _serve(
-        self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
+        self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
         """Serve the fleet; return when a re-exec began (``time.monotonic()``), or None after a stop."""
+        lock = DaemonLock(self.home)
+        lock.acquire()
         if self.reexecuted_at is not None:
-            self._inherited = InheritedChildren.take(self._watched_pids)
+            self._inherited = InheritedChildren.take(
+                lambda: {i.pid for i in self.engine.instances() if i.pid}
+            )
+        reexec_began = None
         try:
-            return await self._serve_fleet(signals, task_status)
+            reexec_began = await self._serve_fleet(signals, task_status)
         finally:
             if self._inherited is not None:
                 self._inherited.close()
                 self._inherited = None
+            lock.release(keep_pid_file=reexec_began is not None)
+        return reexec_began
 
     async def _serve_fleet(
-        self, signals: AsyncIterator[int], task_status: anyio.abc.TaskStatus[None]
+        self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
         initial = await self.reconciler.initial()
         self._apply_daemon_settings(initial.fleet)
@@ -174,15 +179,11 @@ class Daemon:
         return began
 
     def _log_ready(self) -> None:
-        extra = {}
-        if self.reexecuted_at is not None:
-            extra["reexec_seconds"] = round(time.monotonic() - self.reexecuted_at, 3)
+        extra = (
+            {"reexec_seconds": round(time.monotonic() - self.reexecuted_at, 3)} if self.reexecuted_at else {}
+        )
         managed = len(self.reconciler.managed())
         log.info("daemon_ready", instances=managed, socket=str(self.home.socket_path), **extra)
-
-    def _watched_pids(self) -> set[int]:
-        """The pids the engine records as its instances' processes right now."""
-        return {inst.pid for inst in self.engine.instances() if inst.pid}
 
     def _apply_daemon_settings(self, fleet: FleetFile) -> None:
         """The fleet file's settings of eyried itself that apply live: the log level (unless given on

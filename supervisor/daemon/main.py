@@ -3,17 +3,15 @@
 SIGUSR2 re-executes it in place, the upgrade path: the daemon stops its API, detaches the engine (the agents
 keep running) and ``execv``s the same command line under the same pid, so systemd sees no restart and the
 agents stay its children. The new image adopts them. Every descriptor the old image held is close-on-exec;
-the daemon's signals stay blocked across the exec, so a stop request that arrives meanwhile waits for the new
-image instead of killing it before its handlers are in place.
+the daemon's signals are blocked in every thread for its whole life and stay blocked across the exec, so a
+request that arrives meanwhile waits, pending, for the new image (`supervisor.daemon._signals`).
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,6 +22,7 @@ import click
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 import structlog
 
+from supervisor.daemon._signals import block_signals
 from supervisor.daemon.daemon import Daemon
 from supervisor.daemon.outcome import Reexec
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
@@ -69,6 +68,7 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
       eyried --home /srv/agents         # another home
       kill -HUP $(cat ~/.eyrie/run/eyried.pid)    # reload fleet.yaml
     """
+    block_signals()  # before any thread starts, so that every thread has them blocked (see `_signals`)
     reexecuted_at = _reexec_marker()
     # When systemd's watchdog ends a stuck daemon (SIGABRT), the journal shows where its threads were stuck.
     faulthandler.enable()
@@ -117,7 +117,7 @@ def _reexec(outcome: Reexec) -> NoReturn:
     log = structlog.get_logger("supervisor.daemon")
     os.environ[REEXEC_ENV] = repr(outcome.began)
     for signum in outcome.carried_signals:
-        signal.pthread_kill(threading.get_ident(), signum)
+        os.kill(os.getpid(), signum)  # process-directed: the next image's listener thread accepts it
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 import anyio
 
 from supervisor.engine import _net, procfs
+from supervisor.engine.child_setup import clear_signal_mask
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import ProcessHandle
 from supervisor.frameworks.spec import Probe, ProbeKind
@@ -170,6 +171,7 @@ def _start_command(argv: list[str], ctx: ProbeContext) -> subprocess.Popen[bytes
         env=dict(ctx.env) if ctx.env is not None else None,
         close_fds=True,
         start_new_session=True,
+        preexec_fn=clear_signal_mask,
     )
 
 

@@ -21,6 +21,7 @@ import anyio
 import psutil
 
 from supervisor.engine import pidfd, procfs
+from supervisor.engine.child_setup import clear_signal_mask
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
@@ -38,10 +39,10 @@ __all__ = [
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 _START_TIME_SLACK = 1.0
-# a symlink or FIFO planted at the log path is refused, never followed or waited on
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 """psutil derives start times from the boot time, which it reads in whole seconds; pid, marker and command
 line must match as well, so a second of slack cannot confuse two processes."""
+# a symlink or FIFO planted at the log path is refused, never followed or waited on
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 _RELEASED: list[subprocess.Popen[bytes]] = []
 """Children deliberately left running (the engine detached): kept referenced so that their `Popen` objects
@@ -302,6 +303,7 @@ def spawn(
             env=dict(env),
             close_fds=True,
             start_new_session=True,
+            preexec_fn=clear_signal_mask,
         )
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None

@@ -1,0 +1,18 @@
+"""What every child of the daemon runs between fork and exec (``subprocess``'s ``preexec_fn``).
+
+The daemon keeps its signals blocked in every thread (`supervisor.daemon._signals`), and a child inherits
+the mask of the thread that forks it: without this, an agent would start deaf to SIGTERM and SIGHUP. Code
+here runs in the forked copy of a threaded process, so it only makes system calls: no imports, no locks,
+no logging.
+"""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = ["clear_signal_mask"]
+
+
+def clear_signal_mask() -> None:
+    """Unblock every signal, as a freshly started program expects."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
