@@ -150,3 +150,26 @@ class TestSighupStormAfterReexec:
 
             wait_for(alpha_at_gen_2, 30, "alpha running with CONV_GEN=2")
             wait_for(lambda: set(d.instances()) == {"alpha"}, 20, "only alpha left in the store")
+
+
+class TestChildrenMask:
+    def test_agents_start_with_no_signal_blocked(self, tmp_path: Path) -> None:
+        """eyried blocks its signals in every thread; its agents must not inherit that mask (they would
+        ignore SIGTERM), neither at start nor after a re-exec."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"))) as d:
+            pid = d.wait_running("alpha")["alpha"]
+            assert d.proc is not None
+            assert _blocked(d.proc.pid) != 0  # the daemon's own mask: what the agent must not get
+            assert _blocked(pid) == 0
+            _reexec_and_survive(d)
+            d.signal(signal.SIGTERM)  # reaches an agent that could not block it
+            assert d.proc.wait(30) == 0
+            wait_for(lambda: not pid_alive(pid), 10, "alpha to be stopped by SIGTERM")
+
+
+def _blocked(pid: int) -> int:
+    """The SigBlk mask of ``pid``'s main thread."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigBlk line for pid {pid}")

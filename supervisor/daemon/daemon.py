@@ -25,7 +25,7 @@ from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import tcp_settings
-from supervisor.daemon._signals import SignalListener, block_signals, next_ending
+from supervisor.daemon._signals import SignalListener, next_ending
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
 from supervisor.daemon.inventory import Inventory
@@ -99,18 +99,18 @@ class Daemon:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Outcome:
         """Run until SIGTERM/SIGINT (stop the fleet) or SIGUSR2 (leave it running for a re-exec)."""
-        mask = block_signals()  # as `supervisor.daemon.main` did already; see `_signals`
+        listener = SignalListener()
         reexec_began: float | None = None
         try:
-            with SignalListener() as signals:
-                reexec_began = await self._serve(signals, task_status)
+            with listener:
+                reexec_began = await self._serve(listener, task_status)
         finally:
-            if reexec_began is None:  # stopped: the mask as it was (eyried exits; a test process goes on)
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if reexec_began is None:  # stopped: eyried exits; a test process goes on as it was
+                listener.release()
         if reexec_began is None:
             return Stopped()
         # What arrives from now on stays pending, blocked, for the next image.
-        return Reexec(began=reexec_began, carried_signals=signals.carried())
+        return Reexec(began=reexec_began, carried_signals=listener.carried())
 
     async def _serve(
         self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None]

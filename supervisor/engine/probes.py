@@ -21,7 +21,7 @@ from pathlib import Path
 import anyio
 
 from supervisor.engine import _net, procfs
-from supervisor.engine.child_setup import clear_signal_mask
+from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import ProcessHandle
 from supervisor.frameworks.spec import Probe, ProbeKind
@@ -162,17 +162,17 @@ async def _exec(probe: Probe, ctx: ProbeContext) -> ProbeResult:
 
 def _start_command(argv: list[str], ctx: ProbeContext) -> subprocess.Popen[bytes]:
     """Start a probe command in its own session (so a timeout can end all of it); a fork+exec, no wait."""
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ctx.cwd,
-        env=dict(ctx.env) if ctx.env is not None else None,
-        close_fds=True,
-        start_new_session=True,
-        preexec_fn=clear_signal_mask,
-    )
+    with empty_signal_mask():
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ctx.cwd,
+            env=dict(ctx.env) if ctx.env is not None else None,
+            close_fds=True,
+            start_new_session=True,
+        )
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import anyio
 import psutil
 
 from supervisor.engine import pidfd, procfs
-from supervisor.engine.child_setup import clear_signal_mask
+from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
@@ -293,18 +293,18 @@ def spawn(
         raise StartFailed(f"log file {log_path} is not a regular file; move it away")
     os.set_blocking(log_fd, True)  # the child inherits it as its stdout
     try:
-        popen = subprocess.Popen(
-            list(argv),
-            executable=executable,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            cwd=cwd,
-            env=dict(env),
-            close_fds=True,
-            start_new_session=True,
-            preexec_fn=clear_signal_mask,
-        )
+        with empty_signal_mask():
+            popen = subprocess.Popen(
+                list(argv),
+                executable=executable,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                cwd=cwd,
+                env=dict(env),
+                close_fds=True,
+                start_new_session=True,
+            )
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
     finally:
