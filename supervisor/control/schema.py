@@ -42,6 +42,8 @@ class InstanceView(BaseModel):
     autostart: bool = True
     desired: str | None = None
     last_error: str = ""
+    note: str = ""
+    """The agent's own latest note, posted through the agent API."""
     flags: list[Flag] = Field(default_factory=list)
 
 
@@ -57,6 +59,8 @@ class AddRequest(BaseModel):
     project: str = ""
     parent: str = ""
     model: str = ""
+    created_by: str = ""
+    """The id of the agent asking, when the agent API adds it; empty for a person."""
     enable: bool = True
     start: bool = True
 
@@ -72,6 +76,7 @@ class AddRequest(BaseModel):
             project=self.project,
             parent=self.parent,
             model=self.model,
+            created_by=self.created_by,
             autostart=self.enable,
         )
 
