@@ -143,6 +143,8 @@ def view_line(view: InstanceView) -> str:
     line = ", ".join(parts)
     if view.last_error and view.status == "error":
         line += f"\n  last error: {printable(view.last_error)}"
+    if view.note:
+        line += f"\n  note: {printable(view.note)}"
     return line
 
 
