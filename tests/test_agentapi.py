@@ -4,6 +4,7 @@ the real fleet.yaml it edits."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from supervisor.errors import FleetFileError
+from supervisor.fleet import parse_fleet
 from supervisor.paths import Home
 from supervisor.provision import Provisioner
 from supervisor.store import Store
@@ -47,7 +50,7 @@ class Agents:
         self._clients: list[httpx.Client] = []
 
     def token(self, name: str) -> str:
-        instance_id = self.daemon.instance(name)["id"]
+        instance_id = str(self.daemon.instance(name)["id"])
         return (self.daemon.home / "instances" / instance_id / "secrets" / "token").read_text().strip()
 
     def as_(self, name: str) -> httpx.Client:
@@ -178,14 +181,15 @@ class TestCommander:
         captain = boss.post("/instances", json={"name": "cap-new", "role": "captain", "project": "hermes"})
         assert captain.status_code == 201 and "parent: boss" in fleet_file.read_text()
         before = _snapshot(daemon.home)
-        for body in (
+        refused: list[dict[str, Any]] = [
             {"name": "boss-2", "role": "commander"},
             {"name": "lone", "role": ""},
-        ):
+        ]
+        for body in refused:
             assert boss.post("/instances", json=body).status_code == 403
         orphan = boss.post("/instances", json={"name": "t-lost", "role": "talon", "project": "nowhere"})
         assert orphan.status_code == 409 and "no captain" in orphan.json()["error"]
-        invalid = [
+        invalid: list[dict[str, Any]] = [
             {"name": "Bad Name", "role": "talon", "project": "apollo"},
             {"name": "t-x", "role": "talon", "project": "apollo", "framework": "nope"},
             {"name": "t-x", "role": "talon", "project": "apollo", "command": ["sh"]},
@@ -271,6 +275,36 @@ class TestListener:
             assert "EYRIE_URL" not in _environ(pids["boss"])
             assert not (tmp_path / "run" / "agent-api").exists()
             assert "agent_api_off" in daemon.log()
+
+    def test_a_taken_port_is_replaced_and_said_so(self, tmp_path: Path) -> None:
+        """When the remembered port is held by a stranger at start, eyried takes another, logs the move and
+        remembers the new one; a pinned port is used as given."""
+        fleet = _fleet()
+        with running_daemon(tmp_path, fleet) as daemon:
+            daemon.wait_running("boss")
+            first = Agents(daemon).url
+        port = int(first.rsplit(":", 1)[1].split("/")[0])
+        with socket.create_server(("127.0.0.1", port)), running_daemon(tmp_path, fleet) as daemon:
+            daemon.wait_running("boss")
+            moved = Agents(daemon).url
+            assert moved != first and "agent_api_port_moved" in daemon.log()
+            # the adopted agent is restarted: what it was started with (EYRIE_URL) changed
+            wait_for(lambda: _environ(daemon.wait_running("boss")["boss"]).get("EYRIE_URL") == moved)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            pinned = probe.getsockname()[1]
+        fleet = _fleet().replace("{max_children: 8}", f"{{port: {pinned}}}")
+        with running_daemon(tmp_path, fleet) as daemon:
+            daemon.wait_running("boss")
+            assert Agents(daemon).url == f"http://127.0.0.1:{pinned}/v1"
+
+    def test_settings_are_validated(self) -> None:
+        """daemon.agent_api refuses unknown keys, a port below 1024 and a negative max_children."""
+        base = "version: 1\ndaemon:\n  agent_api: {}\ninstances: []\n"
+        assert parse_fleet(base.replace("{}", "{max_children: 3}")).daemon.agent_api.max_children == 3
+        for bad in ("{port: 80}", "{max_children: -1}", "{enable: true}", "{port: abc}"):
+            with pytest.raises(FleetFileError, match="agent_api"):
+                parse_fleet(base.replace("{}", bad))
 
 
 def _environ(pid: int) -> dict[str, str]:
