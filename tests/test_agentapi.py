@@ -4,6 +4,7 @@ the real fleet.yaml it edits."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,7 +251,8 @@ class TestCaptain:
 class TestListener:
     def test_port_and_url_survive_a_restart_and_reach_the_agents(self, tmp_path: Path) -> None:
         """The port is remembered and claimed; a restarted eyried listens on it again, and agents carry
-        EYRIE_URL and EYRIE_AUTH_TOKEN_FILE; commander identity files name the URL and no eyriectl command."""
+        EYRIE_URL and EYRIE_AUTH_TOKEN_FILE; commander identity files name the URL and no eyriectl command;
+        after a re-exec the agent is adopted and its URL still answers."""
         fleet = _fleet()
         with running_daemon(tmp_path, fleet) as daemon:
             daemon.wait_running("boss")
@@ -266,6 +268,12 @@ class TestListener:
             assert answer.json()["name"] == "boss"
             tools = (Path(daemon.instance("boss")["workspace_path"]) / "TOOLS.md").read_text()
             assert url in tools and "$EYRIE_URL" in tools and "eyriectl add" not in tools
+
+            readies = daemon.log().count('"event": "daemon_ready"')
+            daemon.signal(signal.SIGUSR2)  # a re-exec: the agent is adopted, its EYRIE_URL still answers
+            wait_for(lambda: daemon.log().count('"event": "daemon_ready"') > readies, 30, "the new image")
+            assert daemon.wait_running("boss") == pids  # the same process: adopted, not restarted
+            assert httpx.get(f"{url}/self", headers=bearer, timeout=10).json()["name"] == "boss"
 
     def test_the_fleet_file_turns_it_off(self, tmp_path: Path) -> None:
         """daemon.agent_api.enabled false: no listener, no EYRIE_URL, templates say nothing of a URL."""
