@@ -46,6 +46,8 @@ log = structlog.get_logger("supervisor.agentapi")
 
 _MAX_BODY = 8 * 1024
 _MANAGE_ACTIONS = {"start": Action.START, "stop": Action.STOP}
+_SUBJECTS = {Action.LIST: "the fleet", Action.CREATE: "a new instance"}
+"""What a call is about, for the log, before (or without) a named target."""
 T = TypeVar("T")
 
 
@@ -215,7 +217,8 @@ def create_agent_app(target: AgentTarget) -> Starlette:
                 return error_response(
                     "missing or invalid bearer token", "Unauthorized", 401, {"WWW-Authenticate": "Bearer"}
                 )
-            call = _Call(target, caller, action, request.path_params.get("name", caller.name))
+            subject = _SUBJECTS.get(action, caller.name)
+            call = _Call(target, caller, action, request.path_params.get("name", subject))
             try:
                 response = await handler(call, request)
             except _Refused as exc:
