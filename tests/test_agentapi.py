@@ -18,7 +18,7 @@ from supervisor.fleet import parse_fleet
 from supervisor.paths import Home
 from supervisor.provision import Provisioner
 from supervisor.store import Store
-from tests._cli import ps
+from tests._cli import eyriectl, ok, ps
 from tests._daemon import FAST_DEFAULTS, DaemonProcess, running_daemon, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,6 +269,7 @@ class TestListener:
             tools = (Path(daemon.instance("boss")["workspace_path"]) / "TOOLS.md").read_text()
             assert url in tools and "$EYRIE_URL" in tools and "eyriectl add" not in tools
 
+            assert f"agent API:   {url}" in ok(eyriectl(tmp_path, "status")).stdout
             readies = daemon.log().count('"event": "daemon_ready"')
             daemon.signal(signal.SIGUSR2)  # a re-exec: the agent is adopted, its EYRIE_URL still answers
             wait_for(lambda: daemon.log().count('"event": "daemon_ready"') > readies, 30, "the new image")
@@ -276,13 +277,14 @@ class TestListener:
             assert httpx.get(f"{url}/self", headers=bearer, timeout=10).json()["name"] == "boss"
 
     def test_the_fleet_file_turns_it_off(self, tmp_path: Path) -> None:
-        """daemon.agent_api.enabled false: no listener, no EYRIE_URL, templates say nothing of a URL."""
+        """daemon.agent_api.enabled false: no listener, no EYRIE_URL, and `status` says it is off."""
         fleet = _fleet().replace("agent_api: {max_children: 8}", "agent_api: {enabled: false}")
         with running_daemon(tmp_path, fleet) as daemon:
             pids = daemon.wait_running("boss")
             assert "EYRIE_URL" not in _environ(pids["boss"])
             assert not (tmp_path / "run" / "agent-api").exists()
             assert "agent_api_off" in daemon.log()
+            assert "agent API:   off" in ok(eyriectl(tmp_path, "status")).stdout
 
     def test_a_taken_port_is_replaced_and_said_so(self, tmp_path: Path) -> None:
         """When the remembered port is held by a stranger at start, eyried takes another, logs the move and

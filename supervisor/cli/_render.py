@@ -207,6 +207,7 @@ def status_lines(status: DaemonStatus) -> list[str]:
         f"home:        {printable(status.home)}",
         f"fleet file:  {printable(status.fleet_file)}",
         f"instances:   {printable(counts)}",
+        f"agent API:   {printable(status.agent_api) or 'off'}",
     ]
     if status.last_reload is not None:
         last = status.last_reload

@@ -109,5 +109,7 @@ class DaemonStatus(BaseModel):
     started_at: datetime
     uptime_seconds: float
     instances: dict[str, int] = Field(default_factory=dict)  # status → count
+    agent_api: str = ""
+    """The agent API's URL, the agents' ``EYRIE_URL``; empty when it is off."""
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
