@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv, write a demo fleet of three embedded agents into ./.eyrie-demo, run eyried in the foreground.
+# Once up, the commander creates a fourth agent, talon-hopper, through the agent API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -11,7 +12,8 @@ cat <<MSG
 Demo home: $EYRIE_HOME   (Ctrl-C stops the fleet and the daemon)
 In another terminal:
   export EYRIE_HOME=$EYRIE_HOME
-  .venv/bin/eyriectl ps                 # the three agents, their pids and ports
+  .venv/bin/eyriectl ps                 # the agents, their pids and ports; talon-hopper was made by
+                                        #   commander-ada through the agent API (see fleet.yaml: created_by)
   kill -9 <a pid from ps>               # watch eyried restart it, then: .venv/bin/eyriectl ps
   .venv/bin/eyriectl events -f          # every transition as it happens
 MSG

@@ -25,7 +25,7 @@ from supervisor.fleet import (
     parse_fleet,
 )
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
-from supervisor.fleet.sections import PortSettings
+from supervisor.fleet.sections import AgentAPISettings, PortSettings
 from supervisor.frameworks.spec import Probe
 from supervisor.models import HierarchyRole
 
@@ -122,6 +122,7 @@ class TestLoadFleet:
         models: list[type[BaseModel]] = [
             FleetFile,
             DaemonSettings,
+            AgentAPISettings,
             ControlTCP,
             PortSettings,
             Defaults,

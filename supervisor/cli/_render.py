@@ -143,6 +143,8 @@ def view_line(view: InstanceView) -> str:
     line = ", ".join(parts)
     if view.last_error and view.status == "error":
         line += f"\n  last error: {printable(view.last_error)}"
+    if view.note:
+        line += f"\n  note: {printable(view.note)}"
     return line
 
 
@@ -205,6 +207,7 @@ def status_lines(status: DaemonStatus) -> list[str]:
         f"home:        {printable(status.home)}",
         f"fleet file:  {printable(status.fleet_file)}",
         f"instances:   {printable(counts)}",
+        f"agent API:   {printable(status.agent_api) or 'off'}",
     ]
     if status.last_reload is not None:
         last = status.last_reload

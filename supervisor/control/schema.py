@@ -42,6 +42,8 @@ class InstanceView(BaseModel):
     autostart: bool = True
     desired: str | None = None
     last_error: str = ""
+    note: str = ""
+    """The agent's own latest note, posted through the agent API."""
     flags: list[Flag] = Field(default_factory=list)
 
 
@@ -57,6 +59,8 @@ class AddRequest(BaseModel):
     project: str = ""
     parent: str = ""
     model: str = ""
+    created_by: str = ""
+    """The id of the agent asking, when the agent API adds it; empty for a person."""
     enable: bool = True
     start: bool = True
 
@@ -72,6 +76,7 @@ class AddRequest(BaseModel):
             project=self.project,
             parent=self.parent,
             model=self.model,
+            created_by=self.created_by,
             autostart=self.enable,
         )
 
@@ -104,5 +109,7 @@ class DaemonStatus(BaseModel):
     started_at: datetime
     uptime_seconds: float
     instances: dict[str, int] = Field(default_factory=dict)  # status → count
+    agent_api: str = ""
+    """The agent API's URL, the agents' ``EYRIE_URL``; empty when it is off."""
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …

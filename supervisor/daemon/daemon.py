@@ -21,6 +21,7 @@ from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
 from supervisor.control.server import serve
+from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
@@ -144,6 +145,7 @@ class Daemon:
             # during a long one; READY=1 still waits until the fleet is started or adopted.
             api = functools.partial(serve, create_app(self), socket_path=self.home.socket_path)
             await tg.start(functools.partial(api, tcp=tcp_settings(initial.fleet, self.home)))
+            await tg.start(run_agent_api, self, initial.fleet)  # before the fleet: agents get EYRIE_URL
             await stop_unreadable(self.store)
             async with self._lock:
                 started = await self.reconciler.start(initial)
@@ -186,8 +188,7 @@ class Daemon:
         log.info("daemon_ready", instances=managed, socket=str(self.home.socket_path), **extra)
 
     def _apply_daemon_settings(self, fleet: FleetFile) -> None:
-        """The fleet file's settings of eyried itself that apply live: the log level (unless given on
-        the command line)."""
+        """The settings of eyried that apply live: the log level (unless given on the command line)."""
         set_log_level(self._log_level or fleet.daemon.log_level)
 
     # --- ControlTarget: reading
@@ -241,8 +242,7 @@ class Daemon:
         return result
 
     async def plan_reload(self) -> ReloadResult:
-        """What a reload would do now (``eyriectl reload --dry-run``); nothing is applied."""
-        async with self._lock:
+        async with self._lock:  # what a reload would do now (`reload --dry-run`); nothing is applied
             return await plan_reload(self.reconciler)
 
     async def _reload_locked(

@@ -93,6 +93,7 @@ class Inventory:
             started_at=started_at,
             uptime_seconds=(utcnow() - started_at).total_seconds(),
             instances=dict(counts),
+            agent_api=self._provisioner.eyrie_url,
             last_reload=last_reload,
             problems=problems,
         )

@@ -29,7 +29,7 @@ from supervisor.store import NameIndex
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supervisor.engine import Engine
+    from supervisor.engine import Engine, InstanceRuntime
     from supervisor.fleet import ResolvedInstance
     from supervisor.provision import Provisioner
     from supervisor.store import Store
@@ -226,7 +226,7 @@ class Reconciler:
         try:
             resolved = before.resolve(name)
             config_hash = self._provisioner.config_hash(inst)
-            await self._engine.add(build_runtime(resolved, inst, self._store, config_hash=config_hash))
+            await self._engine.add(self._runtime(resolved, inst, config_hash=config_hash))
         except Exception as exc:  # a declaration this release cannot run: its processes end anyway
             log.warning("withdrawn_instance_not_supervised", instance=name, error=str(exc))
             await end_processes(self._provisioner.home.root, inst.id, inst.pgid)
@@ -304,7 +304,7 @@ class Reconciler:
                 inst, config_hash = await self._rerender(inst.id, resolved)
             else:
                 config_hash = self._provisioner.config_hash(inst)
-            runtime = build_runtime(resolved, inst, self._store, config_hash=config_hash)
+            runtime = self._runtime(resolved, inst, config_hash=config_hash)
             if inst.status is InstanceStatus.ERROR and inst.phase is None:
                 await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
             await self._engine.add(runtime)
@@ -313,6 +313,11 @@ class Reconciler:
             return False
         self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
         return True
+
+    def _runtime(self, resolved: ResolvedInstance, inst: Instance, *, config_hash: str) -> InstanceRuntime:
+        return build_runtime(
+            resolved, inst, self._store, config_hash=config_hash, eyrie_url=self._provisioner.eyrie_url
+        )
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
         personas = self._provisioner.personas
@@ -327,6 +332,7 @@ class Reconciler:
             parent_id=parent.instance_id if parent is not None else resolved.parent,
             model=resolved.model,
             auto_start=resolved.autostart,
+            created_by=resolved.created_by,
             project_name=resolved.project,
         )
         inst = self._provisioner.provision(request, persona, spec=resolved.spec)
@@ -361,7 +367,7 @@ class Reconciler:
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change that needs a new process: re-render the config, then restart this instance only."""
         inst, config_hash = await self._rerender(instance_id, resolved)
-        await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
+        await self._engine.update(self._runtime(resolved, inst, config_hash=config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))
 
     async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
@@ -387,7 +393,7 @@ class Reconciler:
     async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change the running process does not see (restart, health, logs, autostart): applied live."""
         inst = self._engine.get(instance_id)
-        await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=inst.config_hash))
+        await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))
 
 

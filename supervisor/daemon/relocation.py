@@ -68,4 +68,6 @@ class PortRelocator:
             port=inst.port,
             holder=holder,
         )
-        return build_runtime(resolved, inst, provisioner.store, config_hash=inst.config_hash)
+        return build_runtime(
+            resolved, inst, provisioner.store, config_hash=inst.config_hash, eyrie_url=provisioner.eyrie_url
+        )

@@ -23,14 +23,15 @@ _TRIAL_ID = "declaration-check"
 
 
 def build_runtime(
-    resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str
+    resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str, eyrie_url: str = ""
 ) -> InstanceRuntime:
-    """Expand placeholders and add the ``EYRIE_*`` variables every agent gets.
+    """Expand placeholders and add the ``EYRIE_*`` variables every agent gets (``EYRIE_URL``, the agent
+    API, when it is on).
 
     Raises `ConfigurationError` naming the instance when its declaration and record cannot make a process
     (an impossible probe, a port out of range, …), so that the failure stays that instance's own.
     """
-    return _assemble(resolved, inst, store.dir(inst.id), store.token(inst.id), config_hash)
+    return _assemble(resolved, inst, store.dir(inst.id), store.token(inst.id), config_hash, eyrie_url)
 
 
 def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
@@ -49,7 +50,12 @@ def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
 
 
 def _assemble(
-    resolved: ResolvedInstance, inst: Instance, instance_dir: Path, token: str, config_hash: str
+    resolved: ResolvedInstance,
+    inst: Instance,
+    instance_dir: Path,
+    token: str,
+    config_hash: str,
+    eyrie_url: str = "",
 ) -> InstanceRuntime:
     values = PlaceholderValues(
         port=inst.port,
@@ -71,8 +77,11 @@ def _assemble(
                 "EYRIE_PORT": str(inst.port),
                 "EYRIE_CONFIG": inst.config_path,
                 "EYRIE_AUTH_TOKEN": token,
+                "EYRIE_AUTH_TOKEN_FILE": str(instance_dir / "secrets" / "token"),
             }
         )
+        if eyrie_url:
+            env["EYRIE_URL"] = eyrie_url
         return InstanceRuntime(
             instance_id=inst.id,
             name=inst.name,

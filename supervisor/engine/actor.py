@@ -82,6 +82,10 @@ class Actor:
         """The instance as the actor knows it now (the record in memory)."""
         return self._record.inst
 
+    async def reread(self) -> None:
+        """Write the engine's fields again and take the others from ``instance.json`` as it is now."""
+        await self._record.persist()
+
     def prepare(self) -> None:
         """Decide, from what ``instance.json`` recorded, what to adopt and what is wanted now."""
         takeover = take_over(self.inst, self.runtime, self.services.boot_id, self.log)

@@ -223,6 +223,10 @@ class Engine:
         """The instance as the engine knows it now (health and last_seen included)."""
         return self._actor(instance_id).snapshot()
 
+    async def reread(self, instance_id: str) -> None:
+        """Show what the daemon wrote into ``instance.json`` beside the engine's fields (an agent's note)."""
+        await self._actor(instance_id).reread()
+
     def instances(self) -> list[Instance]:
         return [actor.snapshot() for actor in self._actors.values()]
 

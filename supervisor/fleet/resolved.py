@@ -54,6 +54,7 @@ class ResolvedInstance(BaseModel):
     role: HierarchyRole = HierarchyRole.STANDALONE
     project: str = ""
     parent: str = ""
+    created_by: str = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -243,6 +244,7 @@ class Resolver:
             role=decl.role,
             project=decl.project,
             parent=decl.parent,
+            created_by=decl.created_by,
         )
 
 

@@ -22,6 +22,7 @@ from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
 
 __all__ = [
     "TRASH_RETENTION",
+    "AgentAPISettings",
     "ControlTCP",
     "DaemonSettings",
     "Defaults",
@@ -74,6 +75,15 @@ class ControlTCP(Section):
         return path if path.is_absolute() else home / path
 
 
+class AgentAPISettings(Section):
+    """The agents' own API on loopback TCP: on by default, its port remembered under ``run/`` unless pinned
+    here; ``max_children`` bounds the live instances one agent may have created."""
+
+    enabled: bool = True
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    max_children: int = Field(default=8, ge=0, le=1000)
+
+
 TRASH_RETENTION = 30 * 86400.0
 """Seconds a removed instance stays in the trash unless the fleet file says otherwise: 30 days."""
 
@@ -101,6 +111,7 @@ class DaemonSettings(Section):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     control_tcp: NoneIsEmpty[ControlTCP] = ControlTCP()
+    agent_api: NoneIsEmpty[AgentAPISettings] = AgentAPISettings()
     trash_retention: FleetDuration = TRASH_RETENTION
     """How long a removed instance's directory stays in ``removed/`` before the daemon deletes it."""
     ports: NoneIsEmpty[PortSettings] = PortSettings()
@@ -199,6 +210,8 @@ class InstanceDecl(Section):
     project: NoneIsEmpty[Annotated[str, _safe_id("project")]] = ""
     parent: NoneIsEmpty[str] = ""
     model: NoneIsEmpty[str] = ""
+    created_by: NoneIsEmpty[Annotated[str, _safe_id("created_by")]] = ""
+    """The id of the agent that created this instance through the agent API; empty when a person did."""
     autostart: bool = True
     pin_port: bool = False
     """Keep this instance's port: a stranger holding it fails the start instead of moving the instance."""

@@ -6,6 +6,7 @@ listen on.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     print(f"EMBEDDED_READY port={config.port}", flush=True)
+    if os.environ.get("EYRIE_CREATE_TALON"):  # an errand for the agent API; its client loads only then
+        from supervisor.frameworks.embedded._agentapi import start_errands
+
+        start_errands()
     try:
         received = gateway.serve(wakeup)
     finally:
