@@ -20,11 +20,10 @@ import structlog
 from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
-from supervisor.control.server import serve
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
-from supervisor.daemon._settings import tcp_settings
+from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, block_signals, next_ending
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
@@ -142,8 +141,7 @@ class Daemon:
             await tg.start(self.engine.run)
             # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
             # during a long one; READY=1 still waits until the fleet is started or adopted.
-            api = functools.partial(serve, create_app(self), socket_path=self.home.socket_path)
-            await tg.start(functools.partial(api, tcp=tcp_settings(initial.fleet, self.home)))
+            await tg.start(control_api(create_app(self), initial.fleet, self.home))
             await stop_unreadable(self.store)
             async with self._lock:
                 started = await self.reconciler.start(initial)
