@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,7 @@ import pytest
 from supervisor.control.app import create_app
 from supervisor.control.server import serve
 from supervisor.paths import Home
-from supervisor.testing import MemoryTarget, free_port, wait_for
+from supervisor.testing import MemoryTarget, free_port, hostile, wait_for
 from supervisor.testing._attempts import (
     Outcome,
     api_call,
@@ -248,9 +247,7 @@ class TestProgram:
             with sleeper(*nobody) as their_pid, agent_api() as url:
                 argv = [
                     *drop_caps,
-                    sys.executable,
-                    "-m",
-                    "supervisor.testing.hostile_agent",
+                    *hostile(),
                     "--port",
                     str(port),
                     "--read-file",
