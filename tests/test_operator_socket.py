@@ -320,3 +320,21 @@ class TestEyriectl:
                 )
         assert plain.returncode == 0, plain.stderr
         assert confined.returncode == 0, confined.stderr
+
+    async def test_refusal_is_explained(self, home: Home, target: MemoryTarget) -> None:
+        """With no_new_privs and no abstract socket to use, eyriectl fails with the daemon's reason."""
+        command = functools.partial(
+            subprocess.run,
+            [str(EYRIECTL), "--home", str(home.root), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=set_no_new_privs,
+        )
+        async with operator_api(target, home):
+            home.pid_file.unlink()
+            with anyio.fail_after(65):
+                refused = await anyio.to_thread.run_sync(command)
+        assert refused.returncode != 0
+        assert "agent API" in refused.stderr and "abstract socket" in refused.stderr
