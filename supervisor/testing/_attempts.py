@@ -136,17 +136,20 @@ def unix_get(address: str, path: str = "/v1/status") -> Outcome:
         sock.settimeout(_TIMEOUT)
         try:
             sock.connect(raw)
+        except OSError as exc:
+            return _from_os_error(attempt, address, exc)
+        answer = b""
+        try:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: eyried\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
             while chunk := sock.recv(65536):
                 answer += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # hung up on us: judged by what it said before, if anything
         except OSError as exc:
-            if isinstance(exc, ConnectionResetError):
-                return Outcome(attempt, address, "refused", detail="the server hung up without answering")
             return _from_os_error(attempt, address, exc)
     head = answer.split(b"\r\n", 1)[0].split()
     if len(head) < 2 or not head[1].isdigit():
-        return Outcome(attempt, address, "refused", detail="the server hung up without answering")
+        return Outcome(attempt, address, "refused", detail="connected; the server hung up without answering")
     return _from_status(attempt, address, int(head[1]), _body(answer))
 
 
