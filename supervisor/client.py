@@ -1,5 +1,7 @@
 """Talk to a running eyried over its control socket: the routes as async methods returning schema models.
 
+It dials the operator's abstract socket first and the socket file when that fails (see `OperatorTransport`).
+
 Errors are translated at this boundary: callers never see httpx. A missing or dead socket is
 `DaemonNotRunning`; an error answer becomes the exception the daemon raised, same class, message and details
 (a `FleetFileError` keeps its path, line and key), or `EyrieError` when the kind is not one of ours.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shlex
@@ -20,8 +23,10 @@ from typing import Any, Self
 import httpx
 from pydantic import ValidationError
 
+from supervisor.control._dial import OperatorTransport
 from supervisor.control._error_answer import error_from_answer
 from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+from supervisor.daemon.lock import read_daemon_pid
 from supervisor.errors import DaemonNotRunning, EyrieError, NotFound
 from supervisor.paths import ID_PATTERN, Home
 from supervisor.systemd.names import unit_name
@@ -53,9 +58,15 @@ class ControlClient:
         self, home: Home, *, transport: httpx.AsyncBaseTransport | None = None, timeout: float = _TIMEOUT
     ) -> None:
         self.home = home
-        # Plain HTTP over a Unix socket: no TLS ever happens, so no CA bundle is loaded (50 ms per command).
+        self._operator = None
+        if transport is None:
+            transport = self._operator = OperatorTransport(
+                abstract=home.operator_socket,
+                path=home.socket_path,
+                daemon_pid=functools.partial(read_daemon_pid, home),
+            )
         self._http = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(uds=str(home.socket_path), verify=False),
+            transport=transport,
             base_url=_BASE_URL,
             timeout=timeout,
         )
@@ -70,6 +81,12 @@ class ControlClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @property
+    def socket_used(self) -> str | None:
+        """The socket the latest connection went to, abstract ones shown as ``@name``; None before any."""
+        used = self._operator.used if self._operator else None
+        return "@" + used.removeprefix("\0") if used and used.startswith("\0") else used
 
     # --- instances
 

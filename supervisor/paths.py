@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -52,6 +53,17 @@ class Home:
     @property
     def socket_path(self) -> Path:
         return self.run_dir / "eyried.sock"
+
+    @property
+    def operator_socket(self) -> str:
+        """The abstract Unix socket address of the operator API: ``\\0eyrie/<uid>/<hash>``.
+
+        The hash is the first 16 hex digits of the SHA-256 of the home's real path, so two homes (or two
+        users) never share a name, and a home reached through a symlink finds the same one. Abstract names
+        live in the network namespace, not the file system: Landlock's scope keeps confined agents off it.
+        """
+        digest = hashlib.sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
+        return f"\0eyrie/{os.getuid()}/{digest}"
 
     @property
     def pid_file(self) -> Path:

@@ -1,7 +1,11 @@
-"""Who may talk to the control API: the owning uid on the Unix socket, a bearer token on TCP.
+"""Who may talk to the control API: the owning uid on the Unix sockets, a bearer token on TCP.
 
 File modes alone are not trusted for the socket: a loosened directory or socket mode must not open the API
 to other users, so every accepted connection's peer uid is read with ``SO_PEERCRED`` and compared with ours.
+
+Agents run as the owner's uid too. The abstract socket is out of a confined agent's reach (Landlock's scope
+refuses the connect); the pathname socket is not (Landlock does not govern connecting to one), so there a
+peer running with ``no_new_privs``, as every confined agent and its descendants do, is answered 403.
 """
 
 from __future__ import annotations
@@ -20,24 +24,22 @@ import structlog
 
 from supervisor._fs import atomic_write
 from supervisor.control._header_timeout import HeaderTimeoutProtocol
+from supervisor.control._peer import peer_credentials, peer_no_new_privs
 from supervisor.control.app import error_response
 from supervisor.errors import EyrieError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["BearerTokenMiddleware", "OwnerOnlyProtocol", "peer_credentials", "read_token_file"]
+__all__ = [
+    "AGENT_REFUSAL",
+    "BearerTokenMiddleware",
+    "NoAgentsProtocol",
+    "OwnerOnlyProtocol",
+    "read_token_file",
+]
 
 log = structlog.get_logger("supervisor.control")
-
-_UCRED = struct.Struct("3i")  # struct ucred { pid_t pid; uid_t uid; gid_t gid; }
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """``(pid, uid, gid)`` of the process at the other end of a connected Unix socket."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return pid, uid, gid
 
 
 class OwnerOnlyProtocol(HeaderTimeoutProtocol):
@@ -58,6 +60,41 @@ class OwnerOnlyProtocol(HeaderTimeoutProtocol):
         if uid != self.owner_uid:
             log.warning("control_connection_refused", peer_uid=uid, peer_pid=pid, owner_uid=self.owner_uid)
             transport.abort()
+            return
+        self.owner_connected(sock, pid, uid)
+
+    def owner_connected(self, sock: socket.socket, pid: int, uid: int) -> None:
+        """A peer of the owner's uid connected; a subclass may refuse it still."""
+
+
+AGENT_REFUSAL = (
+    "this process runs with no_new_privs set, as agents do (or could not be checked): the operator API"
+    " refuses it on this socket."
+    " Agents use the agent API ($EYRIE_URL); an operator's program with NoNewPrivileges= reaches eyried on"
+    " its abstract socket (eyriectl tries that first)"
+)
+
+
+class NoAgentsProtocol(OwnerOnlyProtocol):
+    """`OwnerOnlyProtocol` that answers every request 403 when the peer runs with ``no_new_privs``, or when
+    that cannot be told: the operator's pathname socket, which Landlock cannot keep agents from."""
+
+    def owner_connected(self, sock: socket.socket, pid: int, uid: int) -> None:
+        no_new_privs = peer_no_new_privs(sock)
+        if no_new_privs is False:
+            return
+        log.warning(
+            "control_connection_refused",
+            reason="no_new_privs" if no_new_privs else "peer process unknown",
+            peer_pid=pid,
+            peer_uid=uid,
+        )
+        self.app = _refuse_agent
+
+
+async def _refuse_agent(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "http":
+        await error_response(AGENT_REFUSAL, "Forbidden", 403)(scope, receive, send)
 
 
 def read_token_file(path: Path) -> bytes:

@@ -1,17 +1,21 @@
-"""Serve the control app with uvicorn inside the caller's event loop, on an owner-only Unix socket.
+"""Serve the control app with uvicorn inside the caller's event loop, on owner-only Unix sockets.
 
 uvicorn's own ``Server.serve`` is not used: it installs process-wide SIGINT/SIGTERM handlers (the daemon owns
 those) and wakes up ten times a second. Instead each listener is a uvicorn ``Server`` driven through
 ``startup``/``shutdown`` from an anyio task, so the daemon's task group starts and cancels it like any other
 task, and an idle control plane costs no wake-ups at all.
 
-The socket is bound under a temporary name, set to 0600 and renamed into place, so it is never reachable with
-looser permissions, and a stale socket left by a crash is replaced atomically.
+The pathname socket is bound under a temporary name, set to 0600 and renamed into place, so it is never
+reachable with looser permissions, and a stale socket left by a crash is replaced atomically. It refuses
+peers running with ``no_new_privs`` (agents: see `_access`). The operator's abstract socket, when given, has
+no file at all: only the uid check guards it, and Landlock's scope keeps confined agents from connecting.
+If its name is taken (by a process that squats it), eyried serves without it and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -27,7 +31,12 @@ from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from supervisor.control._access import BearerTokenMiddleware, OwnerOnlyProtocol, read_token_file
+from supervisor.control._access import (
+    BearerTokenMiddleware,
+    NoAgentsProtocol,
+    OwnerOnlyProtocol,
+    read_token_file,
+)
 from supervisor.control._header_timeout import HEADER_TIMEOUT, HeaderTimeoutProtocol
 from supervisor.control.app import close_event_streams
 from supervisor.errors import EyrieError
@@ -74,12 +83,14 @@ class Listening:
 
     socket_path: Path
     tcp_address: tuple[str, int] | None = None
+    abstract_socket: str | None = None
 
 
 async def serve(
     app: Starlette,
     *,
     socket_path: Path,
+    abstract_socket: str | None = None,
     tcp: TcpSettings | None = None,
     header_timeout: float = HEADER_TIMEOUT,
     task_status: TaskStatus[Listening] = anyio.TASK_STATUS_IGNORED,
@@ -89,16 +100,24 @@ async def serve(
     A connection that has not sent a whole request head ``header_timeout`` seconds after it opened (or
     after its previous response) is closed.
 
+    ``abstract_socket`` (``"\\0name"``) is the operator's abstract socket, served beside ``socket_path``.
+
     Run it in a task group: ``listening = await tg.start(functools.partial(serve, app, socket_path=...))``.
     """
     token = read_token_file(tcp.token_file) if tcp else None
     unix_sock, inode = _bind_unix(socket_path)
     listeners: list[tuple[uvicorn.Server, socket.socket]] = []
+    abstract_sock = None
     try:
+        abstract_sock = _bind_abstract(abstract_socket) if abstract_socket else None
         tcp_sock = _bind_tcp(tcp) if tcp else None
-        unix_protocol = type("UnixProtocol", (OwnerOnlyProtocol,), {"header_timeout": header_timeout})
-        tcp_protocol = type("TcpProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+        timeout = {"header_timeout": header_timeout}
+        unix_protocol = type("UnixProtocol", (NoAgentsProtocol,), timeout)
+        abstract_protocol = type("AbstractProtocol", (OwnerOnlyProtocol,), timeout)
+        tcp_protocol = type("TcpProtocol", (HeaderTimeoutProtocol,), timeout)
         listeners.append((_server(app, http=unix_protocol, lifespan="on"), unix_sock))
+        if abstract_sock is not None:
+            listeners.append((_server(app, http=abstract_protocol, lifespan="off"), abstract_sock))
         if tcp_sock is not None and token is not None:
             tcp_app = BearerTokenMiddleware(app, token)
             listeners.append((_server(tcp_app, http=tcp_protocol, lifespan="off"), tcp_sock))
@@ -106,12 +125,16 @@ async def serve(
             server.lifespan = server.config.lifespan_class(server.config)
             await server.startup(sockets=[sock])
         tcp_address = _address(tcp_sock) if tcp_sock is not None else None
+        served_abstract = abstract_socket if abstract_sock is not None else None
         log.info(
             "control_listening",
             socket=str(socket_path),
+            abstract_socket=_shown(served_abstract) if served_abstract else None,
             tcp=f"{tcp_address[0]}:{tcp_address[1]}" if tcp_address else None,
         )
-        task_status.started(Listening(socket_path=socket_path, tcp_address=tcp_address))
+        task_status.started(
+            Listening(socket_path=socket_path, tcp_address=tcp_address, abstract_socket=served_abstract)
+        )
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
@@ -122,6 +145,8 @@ async def serve(
                         await server.shutdown(sockets=[sock])
                 sock.close()
             unix_sock.close()
+            if abstract_sock is not None:
+                abstract_sock.close()
             _unlink_if_ours(socket_path, inode)
 
 
@@ -177,6 +202,30 @@ def _bind_unix(path: Path) -> tuple[socket.socket, int]:
             temp.unlink()
         raise
     return sock, inode
+
+
+def _bind_abstract(name: str) -> socket.socket | None:
+    """A listening socket on the abstract address ``name``, or None (logged) when another process holds it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(name)
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise EyrieError(f"cannot listen on the abstract socket {_shown(name)}: {exc.strerror}") from None
+        log.error(
+            "operator_socket_taken",
+            abstract_socket=_shown(name),
+            hint="another process holds the name; eyriectl falls back to the socket file",
+        )
+        return None
+    return sock
+
+
+def _shown(name: str) -> str:
+    """An abstract address as tools print it (``ss -x``): ``@`` for the leading NUL."""
+    return "@" + name.removeprefix("\0")
 
 
 def _answers(path: Path) -> bool:

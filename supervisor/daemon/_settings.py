@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
-from supervisor.control.server import TcpSettings
+from supervisor.control.server import TcpSettings, serve
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from supervisor.fleet import FleetFile
     from supervisor.paths import Home
 
-__all__ = ["tcp_settings"]
+__all__ = ["control_api", "tcp_settings"]
+
+
+def control_api(app: Starlette, fleet: FleetFile, home: Home) -> functools.partial[Coroutine[Any, Any, None]]:
+    """`serve` for ``app`` on the home's operator sockets (the file and the abstract one) and the TCP
+    listener ``fleet`` asks for."""
+    return functools.partial(
+        serve,
+        app,
+        socket_path=home.socket_path,
+        abstract_socket=home.operator_socket,
+        tcp=tcp_settings(fleet, home),
+    )
 
 
 def tcp_settings(fleet: FleetFile, home: Home) -> TcpSettings | None:

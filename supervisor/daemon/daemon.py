@@ -20,12 +20,11 @@ import structlog
 from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
-from supervisor.control.server import serve
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._plan import plan_reload
-from supervisor.daemon._settings import tcp_settings
+from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, next_ending
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
@@ -143,8 +142,7 @@ class Daemon:
             await tg.start(self.engine.run)
             # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
             # during a long one; READY=1 still waits until the fleet is started or adopted.
-            api = functools.partial(serve, create_app(self), socket_path=self.home.socket_path)
-            await tg.start(functools.partial(api, tcp=tcp_settings(initial.fleet, self.home)))
+            await tg.start(control_api(create_app(self), initial.fleet, self.home))
             await tg.start(run_agent_api, self, initial.fleet)  # before the fleet: agents get EYRIE_URL
             await stop_unreadable(self.store)
             async with self._lock:

@@ -2,8 +2,8 @@
 
 Instances with small policies, a running engine that always shuts down, an event recorder, waiting on
 conditions with deadlines, a log capture, the in-memory control target (`MemoryTarget`) for the API, the
-client and ``eyriectl``, and the fault-injecting agent, run as ``python -m supervisor.testing.faulty_agent``
-(its argv from `faulty`).
+client and ``eyriectl``, the fault-injecting agent, run as ``python -m supervisor.testing.faulty_agent``
+(its argv from `faulty`), and the attacker agent that proves confinement (`hostile`).
 
     async with running_engine(store) as engine:
         runtime = make_runtime(store, "crashy", faulty("--crash-after", "0.2"))
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from supervisor.testing._logs import capture_logs
     from supervisor.testing._processes import (
         FAULTY_AGENT,
+        HOSTILE_AGENT,
         PROGRAMS_DIR,
         faulty,
         free_port,
+        hostile,
         process_gone,
         reap,
     )
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULTY_AGENT",
+    "HOSTILE_AGENT",
     "PROGRAMS_DIR",
     "EventRecorder",
     "MemoryTarget",
@@ -51,6 +54,7 @@ __all__ = [
     "fast_restart",
     "faulty",
     "free_port",
+    "hostile",
     "make_instance",
     "make_runtime",
     "process_gone",

@@ -11,10 +11,22 @@ from pathlib import Path
 from supervisor.engine.pidfd import collect
 from supervisor.engine.procfs import exited
 
-__all__ = ["FAULTY_AGENT", "PROGRAMS_DIR", "faulty", "free_port", "process_gone", "reap"]
+__all__ = [
+    "FAULTY_AGENT",
+    "HOSTILE_AGENT",
+    "PROGRAMS_DIR",
+    "faulty",
+    "free_port",
+    "hostile",
+    "process_gone",
+    "reap",
+]
 
 FAULTY_AGENT = "supervisor.testing.faulty_agent"
 """The fault-injecting agent, run as ``python -m supervisor.testing.faulty_agent``."""
+
+HOSTILE_AGENT = "supervisor.testing.hostile_agent"
+"""The attacker agent, run as ``python -m supervisor.testing.hostile_agent``."""
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "programs"
 """Where the test-only child programs live in a source checkout."""
@@ -23,6 +35,11 @@ PROGRAMS_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "progra
 def faulty(*flags: str) -> tuple[str, ...]:
     """argv running the fault-injecting agent with ``flags`` under this interpreter."""
     return (sys.executable, "-m", FAULTY_AGENT, *flags)
+
+
+def hostile(*flags: str) -> tuple[str, ...]:
+    """argv running the attacker agent with ``flags`` under this interpreter."""
+    return (sys.executable, "-m", HOSTILE_AGENT, *flags)
 
 
 def free_port() -> int:
