@@ -173,3 +173,43 @@ def _blocked(pid: int) -> int:
         if line.startswith("SigBlk:"):
             return int(line.split()[1], 16)
     raise AssertionError(f"no SigBlk line for pid {pid}")
+
+
+class TestRemovalDuringARestart:
+    def test_removal_while_a_change_restarts_the_agent(self, tmp_path: Path) -> None:
+        """An env change restarts an agent that leaves a grandchild; its removal, reloaded a moment later,
+        ends every process of it and trashes its files (the soak's wave 491)."""
+        with running_daemon(tmp_path, fleet_yaml(agent("alpha"), _with_grandchild("beta", tmp_path))) as d:
+            pids = d.wait_running("alpha", "beta")
+            beta = d.instance("beta")["id"]
+            wait_for(lambda: _marked(beta), 10, "beta's grandchild")
+            for text in (
+                fleet_yaml(agent("alpha"), _with_grandchild("beta", tmp_path, gen="1")),
+                fleet_yaml(agent("alpha", gen="1"), _with_grandchild("beta", tmp_path, gen="1")),
+                fleet_yaml(agent("alpha", gen="1")),
+            ):
+                d.write_fleet(text)
+                d.signal(signal.SIGHUP)
+                threading.Event().wait(0.002)
+            wait_for(lambda: not _marked(beta), 30, "every process of beta to end")
+            wait_for(lambda: "beta" not in d.instances(), 20, "beta's files to leave the store")
+            assert not pid_alive(pids["beta"])
+
+
+def _with_grandchild(name: str, home: Path, gen: str = "0") -> str:
+    return agent(name, "--grandchild", str(home / f"{name}-grandchild.pid"), gen=gen)
+
+
+def _marked(instance_id: str) -> list[int]:
+    """Live processes carrying ``instance_id`` as their marker."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (
+                proc.environ().get("EYRIE_INSTANCE_ID") == instance_id
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found

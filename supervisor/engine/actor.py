@@ -182,6 +182,7 @@ class Actor:
             if self._restart_requested:
                 self._restart_requested = False
                 await self._halt("restarting", then=Phase.IDLE)
+                continue  # a close or stop asked for while the old process stopped comes first
             if self.desired == "running" and self.phase is not Phase.HELD:
                 commands = self._commands
                 with anyio.CancelScope() as scope:
