@@ -422,3 +422,85 @@ class TestMigrateAll:
         """Versions must be positive and strictly increasing; anything else is refused before any work."""
         with pytest.raises(ValueError, match="strictly increasing"):
             migrate_all(store, migrations=[_recording(v, []) for v in versions])
+
+
+class TestInstanceLayout:
+    """Migration 4: instances of the old layout get state/ and tmp/, and Hermes' and ZeroClaw's home moves."""
+
+    def _old_hermes(self, store: Store) -> Instance:
+        inst = add_instance(
+            store, name="herm", framework="hermes", config="model: {default: m}\n", config_name="config.yaml"
+        )
+        root = store.dir(inst.id)
+        (root / ".env").write_text("X=1\n")
+        (root / "sessions").mkdir()
+        (root / "sessions" / "s1.json").write_text("{}")
+        (root / "logs").mkdir()
+        (root / "logs" / "hermes.log").write_text("old log\n")
+        (root / "workspace").mkdir()
+        return inst
+
+    def test_hermes_home_moves_into_state(self, store: Store) -> None:
+        """A Hermes instance made with HERMES_HOME = its directory: its config and the files Hermes wrote move
+        into state/, config_path follows, and what the daemon owns stays where it was."""
+        inst = self._old_hermes(store)
+        root = store.dir(inst.id)
+        [result] = migrate_all(store)
+        assert result.error == ""
+        assert (root / "state" / "config.yaml").read_text() == "model: {default: m}\n"
+        assert (root / "state" / ".env").read_text() == "X=1\n"
+        assert (root / "state" / "sessions" / "s1.json").exists()
+        assert not (root / "config.yaml").exists() and not (root / "sessions").exists()
+        assert (root / "logs" / "hermes.log").read_text() == "old log\n"
+        assert (root / "workspace").is_dir() and (root / INSTANCE_FILE).is_file()
+        for sub in ("state", "tmp"):
+            assert stat.S_IMODE((root / sub).stat().st_mode) == 0o700
+        saved = store.get(inst.id)
+        assert saved.config_path == str(root / "state" / "config.yaml")
+        assert saved.schema_version == SCHEMA_VERSION
+        assert "moved into state/: .env, config.yaml, sessions" in result.applied
+
+    def test_zeroclaw_config_is_migrated_then_moved(self, store: Store) -> None:
+        """eyrie's ZeroClaw config is edited in place and then moved into state/, comments kept."""
+        inst = add_instance(store)
+        [result] = migrate_all(store)
+        assert result.error == ""
+        moved = store.dir(inst.id) / "state" / "config.toml"
+        assert store.get(inst.id).config_path == str(moved)
+        text = moved.read_text()
+        assert "allow_private_hosts" in text and "# keep on the fast disk" in text
+
+    def test_second_run_changes_nothing(self, store: Store) -> None:
+        """Idempotent: a second run is skipped and moves no byte."""
+        self._old_hermes(store)
+        migrate_all(store)
+        before = snapshot(store.root)
+        [again] = migrate_all(store)
+        assert again.skipped and snapshot(store.root) == before
+
+    def test_interrupted_run_records_the_moved_config(self, store: Store) -> None:
+        """A run that moved the files but stopped before recording them: the next run records config_path."""
+        inst = self._old_hermes(store)
+        root = store.dir(inst.id)
+        (root / "state").mkdir()
+        os.rename(root / "config.yaml", root / "state" / "config.yaml")
+        [result] = migrate_all(store)
+        assert result.error == ""
+        assert store.get(inst.id).config_path == str(root / "state" / "config.yaml")
+
+    def test_dry_run_moves_nothing(self, store: Store) -> None:
+        """A dry run reports the moves and leaves every file and instance.json as they were."""
+        inst = self._old_hermes(store)
+        before = snapshot(store.root)
+        [dry] = migrate_all(store, dry_run=True)
+        assert "created state/" in dry.applied and any(c.startswith("moved into state/") for c in dry.applied)
+        assert snapshot(store.root) == before
+        assert not (store.dir(inst.id) / "state").exists()
+
+    def test_a_file_in_the_way_is_an_error(self, store: Store) -> None:
+        """A state/ that is not a directory fails that instance, naming it; nothing is moved."""
+        inst = self._old_hermes(store)
+        (store.dir(inst.id) / "state").write_text("not a dir")
+        [result] = migrate_all(store)
+        assert "state is not a directory" in result.error
+        assert (store.dir(inst.id) / "config.yaml").exists()
