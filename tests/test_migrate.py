@@ -16,6 +16,7 @@ from supervisor.migrate import MIGRATIONS, Migration, MigrationContext, latest_v
 from supervisor.models import SCHEMA_VERSION, Instance, MigrationResult, new_instance_id
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
+from supervisor.systemd._agent_checks import layout_check
 
 # What an older eyrie provisioner wrote for ZeroClaw, after a user annotated it by hand.
 EYRIE_ZEROCLAW = """\
@@ -496,6 +497,14 @@ class TestInstanceLayout:
         assert "created state/" in dry.applied and any(c.startswith("moved into state/") for c in dry.applied)
         assert snapshot(store.root) == before
         assert not (store.dir(inst.id) / "state").exists()
+
+    def test_doctor_lists_instances_not_migrated(self, store: Store, home: Home) -> None:
+        """doctor names an instance of the old layout and says to migrate; after migrate it passes."""
+        self._old_hermes(store)
+        check = layout_check(home)
+        assert not check.ok and "herm" in check.detail and "eyriectl migrate" in check.fix
+        migrate_all(store)
+        assert layout_check(home).ok
 
     def test_a_file_in_the_way_is_an_error(self, store: Store) -> None:
         """A state/ that is not a directory fails that instance, naming it; nothing is moved."""

@@ -49,12 +49,15 @@ def secrets_checks(home: Home) -> list[Check]:
         resolved = load_fleet(home.fleet_file).resolve_all()
     except EyrieError:
         return []  # the fleet check reports it
-    missing = SecretFiles(home).missing({n: r.secrets for n, r in resolved.items() if r.secrets})
-    checks = [
-        Check("secrets", False, "; ".join(missing), "eyriectl secret set <name> (the value from stdin)")
-        if missing
-        else Check("secrets", True, f"every secret fleet.yaml names is in {home.secrets_dir}")
-    ]
+    uses = {n: r.secrets for n, r in resolved.items() if r.secrets}
+    missing = SecretFiles(home).missing(uses)
+    checks = []
+    if missing:
+        checks.append(
+            Check("secrets", False, "; ".join(missing), "eyriectl secret set <name> (the value from stdin)")
+        )
+    elif uses:
+        checks.append(Check("secrets", True, f"every secret fleet.yaml names is in {home.secrets_dir}"))
     plain = sorted(
         f"{name}: env.{var}"
         for name, r in resolved.items()
