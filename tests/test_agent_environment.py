@@ -95,3 +95,21 @@ class TestAgentEnvironment:
             ok(eyriectl(tmp_path, "reload"))
             pid = d.wait_running("gamma")["gamma"]
             wait_for(lambda: _environ(pid).get("OPENAI_API_KEY") == KEY, 10, "gamma's key")
+
+    def test_secret_gone_keeps_the_agent_running_and_is_reported_until_back(self, tmp_path: Path) -> None:
+        """A secret deleted under a running agent: reload reports it and the agent keeps its process; once
+        the secret is back, the next reload reports nothing."""
+        home = Home(tmp_path)
+        SecretFiles(home).write("openai", KEY)
+        with running_daemon(
+            tmp_path, fleet_yaml(embedded("alpha", "secrets: {OPENAI_API_KEY: openai}"))
+        ) as d:
+            pid = d.wait_running("alpha")["alpha"]
+            SecretFiles(home).remove("openai")
+            gone = json.loads(ok(eyriectl(tmp_path, "reload", "--json")).stdout)
+            assert any("secret 'openai' is missing" in p for p in gone["problems"])
+            assert d.wait_running("alpha") == {"alpha": pid}
+            SecretFiles(home).write("openai", KEY)
+            back = json.loads(ok(eyriectl(tmp_path, "reload", "--json")).stdout)
+            assert back["problems"] == []
+            assert d.wait_running("alpha") == {"alpha": pid}

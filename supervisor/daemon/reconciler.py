@@ -368,10 +368,11 @@ class Reconciler:
         return inst
 
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
-        """A change that needs a new process: re-render the config, then restart this instance only."""
+        """A change that needs a new process: re-render the config, then restart this instance only. The
+        instance now runs from the declaration in force: an earlier failure to update it is over."""
         inst, config_hash = await self._rerender(instance_id, resolved)
         await self._engine.update(build_runtime(resolved, inst, self._store, config_hash=config_hash))
-        self._reapplied(resolved.name, Applied(instance_id, resolved))
+        self._records[resolved.name] = InstanceRecord(applied=Applied(instance_id, resolved))
 
     async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
         """Record the declaration's framework and model, and render its config again (with its hash)."""
