@@ -73,6 +73,11 @@ def set_(cli: Cli, name: str) -> None:
     """Store the secret NAME, its value read from stdin (or a prompt without echo).
 
     A running instance that uses it gets the new value at the next `eyriectl reload` (it is restarted).
+
+    \b
+    Examples:
+      eyriectl secret set openai
+      eyriectl secret set openai < ~/openai.key
     """
     check_secret_name(name)
     path = SecretFiles(cli.home).write(name, _read_value(name))
@@ -83,7 +88,13 @@ def set_(cli: Cli, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list: name, stored, used_by.")
 @click.pass_obj
 def list_(cli: Cli, as_json: bool) -> None:
-    """List the secrets stored and those fleet.yaml names, with the instances that use each (never values)."""
+    """List the secrets stored and those fleet.yaml names, with the instances that use each (never values).
+
+    \b
+    Examples:
+      eyriectl secret list
+      eyriectl secret list --json | jq -r '.[] | select(.stored | not) | .name'
+    """
     files = SecretFiles(cli.home)
     users = _users(cli.home)
     stored = set(files.names())
@@ -111,6 +122,11 @@ def rm(cli: Cli, name: str, force: bool) -> None:
     """Remove the secret NAME; refused while fleet.yaml gives it to an instance, unless --force.
 
     Running agents keep the value they were started with; a removed secret stops their next start.
+
+    \b
+    Examples:
+      eyriectl secret rm openai
+      eyriectl secret rm openai --force
     """
     check_secret_name(name)
     users = [] if force else _users(cli.home).get(name, [])
