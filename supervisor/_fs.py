@@ -71,9 +71,10 @@ def _fill(fd: int, data: bytes | str, mode: int, *, durable: bool) -> None:
 def locked(lock_path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[None]:
     """Hold an ``flock`` on ``lock_path`` (created 0600) for the duration of the block.
 
-    ``wait=False`` raises `BlockingIOError` at once when another holder has it.
+    ``wait=False`` raises `BlockingIOError` at once when another holder has it. A symlink planted at
+    ``lock_path`` is refused (``ELOOP``), never followed.
     """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         yield

@@ -22,10 +22,19 @@ The built-in migrations are eyrie's ZeroClaw config migrations (``internal/insta
    ``require_approval_for_actions``: older eyrie provisioners wrote them, and they override the allow-list
    (ZeroClaw classes ``curl`` as high-risk and blocks it even when allowed). ``auto_approve`` stays, as in
    eyrie: removing it would leave an unattended agent waiting for approvals.
+
+Then this supervisor's own:
+
+4. The instance layout of docs/layout.md: ``state/`` and ``tmp/`` are created (0700), and a framework whose
+   home was the instance directory (Hermes' ``HERMES_HOME``, ZeroClaw's ``--config-dir``: a built-in
+   definition whose ``config_file`` is now under ``state/``) has its config and every file it wrote there
+   moved into ``state/``; ``config_path`` in ``instance.json`` follows. What the daemon owns
+   (``instance.json``, ``.lock``, ``logs/``, ``secrets/``) and ``workspace/`` stay.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +48,12 @@ from tomlkit.toml_document import TOMLDocument
 
 from supervisor._fs import atomic_write, locked
 from supervisor._safe_read import read_text
-from supervisor.errors import EyrieError
+from supervisor.errors import EyrieError, UnsupportedFramework
 from supervisor.frameworks.registry import builtin_spec
 from supervisor.frameworks.render import default_allowed_commands
 from supervisor.models import Instance, MigrationResult
-from supervisor.store import Store
+from supervisor.paths import STATE_DIR, TMP_DIR
+from supervisor.store import INSTANCE_FILE, Store
 
 __all__ = ["MIGRATIONS", "Migration", "MigrationContext", "latest_version", "migrate_all"]
 
@@ -59,25 +69,40 @@ class MigrationContext:
         self._path: Path | None = None
         self._doc: TOMLDocument | None = None
         self._on_disk = ""
+        self._steps: list[Callable[[], None]] = []
+        self.new_config_path: str | None = None
+        """The ``config_path`` to record once the steps are done (None: it stays)."""
 
     @property
     def config_path(self) -> Path:
         """The instance's ``config_path`` (relative to its directory if relative).
 
-        When that file is gone but a file of the same name is in the instance's own directory (the home was
-        moved since the path was recorded), that file. Without a recorded path: the framework's config file.
+        When that file is gone but a file of the same name is in the instance's own directory or its
+        ``state/`` (the home was moved since the path was recorded), that file. Without a recorded path: the
+        framework's config file, where this release puts it or, not there, where an older one did.
         """
         if self._path is None:
             if self.instance.config_path:
                 recorded = Path(self.instance.config_path).expanduser()
                 path = recorded if recorded.is_absolute() else self.instance_dir / recorded
-                local = self.instance_dir / recorded.name
-                if not path.exists() and local.exists():
-                    path = local
+                if not path.exists():
+                    local = (self.instance_dir / sub / recorded.name for sub in ("", STATE_DIR))
+                    path = next((p for p in local if p.exists()), path)
             else:
                 path = self.instance_dir / builtin_spec(self.instance.framework).config_file
+                if not path.exists():
+                    path = self.instance_dir / path.name
             self._path = path
         return self._path
+
+    def later(self, step: Callable[[], None]) -> None:
+        """A change on disk beyond the config's text (a directory made, a file moved), done by `write`."""
+        self._steps.append(step)
+
+    def moved_config(self, path: Path) -> None:
+        """The config now lives at ``path`` (once the steps are done): record it."""
+        self._path = path
+        self.new_config_path = str(path)
 
     def toml(self) -> TOMLDocument:
         """The config file parsed for round-trip editing, once; migrations change it in place."""
@@ -98,15 +123,16 @@ class MigrationContext:
 
     def write(self) -> bool:
         """Write the config back if a migration changed it (same file mode); True when it wrote."""
-        if self._doc is None:
-            return False
-        text = self._doc.as_string()
-        if text == self._on_disk:
-            return False
-        target = self.config_path.resolve()
-        atomic_write(target, text, mode=target.stat().st_mode & 0o777)
-        self._on_disk = text
-        return True
+        wrote = False
+        if self._doc is not None and (text := self._doc.as_string()) != self._on_disk:
+            target = self.config_path.resolve()
+            atomic_write(target, text, mode=target.stat().st_mode & 0o777)
+            self._on_disk = text
+            wrote = True
+        steps, self._steps = self._steps, []
+        for step in steps:
+            step()
+        return wrote or bool(steps)
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,69 @@ def _remove_blocking_flags(ctx: MigrationContext) -> list[str]:
     return [f"autonomy: removed {', '.join(removed)} (they override allowed_commands)"]
 
 
+# --- the instance layout an agent may touch (docs/layout.md)
+
+_DAEMON_OWNED = frozenset({INSTANCE_FILE, ".lock", "logs", "secrets", "workspace", STATE_DIR, TMP_DIR})
+"""Entries of an instance directory that stay where they are: the daemon's, and the agent's own areas."""
+
+
+def _make_private_dir(path: Path) -> Callable[[], None]:
+    def make() -> None:
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+
+    return make
+
+
+def _move(source: Path, target: Path) -> Callable[[], None]:
+    def move() -> None:
+        if target.exists() or target.is_symlink():
+            raise ValueError(f"cannot move {source.name} into {target.parent}: {target} exists; keep one")
+        os.rename(source, target)
+
+    return move
+
+
+def _home_in_state(framework: str) -> bool:
+    """Whether the framework's built-in definition keeps its config (and so its home) in ``state/``."""
+    try:
+        return builtin_spec(framework).config_file.startswith(f"{STATE_DIR}/")
+    except UnsupportedFramework:
+        return False
+
+
+def _instance_layout(ctx: MigrationContext) -> list[str]:
+    changes: list[str] = []
+    root = ctx.instance_dir
+    for sub in (STATE_DIR, TMP_DIR):
+        path = root / sub
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise ValueError(f"{path} is not a directory; move it away")
+        if not path.exists():
+            ctx.later(_make_private_dir(path))
+            changes.append(f"created {sub}/")
+    if not _home_in_state(ctx.instance.framework):
+        return changes
+    state = root / STATE_DIR
+    config = ctx.config_path
+    target = state / config.name
+    # in the instance directory, or moved already by an earlier run that stopped before recording it
+    if config.parent in (root, state) and ctx.instance.config_path != str(target):
+        ctx.moved_config(target)
+    if ctx.new_config_path is not None:
+        changes.append(f"config_path: now {STATE_DIR}/{config.name} (the framework's home)")
+    leftovers = sorted(
+        entry
+        for entry in os.listdir(root)
+        if entry not in _DAEMON_OWNED and not entry.startswith(f".{INSTANCE_FILE}.")
+    )
+    for entry in leftovers:
+        ctx.later(_move(root / entry, state / entry))
+    if leftovers:
+        changes.append(f"moved into {STATE_DIR}/: {', '.join(leftovers)}")
+    return changes
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "complete the ZeroClaw command allow-list", "zeroclaw", _complete_allow_list),
     Migration(
@@ -229,6 +318,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "remove ZeroClaw autonomy flags that override the allow-list", "zeroclaw", _remove_blocking_flags
     ),
+    Migration(4, "instance layout: state/ and tmp/, a framework's home in state/", None, _instance_layout),
 )
 """Every migration, oldest first. The last version is `supervisor.models.SCHEMA_VERSION`."""
 
@@ -282,8 +372,14 @@ def _migrate_one(
         result.applied.extend(changes)
         done = migration.version
     if not dry_run and done > start:
+
+        def record(i: Instance) -> None:
+            i.schema_version = max(i.schema_version, done)
+            if ctx.new_config_path is not None:
+                i.config_path = ctx.new_config_path
+
         try:
-            store.update(inst.id, lambda i: setattr(i, "schema_version", max(i.schema_version, done)))
+            store.update(inst.id, record)
         except (EyrieError, OSError) as exc:
             result.error = result.error or f"recording schema_version {done}: {exc}"
     result.skipped = not result.applied and not result.error

@@ -10,9 +10,14 @@ from pathlib import Path
 
 from supervisor.errors import InvalidID
 
-__all__ = ["ID_PATTERN", "Home", "check_id"]
+__all__ = ["ID_PATTERN", "STATE_DIR", "TMP_DIR", "Home", "check_id"]
 
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+STATE_DIR = "state"
+"""In an instance directory: the framework's own state, which the agent may write (docs/layout.md)."""
+TMP_DIR = "tmp"
+"""In an instance directory: the agent's private temp directory, its ``TMPDIR``."""
 
 
 def check_id(instance_id: str) -> str:
@@ -45,6 +50,11 @@ class Home:
     @property
     def fleet_file(self) -> Path:
         return self.root / "fleet.yaml"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Provider secrets (API keys) the fleet file names, one file each (directory 0700, files 0600)."""
+        return self.root / "secrets"
 
     @property
     def run_dir(self) -> Path:

@@ -51,7 +51,7 @@ from supervisor.models import (
     new_instance_id,
     utcnow,
 )
-from supervisor.paths import Home
+from supervisor.paths import STATE_DIR, TMP_DIR, Home
 from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.port_claims import ClaimRegistry, PortOwner
 from supervisor.ports import PortRange, port_reservation
@@ -61,6 +61,9 @@ from supervisor.trash import Trash, TrashEntry
 __all__ = ["Provisioner", "identity_templates", "sha256_text"]
 
 _STAGING = ".staging"
+_AGENT_DIRS = ("workspace", STATE_DIR, TMP_DIR)
+"""The directories of an instance its agent may write: its working directory, its framework's state and its
+private ``TMPDIR`` (docs/layout.md); everything else in the instance directory is the daemon's."""
 _DIR_MODE = 0o700
 _IDENTITY_MODE = 0o644
 _SECRET_MODE = 0o600
@@ -344,7 +347,7 @@ class Provisioner:
         step = "create directories"
         try:
             _make_dir(staging_root)
-            for sub in ("", "workspace", "workspace/memory", "workspace/sessions", "logs", "secrets"):
+            for sub in ("", *_AGENT_DIRS, "workspace/memory", "workspace/sessions", "logs", "secrets"):
                 _make_dir(built / sub)
             step = "write identity files"
             for name, text in plan.identity.items():
@@ -356,7 +359,7 @@ class Provisioner:
             step = "save instance.json"
             Store(staging_root).save(inst)
             step = "move the instance into place"
-            for sub in ("workspace", "secrets", ""):
+            for sub in ("workspace", STATE_DIR, "secrets", ""):
                 fsync_dir(built / sub)
             os.rename(built, final)
             fsync_dir(self.store.root)
@@ -404,6 +407,7 @@ class Provisioner:
             secrets_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
             atomic_write(secrets_dir / TOKEN_FILE, token + "\n", mode=_SECRET_MODE)
         config_path = _config_path(instance) or self.store.dir(instance.id) / spec.config_file
+        self.ensure_layout(instance.id)
         text = render_config(
             instance.framework,
             self._render_context(instance, model, persona, token),
@@ -414,6 +418,22 @@ class Provisioner:
         except OSError as exc:
             raise ProvisionError(f"cannot write {config_path}: {exc.strerror or exc}") from exc
         return sha256_text(text)
+
+    def ensure_layout(self, instance_id: str) -> None:
+        """Give an instance made before ``state/`` and ``tmp/`` existed those two directories (0700), so its
+        agent's ``TMPDIR`` exists; moving a framework's files into ``state/`` is `eyriectl migrate`'s job."""
+        instance_dir = self.store.dir(instance_id)
+        for sub in (STATE_DIR, TMP_DIR):
+            path = instance_dir / sub
+            if path.is_dir() and not path.is_symlink():
+                continue
+            try:
+                path.mkdir(mode=_DIR_MODE)
+            except FileExistsError:  # a symlink or a file planted there: refused, never followed
+                raise ProvisionError(f"{path} is not a directory; move it away") from None
+            except OSError as exc:
+                raise ProvisionError(f"cannot create {path}: {exc.strerror or exc}") from exc
+            path.chmod(_DIR_MODE)
 
     def assign_port(self, instance: Instance) -> Instance:
         """Give an instance without a port (eyrie makes its embedded agents with ``port: 0``) a free one,

@@ -29,6 +29,7 @@ class TestHelp:
             "reload",
             "remove",
             "restart",
+            "secret",
             "start",
             "status",
             "stop",

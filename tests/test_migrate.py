@@ -16,6 +16,7 @@ from supervisor.migrate import MIGRATIONS, Migration, MigrationContext, latest_v
 from supervisor.models import SCHEMA_VERSION, Instance, MigrationResult, new_instance_id
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
+from supervisor.systemd._agent_checks import layout_check
 
 # What an older eyrie provisioner wrote for ZeroClaw, after a user annotated it by hand.
 EYRIE_ZEROCLAW = """\
@@ -117,6 +118,10 @@ def result_for(results: list[MigrationResult], inst: Instance) -> MigrationResul
     return result
 
 
+CONFIG_STEPS = MIGRATIONS[:3]
+"""eyrie's ZeroClaw config migrations, without the layout step that moves the config into ``state/``."""
+
+
 @pytest.fixture
 def store(home: Home) -> Store:
     return Store(home)
@@ -131,7 +136,7 @@ class TestBuiltinMigrations:
     def test_eyrie_config_is_migrated(self, store: Store) -> None:
         """An eyrie config gets all three changes, each reported, and ends at the latest version."""
         inst = add_instance(store)
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert result.error == "" and not result.skipped
         assert result.instance_name == "sarah" and result.framework == "zeroclaw"
         assert len(result.applied) == 3
@@ -156,12 +161,12 @@ class TestBuiltinMigrations:
         ):
             assert flag not in config["autonomy"]
         assert config["autonomy"]["auto_approve"] == ["Bash", "Read"]
-        assert store.get(inst.id).schema_version == SCHEMA_VERSION
+        assert store.get(inst.id).schema_version == latest_version(CONFIG_STEPS)
 
     def test_comments_and_formatting_survive(self, store: Store) -> None:
         """Every comment and every untouched line of the user's file is still there, in the same order."""
         inst = add_instance(store)
-        migrate_all(store)
+        migrate_all(store, migrations=CONFIG_STEPS)
         after = Path(inst.config_path).read_text()
         dropped = (
             "block_high_risk_commands",
@@ -181,13 +186,13 @@ class TestBuiltinMigrations:
     def test_file_mode_is_kept(self, store: Store) -> None:
         """The rewritten config keeps the mode the file had."""
         inst = add_instance(store)
-        migrate_all(store)
+        migrate_all(store, migrations=CONFIG_STEPS)
         assert stat.S_IMODE(os.stat(inst.config_path).st_mode) == 0o640
 
     def test_missing_allow_list_is_created(self, store: Store) -> None:
         """A config with no [autonomy] gets the default allow-list, and nothing else is invented."""
         inst = add_instance(store, config='# bare\ndefault_model = "m"\n')
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         count = len(default_allowed_commands())
         assert result.applied == [
             f"autonomy.allowed_commands: set to the default allow-list ({count} commands)"
@@ -203,7 +208,7 @@ class TestBuiltinMigrations:
         """When both spellings are present, the legacy entries are merged (no duplicates) into the new key."""
         config = '[http_request]\nallow_private_hosts = ["a"]  # new\nallowed_private_hosts = ["a", "b"]\n'
         inst = add_instance(store, config=config)
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert (
             "http_request: merged allowed_private_hosts into allow_private_hosts (added b)" in result.applied
         )
@@ -215,7 +220,7 @@ class TestBuiltinMigrations:
         """A bool beside the legacy list is an error naming both keys; version 1 stays applied."""
         config = '[http_request]\nallow_private_hosts = true\nallowed_private_hosts = ["a"]\n'
         inst = add_instance(store, config=config)
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert "migration 2" in result.error and "allow_private_hosts" in result.error
         assert "keep one of them" in result.error
         assert result.applied and result.applied[0].startswith("autonomy.allowed_commands")
@@ -231,7 +236,7 @@ class TestBuiltinMigrations:
             "autonomy.block_high_risk_commands = true\n"
         )
         inst = add_instance(store, config=config)
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert result.error == ""
         text = Path(inst.config_path).read_text()
         assert (
@@ -251,7 +256,7 @@ class TestBuiltinMigrations:
             ),
         )
         inst = add_instance(store, config=rendered)
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert result.skipped and result.applied == [] and result.error == ""
         assert Path(inst.config_path).read_text() == rendered
 
@@ -270,7 +275,7 @@ class TestBuiltinMigrations:
         """A missing, unparsable or misshapen config fails that instance only and stays as it was."""
         bad = add_instance(store, name="broken", config=config)
         good = add_instance(store, name="good")
-        results = migrate_all(store)
+        results = migrate_all(store, migrations=CONFIG_STEPS)
         assert message in result_for(results, bad).error
         assert "migration 1" in result_for(results, bad).error
         assert result_for(results, good).error == "" and result_for(results, good).applied
@@ -282,7 +287,7 @@ class TestBuiltinMigrations:
         """A config_path into a home that has moved falls back to the file in the instance's dir."""
         inst = add_instance(store)
         store.update(inst.id, lambda i: setattr(i, "config_path", "/old/home/instances/x/config.toml"))
-        [result] = migrate_all(store)
+        [result] = migrate_all(store, migrations=CONFIG_STEPS)
         assert result.error == "" and len(result.applied) == 3
         assert "allow_private_hosts" in (store.dir(inst.id) / "config.toml").read_text()
 
@@ -311,11 +316,12 @@ class TestMigrateAll:
         """Rerun from version 0 (as after a crash), the migrations change no byte of the config."""
         inst = add_instance(store)
         migrate_all(store)
-        migrated = Path(inst.config_path).read_bytes()
+        config_path = store.get(inst.id).config_path
+        migrated = Path(config_path).read_bytes()
         store.update(inst.id, lambda i: setattr(i, "schema_version", 0))
         [result] = migrate_all(store)
         assert result.skipped and result.applied == []
-        assert Path(inst.config_path).read_bytes() == migrated
+        assert Path(config_path).read_bytes() == migrated
         assert store.get(inst.id).schema_version == SCHEMA_VERSION
 
     def test_dry_run_reports_and_writes_nothing(self, store: Store) -> None:
@@ -326,13 +332,13 @@ class TestMigrateAll:
         assert snapshot(store.root) == before
         real = migrate_all(store)
         assert [r.applied for r in dry] == [r.applied for r in real]
-        assert len(dry[0].applied) == 3
+        assert len(dry[0].applied) == 7  # three config edits, state/ and tmp/ made, the config moved there
 
     def test_other_frameworks_are_skipped_but_versioned(self, store: Store) -> None:
-        """Another framework's instance has nothing to migrate: config untouched, version raised."""
+        """Another framework's instance gets the layout only: config untouched, version raised."""
         inst = add_instance(store, framework="picoclaw", config='{"version": 1}', config_name="config.json")
         [result] = migrate_all(store)
-        assert result.skipped and result.error == ""
+        assert result.applied == ["created state/", "created tmp/"] and result.error == ""
         assert Path(inst.config_path).read_text() == '{"version": 1}'
         assert store.get(inst.id).schema_version == SCHEMA_VERSION
 
@@ -417,3 +423,93 @@ class TestMigrateAll:
         """Versions must be positive and strictly increasing; anything else is refused before any work."""
         with pytest.raises(ValueError, match="strictly increasing"):
             migrate_all(store, migrations=[_recording(v, []) for v in versions])
+
+
+class TestInstanceLayout:
+    """Migration 4: instances of the old layout get state/ and tmp/, and Hermes' and ZeroClaw's home moves."""
+
+    def _old_hermes(self, store: Store) -> Instance:
+        inst = add_instance(
+            store, name="herm", framework="hermes", config="model: {default: m}\n", config_name="config.yaml"
+        )
+        root = store.dir(inst.id)
+        (root / ".env").write_text("X=1\n")
+        (root / "sessions").mkdir()
+        (root / "sessions" / "s1.json").write_text("{}")
+        (root / "logs").mkdir()
+        (root / "logs" / "hermes.log").write_text("old log\n")
+        (root / "workspace").mkdir()
+        return inst
+
+    def test_hermes_home_moves_into_state(self, store: Store) -> None:
+        """A Hermes instance made with HERMES_HOME = its directory: its config and the files Hermes wrote move
+        into state/, config_path follows, and what the daemon owns stays where it was."""
+        inst = self._old_hermes(store)
+        root = store.dir(inst.id)
+        [result] = migrate_all(store)
+        assert result.error == ""
+        assert (root / "state" / "config.yaml").read_text() == "model: {default: m}\n"
+        assert (root / "state" / ".env").read_text() == "X=1\n"
+        assert (root / "state" / "sessions" / "s1.json").exists()
+        assert not (root / "config.yaml").exists() and not (root / "sessions").exists()
+        assert (root / "logs" / "hermes.log").read_text() == "old log\n"
+        assert (root / "workspace").is_dir() and (root / INSTANCE_FILE).is_file()
+        for sub in ("state", "tmp"):
+            assert stat.S_IMODE((root / sub).stat().st_mode) == 0o700
+        saved = store.get(inst.id)
+        assert saved.config_path == str(root / "state" / "config.yaml")
+        assert saved.schema_version == SCHEMA_VERSION
+        assert "moved into state/: .env, config.yaml, sessions" in result.applied
+
+    def test_zeroclaw_config_is_migrated_then_moved(self, store: Store) -> None:
+        """eyrie's ZeroClaw config is edited in place and then moved into state/, comments kept."""
+        inst = add_instance(store)
+        [result] = migrate_all(store)
+        assert result.error == ""
+        moved = store.dir(inst.id) / "state" / "config.toml"
+        assert store.get(inst.id).config_path == str(moved)
+        text = moved.read_text()
+        assert "allow_private_hosts" in text and "# keep on the fast disk" in text
+
+    def test_second_run_changes_nothing(self, store: Store) -> None:
+        """Idempotent: a second run is skipped and moves no byte."""
+        self._old_hermes(store)
+        migrate_all(store)
+        before = snapshot(store.root)
+        [again] = migrate_all(store)
+        assert again.skipped and snapshot(store.root) == before
+
+    def test_interrupted_run_records_the_moved_config(self, store: Store) -> None:
+        """A run that moved the files but stopped before recording them: the next run records config_path."""
+        inst = self._old_hermes(store)
+        root = store.dir(inst.id)
+        (root / "state").mkdir()
+        os.rename(root / "config.yaml", root / "state" / "config.yaml")
+        [result] = migrate_all(store)
+        assert result.error == ""
+        assert store.get(inst.id).config_path == str(root / "state" / "config.yaml")
+
+    def test_dry_run_moves_nothing(self, store: Store) -> None:
+        """A dry run reports the moves and leaves every file and instance.json as they were."""
+        inst = self._old_hermes(store)
+        before = snapshot(store.root)
+        [dry] = migrate_all(store, dry_run=True)
+        assert "created state/" in dry.applied and any(c.startswith("moved into state/") for c in dry.applied)
+        assert snapshot(store.root) == before
+        assert not (store.dir(inst.id) / "state").exists()
+
+    def test_doctor_lists_instances_not_migrated(self, store: Store, home: Home) -> None:
+        """doctor names an instance of the old layout and says to migrate; after migrate it passes."""
+        self._old_hermes(store)
+        check = layout_check(home)
+        assert not check.ok and "herm" in check.detail and "eyriectl migrate" in check.fix
+        migrate_all(store)
+        assert layout_check(home).ok
+
+    def test_a_file_in_the_way_is_an_error(self, store: Store) -> None:
+        """A state/ that is not a directory fails that instance, naming it; nothing is moved."""
+        inst = self._old_hermes(store)
+        (store.dir(inst.id) / "state").write_text("not a dir")
+        [result] = migrate_all(store)
+        assert "state is not a directory" in result.error
+        assert (store.dir(inst.id) / "config.yaml").exists()

@@ -97,10 +97,20 @@ def _read_only(path: Path) -> Iterator[None]:
 
 class TestProvision:
     def test_layout_and_permissions(self, provisioner: Provisioner, store: Store) -> None:
-        """The instance directory, workspace, logs and secrets exist owner-only; token and config are 0600."""
+        """The instance directory, workspace, state, tmp, logs and secrets exist owner-only; token and config
+        are 0600."""
         inst = provisioner.provision(_req())
         root = store.dir(inst.id)
-        for sub in ("", "workspace", "workspace/memory", "workspace/sessions", "logs", "secrets"):
+        for sub in (
+            "",
+            "workspace",
+            "workspace/memory",
+            "workspace/sessions",
+            "state",
+            "tmp",
+            "logs",
+            "secrets",
+        ):
             assert (root / sub).is_dir()
             assert _mode(root / sub) == 0o700, sub
         assert _mode(root / "secrets" / "token") == 0o600
@@ -202,7 +212,7 @@ class TestProvisionFrameworks:
         """Every built-in framework gets its config file, named by its definition, in its own format."""
         inst = provisioner.provision(_req(framework=framework))
         path = Path(inst.config_path)
-        assert path.name == builtin_spec(framework).config_file
+        assert path == provisioner.store.dir(inst.id) / builtin_spec(framework).config_file
         text = path.read_text()
         if framework == "zeroclaw":
             data = tomllib.loads(text)
@@ -214,6 +224,17 @@ class TestProvisionFrameworks:
             data = json.loads(text)
             assert inst.auth_token in text
             assert str(inst.port) in text
+
+    @pytest.mark.parametrize("framework", ["hermes", "zeroclaw"])
+    def test_framework_home_is_the_state_dir(self, provisioner: Provisioner, framework: str) -> None:
+        """Hermes and ZeroClaw read their config from their home: both are the instance's state/ (which the
+        agent may write), never the instance directory (which holds instance.json and the logs)."""
+        inst = provisioner.provision(_req(framework=framework))
+        state = provisioner.store.dir(inst.id) / "state"
+        assert Path(inst.config_path).parent == state
+        spec = builtin_spec(framework)
+        home = spec.env.get("HERMES_HOME") or spec.command[spec.command.index("--config-dir") + 1]
+        assert home == "{instance_dir}/state"
 
     def test_unknown_framework(self, provisioner: Provisioner, store: Store) -> None:
         """A framework without a definition is UnsupportedFramework, and nothing is written."""

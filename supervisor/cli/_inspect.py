@@ -60,7 +60,7 @@ def offline_plan(home: Home) -> ReloadResult:
     """What eyried would do at its next start, from the fleet file, the fleet last applied and the instances
     on disk (`supervisor.daemon._plan.plan_at_start`)."""
     from supervisor.daemon._last_applied import load_applied
-    from supervisor.daemon._plan import plan_at_start
+    from supervisor.daemon._plan import plan_at_start, secret_problems
     from supervisor.fleet import FleetFile, load_fleet
     from supervisor.store import Store
 
@@ -74,7 +74,9 @@ def offline_plan(home: Home) -> ReloadResult:
         applied = load_applied(home.run_dir)
     except EyrieError:  # unreadable: eyried would not remove by it either
         applied = None
-    return plan_at_start(fleet, applied, {inst.name for inst in Store(home).list()})
+    result = plan_at_start(fleet, applied, {inst.name for inst in Store(home).list()})
+    result.problems = secret_problems(fleet, home)
+    return result
 
 
 def _ps(cli: Cli, as_json: bool) -> None:

@@ -7,6 +7,7 @@ a file truncated in place is read again from its start.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -55,8 +56,14 @@ def _write(data: bytes) -> None:
 
 
 def _open_log(path: Path) -> BinaryIO:
-    """The log for reading; a FIFO or device planted in its place is refused instead of waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    """The log for reading; a FIFO or device planted in its place is refused instead of waited on, and a
+    symlink is refused rather than followed (the logs are the daemon's)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CommandFailed(f"{path} is a symlink; move it away") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise CommandFailed(f"{path} is not a regular file; move it away")

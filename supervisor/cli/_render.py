@@ -197,6 +197,7 @@ def plan_lines(plan: ReloadResult) -> list[str]:
     if not (plan.added or plan.removed or plan.restarted or plan.updated):
         lines.append("  no changes")
     lines.append(f"  unchanged: {len(plan.unchanged)}")
+    lines.extend(f"  would not start: {printable(p)}" for p in plan.problems)
     return lines
 
 

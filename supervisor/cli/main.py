@@ -70,6 +70,7 @@ cli.commands = LazyCommands(
         "restart": "supervisor.cli._lifecycle:restart",
         "logs": "supervisor.cli._logs:logs",
         "migrate": "supervisor.cli._migrate:migrate",
+        "secret": "supervisor.cli._secret:secret",
         "daemon": "supervisor.cli._daemon:daemon",
         "install": "supervisor.cli._systemd:install",
         "uninstall": "supervisor.cli._systemd:uninstall",

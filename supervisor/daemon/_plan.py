@@ -2,6 +2,8 @@
 
 The plan is the reconciler's own diff (`supervisor.fleet.diff_fleets` against the file in force), sorted the
 way `Reconciler.apply` sorts it: a process change to an instance the engine does not run yet is an addition.
+Its ``problems`` name each provider secret the fleet file refers to and the home lacks: such an instance would
+not start.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from supervisor.control.schema import ReloadResult
 from supervisor.errors import EyrieError
 from supervisor.fleet import diff_fleets, load_fleet
 from supervisor.models import utcnow
+from supervisor.paths import Home
+from supervisor.secret_files import SecretFiles
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
     from supervisor.daemon.reconciler import Reconciler
     from supervisor.fleet import FleetFile
 
-__all__ = ["plan", "plan_at_start", "plan_reload"]
+__all__ = ["plan", "plan_at_start", "plan_reload", "secret_problems"]
 
 
 async def plan_reload(reconciler: Reconciler) -> ReloadResult:
@@ -46,7 +50,14 @@ def plan(reconciler: Reconciler, new: FleetFile) -> ReloadResult:
         restarted=[name for name in diff.process_changed if name in runs],
         updated=[name for name in diff.policy_changed if name in runs],
         unchanged=list(diff.unchanged),
+        problems=secret_problems(new, reconciler.home),
     )
+
+
+def secret_problems(fleet: FleetFile, home: Home) -> list[str]:
+    """The provider secrets ``fleet`` names and ``home`` lacks, one line each."""
+    uses = {name: r.secrets for name, r in fleet.resolve_all().items() if r.secrets}
+    return SecretFiles(home).missing(uses)
 
 
 def plan_at_start(new: FleetFile, applied: FleetFile | None, stored: Collection[str]) -> ReloadResult:

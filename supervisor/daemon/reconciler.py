@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from supervisor.engine import Engine, InstanceRuntime
     from supervisor.fleet import ResolvedInstance
+    from supervisor.paths import Home
     from supervisor.provision import Provisioner
     from supervisor.store import Store
 
@@ -80,6 +81,10 @@ class Reconciler:
         self._first_apply = True
 
     # --- reading
+
+    @property
+    def home(self) -> Home:
+        return self._provisioner.home
 
     def managed(self) -> dict[str, Applied]:
         """Name → what the engine runs, for every instance it runs."""
@@ -209,7 +214,10 @@ class Reconciler:
                     self._failed(name, exc, "instance_update_failed", applied.instance_id)
                     continue
                 result.updated.append(name)
-        result.unchanged = [name for name in diff.unchanged if name not in retry]
+        for name in diff.unchanged:
+            if name not in retry and await self._secret_changed(name, new.resolve(name)):
+                result.restarted.append(name)
+        result.unchanged = [n for n in diff.unchanged if n not in retry and n not in result.restarted]
         result.problems = [*dropped, *(f"{name}: {error}" for name, error in self.errors().items())]
         await self._keep_applied(new)
         result.seconds = time.monotonic() - started
@@ -303,6 +311,7 @@ class Reconciler:
             if rerender:
                 inst, config_hash = await self._rerender(inst.id, resolved)
             else:
+                self._provisioner.ensure_layout(inst.id)
                 config_hash = self._provisioner.config_hash(inst)
             runtime = self._runtime(resolved, inst, config_hash=config_hash)
             if inst.status is InstanceStatus.ERROR and inst.phase is None:
@@ -365,10 +374,11 @@ class Reconciler:
         return inst
 
     async def _replace(self, instance_id: str, resolved: ResolvedInstance) -> None:
-        """A change that needs a new process: re-render the config, then restart this instance only."""
+        """A change that needs a new process: re-render the config, then restart this instance only. The
+        instance now runs from the declaration in force: an earlier failure to update it is over."""
         inst, config_hash = await self._rerender(instance_id, resolved)
         await self._engine.update(self._runtime(resolved, inst, config_hash=config_hash))
-        self._reapplied(resolved.name, Applied(instance_id, resolved))
+        self._records[resolved.name] = InstanceRecord(applied=Applied(instance_id, resolved))
 
     async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
         """Record the declaration's framework and model, and render its config again (with its hash)."""
@@ -389,6 +399,24 @@ class Reconciler:
             lambda: self._provisioner.rerender(inst, model=model, persona=persona, spec=resolved.spec)
         )
         return inst, config_hash
+
+    async def _secret_changed(self, name: str, resolved: ResolvedInstance) -> bool:
+        """An unchanged declaration that names provider secrets runs from their values as they are now: True
+        when one changed and the instance was restarted. A secret gone missing is that instance's error; it
+        keeps running from the value it has."""
+        if not resolved.secrets or (applied := self.applied(name)) is None:
+            return False
+        try:
+            inst = self._engine.get(applied.instance_id)
+            runtime = build_runtime(resolved, inst, self._store, config_hash=inst.config_hash)
+            outcome = await self._engine.update(runtime)
+        except Exception as exc:
+            self._failed(name, exc, "instance_update_failed", applied.instance_id)
+            return False
+        self._records[name] = InstanceRecord(applied=applied)
+        if outcome == "restarted":
+            log.info("instance_secret_changed", instance=name, instance_id=applied.instance_id)
+        return outcome == "restarted"
 
     async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
         """A change the running process does not see (restart, health, logs, autostart): applied live."""

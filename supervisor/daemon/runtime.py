@@ -1,7 +1,16 @@
-"""Turn a declared instance (fleet file) plus its provisioned record into what the engine runs."""
+"""Turn a declared instance (fleet file) plus its provisioned record into what the engine runs.
+
+Every agent learns where it is from ``EYRIE_*`` variables, its temp directory from ``TMPDIR`` and where its
+token is from ``EYRIE_AUTH_TOKEN_FILE``: the token itself is never in the environment, unless its framework's
+definition names a ``token_env`` (a framework that can take it no other way). Provider secrets the fleet file
+names are read here, at each build, so a changed secret file changes the runtime and restarts the agent.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +19,10 @@ from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import ConfigurationError
 from supervisor.frameworks.expand import PlaceholderValues, expand_command, expand_probe
 from supervisor.models import Instance
+from supervisor.paths import TMP_DIR, Home
 from supervisor.ports import PORT_RANGE_START
+from supervisor.secret_files import SecretFiles
+from supervisor.store import TOKEN_FILE
 
 if TYPE_CHECKING:
     from supervisor.fleet import ResolvedInstance
@@ -29,9 +41,15 @@ def build_runtime(
     API, when it is on).
 
     Raises `ConfigurationError` naming the instance when its declaration and record cannot make a process
-    (an impossible probe, a port out of range, …), so that the failure stays that instance's own.
+    (an impossible probe, a port out of range, a missing secret, …), so that the failure stays that
+    instance's own.
     """
-    return _assemble(resolved, inst, store.dir(inst.id), store.token(inst.id), config_hash, eyrie_url)
+    try:
+        secrets = SecretFiles(Home(store.root.parent)).values(resolved.secrets)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"instance {inst.name!r}: {exc}") from None
+    token = store.token(inst.id)
+    return _assemble(resolved, inst, store.dir(inst.id), token, config_hash, secrets, eyrie_url)
 
 
 def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
@@ -46,7 +64,16 @@ def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
         config_path=str(directory / resolved.spec.config_file),
         workspace_path=str(directory / "workspace"),
     )
-    _assemble(resolved, trial, directory, "", "")
+    _assemble(resolved, trial, directory, "", "", {})
+
+
+def _secrets_digest(token: str, secrets: dict[str, str]) -> str:
+    """What the launch hash records of the secrets: keyed with the instance's token, so that the record
+    (readable where the secret files are not) gives no way to test a guess of a secret."""
+    if not secrets:
+        return ""
+    text = json.dumps(sorted(secrets.items()))
+    return hmac.new(token.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 def _assemble(
@@ -55,6 +82,7 @@ def _assemble(
     instance_dir: Path,
     token: str,
     config_hash: str,
+    secrets: dict[str, str],
     eyrie_url: str = "",
 ) -> InstanceRuntime:
     values = PlaceholderValues(
@@ -76,12 +104,15 @@ def _assemble(
                 "EYRIE_INSTANCE_NAME": inst.name,
                 "EYRIE_PORT": str(inst.port),
                 "EYRIE_CONFIG": inst.config_path,
-                "EYRIE_AUTH_TOKEN": token,
-                "EYRIE_AUTH_TOKEN_FILE": str(instance_dir / "secrets" / "token"),
+                "EYRIE_AUTH_TOKEN_FILE": str(instance_dir / "secrets" / TOKEN_FILE),
+                "TMPDIR": str(instance_dir / TMP_DIR),
             }
         )
         if eyrie_url:
             env["EYRIE_URL"] = eyrie_url
+        if spec.token_env:
+            env[spec.token_env] = token
+        env.update(secrets)
         return InstanceRuntime(
             instance_id=inst.id,
             name=inst.name,
@@ -100,6 +131,8 @@ def _assemble(
             logs=resolved.logs,
             autostart=resolved.autostart,
             config_hash=config_hash,
+            secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
+            secrets_digest=_secrets_digest(token, secrets),
         )
     except ValueError as exc:
         message = str(exc)

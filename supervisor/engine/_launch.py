@@ -13,7 +13,7 @@ import anyio
 from supervisor.engine import procfs
 from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
-from supervisor.engine._redact import redact_cmdline, secret_values
+from supervisor.engine._redact import redact_cmdline
 from supervisor.engine._services import Services
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import AdoptedProcess, ProcessHandle, spawn
@@ -140,7 +140,7 @@ def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> di
         "pgid": proc.pgid,
         "proc_start_time": proc.start_time,
         "boot_id": boot_id,
-        "cmdline": redact_cmdline(proc.cmdline, secret_values(rt.env)),
+        "cmdline": redact_cmdline(proc.cmdline, rt.secret_values()),
         "started_at": utcnow(),
         "next_start_at": None,
         "config_hash": rt.config_hash,
@@ -151,7 +151,7 @@ def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> di
 def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
     """The process ``record`` names, if it still runs as recorded (its command line compared without the
     secrets, which the record never holds); None when it is gone."""
-    secrets = secret_values(rt.env)
+    secrets = rt.secret_values()
 
     def same_cmdline(current: Any, recorded: Any) -> bool:
         return same_program(redact_cmdline(current, secrets), list(recorded))

@@ -18,9 +18,12 @@ _SECRET_KEY = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|PRIV
 _MIN_SECRET = 6
 
 
-def secret_values(env: Mapping[str, str]) -> frozenset[str]:
-    """Values of environment variables whose names look secret (long enough to be worth hiding)."""
-    return frozenset(v for k, v in env.items() if _SECRET_KEY.search(k) and len(v) >= _MIN_SECRET)
+def secret_values(env: Mapping[str, str], *, any_name: bool = False) -> frozenset[str]:
+    """Values of environment variables whose names look secret (all of them with ``any_name``), long
+    enough to be worth hiding."""
+    return frozenset(
+        v for k, v in env.items() if (any_name or _SECRET_KEY.search(k)) and len(v) >= _MIN_SECRET
+    )
 
 
 def redact_cmdline(cmdline: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from supervisor.engine import pidfd, procfs
 from supervisor.policies import LogPolicy
@@ -82,7 +83,7 @@ class LogCursor:
     def rotated(self, backup: Path | None, size: int) -> None:
         """The first ``size`` bytes moved to ``backup`` and the file restarted: keep the unread part."""
         if backup is not None and self.offset < size:
-            with contextlib.suppress(OSError), open(backup, "rb") as f:
+            with contextlib.suppress(OSError), _open_nofollow(backup) as f:
                 start = max(self.offset, size - _READ_LIMIT)
                 f.seek(start)
                 self._carry += f.read(size - start)
@@ -97,6 +98,11 @@ class Rotation:
     backup: Path | None  # where they went (None when no backups are kept)
     frozen: int  # processes paused for the final copy
     paused: float  # seconds they were paused
+
+
+def _open_nofollow(path: Path) -> BinaryIO:
+    """``path`` opened for reading, a symlink refused: the logs are the daemon's, a symlink a plant."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
 
 
 def needs_rotation(path: Path, policy: LogPolicy) -> bool:
@@ -119,9 +125,9 @@ def rotate(path: Path, policy: LogPolicy, members: Callable[[], Mapping[int, int
         os.truncate(path, 0)
         return Rotation(size=size, backup=None, frozen=0, paused=0.0)
     side = path.with_name(f".{path.name}.rotating")
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        dst = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        dst = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             bulk = os.fstat(src).st_size
             _copy(src, dst, 0, bulk)

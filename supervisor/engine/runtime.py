@@ -51,6 +51,10 @@ class InstanceRuntime:
     logs: LogPolicy = field(default_factory=LogPolicy)
     autostart: bool = True
     config_hash: str = ""
+    secret_env: frozenset[str] = frozenset()
+    """Variables of ``env`` whose values are secrets whatever their names (provider secrets)."""
+    secrets_digest: str = ""
+    """A keyed digest of the secrets' values: part of the launch hash, so a changed secret restarts."""
 
     def __post_init__(self) -> None:
         where = f"instance {self.name or self.instance_id!r}"
@@ -108,14 +112,24 @@ class InstanceRuntime:
         """A digest of what the process is started with: argv, env (secret values left out: the record
         holding it is not a secret), cwd and the config file's digest. Recorded at spawn; a new daemon image
         that adopts a process recorded with another one restarts it (an edit made while it was down)."""
-        secrets = secret_values(self.env)
+        secrets = self.secret_values()
         shape = {
             "argv": list(self.argv),
-            "env": sorted((k, REDACTED if v in secrets else v) for k, v in self.env.items()),
+            "env": sorted(
+                (k, REDACTED if v in secrets or k in self.secret_env else v) for k, v in self.env.items()
+            ),
             "cwd": str(self.cwd),
             "config_hash": self.config_hash,
         }
+        if self.secrets_digest:
+            shape["secrets"] = self.secrets_digest
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+    def secret_values(self) -> frozenset[str]:
+        """Values never to be recorded: those of secret-looking variables and of `secret_env` (long enough
+        to be worth hiding: see `supervisor.engine._redact.secret_values`)."""
+        named = {k: v for k, v in self.env.items() if k in self.secret_env}
+        return secret_values(self.env) | secret_values(named, any_name=True)
 
     def policies(self) -> tuple[RestartPolicy, HealthPolicy, LogPolicy, bool]:
         """What applies live, without a restart."""

@@ -11,8 +11,9 @@ from pydantic import AfterValidator, BeforeValidator, GetCoreSchemaHandler, Plai
 from pydantic_core import CoreSchema, core_schema
 
 from supervisor.models import Duration, format_duration
+from supervisor.paths import ID_PATTERN
 
-__all__ = ["Env", "FleetDuration", "NoneIsEmpty"]
+__all__ = ["Env", "FleetDuration", "NoneIsEmpty", "Secrets"]
 
 _T = TypeVar("_T")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -77,3 +78,28 @@ Env = dict[
     Annotated[str, BeforeValidator(_env_value), AfterValidator(_no_nul)],
 ]
 """Environment variables: names a shell accepts, values as text (numbers and booleans converted)."""
+
+
+_RESERVED_PREFIX = "EYRIE_"
+
+
+def _secret_var(name: str) -> str:
+    if name.startswith(_RESERVED_PREFIX) or name == "TMPDIR":
+        raise ValueError(f"{name!r} is set by eyried for every agent; a secret cannot take its place")
+    return name
+
+
+def _secret_name(name: Any) -> Any:
+    if not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"secret name {name!r} is invalid: use letters, digits, '_' and '-' (it names a file under"
+            " $EYRIE_HOME/secrets/)"
+        )
+    return name
+
+
+Secrets = dict[
+    Annotated[str, AfterValidator(_env_name), AfterValidator(_secret_var)],
+    Annotated[str, BeforeValidator(_secret_name)],
+]
+"""Environment variable → the name of a secret file in ``$EYRIE_HOME/secrets/`` whose content it gets."""

@@ -5,7 +5,9 @@ Precedence, lowest first:
 * framework keys: built-in definition ← ``defaults.stop_timeout`` ← ``frameworks.<name>`` ← the instance's
   own keys (``env`` merges per variable; any other key replaces the one below it);
 * policies: ``defaults.restart`` / ``defaults.health`` / ``defaults.logs`` ← the instance's keys of the same
-  name, key by key.
+  name, key by key;
+* provider secrets: ``defaults.secrets`` ← ``frameworks.<name>.secrets`` ← the instance's ``secrets``, per
+  variable (the names only: a secret's value is read when the process is built, never here).
 
 Two fingerprints split a changed instance in two kinds: a changed `process_fingerprint` needs a restart (the
 argv, environment, rendered config or identity changed); a changed `policy_fingerprint` alone applies live.
@@ -17,7 +19,7 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from supervisor.fleet.sections import Defaults, FrameworkOverride, InstanceDecl
@@ -29,7 +31,7 @@ from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 
 __all__ = ["ResolutionProblem", "ResolvedInstance", "Resolver"]
 
-_PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "project", "parent"})
+_PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "project", "parent", "secrets"})
 _POLICY_KEYS = frozenset({"restart", "health", "logs", "autostart"})
 _TEMPLATE_KEYS = ("command", "env", "ready", "live")
 
@@ -55,6 +57,8 @@ class ResolvedInstance(BaseModel):
     project: str = ""
     parent: str = ""
     created_by: str = ""
+    secrets: dict[str, str] = Field(default_factory=dict)
+    """Environment variable → name of the secret file whose content it gets."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -229,6 +233,12 @@ class Resolver:
         restart = _merge(RestartPolicy, d.restart, decl.restart, (*loc, "restart"), problems)
         health = _merge(HealthPolicy, d.health, decl.health, (*loc, "health"), problems)
         logs = _merge(LogPolicy, d.logs, decl.logs, (*loc, "logs"), problems)
+        framework = self._frameworks.get(decl.framework)
+        secrets = {**d.secrets, **(framework.secrets if framework is not None else {}), **decl.secrets}
+        problems.extend(
+            _problem((*loc, "secrets", var), f"{var} is set both in env and in secrets: keep only the secret")
+            for var in sorted(secrets.keys() & spec.env.keys())
+        )
         if problems:
             raise ResolutionProblem(problems)
         return ResolvedInstance(
@@ -245,6 +255,7 @@ class Resolver:
             project=decl.project,
             parent=decl.parent,
             created_by=decl.created_by,
+            secrets=secrets,
         )
 
 

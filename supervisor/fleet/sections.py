@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from supervisor.fleet._fields import Env, FleetDuration, NoneIsEmpty
+from supervisor.fleet._fields import Env, FleetDuration, NoneIsEmpty, Secrets
 from supervisor.frameworks.spec import MAX_STOP_TIMEOUT, Probe
 from supervisor.models import HierarchyRole, check_name, duration_within
-from supervisor.paths import ID_PATTERN
+from supervisor.paths import ID_PATTERN, STATE_DIR
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
 
@@ -129,6 +129,8 @@ class Defaults(Section):
     health: NoneIsEmpty[HealthPolicy] = HealthPolicy()
     stop_timeout: Annotated[FleetDuration, duration_within(0.0, MAX_STOP_TIMEOUT)] | None = None
     logs: NoneIsEmpty[LogPolicy] = LogPolicy()
+    secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
+    """Provider secrets every instance gets (variable → secret name), merged per variable."""
 
 
 # --- partial overrides: the same keys as the policies, each optional ----------------------------------
@@ -164,8 +166,15 @@ class LogOverride(Section):
 
 
 def _config_file_name(v: str | None) -> str | None:
-    if v is not None and (Path(v).name != v or v in ("", ".", "..")):
-        raise ValueError(f"config_file {v!r} must be a bare file name (it lives in the instance directory)")
+    if v is None:
+        return v
+    name = v.removeprefix(f"{STATE_DIR}/")
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(
+            f"config_file {v!r} must be a bare file name (kept in the instance directory, read-only to the"
+            f" agent) or {STATE_DIR}/<name> (in its state directory, for a framework that reads its config"
+            " from its home)"
+        )
     return v
 
 
@@ -180,10 +189,17 @@ class FrameworkOverride(Section):
     stop_timeout: FleetDuration | None = None
     config_format: Literal["json", "toml", "yaml"] | None = None
     config_file: Annotated[str | None, AfterValidator(_config_file_name)] = None
+    token_env: str | None = None
+    secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
+    """Provider secrets every instance of this framework gets, over ``defaults.secrets``."""
 
     def overrides(self) -> dict[str, Any]:
         """The keys that are set, ready for `supervisor.frameworks.spec.merge_overrides`."""
-        return {key: getattr(self, key) for key in self.model_fields_set if getattr(self, key) is not None}
+        return {
+            key: getattr(self, key)
+            for key in self.model_fields_set
+            if key != "secrets" and getattr(self, key) is not None
+        }
 
 
 # --- instances ---------------------------------------------------------------------------------------
@@ -216,6 +232,8 @@ class InstanceDecl(Section):
     pin_port: bool = False
     """Keep this instance's port: a stranger holding it fails the start instead of moving the instance."""
     env: NoneIsEmpty[Env] = Field(default_factory=dict)
+    secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
+    """Provider secrets of this instance (variable → secret name), over its framework's and the defaults'."""
     # framework keys, per instance
     command: list[str] | None = None
     ready: Probe | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -15,6 +16,9 @@ __all__ = ["MAX_STOP_TIMEOUT", "FrameworkSpec", "Probe", "ProbeKind", "merge_ove
 MAX_STOP_TIMEOUT = 3600.0
 """The longest a process may be given to stop, so the unit's ``TimeoutStopSec`` (the longest one plus a
 margin) stays bounded too."""
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ProbeKind(StrEnum):
@@ -58,6 +62,11 @@ class FrameworkSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     config_format: Literal["json", "toml", "yaml"] = "json"
     config_file: str = "config.json"
+    """Relative to the instance directory: a bare name, or ``state/<name>`` for a framework that reads its
+    config from its home (which is then the state directory)."""
+    token_env: str = ""
+    """The variable the agent's token is put in, for a framework that can take it no other way; empty: the
+    token reaches it only by file (``EYRIE_AUTH_TOKEN_FILE``) and in its rendered config."""
     ready: Probe = Probe(kind=ProbeKind.TCP)
     live: Probe | None = None
     stop_signal: str = "SIGTERM"
@@ -68,6 +77,13 @@ class FrameworkSpec(BaseModel):
     def _non_empty(cls, v: list[str]) -> list[str]:
         if not v or not v[0]:
             raise ValueError("command must name a program")
+        return v
+
+    @field_validator("token_env")
+    @classmethod
+    def _variable_name(cls, v: str) -> str:
+        if v and not _ENV_NAME.fullmatch(v):
+            raise ValueError(f"token_env {v!r} is not an environment variable name")
         return v
 
     @field_validator("stop_signal")
@@ -83,7 +99,7 @@ class FrameworkSpec(BaseModel):
         return signal.Signals[self.stop_signal]
 
 
-_FRAMEWORK_KEYS = frozenset({"command", "env", "ready", "live", "stop_signal", "stop_timeout"})
+_FRAMEWORK_KEYS = frozenset({"command", "env", "ready", "live", "stop_signal", "stop_timeout", "token_env"})
 
 
 def merge_overrides(base: FrameworkSpec, overrides: dict[str, Any]) -> FrameworkSpec:

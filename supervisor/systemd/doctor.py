@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -25,6 +24,8 @@ from supervisor.paths import Home
 from supervisor.port_claims import CLAIMS_DIR_VAR, Claim, ClaimRegistry
 from supervisor.ports import PortRange
 from supervisor.store import Store
+from supervisor.systemd._agent_checks import layout_check, secrets_checks
+from supervisor.systemd._check import Check
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
 from supervisor.systemd.install import legacy_unit, render_for
@@ -35,16 +36,6 @@ __all__ = ["MIN_FREE_PORTS", "Check", "check_instances", "run_checks"]
 
 MIN_FREE_PORTS = 10
 """Fewer free ports than this in the instance range and adding instances is about to fail."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: ``fix`` is the command or change that resolves a failed check ("" when ``ok``)."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def run_checks(
@@ -67,6 +58,8 @@ def run_checks(
     checks.append(_port_claims(the_home, ClaimRegistry()))
     checks.append(_ports(the_home, facts.ports, ClaimRegistry()))
     checks.append(check_instances(the_home))
+    checks.append(layout_check(the_home))
+    checks += secrets_checks(the_home)
     return checks
 
 

@@ -1,0 +1,17 @@
+"""One finding of ``eyriectl doctor``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Check"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``fix`` is the command or change that resolves a failed check ("" when ``ok``)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
