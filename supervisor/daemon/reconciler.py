@@ -408,7 +408,7 @@ class Reconciler:
             return False
         try:
             inst = self._engine.get(applied.instance_id)
-            runtime = build_runtime(resolved, inst, self._store, config_hash=inst.config_hash)
+            runtime = self._runtime(resolved, inst, config_hash=inst.config_hash)
             outcome = await self._engine.update(runtime)
         except Exception as exc:
             self._failed(name, exc, "instance_update_failed", applied.instance_id)
