@@ -42,6 +42,7 @@ class InstanceView(BaseModel):
     autostart: bool = True
     desired: str | None = None
     last_error: str = ""
+    sandbox: str = ""
     flags: list[Flag] = Field(default_factory=list)
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -21,6 +21,7 @@ from supervisor.engine.probes import validate
 from supervisor.frameworks.spec import Probe
 from supervisor.paths import check_id
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.sandbox.policy import SandboxPolicy
 
 __all__ = ["InstanceRuntime"]
 
@@ -32,6 +33,7 @@ class InstanceRuntime:
     ``env`` holds the child's environment additions on top of the daemon's own environment (it may carry
     secrets, so it is left out of ``repr``). The engine adds ``EYRIE_INSTANCE_ID``, ``EYRIE_INSTANCE_NAME``
     and ``EYRIE_PORT`` itself. In probe fields ``{port}``, ``{name}`` and ``{id}`` are expanded.
+    ``sandbox`` is the confinement the process starts under; None runs it unconfined (``sandbox: off``).
     """
 
     instance_id: str
@@ -51,6 +53,7 @@ class InstanceRuntime:
     logs: LogPolicy = field(default_factory=LogPolicy)
     autostart: bool = True
     config_hash: str = ""
+    sandbox: SandboxPolicy | None = None
 
     def __post_init__(self) -> None:
         where = f"instance {self.name or self.instance_id!r}"
@@ -95,6 +98,7 @@ class InstanceRuntime:
             "live": self.live.model_dump(mode="json") if self.live else None,
             "stop_signal": self.stop_signal.name,
             "stop_timeout": self.stop_timeout,
+            "sandbox": self._sandbox_shape(),
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
@@ -114,8 +118,12 @@ class InstanceRuntime:
             "env": sorted((k, REDACTED if v in secrets else v) for k, v in self.env.items()),
             "cwd": str(self.cwd),
             "config_hash": self.config_hash,
+            "sandbox": self._sandbox_shape(),
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+    def _sandbox_shape(self) -> dict[str, object] | None:
+        return asdict(self.sandbox) if self.sandbox is not None else None
 
     def policies(self) -> tuple[RestartPolicy, HealthPolicy, LogPolicy, bool]:
         """What applies live, without a restart."""

@@ -19,6 +19,7 @@ from supervisor.models import HierarchyRole, check_name, duration_within
 from supervisor.paths import ID_PATTERN
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
+from supervisor.sandbox.setting import SandboxSetting
 
 __all__ = [
     "TRASH_RETENTION",
@@ -169,6 +170,7 @@ class FrameworkOverride(Section):
     stop_timeout: FleetDuration | None = None
     config_format: Literal["json", "toml", "yaml"] | None = None
     config_file: Annotated[str | None, AfterValidator(_config_file_name)] = None
+    sandbox: SandboxSetting | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The keys that are set, ready for `supervisor.frameworks.spec.merge_overrides`."""
@@ -177,7 +179,7 @@ class FrameworkOverride(Section):
 
 # --- instances ---------------------------------------------------------------------------------------
 
-_FRAMEWORK_KEYS = ("command", "env", "ready", "live", "stop_signal", "stop_timeout")
+_FRAMEWORK_KEYS = ("command", "env", "ready", "live", "stop_signal", "stop_timeout", "sandbox")
 
 
 def _safe_id(what: str) -> Any:
@@ -209,6 +211,8 @@ class InstanceDecl(Section):
     live: Probe | None = None
     stop_signal: str | None = None
     stop_timeout: FleetDuration | None = None
+    sandbox: SandboxSetting | None = None
+    """``off``, or paths added to the framework's (supervisor.sandbox.setting)."""
     # policy keys, per instance
     restart: RestartOverride | None = None
     health: HealthOverride | None = None
