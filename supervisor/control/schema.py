@@ -105,5 +105,6 @@ class DaemonStatus(BaseModel):
     started_at: datetime
     uptime_seconds: float
     instances: dict[str, int] = Field(default_factory=dict)  # status → count
+    sandbox: dict[str, int] = Field(default_factory=dict)  # running processes: confinement → count
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
