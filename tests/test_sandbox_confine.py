@@ -328,3 +328,14 @@ def test_unconfined_spawn_is_untouched(tmp_path: Path) -> None:
     proc = spawn(argv, env=dict(os.environ), cwd=tmp_path, log_path=log)
     _wait_exit(proc)
     assert "NoNewPrivs:\t0" in log.read_text()
+
+
+def test_a_config_rewritten_by_rename_stays_readable(home: Path, sandboxes: Sandboxes) -> None:
+    """A rule holds an inode: a config replaced by rename (re-rendered) is granted again at the next spawn."""
+    inst = Instance(home, "a", 43001)
+    config = inst.dir / "config.json"
+    assert run_confined(sandboxes, inst, {"config": f"read({str(config)!r})"}) == {"config": "ok"}
+    fresh = inst.dir / "config.json.new"
+    fresh.write_text('{"port": 43002}')
+    fresh.rename(config)
+    assert run_confined(sandboxes, inst, {"config": f"read({str(config)!r})"}) == {"config": "ok"}

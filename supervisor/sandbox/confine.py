@@ -64,7 +64,7 @@ class Sandboxes:
 
     def __init__(self) -> None:
         self._abi = landlock_abi()
-        self._cached: dict[str, tuple[SandboxPolicy, Confinement, int]] = {}
+        self._cached: dict[str, tuple[_Key, Confinement, int]] = {}
         self._lock = threading.Lock()
         self._reported = False
         self._drop_capabilities = os.geteuid() == 0
@@ -79,10 +79,13 @@ class Sandboxes:
         return f"landlock v{self._abi}" if self._abi else UNAVAILABLE
 
     def prepare(self, instance_id: str, policy: SandboxPolicy, warn: Warn) -> Confinement:
-        """The confinement for ``policy``: the cached one while the policy is unchanged, else built now."""
+        """The confinement for ``policy``: the cached one while the policy and the instance's own files
+        are unchanged, else built now. A rule holds an inode: a config rewritten by rename, or a workspace
+        made anew, needs a new ruleset."""
+        key = (policy, _identities(policy))
         with self._lock:
             cached = self._cached.get(instance_id)
-            if cached is not None and cached[0] == policy:
+            if cached is not None and cached[0] == key:
                 return cached[1]
             self._report(warn)
             ruleset = self._build(policy, warn) if self._abi else -1
@@ -90,7 +93,7 @@ class Sandboxes:
                 self.label, Confiner(ruleset, drop_capabilities=self._drop_capabilities)
             )
             self._close(instance_id)
-            self._cached[instance_id] = (policy, confinement, ruleset)
+            self._cached[instance_id] = ((policy, _identities(policy)), confinement, ruleset)
             return confinement
 
     def forget(self, instance_id: str) -> None:
@@ -141,6 +144,22 @@ class Sandboxes:
             os.close(ruleset)
             raise
         return ruleset
+
+
+_Key = tuple[SandboxPolicy, tuple[tuple[int, int] | None, ...]]
+
+
+def _identities(policy: SandboxPolicy) -> tuple[tuple[int, int] | None, ...]:
+    """Device and inode of each of the instance's own paths (None: missing)."""
+    out: list[tuple[int, int] | None] = []
+    for path in (*policy.areas, policy.config, policy.token):
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_dev, st.st_ino))
+    return tuple(out)
 
 
 def _add(ruleset: int, path: str, access: int, loud: bool, warn: Warn) -> None:
