@@ -4,3 +4,5 @@
 framework is installed, `confine` the rulesets the daemon builds and keeps, `child` what the child applies.
 See docs/sandbox.md.
 """
+
+__all__: list[str] = []
