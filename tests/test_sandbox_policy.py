@@ -16,9 +16,11 @@ from supervisor.fleet import parse_fleet
 from supervisor.frameworks.expand import PlaceholderValues
 from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.sandbox._landlock import READ, READ_EXEC, READ_FILE
+from supervisor.sandbox.confine import missing_features
 from supervisor.sandbox.policy import FULL, Grant, SandboxPolicy, grants
 from supervisor.sandbox.prefix import install_prefixes
 from supervisor.sandbox.setting import MAX_EXTRA_PATHS, SandboxSetting
+from supervisor.systemd.doctor import check_sandbox
 
 
 def fleet(instance_keys: str = "", framework_keys: str = "") -> str:
@@ -195,3 +197,22 @@ class TestPrefixes:
             [sys.executable, "-m", "supervisor.testing.faulty_agent"], "", Path("/nowhere")
         )
         assert str(Path(supervisor.__file__).resolve().parent.parent) in found
+
+
+class TestOlderKernels:
+    @pytest.mark.parametrize(
+        ("abi", "missing"),
+        [
+            (0, ["Landlock"]),
+            (3, ["TCP bind", "signal and abstract-socket scoping"]),
+            (5, ["scoping"]),
+            (7, []),
+        ],
+    )
+    def test_what_each_abi_lacks_is_said(self, abi: int, missing: list[str]) -> None:
+        """Each ABI below 6 names what confinement cannot do there; doctor fails with it, passes at 6+."""
+        found = missing_features(abi)
+        assert len(found) == len(missing) and all(m in f for m, f in zip(missing, found, strict=True))
+        check = check_sandbox(abi)
+        assert check.ok is (not missing)
+        assert all(m in check.detail for m in missing) and (check.fix == "") is (not missing)

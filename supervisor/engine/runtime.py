@@ -123,7 +123,12 @@ class InstanceRuntime:
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
     def _sandbox_shape(self) -> dict[str, object] | None:
-        return asdict(self.sandbox) if self.sandbox is not None else None
+        """The policy without the daemon's own ``PATH``, which a daemon started otherwise may differ in."""
+        if self.sandbox is None:
+            return None
+        shape = asdict(self.sandbox)
+        del shape["search_path"]
+        return shape
 
     def policies(self) -> tuple[RestartPolicy, HealthPolicy, LogPolicy, bool]:
         """What applies live, without a restart."""
