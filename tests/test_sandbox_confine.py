@@ -194,7 +194,7 @@ class TestDaemonsFiles:
 
 class TestProcesses:
     def test_cannot_read_a_sibling_agents_environment(self, home: Path, sandboxes: Sandboxes) -> None:
-        """A sibling confined agent's /proc/<pid>/environ (its secrets) is refused, root or not."""
+        """A sibling agent's and the daemon's /proc/<pid>/environ (their secrets) are refused, root or not."""
         sibling = start_sleeper(sandboxes, Instance(home, "b", 43002))
         try:
             got = run_confined(
@@ -202,6 +202,7 @@ class TestProcesses:
                 Instance(home, "a", 43001),
                 {
                     "environ": f"read('/proc/{sibling.pid}/environ')",
+                    "daemon_environ": f"read('/proc/{os.getpid()}/environ')",
                     "own_environ": "read('/proc/self/environ')",
                     "sibling_status": f"read('/proc/{sibling.pid}/status')",
                 },
@@ -209,7 +210,7 @@ class TestProcesses:
         finally:
             kill_quietly(sibling.pid)
             _wait_exit(sibling)
-        assert got["environ"] == "denied 13"
+        assert got["environ"] == got["daemon_environ"] == "denied 13"
         assert got["own_environ"] == "ok"
         assert got["sibling_status"] == "ok"  # public facts stay public
 
