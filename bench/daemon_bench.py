@@ -3,7 +3,7 @@
 Per N: cold start (provision + start) and warm start (already provisioned) until all are running (from the
 daemon's launch, imports included, to the last ``running`` event on its event stream); daemon RSS
 and CPU % of one core over an idle window with liveness probes every 10 s; crash-to-respawn latency through
-the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` 0);
+the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` 10 ms, its floor);
 SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new one has adopted
 all N (and how many it restarted). ``--unconfined`` runs the sleepers with ``sandbox: off``, to compare the
 cost of confinement.
@@ -33,7 +33,7 @@ from supervisor.paths import Home
 FLEET_HEAD = """\
 version: 1
 defaults:
-  restart: {policy: always, initial_delay: 0, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
+  restart: {policy: always, initial_delay: 10ms, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
   health: {interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}
   stop_timeout: 5s
 frameworks:
