@@ -3,10 +3,10 @@
 Per N: cold start (provision + start) and warm start (already provisioned) until all are running (from the
 daemon's launch, imports included, to the last ``running`` event on its event stream); daemon RSS
 and CPU % of one core over an idle window with liveness probes every 10 s; crash-to-respawn latency through
-the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` 10 ms, its floor);
-SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new one has adopted
-all N (and how many it restarted). ``--unconfined`` runs the sleepers with ``sandbox: off``, to compare the
-cost of confinement.
+the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` at its
+10 ms floor); SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new
+one has adopted all N (and how many it restarted). ``--unconfined`` runs the sleepers with ``sandbox: off``,
+to compare the cost of confinement.
 
     .venv/bin/python bench/daemon_bench.py --sizes 50 200 500 --idle 30 --samples 50
 """
