@@ -39,6 +39,11 @@ def bind(port):
     return go
 def kill(pid):
     return lambda: os.kill(pid, 0)
+def connect_abstract(name):
+    def go():
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect("\\0" + name)
+    return go
 results = {name: attempt(eval(call)) for name, call in json.loads(sys.argv[1]).items()}
 print(json.dumps(results), flush=True)
 """
@@ -232,6 +237,19 @@ class TestProcesses:
             kill_quietly(sibling.pid)
             _wait_exit(sibling)
         assert got == {"daemon": "denied 1", "sibling": "denied 1", "itself": "ok"}
+
+    def test_cannot_reach_an_abstract_socket_outside_its_sandbox(
+        self, home: Path, sandboxes: Sandboxes
+    ) -> None:
+        """Abstract Unix sockets are scoped: one the daemon listens on refuses a confined agent."""
+        name = f"eyrie-test-{os.getpid()}-{id(home)}"
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind("\0" + name)
+            listener.listen()
+            got = run_confined(
+                sandboxes, Instance(home, "a", 43001), {"abstract": f"connect_abstract({name!r})"}
+            )
+        assert got == {"abstract": "denied 1"}
 
     @pytest.mark.skipif(os.geteuid() != 0, reason="the capability drop applies to a root daemon")
     def test_a_root_agent_has_no_capabilities(self, home: Path, sandboxes: Sandboxes) -> None:
