@@ -3,9 +3,10 @@
 Per N: cold start (provision + start) and warm start (already provisioned) until all are running (from the
 daemon's launch, imports included, to the last ``running`` event on its event stream); daemon RSS
 and CPU % of one core over an idle window with liveness probes every 10 s; crash-to-respawn latency through
-the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` 0);
-SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new one has adopted
-all N (and how many it restarted).
+the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` at its
+10 ms floor); SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new
+one has adopted all N (and how many it restarted). ``--unconfined`` runs the sleepers with ``sandbox: off``,
+to compare the cost of confinement.
 
     .venv/bin/python bench/daemon_bench.py --sizes 50 200 500 --idle 30 --samples 50
 """
@@ -32,7 +33,7 @@ from supervisor.paths import Home
 FLEET_HEAD = """\
 version: 1
 defaults:
-  restart: {policy: always, initial_delay: 0, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
+  restart: {policy: always, initial_delay: 10ms, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
   health: {interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}
   stop_timeout: 5s
 frameworks:
@@ -44,8 +45,9 @@ instances:
 """
 
 
-def fleet_text(n: int) -> str:
-    return FLEET_HEAD + "".join(f"  - name: sleeper-{i:04d}\n" for i in range(n))
+def fleet_text(n: int, *, confined: bool = True) -> str:
+    head = FLEET_HEAD if confined else FLEET_HEAD.replace("instances:\n", "    sandbox: off\ninstances:\n")
+    return head + "".join(f"  - name: sleeper-{i:04d}\n" for i in range(n))
 
 
 class Bench:
@@ -173,11 +175,12 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def run_size(n: int, idle: float, samples: int) -> None:
+async def run_size(n: int, idle: float, samples: int, confined: bool) -> None:
     with tempfile.TemporaryDirectory(prefix=f"eyrie-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
-        (bench.home.root / "fleet.yaml").write_text(fleet_text(n))
-        say(f"N={n} (load average {os.getloadavg()[0]:.2f})")
+        (bench.home.root / "fleet.yaml").write_text(fleet_text(n, confined=confined))
+        how = "confined" if confined else "sandbox: off"
+        say(f"N={n}, {how} (load average {os.getloadavg()[0]:.2f})")
         try:
             cold = await bench.wait_all_running(bench.start_daemon())
             say(f"  all running after cold start (provision + start): {cold:.2f} s")
@@ -215,10 +218,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--idle", type=float, default=30.0, help="idle window in seconds")
     parser.add_argument("--samples", type=int, default=50, help="crash-to-respawn samples")
+    parser.add_argument("--unconfined", action="store_true", help="run the sleepers with sandbox: off")
     args = parser.parse_args()
     say(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     for n in args.sizes:
-        anyio.run(run_size, n, args.idle, args.samples)
+        anyio.run(run_size, n, args.idle, args.samples, not args.unconfined)
 
 
 if __name__ == "__main__":

@@ -267,6 +267,7 @@ class Instance(BaseModel):
     last_error: str = ""
     config_hash: str = ""
     launch_hash: str = ""
+    sandbox: str = ""  # how the running process is confined: `landlock v7`, `unavailable`, `off`
     total_restarts: int = 0
 
     @field_validator("pid", "pgid", mode="before")

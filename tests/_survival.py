@@ -44,8 +44,8 @@ def three_embedded() -> str:
 
 
 def with_grandchild(name: str) -> str:
-    """An instance whose agent leaves a grandchild in its own session (its pid in ``grandchild.pid``)."""
-    argv = f'"-m", "{FAULTY_AGENT}", "--http", "--grandchild", "{{instance_dir}}/grandchild.pid"'
+    """An instance whose agent leaves a grandchild in its own session (its pid in state/grandchild.pid)."""
+    argv = f'"-m", "{FAULTY_AGENT}", "--http", "--grandchild", "{{instance_dir}}/state/grandchild.pid"'
     command = f'["{{python}}", {argv}]'
     return embedded(name, f"command: {command}\nready: {{kind: http, path: /ready}}\nstop_timeout: 1s")
 

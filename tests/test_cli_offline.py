@@ -281,6 +281,7 @@ class TestPsFromDisk:
             "PORT",
             "UPTIME",
             "RESTARTS",
+            "SANDBOX",
             "FLAGS",
         ]
         assert any(line.split()[0] == "boss" and "MISSING" in line for line in result.stdout.splitlines()[1:])

@@ -217,7 +217,7 @@ class TestSweepCutShort:
         never swept the old run's grandchild, which lived on under pid 1."""
         with running_daemon(tmp_path, survival_fleet(with_grandchild("alpha"))) as d:
             pid = d.wait_running("alpha")["alpha"]
-            pid_file = tmp_path / "instances" / d.instance("alpha")["id"] / "grandchild.pid"
+            pid_file = tmp_path / "instances" / d.instance("alpha")["id"] / "state" / "grandchild.pid"
             grandchild = wait_for(
                 lambda: pid_file.exists() and int(pid_file.read_text() or 0), 10, "grandchild"
             )

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from supervisor.client import ControlClient
 from supervisor.control.schema import DaemonStatus, InstanceView, ReloadResult
@@ -286,14 +287,16 @@ def _stop_wait(home: Path, name: str) -> Exception | InstanceView:
 
 
 class TestEscapedProcess:
-    def test_stop_reports_an_escaped_port_holder_and_start_clears_it(self, tmp_path: Path) -> None:
+    def test_stop_reports_an_escaped_port_holder_and_start_clears_it(
+        self, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
         """A double-forked setsid + env -i grandchild holding the port survives the stop: stop --wait says
         so (pid and port, and last_error), and the next start ends it and starts the instance again."""
-        script = tmp_path / "escaper.py"
+        script = tmp_path_factory.mktemp("programs") / "escaper.py"  # outside the home, granted to read
         script.write_text(ESCAPER)
         decl = (
             f'command: ["{sys.executable}", "{script}", "{tmp_path}"]\nrestart: {{policy: never}}\n'
-            'ready: {kind: log, pattern: "escaper bound"}'
+            f'sandbox: {{read: ["{script}"]}}\nready: {{kind: log, pattern: "escaper bound"}}'
         )
         with running_daemon(tmp_path, fleet_yaml(embedded("esc", decl))) as d:
             d.wait_running("esc")

@@ -117,7 +117,9 @@ class TestStopAndRestart:
         fleet = survival_fleet(embedded("alpha"), embedded("beta"), with_grandchild("gamma"))
         svc = Installed.start(manager, tmp_path, fleet)
         first = {name: inst["pid"] for name, inst in svc.wait_running(*NAMES).items()}
-        grandchild_file = svc.home / "instances" / instances(svc.home)["gamma"]["id"] / "grandchild.pid"
+        grandchild_file = (
+            svc.home / "instances" / instances(svc.home)["gamma"]["id"] / "state" / "grandchild.pid"
+        )
         grandchild = int(manager.wait_until(grandchild_file.read_text, what="the grandchild's pid"))
         assert pid_alive(grandchild)
 

@@ -108,7 +108,10 @@ def _ps(cli: Cli, as_json: bool) -> None:
 
 
 _PS_SHORT = "List instances: status, health, pid, port, uptime, restarts, flags."
-_PS_HELP = """List instances: NAME FRAMEWORK ROLE STATUS HEALTH PID PORT UPTIME RESTARTS FLAGS.
+_PS_HELP = """List instances: NAME FRAMEWORK ROLE STATUS HEALTH PID PORT UPTIME RESTARTS SANDBOX FLAGS.
+
+SANDBOX says how each process runs: "landlock v7" (confined, Landlock ABI 7), "unavailable" (the kernel
+has no Landlock: no_new_privs and the capability drop only), "off" (sandbox: off in fleet.yaml).
 
 \b
 Flags:

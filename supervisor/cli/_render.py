@@ -31,7 +31,19 @@ __all__ = [
     "view_line",
 ]
 
-PS_COLUMNS = ("NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "FLAGS")
+PS_COLUMNS = (
+    "NAME",
+    "FRAMEWORK",
+    "ROLE",
+    "STATUS",
+    "HEALTH",
+    "PID",
+    "PORT",
+    "UPTIME",
+    "RESTARTS",
+    "SANDBOX",
+    "FLAGS",
+)
 
 _STATUS_STYLE = {
     "running": "green",
@@ -126,6 +138,7 @@ def _row(v: InstanceView) -> list[Text]:
         Text(str(v.port) if v.port else _DASH),
         Text(duration(v.uptime_seconds)),
         Text(str(v.restart_count)),
+        Text(printable(v.sandbox or _DASH), style="red" if v.sandbox in ("off", "unavailable") else ""),
         Text(printable(",".join(v.flags) or _DASH), style="magenta" if v.flags else ""),
     ]
 
@@ -210,6 +223,9 @@ def status_lines(status: DaemonStatus) -> list[str]:
         f"instances:   {printable(counts)}",
         f"agent API:   {printable(status.agent_api) or 'off'}",
     ]
+    if status.sandbox:
+        confined = ", ".join(f"{n} {how}" for how, n in sorted(status.sandbox.items()))
+        lines.append(f"sandbox:     {printable(confined)}")
     if status.last_reload is not None:
         last = status.last_reload
         when = last.at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if last.at else "?"

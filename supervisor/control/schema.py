@@ -44,6 +44,7 @@ class InstanceView(BaseModel):
     last_error: str = ""
     note: str = ""
     """The agent's own latest note, posted through the agent API."""
+    sandbox: str = ""
     flags: list[Flag] = Field(default_factory=list)
 
 
@@ -111,5 +112,6 @@ class DaemonStatus(BaseModel):
     instances: dict[str, int] = Field(default_factory=dict)  # status → count
     agent_api: str = ""
     """The agent API's URL, the agents' ``EYRIE_URL``; empty when it is off."""
+    sandbox: dict[str, int] = Field(default_factory=dict)  # running processes: confinement → count
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …

@@ -24,6 +24,7 @@ from supervisor.daemon.views import instance_view, missing_view
 from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, load_fleet
 from supervisor.models import utcnow
+from supervisor.sandbox.confine import landlock_abi, missing_features
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -80,8 +81,11 @@ class Inventory:
 
     def status(self, home: Home, *, started_at: datetime, last_reload: ReloadResult | None) -> DaemonStatus:
         """The daemon's one-screen answer: counts per status and every problem it knows of."""
-        counts = Counter(inst.status.value for inst in self._engine.instances())
+        instances = self._engine.instances()
+        counts = Counter(inst.status.value for inst in instances)
+        confined = Counter(inst.sandbox for inst in instances if inst.pid is not None and inst.sandbox)
         problems = [f"{p.path}: {p.reason}" for p in self._store.problems()]
+        problems += [f"this kernel lacks {feature}" for feature in missing_features(landlock_abi())]
         problems += [f"{name}: {error}" for name, error in self._reconciler.errors().items()]
         if last_reload is not None and not last_reload.ok:
             problems.append(f"last reload rejected: {last_reload.error}")
@@ -94,6 +98,7 @@ class Inventory:
             uptime_seconds=(utcnow() - started_at).total_seconds(),
             instances=dict(counts),
             agent_api=self._provisioner.eyrie_url,
+            sandbox=dict(confined),
             last_reload=last_reload,
             problems=problems,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import ConfigurationError
 from supervisor.frameworks.expand import PlaceholderValues, expand_command, expand_probe
+from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.models import Instance
 from supervisor.paths import TMP_DIR, Home
 from supervisor.ports import PORT_RANGE_START
+from supervisor.sandbox.policy import SandboxPolicy
 from supervisor.secret_files import SecretFiles
 from supervisor.store import TOKEN_FILE
 
@@ -133,8 +136,34 @@ def _assemble(
             config_hash=config_hash,
             secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
             secrets_digest=_secrets_digest(token, secrets),
+            sandbox=_sandbox(resolved, values, tuple(argv), env, instance_dir),
         )
     except ValueError as exc:
         message = str(exc)
         prefix = f"instance {inst.name!r}: "
         raise ConfigurationError(message if message.startswith(prefix) else prefix + message) from None
+
+
+def _sandbox(
+    resolved: ResolvedInstance,
+    values: PlaceholderValues,
+    argv: tuple[str, ...],
+    env: dict[str, str],
+    instance_dir: Path,
+) -> SandboxPolicy | None:
+    """The instance's confinement (docs/sandbox.md); None when its declaration says ``sandbox: off``."""
+    setting = resolved.spec.sandbox
+    if not setting.enabled:
+        return None
+    read, write = expand_sandbox_paths(setting, values)
+    return SandboxPolicy(
+        instance_dir=str(instance_dir),
+        workspace=values.workspace or str(instance_dir / "workspace"),
+        config=values.config,
+        token=str(instance_dir / "secrets" / "token"),
+        port=values.port,
+        argv=argv,
+        search_path=env.get("PATH") or os.environ.get("PATH") or os.defpath,
+        read=read,
+        write=write,
+    )

@@ -16,13 +16,14 @@ from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline
 from supervisor.engine._services import Services
 from supervisor.engine.logfile import LogCursor
-from supervisor.engine.process import AdoptedProcess, ProcessHandle, spawn
+from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn
 from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import EyrieError, PortClaimsUnusable, StartFailed
 from supervisor.models import Instance, utcnow
 from supervisor.port_claims import PortOwner
 from supervisor.ports import holder_pid, port_holder, port_in_use
+from supervisor.sandbox.confine import OFF
 
 __all__ = [
     "adopt",
@@ -30,6 +31,7 @@ __all__ = [
     "child_env",
     "launched_otherwise",
     "relocate",
+    "sandbox_label",
     "spawn_child",
     "spawned_fields",
 ]
@@ -124,7 +126,7 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
     if offset >= rt.logs.max_bytes:
         await logs.rotate(rt, None, services.threads, log)
         offset = log_size(rt.log_path)
-    start = functools.partial(spawn, rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path)
+    start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
         proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
     else:
@@ -133,9 +135,27 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
     return proc
 
 
-def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str) -> dict[str, Any]:
-    """What the record says about a process just spawned (its command line without secrets)."""
+def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> SpawnedProcess:
+    """Fork/exec under the instance's confinement (its ruleset built at the first spawn of its policy)."""
+    confiner = None
+    if rt.sandbox is not None:
+        try:
+            confiner = services.sandboxes.prepare(rt.instance_id, rt.sandbox, log.warning).confiner
+        except OSError as exc:
+            raise StartFailed(f"cannot prepare the sandbox: {exc}") from None
+    return spawn(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path, confine=confiner)
+
+
+def sandbox_label(rt: InstanceRuntime, services: Services) -> str:
+    """How ``ps`` describes the confinement of ``rt``'s process: ``landlock v7``, ``unavailable``, ``off``."""
+    return OFF if rt.sandbox is None else services.sandboxes.label
+
+
+def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str, sandbox: str) -> dict[str, Any]:
+    """What the record says about a process just spawned (its command line without secrets, and how it
+    is confined)."""
     return {
+        "sandbox": sandbox,
         "pid": proc.pid,
         "pgid": proc.pgid,
         "proc_start_time": proc.start_time,

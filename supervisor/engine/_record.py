@@ -34,6 +34,7 @@ OWNED_FIELDS = (
     "last_seen",
     "config_hash",
     "launch_hash",
+    "sandbox",
     "desired",
     "desired_boot_id",
 )
@@ -64,7 +65,9 @@ class InstanceRecord:
         self.forget_process()
 
     def forget_process(self) -> None:
-        assign(self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None)
+        assign(
+            self.inst, pid=None, pgid=None, proc_start_time=None, cmdline=None, health_status=None, sandbox=""
+        )
 
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json``, with the current last_seen."""

@@ -12,6 +12,7 @@ from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
 from supervisor.port_claims import ClaimRegistry
+from supervisor.sandbox.confine import Sandboxes
 from supervisor.store import Store
 
 __all__ = ["Crowd", "Relocator", "Services"]
@@ -55,3 +56,4 @@ class Services:
     emit: Callable[[Event], None]
     claims: ClaimRegistry  # machine-wide port claims
     relocate: Relocator | None = None
+    sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset

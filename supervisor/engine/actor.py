@@ -18,7 +18,7 @@ import anyio
 
 from supervisor.engine import procfs
 from supervisor.engine._announce import announce, bound_log
-from supervisor.engine._launch import check_port, relocate, spawn_child, spawned_fields
+from supervisor.engine._launch import check_port, relocate, sandbox_label, spawn_child, spawned_fields
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
@@ -206,6 +206,7 @@ class Actor:
         adopted; nobody waits on this actor any longer."""
         if self.proc is not None:
             self.proc.release()
+        self.services.sandboxes.forget(self.runtime.instance_id)
         self._move(Phase.CLOSED)
         self._waiters.release_all()
         self.done.set()
@@ -315,7 +316,9 @@ class Actor:
                 self.log.warning("start_failed", error=str(exc))
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
-            spawned = spawned_fields(proc, self.runtime, self.services.boot_id)
+            spawned = spawned_fields(
+                proc, self.runtime, self.services.boot_id, sandbox_label(self.runtime, self.services)
+            )
             if ready_at_spawn(self.runtime.ready) and proc.alive():
                 # nothing to wait for: record the process as running in the same write that records it
                 self._move(Phase.RUNNING)

@@ -13,7 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +21,7 @@ import anyio
 import psutil
 
 from supervisor.engine import pidfd, procfs
-from supervisor.engine.child_setup import empty_signal_mask
+from supervisor.engine.child_setup import confined_child_setup, empty_signal_mask
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
@@ -265,10 +265,12 @@ def spawn(
     env: Mapping[str, str],
     cwd: Path,
     log_path: Path,
+    confine: Callable[[], None] | None = None,
 ) -> SpawnedProcess:
     """Start ``argv`` in its own session in ``cwd``, stdin from /dev/null, output appended to ``log_path``.
 
-    ``env`` is the child's complete environment. A missing program, working directory or log file, or an
+    ``env`` is the child's complete environment; ``confine`` runs in the child just before exec
+    (`supervisor.sandbox.child.Confiner`). A missing program, working directory or log file, or an
     exec failure, raises `StartFailed` with the text that belongs in ``last_error``.
     """
     program = argv[0]
@@ -304,9 +306,12 @@ def spawn(
                 env=dict(env),
                 close_fds=True,
                 start_new_session=True,
+                preexec_fn=None if confine is None else confined_child_setup(confine),
             )
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
+    except subprocess.SubprocessError:
+        raise StartFailed(f"{program}: the child could not confine itself before exec") from None
     finally:
         os.close(log_fd)
     return _handle_for(popen, argv)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -21,6 +21,7 @@ from supervisor.engine.probes import validate
 from supervisor.frameworks.spec import Probe
 from supervisor.paths import check_id
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.sandbox.policy import SandboxPolicy
 
 __all__ = ["InstanceRuntime"]
 
@@ -32,6 +33,7 @@ class InstanceRuntime:
     ``env`` holds the child's environment additions on top of the daemon's own environment (it may carry
     secrets, so it is left out of ``repr``). The engine adds ``EYRIE_INSTANCE_ID``, ``EYRIE_INSTANCE_NAME``
     and ``EYRIE_PORT`` itself. In probe fields ``{port}``, ``{name}`` and ``{id}`` are expanded.
+    ``sandbox`` is the confinement the process starts under; None runs it unconfined (``sandbox: off``).
     """
 
     instance_id: str
@@ -55,6 +57,7 @@ class InstanceRuntime:
     """Variables of ``env`` whose values are secrets whatever their names (provider secrets)."""
     secrets_digest: str = ""
     """A keyed digest of the secrets' values: part of the launch hash, so a changed secret restarts."""
+    sandbox: SandboxPolicy | None = None
 
     def __post_init__(self) -> None:
         where = f"instance {self.name or self.instance_id!r}"
@@ -99,6 +102,7 @@ class InstanceRuntime:
             "live": self.live.model_dump(mode="json") if self.live else None,
             "stop_signal": self.stop_signal.name,
             "stop_timeout": self.stop_timeout,
+            "sandbox": self._sandbox_shape(),
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
@@ -120,6 +124,7 @@ class InstanceRuntime:
             ),
             "cwd": str(self.cwd),
             "config_hash": self.config_hash,
+            "sandbox": self._sandbox_shape(),
         }
         if self.secrets_digest:
             shape["secrets"] = self.secrets_digest
@@ -130,6 +135,14 @@ class InstanceRuntime:
         to be worth hiding: see `supervisor.engine._redact.secret_values`)."""
         named = {k: v for k, v in self.env.items() if k in self.secret_env}
         return secret_values(self.env) | secret_values(named, any_name=True)
+
+    def _sandbox_shape(self) -> dict[str, object] | None:
+        """The policy without the daemon's own ``PATH``, which a daemon started otherwise may differ in."""
+        if self.sandbox is None:
+            return None
+        shape = asdict(self.sandbox)
+        del shape["search_path"]
+        return shape
 
     def policies(self) -> tuple[RestartPolicy, HealthPolicy, LogPolicy, bool]:
         """What applies live, without a restart."""

@@ -3,7 +3,8 @@
 Precedence, lowest first:
 
 * framework keys: built-in definition ← ``defaults.stop_timeout`` ← ``frameworks.<name>`` ← the instance's
-  own keys (``env`` merges per variable; any other key replaces the one below it);
+  own keys (``env`` merges per variable, ``sandbox`` adds its paths and ``off`` wins; any other key
+  replaces the one below it);
 * policies: ``defaults.restart`` / ``defaults.health`` / ``defaults.logs`` ← the instance's keys of the same
   name, key by key;
 * provider secrets: ``defaults.secrets`` ← ``frameworks.<name>.secrets`` ← the instance's ``secrets``, per
@@ -25,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from supervisor.fleet.sections import Defaults, FrameworkOverride, InstanceDecl
 from supervisor.frameworks.expand import PlaceholderValues, expand, expand_probe
 from supervisor.frameworks.registry import builtin_frameworks
+from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
 from supervisor.models import HierarchyRole
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
@@ -33,7 +35,7 @@ __all__ = ["ResolutionProblem", "ResolvedInstance", "Resolver"]
 
 _PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "project", "parent", "secrets"})
 _POLICY_KEYS = frozenset({"restart", "health", "logs", "autostart"})
-_TEMPLATE_KEYS = ("command", "env", "ready", "live")
+_TEMPLATE_KEYS = ("command", "env", "ready", "live", "sandbox")
 
 Loc = tuple[str | int, ...]
 _P = TypeVar("_P", RestartPolicy, HealthPolicy, LogPolicy)
@@ -130,6 +132,8 @@ def _template_errors(
             elif key == "env":
                 for var, value in spec.env.items():
                     expand(value, values, where=f"env.{var}")
+            elif key == "sandbox":
+                expand_sandbox_paths(spec.sandbox, values)
             elif (probe := getattr(spec, key)) is not None:
                 expand_probe(probe, values, where=key)
         except ValueError as exc:

@@ -19,6 +19,7 @@ from supervisor.models import HierarchyRole, check_name, duration_within
 from supervisor.paths import ID_PATTERN, STATE_DIR
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
+from supervisor.sandbox.setting import SandboxSetting
 
 __all__ = [
     "TRASH_RETENTION",
@@ -192,6 +193,7 @@ class FrameworkOverride(Section):
     token_env: str | None = None
     secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
     """Provider secrets every instance of this framework gets, over ``defaults.secrets``."""
+    sandbox: SandboxSetting | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The keys that are set, ready for `supervisor.frameworks.spec.merge_overrides`."""
@@ -204,7 +206,7 @@ class FrameworkOverride(Section):
 
 # --- instances ---------------------------------------------------------------------------------------
 
-_FRAMEWORK_KEYS = ("command", "env", "ready", "live", "stop_signal", "stop_timeout")
+_FRAMEWORK_KEYS = ("command", "env", "ready", "live", "stop_signal", "stop_timeout", "sandbox")
 
 
 def _safe_id(what: str) -> Any:
@@ -240,6 +242,8 @@ class InstanceDecl(Section):
     live: Probe | None = None
     stop_signal: str | None = None
     stop_timeout: FleetDuration | None = None
+    sandbox: SandboxSetting | None = None
+    """``off``, or paths added to the framework's (supervisor.sandbox.setting)."""
     # policy keys, per instance
     restart: RestartOverride | None = None
     health: HealthOverride | None = None

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from supervisor.models import Duration, duration_within
+from supervisor.sandbox.setting import SandboxSetting
 
 __all__ = ["MAX_STOP_TIMEOUT", "FrameworkSpec", "Probe", "ProbeKind", "merge_overrides"]
 
@@ -71,6 +72,8 @@ class FrameworkSpec(BaseModel):
     live: Probe | None = None
     stop_signal: str = "SIGTERM"
     stop_timeout: Annotated[Duration, duration_within(0.0, MAX_STOP_TIMEOUT)] = 30.0
+    sandbox: SandboxSetting = SandboxSetting()
+    """Confinement: paths added to the policy (placeholders, ``{uid}`` and ``~`` allowed), or off."""
 
     @field_validator("command")
     @classmethod
@@ -99,11 +102,14 @@ class FrameworkSpec(BaseModel):
         return signal.Signals[self.stop_signal]
 
 
-_FRAMEWORK_KEYS = frozenset({"command", "env", "ready", "live", "stop_signal", "stop_timeout", "token_env"})
+_FRAMEWORK_KEYS = frozenset(
+    {"command", "env", "ready", "live", "stop_signal", "stop_timeout", "token_env", "sandbox"}
+)
 
 
 def merge_overrides(base: FrameworkSpec, overrides: dict[str, Any]) -> FrameworkSpec:
-    """Apply fleet-file overrides key by key (``env`` merges per variable; a probe replaces the probe)."""
+    """Apply fleet-file overrides key by key (``env`` merges per variable, ``sandbox`` adds its paths and
+    ``off`` wins; a probe replaces the probe)."""
     unknown = set(overrides) - _FRAMEWORK_KEYS - {"config_format", "config_file"}
     if unknown:
         raise ValueError(f"unknown framework key(s): {', '.join(sorted(unknown))}")
@@ -113,6 +119,8 @@ def merge_overrides(base: FrameworkSpec, overrides: dict[str, Any]) -> Framework
             continue
         if key == "env":
             data["env"] = {**data["env"], **value}
+        elif key == "sandbox":
+            data["sandbox"] = base.sandbox.plus(SandboxSetting.model_validate(value)).model_dump()
         else:
             data[key] = value
     return FrameworkSpec.model_validate(data)

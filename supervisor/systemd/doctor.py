@@ -23,6 +23,7 @@ from supervisor.errors import PortClaimsUnusable, UnitValueError
 from supervisor.paths import Home
 from supervisor.port_claims import CLAIMS_DIR_VAR, Claim, ClaimRegistry
 from supervisor.ports import PortRange
+from supervisor.sandbox.confine import landlock_abi, missing_features
 from supervisor.store import Store
 from supervisor.systemd._agent_checks import layout_check, secrets_checks
 from supervisor.systemd._check import Check
@@ -32,7 +33,7 @@ from supervisor.systemd.install import legacy_unit, render_for
 from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME, served_home
 
-__all__ = ["MIN_FREE_PORTS", "Check", "check_instances", "run_checks"]
+__all__ = ["MIN_FREE_PORTS", "Check", "check_instances", "check_sandbox", "run_checks"]
 
 MIN_FREE_PORTS = 10
 """Fewer free ports than this in the instance range and adding instances is about to fail."""
@@ -60,7 +61,21 @@ def run_checks(
     checks.append(check_instances(the_home))
     checks.append(layout_check(the_home))
     checks += secrets_checks(the_home)
+    checks.append(check_sandbox(landlock_abi()))
     return checks
+
+
+def check_sandbox(abi: int) -> Check:
+    """Whether this kernel confines agents fully (Landlock ABI 6 or later: files, TCP bind, signals)."""
+    missing = missing_features(abi)
+    if not missing:
+        return Check("sandbox", True, f"agents run confined (Landlock ABI {abi})")
+    return Check(
+        "sandbox",
+        False,
+        f"this kernel (Landlock ABI {abi}) lacks {'; '.join(missing)}",
+        "run a kernel with Landlock ABI 6 or later (Linux 6.12+) and 'landlock' in its lsm= boot list",
+    )
 
 
 def _manager(env: Mapping[str, str]) -> tuple[Check, str | None]:

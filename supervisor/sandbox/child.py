@@ -1,0 +1,79 @@
+"""The confinement a child applies to itself between fork and exec.
+
+Everything is prepared in the parent (function pointers, argument objects, the ruleset fd), so the child
+only makes system calls: no imports, no large allocations, no locks, no logging. In order: no_new_privs
+(inherited by every descendant, and needed to restrict an unprivileged process); for root, every
+capability out of the bounding and ambient sets and the effective, permitted and inheritable sets emptied,
+so the program executed gains none; then ``landlock_restrict_self`` on the inherited ruleset.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from supervisor.sandbox._landlock import LIBC, SYS_RESTRICT_SELF
+
+__all__ = ["Confiner"]
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_CAP_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63
+
+
+def _prctl(option: int, arg: int) -> tuple[Callable[..., int], tuple[object, ...]]:
+    ulong = ctypes.c_ulong
+    return LIBC.prctl, (ctypes.c_int(option), ulong(arg), ulong(0), ulong(0), ulong(0))
+
+
+class Confiner:
+    """A ``preexec_fn`` step: the calls above, with their arguments built now, in the parent.
+
+    ``ruleset`` is a Landlock ruleset fd (-1: the kernel has none); ``drop_capabilities`` is for a root
+    daemon. A failing call raises `OSError` (the spawn then fails: a child is never left half confined).
+    """
+
+    def __init__(self, ruleset: int, *, drop_capabilities: bool) -> None:
+        calls: list[tuple[Callable[..., int], tuple[object, ...]]] = [_prctl(_PR_SET_NO_NEW_PRIVS, 1)]
+        if drop_capabilities:
+            calls += [_prctl(_PR_CAPBSET_DROP, cap) for cap in range(_last_cap() + 1)]
+            calls.append(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL))
+            self._header = _CapHeader(_CAP_VERSION_3, 0)
+            self._data = (_CapData * 2)()
+            calls.append((LIBC.capset, (ctypes.byref(self._header), ctypes.byref(self._data))))
+        if ruleset >= 0:
+            calls.append(
+                (LIBC.syscall, (ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)))
+            )
+        self._calls = tuple(calls)
+        self._get_errno = ctypes.get_errno
+        self._strerror = os.strerror
+
+    def __call__(self) -> None:
+        for function, args in self._calls:
+            if function(*args) < 0:
+                err = self._get_errno()
+                raise OSError(err, self._strerror(err))
