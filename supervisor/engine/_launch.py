@@ -151,15 +151,15 @@ def sandbox_label(rt: InstanceRuntime, services: Services) -> str:
     return OFF if rt.sandbox is None else services.sandboxes.label
 
 
-def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, boot_id: str, sandbox: str) -> dict[str, Any]:
+def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, services: Services) -> dict[str, Any]:
     """What the record says about a process just spawned (its command line without secrets, and how it
     is confined)."""
     return {
-        "sandbox": sandbox,
+        "sandbox": sandbox_label(rt, services),
         "pid": proc.pid,
         "pgid": proc.pgid,
         "proc_start_time": proc.start_time,
-        "boot_id": boot_id,
+        "boot_id": services.boot_id,
         "cmdline": redact_cmdline(proc.cmdline, rt.secret_values()),
         "started_at": utcnow(),
         "next_start_at": None,

@@ -18,7 +18,7 @@ import anyio
 
 from supervisor.engine import procfs
 from supervisor.engine._announce import announce, bound_log
-from supervisor.engine._launch import check_port, relocate, sandbox_label, spawn_child, spawned_fields
+from supervisor.engine._launch import check_port, relocate, spawn_child, spawned_fields
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
@@ -81,10 +81,6 @@ class Actor:
     def inst(self) -> Instance:
         """The instance as the actor knows it now (the record in memory)."""
         return self._record.inst
-
-    async def reread(self) -> None:
-        """Write the engine's fields again and take the others from ``instance.json`` as it is now."""
-        await self._record.persist()
 
     def prepare(self) -> None:
         """Decide, from what ``instance.json`` recorded, what to adopt and what is wanted now."""
@@ -316,9 +312,7 @@ class Actor:
                 self.log.warning("start_failed", error=str(exc))
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
-            spawned = spawned_fields(
-                proc, self.runtime, self.services.boot_id, sandbox_label(self.runtime, self.services)
-            )
+            spawned = spawned_fields(proc, self.runtime, self.services)
             if ready_at_spawn(self.runtime.ready) and proc.alive():
                 # nothing to wait for: record the process as running in the same write that records it
                 self._move(Phase.RUNNING)

@@ -225,7 +225,7 @@ class Engine:
 
     async def reread(self, instance_id: str) -> None:
         """Show what the daemon wrote into ``instance.json`` beside the engine's fields (an agent's note)."""
-        await self._actor(instance_id).reread()
+        await self._actor(instance_id).persist()  # a write of the record re-reads the others' fields
 
     def instances(self) -> list[Instance]:
         return [actor.snapshot() for actor in self._actors.values()]
