@@ -309,6 +309,12 @@ class TestExtraPaths:
             boxes.close()
         assert got == {"read": "ok", "write_ro": "denied 13", "write": "ok", "elsewhere": "denied 13"}
 
+    def test_a_write_path_that_is_a_file_is_granted_as_it_is(self, home: Path, sandboxes: Sandboxes) -> None:
+        """``write: [/dev/null]`` (OpenClaw's definition): granted, not made a directory; the spawn works."""
+        inst = Instance(home, "a", 43001)
+        got = run_confined(sandboxes, inst, {"devnull": "write('/dev/null')"}, write=("/dev/null",))
+        assert got == {"devnull": "ok"}
+
     def test_a_missing_read_path_is_skipped_with_a_warning(self, home: Path) -> None:
         """A ``read`` path that does not exist is left out and said so; the agent still starts."""
         inst = Instance(home, "a", 43001)

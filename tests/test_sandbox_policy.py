@@ -100,14 +100,16 @@ class TestFleetFile:
             parse_fleet(fleet("    sandbox: {write: ['{instance_dir}/{nope}']}\n"), path="fleet.yaml")
 
     def test_openclaw_carries_what_it_needs(self) -> None:
-        """The built-in OpenClaw definition may write its /tmp log and lock directories and /dev/null."""
+        """The built-in OpenClaw definition may write its /tmp log and lock directories, the state-database
+        temp directory it makes under ~/.cache, and /dev/null."""
         text = "version: 1\ninstances:\n  - name: a\n    framework: openclaw\n"
         sandbox = parse_fleet(text, path="fleet.yaml").resolve("a").spec.sandbox
         values = PlaceholderValues(
             port=43000, config="/h/c", instance_dir="/h", workspace="/h/w", name="a", id="i"
         )
         _, write = expand_sandbox_paths(sandbox, values)
-        assert write == ("/tmp/openclaw", f"/tmp/openclaw-state-locks-{os.getuid()}", "/dev/null")
+        cache = str(Path.home() / ".cache" / f"openclaw-{os.getuid()}")
+        assert write == ("/tmp/openclaw", f"/tmp/openclaw-state-locks-{os.getuid()}", cache, "/dev/null")
 
 
 class TestExpansion:
@@ -169,7 +171,25 @@ class TestPrefixes:
         (tmp_path / "npm" / "bin" / "agent").symlink_to(script)
         search = f"{interp_prefix / 'bin'}:{tmp_path / 'npm' / 'bin'}"
         found = install_prefixes(["agent", "gateway"], search, protected=tmp_path / "home")
-        assert set(found) == {str(tmp_path / "npm"), str(package), str(interp_prefix)}
+        assert set(found) == {str(tmp_path / "npm"), str(tmp_path / "npm" / "lib"), str(interp_prefix)}
+
+    def test_an_npm_package_gets_the_node_modules_its_dependencies_are_hoisted_into(
+        self, tmp_path: Path
+    ) -> None:
+        """``npm install`` in a project: the program's dependencies sit beside it in the same ``node_modules``
+        (``node_modules/@scope/dep``), so the directory holding ``node_modules`` is the prefix."""
+        project = tmp_path / "project"
+        package = project / "node_modules" / "agent"
+        package.mkdir(parents=True)
+        script = package / "agent.mjs"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+        (project / "node_modules" / ".bin").mkdir()
+        (project / "node_modules" / ".bin" / "agent").symlink_to(script)
+        found = install_prefixes(
+            [str(project / "node_modules" / ".bin" / "agent")], "", protected=tmp_path / "h"
+        )
+        assert str(project) in found and str(package) not in found
 
     def test_a_venv_adds_its_base_interpreter(self, tmp_path: Path) -> None:
         """A venv's program brings the venv and the prefix of the interpreter ``pyvenv.cfg`` names."""

@@ -128,7 +128,7 @@ class Sandboxes:
             home = Path(policy.instance_dir).parent.parent
             prefixes = install_prefixes(policy.argv, policy.search_path, home)
             for grant in grants(policy, prefixes):
-                if grant.create:
+                if grant.create and not os.path.lexists(grant.path):  # a file (/dev/null) is granted as is
                     Path(grant.path).mkdir(mode=0o700, parents=True, exist_ok=True)
                 _add(
                     ruleset,

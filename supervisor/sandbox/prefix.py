@@ -1,6 +1,7 @@
 """Where a framework is installed, found from the program it is started with: the real path of the
 binary, of a script's shebang interpreter, and of a venv's base interpreter (``pyvenv.cfg``'s ``home``),
-so that npm, pipx and pyenv installs in the user's home stay readable and executable."""
+so that npm (global or in a project's ``node_modules``), pipx and pyenv installs in the user's home stay
+readable and executable."""
 
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ def _venv_home(program: Path) -> Path | None:
 
 
 def _prefix_of(path: Path) -> Path:
+    """``<p>/bin/x`` → ``<p>``; a file of an npm package → the directory holding its outermost
+    ``node_modules`` (its dependencies are hoisted beside it, not inside it)."""
+    packages = [ancestor for ancestor in path.parents if ancestor.name == "node_modules"]
+    if packages:
+        return packages[-1].parent
     parent = path.parent
     return parent.parent if parent.name in _BIN_DIRS else parent
 
