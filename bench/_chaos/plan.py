@@ -29,7 +29,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "stubborn": ("--ignore-sigterm",),
     "exiter": ("--exit-after", "40"),
     "crasher": ("--crash-after", "50"),
-    "detacher": ("--grandchild", "{instance_dir}/grandchild.pid"),
+    "detacher": ("--grandchild", "{instance_dir}/state/grandchild.pid"),
 }
 """Agent kinds and the fault-injecting agent's flags for each: children that ignore SIGTERM, an agent that
 ignores it, agents that end on their own (exit 0 or 1), and one leaving a grandchild in its own session."""
