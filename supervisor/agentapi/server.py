@@ -21,13 +21,13 @@ from pathlib import Path
 
 import anyio
 import structlog
-import uvicorn
 from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 
 from supervisor._fs import atomic_write
 from supervisor._safe_read import read_bytes
 from supervisor.control._header_timeout import HEADER_TIMEOUT, HeaderTimeoutProtocol
+from supervisor.control.server import BACKLOG, SHUTDOWN_GRACE, build_server
 from supervisor.errors import EyrieError
 from supervisor.paths import Home
 from supervisor.port_claims import ClaimRegistry, PortOwner
@@ -41,8 +41,6 @@ AGENT_API_ID = "agent-api"
 """The name the agent API's port claim is made under, in place of an instance id."""
 
 _HOST = "127.0.0.1"
-_BACKLOG = 128
-_SHUTDOWN_GRACE = 5.0
 _MAX_RECORD_BYTES = 4096
 
 
@@ -73,7 +71,7 @@ def _remembered(record: Path) -> int | None:
 
 def _listen(port: int) -> socket.socket | None:
     try:
-        return socket.create_server((_HOST, port), backlog=_BACKLOG)
+        return socket.create_server((_HOST, port), backlog=BACKLOG)
     except OSError:
         return None
 
@@ -128,23 +126,8 @@ async def serve_agent_api(
 ) -> None:
     """Serve ``app`` on ``listener`` until cancelled, then finish requests in flight and close it."""
     protocol = type("AgentProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
-    config = uvicorn.Config(
-        app,
-        http=protocol,
-        ws="none",
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        date_header=False,
-        timeout_graceful_shutdown=int(_SHUTDOWN_GRACE),
-        backlog=_BACKLOG,
-    )
-    config.load()
-    server = uvicorn.Server(config)
+    server = build_server(app, lifespan="off", http=protocol)
     try:
-        server.lifespan = config.lifespan_class(config)
         await server.startup(sockets=[listener.sock])
         log.info("agent_api_listening", url=listener.url)
         task_status.started()
@@ -152,7 +135,7 @@ async def serve_agent_api(
     finally:
         with anyio.CancelScope(shield=True):
             if server.started:
-                with anyio.move_on_after(_SHUTDOWN_GRACE + 1):
+                with anyio.move_on_after(SHUTDOWN_GRACE + 1):
                     await server.shutdown(sockets=[listener.sock])
             with contextlib.suppress(OSError):
                 listener.sock.close()

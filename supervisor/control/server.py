@@ -41,13 +41,14 @@ from supervisor.control._header_timeout import HEADER_TIMEOUT, HeaderTimeoutProt
 from supervisor.control.app import close_event_streams
 from supervisor.errors import EyrieError
 
-__all__ = ["Listening", "TcpSettings", "serve"]
+__all__ = ["BACKLOG", "SHUTDOWN_GRACE", "Listening", "TcpSettings", "build_server", "serve"]
 
 log = structlog.get_logger("supervisor.control")
 
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
-_SHUTDOWN_GRACE = 5.0
-_BACKLOG = 128
+SHUTDOWN_GRACE = 5.0
+"""Seconds a listener gives requests in flight when it is cancelled."""
+BACKLOG = 128
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,13 @@ async def serve(
         unix_protocol = type("UnixProtocol", (NoAgentsProtocol,), timeout)
         abstract_protocol = type("AbstractProtocol", (OwnerOnlyProtocol,), timeout)
         tcp_protocol = type("TcpProtocol", (HeaderTimeoutProtocol,), timeout)
-        listeners.append((_server(app, http=unix_protocol, lifespan="on"), unix_sock))
+        listeners.append((build_server(app, http=unix_protocol, lifespan="on"), unix_sock))
         if abstract_sock is not None:
-            listeners.append((_server(app, http=abstract_protocol, lifespan="off"), abstract_sock))
+            listeners.append((build_server(app, http=abstract_protocol, lifespan="off"), abstract_sock))
         if tcp_sock is not None and token is not None:
             tcp_app = BearerTokenMiddleware(app, token)
-            listeners.append((_server(tcp_app, http=tcp_protocol, lifespan="off"), tcp_sock))
+            listeners.append((build_server(tcp_app, http=tcp_protocol, lifespan="off"), tcp_sock))
         for server, sock in listeners:
-            server.lifespan = server.config.lifespan_class(server.config)
             await server.startup(sockets=[sock])
         tcp_address = _address(tcp_sock) if tcp_sock is not None else None
         served_abstract = abstract_socket if abstract_sock is not None else None
@@ -141,7 +141,7 @@ async def serve(
             close_event_streams(app)
             for server, sock in reversed(listeners):
                 if server.started:
-                    with anyio.move_on_after(_SHUTDOWN_GRACE + 1):
+                    with anyio.move_on_after(SHUTDOWN_GRACE + 1):
                         await server.shutdown(sockets=[sock])
                 sock.close()
             unix_sock.close()
@@ -150,9 +150,11 @@ async def serve(
             _unlink_if_ours(socket_path, inode)
 
 
-def _server(
+def build_server(
     app: ASGIApp, *, lifespan: Literal["on", "off"], http: type[HeaderTimeoutProtocol]
 ) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that the caller drives (``startup``/``shutdown``): no signal handlers of
+    its own, no access log, no headers that say what serves it."""
     config = uvicorn.Config(
         app,
         http=http,
@@ -163,11 +165,13 @@ def _server(
         proxy_headers=False,
         server_header=False,
         date_header=False,
-        timeout_graceful_shutdown=int(_SHUTDOWN_GRACE),
-        backlog=_BACKLOG,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        backlog=BACKLOG,
     )
     config.load()
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)  # what ``Server.serve`` would set before ``startup``
+    return server
 
 
 def _bind_unix(path: Path) -> tuple[socket.socket, int]:
@@ -195,7 +199,7 @@ def _bind_unix(path: Path) -> tuple[socket.socket, int]:
         temp.chmod(0o600)
         inode = temp.stat().st_ino
         os.replace(temp, path)
-        sock.listen(_BACKLOG)
+        sock.listen(BACKLOG)
     except BaseException:
         sock.close()
         with contextlib.suppress(FileNotFoundError):
@@ -209,7 +213,7 @@ def _bind_abstract(name: str) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(name)
-        sock.listen(_BACKLOG)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         if exc.errno != errno.EADDRINUSE:
@@ -242,7 +246,7 @@ def _answers(path: Path) -> bool:
 def _bind_tcp(settings: TcpSettings) -> socket.socket:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     try:
-        return socket.create_server((settings.host, settings.port), family=family, backlog=_BACKLOG)
+        return socket.create_server((settings.host, settings.port), family=family, backlog=BACKLOG)
     except OSError as exc:
         raise EyrieError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
 
