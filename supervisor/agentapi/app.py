@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -38,6 +38,7 @@ from supervisor.agentapi.schema import CreateChild, Note
 from supervisor.agentapi.target import AgentTarget
 from supervisor.control.app import ERROR_STATUS, error_response
 from supervisor.control.schema import AddRequest, Event
+from supervisor.control.validation import validated
 from supervisor.models import HierarchyRole, check_name, utcnow
 
 __all__ = ["create_agent_app"]
@@ -48,7 +49,6 @@ _MAX_BODY = 8 * 1024
 _MANAGE_ACTIONS = {"start": Action.START, "stop": Action.STOP}
 _SUBJECTS = {Action.LIST: "the fleet", Action.CREATE: "a new instance"}
 """What a call is about, for the log, before (or without) a named target."""
-T = TypeVar("T")
 
 
 class _Refused(Exception):
@@ -62,17 +62,6 @@ class _Refused(Exception):
 
 def _status_for(exc: errors.EyrieError) -> int:
     return next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
-
-
-def _validated(build: Callable[[], T]) -> T:
-    try:
-        return build()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors(include_input=False)
-        )
-        raise errors.InvalidRequest(f"invalid request: {problems}") from None
 
 
 async def _body(request: Request) -> Any:
@@ -147,7 +136,7 @@ def create_agent_app(target: AgentTarget) -> Starlette:
 
     async def note(call: _Call, request: Request) -> Response:
         body = await _body(request)
-        text = _validated(lambda: Note.model_validate(body)).note
+        text = validated(lambda: Note.model_validate(body)).note
         await target.write_note(call.caller.instance_id, text)
         return _model(await target.view(call.caller.name))
 
@@ -163,7 +152,7 @@ def create_agent_app(target: AgentTarget) -> Starlette:
 
     async def create(call: _Call, request: Request) -> Response:
         body = await _body(request)
-        child = _validated(lambda: CreateChild.model_validate(body))
+        child = validated(lambda: CreateChild.model_validate(body))
         check_name(child.name)
         call.subject = child.name
         caller = call.caller
@@ -181,7 +170,7 @@ def create_agent_app(target: AgentTarget) -> Starlette:
             created_by=caller.instance_id,
             start=child.start,
         )
-        _validated(add.declaration)
+        validated(add.declaration)
         async with creating:
             made = sum(1 for m in target.members() if m.created_by == caller.instance_id)
             if made >= target.max_children:

@@ -24,11 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,6 +39,7 @@ from supervisor import errors
 from supervisor.control._error_answer import details_headers
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
 from supervisor.control.schema import AddRequest, ReloadResult
+from supervisor.control.validation import validated
 from supervisor.models import check_name
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-T = TypeVar("T")
 
 
 class _BadRequest(Exception):
@@ -141,22 +141,12 @@ async def _add_request(request: Request) -> AddRequest:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise _BadRequest("the request body must be a JSON object") from None
-    add = _validated(lambda: AddRequest.model_validate(body))
+    add = validated(lambda: AddRequest.model_validate(body), "add request")
     check_name(add.name)
-    _validated(add.declaration)  # the fleet file's own checks (a persona name, say) are the request's too
+    validated(
+        add.declaration, "add request"
+    )  # the fleet file's own checks (a persona name, say) are the request's too
     return add
-
-
-def _validated(build: Callable[[], T]) -> T:
-    """``build()``, its `ValidationError` answered as an invalid request naming each problem."""
-    try:
-        return build()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-            for e in exc.errors(include_input=False)
-        )
-        raise errors.InvalidRequest(f"invalid add request: {problems}") from None
 
 
 def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int = 200) -> Starlette:
