@@ -98,6 +98,8 @@ def _assemble(
         python=sys.executable,
     )
     spec = resolved.spec
+    workspace = Path(inst.workspace_path) if inst.workspace_path else instance_dir / "workspace"
+    token_file = instance_dir / "secrets" / TOKEN_FILE
     try:
         argv, env = expand_command(spec, values)
         env.update(
@@ -107,7 +109,7 @@ def _assemble(
                 "EYRIE_INSTANCE_NAME": inst.name,
                 "EYRIE_PORT": str(inst.port),
                 "EYRIE_CONFIG": inst.config_path,
-                "EYRIE_AUTH_TOKEN_FILE": str(instance_dir / "secrets" / TOKEN_FILE),
+                "EYRIE_AUTH_TOKEN_FILE": str(token_file),
                 "TMPDIR": str(instance_dir / TMP_DIR),
             }
         )
@@ -123,7 +125,7 @@ def _assemble(
             port=inst.port,
             argv=tuple(argv),
             env=env,
-            cwd=Path(inst.workspace_path) if inst.workspace_path else instance_dir / "workspace",
+            cwd=workspace,
             log_path=instance_dir / "logs" / f"{inst.framework}.log",
             ready=expand_probe(spec.ready, values),
             live=expand_probe(spec.live, values) if spec.live else None,
@@ -136,7 +138,7 @@ def _assemble(
             config_hash=config_hash,
             secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
             secrets_digest=_secrets_digest(token, secrets),
-            sandbox=_sandbox(resolved, values, tuple(argv), env, instance_dir),
+            sandbox=_sandbox(resolved, values, tuple(argv), env, (instance_dir, workspace, token_file)),
         )
     except ValueError as exc:
         message = str(exc)
@@ -149,18 +151,20 @@ def _sandbox(
     values: PlaceholderValues,
     argv: tuple[str, ...],
     env: dict[str, str],
-    instance_dir: Path,
+    paths: tuple[Path, Path, Path],
 ) -> SandboxPolicy | None:
-    """The instance's confinement (docs/sandbox.md); None when its declaration says ``sandbox: off``."""
+    """The instance's confinement (docs/sandbox.md); None when its declaration says ``sandbox: off``.
+    ``paths``: the instance's directory, workspace and token file, as the runtime has them."""
     setting = resolved.spec.sandbox
     if not setting.enabled:
         return None
     read, write = expand_sandbox_paths(setting, values)
+    instance_dir, workspace, token_file = paths
     return SandboxPolicy(
         instance_dir=str(instance_dir),
-        workspace=values.workspace or str(instance_dir / "workspace"),
+        workspace=str(workspace),
         config=values.config,
-        token=str(instance_dir / "secrets" / "token"),
+        token=str(token_file),
         port=values.port,
         argv=argv,
         search_path=env.get("PATH") or os.environ.get("PATH") or os.defpath,
