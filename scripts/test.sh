@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with the test tools, then run every check CI runs: lint, types, layers, tests.
+# Set up .venv with the test tools, then run every check CI runs: lint, types, layers, tests, and (when
+# given no arguments) the real-agent tier: OpenClaw and Hermes installed and run (scripts/real_agents.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -8,4 +9,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-.venv/bin/pytest "$@"
+.venv/bin/pytest -m "not real" "$@"
+if [ "$#" -eq 0 ]; then
+  bash scripts/real_agents.sh
+fi

@@ -319,6 +319,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "remove ZeroClaw autonomy flags that override the allow-list", "zeroclaw", _remove_blocking_flags
     ),
     Migration(4, "instance layout: state/ and tmp/, a framework's home in state/", None, _instance_layout),
+    Migration(5, "OpenClaw's config in state/, where it writes its backups", "openclaw", _instance_layout),
 )
 """Every migration, oldest first. The last version is `supervisor.models.SCHEMA_VERSION`."""
 

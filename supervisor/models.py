@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the on-disk layout written by this release; `supervisor.migrate` brings older ones up.
 
 It equals the version of the last migration in `supervisor.migrate.MIGRATIONS` (a test holds them together):

@@ -30,7 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     return Home(root)
 
 
-def _marked_processes(marker: str) -> list[psutil.Process]:
+def marked_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
@@ -49,7 +49,7 @@ def no_leaked_processes(tmp_path: Path) -> Iterator[None]:
     before = {p.pid for p in me.children(recursive=True)}
     yield
     leaked = [p for p in me.children(recursive=True) if p.pid not in before and p.status() != "zombie"]
-    leaked += [p for p in _marked_processes(str(tmp_path)) if p.pid != me.pid and p not in leaked]
+    leaked += [p for p in marked_processes(str(tmp_path)) if p.pid != me.pid and p not in leaked]
     if leaked:
         desc = []
         for p in leaked:
@@ -62,12 +62,9 @@ def no_leaked_processes(tmp_path: Path) -> Iterator[None]:
         pytest.fail("test leaked processes:\n  " + "\n  ".join(desc))
 
 
-@pytest.fixture(autouse=True)
-def release_port_claims(tmp_path: Path) -> Iterator[None]:
-    """Give back the claims the test's homes made in the shared claims directory: they would otherwise stay
-    valid (pytest keeps recent temp dirs) and fill the port range run after run."""
-    started = time.time()
-    yield
+def release_claims_of(root: Path, since: float) -> None:
+    """Give back the claims that homes under ``root`` made since ``since`` in the shared claims directory:
+    they would otherwise stay valid (pytest keeps recent temp dirs) and fill the port range run after run."""
     registry = ClaimRegistry()
     try:
         entries = [e for e in os.scandir(registry.root) if e.name.isdigit()]
@@ -75,8 +72,16 @@ def release_port_claims(tmp_path: Path) -> Iterator[None]:
         return
     for entry in entries:
         with contextlib.suppress(OSError):
-            if entry.stat(follow_symlinks=False).st_mtime < started - 1:
+            if entry.stat(follow_symlinks=False).st_mtime < since - 1:
                 continue
         claim = registry.read(int(entry.name))
-        if claim is not None and claim.owner is not None and claim.owner.home.startswith(str(tmp_path)):
+        if claim is not None and claim.owner is not None and claim.owner.home.startswith(str(root)):
             registry.release(claim.port, claim.owner)
+
+
+@pytest.fixture(autouse=True)
+def release_port_claims(tmp_path: Path) -> Iterator[None]:
+    """The claims of the test's homes, given back when it ends."""
+    started = time.time()
+    yield
+    release_claims_of(tmp_path, started)

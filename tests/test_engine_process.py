@@ -84,18 +84,49 @@ class TestAdoptedProcess:
         await child.wait()
 
     async def test_a_different_process_is_not_adopted(self, tmp_path: Path) -> None:
-        """Wrong start time, cmdline or marker, or a dead pid: not ours, nothing adopted."""
+        """Wrong start time or marker, or a dead pid: not ours, nothing adopted."""
         env = {**ENV, "EYRIE_INSTANCE_ID": "adoptee"}
         child = spawn(faulty(), env=env, cwd=tmp_path, log_path=tmp_path / "a.log")
         try:
             pid, start, cmd = child.pid, child.start_time, child.cmdline
             assert AdoptedProcess.adopt(pid, start_time=start - 60, cmdline=cmd, marker="adoptee") is None
-            assert AdoptedProcess.adopt(pid, start_time=start, cmdline=["other"], marker="adoptee") is None
             assert AdoptedProcess.adopt(pid, start_time=start, cmdline=cmd, marker="someone-else") is None
         finally:
             child.send_signal(signal.SIGKILL)
             await child.wait()
         assert AdoptedProcess.adopt(pid, start_time=start, cmdline=cmd, marker="adoptee") is None
+
+    async def test_a_retitled_process_is_adopted_by_its_marker(self, tmp_path: Path) -> None:
+        """A program that rewrites its process title (OpenClaw shows ``openclaw-gateway``) is still the
+        process recorded: its start time and the marker in its environment say so."""
+        env = {**ENV, "EYRIE_INSTANCE_ID": "adoptee"}
+        log = tmp_path / "a.log"
+        child = spawn(faulty("--retitle", "openclaw-gateway"), env=env, cwd=tmp_path, log_path=log)
+        try:
+            await wait_for(lambda: procfs.read_cmdline(child.pid)[:1] == ["openclaw-gateway"])
+            adopted = AdoptedProcess.adopt(
+                child.pid, start_time=child.start_time, cmdline=child.cmdline, marker="adoptee"
+            )
+            assert adopted is not None and adopted.pid == child.pid
+            adopted.release()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            await child.wait()
+
+    async def test_without_a_marker_the_command_line_decides(self, tmp_path: Path) -> None:
+        """A process whose environment has no marker (or cannot be read) is ours only if its command line is
+        the one recorded."""
+        child = spawn(faulty(), env=ENV, cwd=tmp_path, log_path=tmp_path / "a.log")
+        try:
+            await wait_for(lambda: procfs.read_cmdline(child.pid) != [])
+            pid, start, cmd = child.pid, child.start_time, child.cmdline
+            assert AdoptedProcess.adopt(pid, start_time=start, cmdline=["other"], marker="adoptee") is None
+            adopted = AdoptedProcess.adopt(pid, start_time=start, cmdline=cmd, marker="adoptee")
+            assert adopted is not None
+            adopted.release()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            await child.wait()
 
 
 class TestBootId:

@@ -513,3 +513,45 @@ class TestInstanceLayout:
         [result] = migrate_all(store)
         assert "state is not a directory" in result.error
         assert (store.dir(inst.id) / "config.yaml").exists()
+
+
+class TestOpenClawConfigInState:
+    """Migration 5: OpenClaw's config moves from the instance directory into state/, where OpenClaw writes the
+    backups of its config (it could not beside a config in the read-only instance directory)."""
+
+    def test_config_moves_into_state(self, store: Store) -> None:
+        """An instance of the layout of version 4 (state/ and tmp/ there, openclaw.json beside them): the
+        config moves, config_path follows, OpenClaw's state stays."""
+        inst = add_instance(
+            store, name="claw", framework="openclaw", config='{"gateway": {}}\n', config_name="openclaw.json",
+            schema_version=4,
+        )  # fmt: skip
+        root = store.dir(inst.id)
+        for sub in ("state", "tmp", "workspace"):
+            (root / sub).mkdir(mode=0o700)
+        (root / "state" / "agents").mkdir()
+        [result] = migrate_all(store)
+        assert result.error == "" and result.applied == [
+            "config_path: now state/openclaw.json (the framework's home)",
+            "moved into state/: openclaw.json",
+        ]
+        assert (root / "state" / "openclaw.json").read_text() == '{"gateway": {}}\n'
+        assert not (root / "openclaw.json").exists() and (root / "state" / "agents").is_dir()
+        saved = store.get(inst.id)
+        assert saved.config_path == str(root / "state" / "openclaw.json") and saved.schema_version == 5
+
+    def test_other_frameworks_are_only_versioned(self, store: Store) -> None:
+        """A Hermes instance of version 4 has nothing to move: it is recorded at version 5 untouched."""
+        inst = add_instance(
+            store,
+            name="herm",
+            framework="hermes",
+            config="model: {}\n",
+            config_name="config.yaml",
+            schema_version=4,
+        )
+        before = (store.dir(inst.id) / "config.yaml").read_text()
+        [result] = migrate_all(store)
+        assert result.error == "" and result.applied == []
+        assert (store.dir(inst.id) / "config.yaml").read_text() == before
+        assert store.get(inst.id).schema_version == 5

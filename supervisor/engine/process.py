@@ -219,9 +219,11 @@ class AdoptedProcess(_PidfdProcess):
         legacy_marker: str | None = None,
         same_cmdline: CmdlineCheck | None = None,
     ) -> AdoptedProcess | None:
-        """Watch ``pid`` if it is still the process we recorded (same start time, command line and marker;
-        ``legacy_marker`` is also accepted: what a release before home markers gave it).
+        """Watch ``pid`` if it is still the process we recorded: same start time and this instance's marker
+        (``legacy_marker`` is also accepted: what a release before home markers gave it).
 
+        The command line counts only when the marker cannot be read: programs rewrite their process title
+        (OpenClaw's gateway reads ``openclaw-gateway``), but the environment they were started with stays.
         None when it is gone, a zombie, or a different process that reuses the pid.
         """
         seen = procfs.read_stat(pid)
@@ -232,8 +234,12 @@ class AdoptedProcess(_PidfdProcess):
         if opened is None:
             return None
         fd, info = opened
-        same = (same_cmdline or _equal)(current, cmdline)
-        if info.gone or not same or procfs.read_marker(pid) not in (marker, legacy_marker, None):
+        found = procfs.read_marker(pid)
+        if found is None:
+            ours = (same_cmdline or _equal)(current, cmdline)
+        else:
+            ours = found in (marker, legacy_marker)
+        if info.gone or not ours:
             os.close(fd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, fd)

@@ -6,12 +6,13 @@ It serves ``GET /health`` and ``GET /ready`` on its port (``--http``) or just ac
 (``--tcp``), and can: crash on start or after a delay, exit 0, never become ready, turn unhealthy, ignore
 SIGTERM, leave a grandchild running in its own session, fork children that stay in its process group (and
 may ignore SIGTERM), flood its output with numbered lines, print a ready
-line, or print a heartbeat.
+line, print a heartbeat, or rewrite its process title as Node programs do.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import selectors
 import signal
@@ -49,6 +50,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--done-file", type=Path, default=None, help="create this file when the flood is written")
     p.add_argument("--heartbeat", type=float, default=None, help="print 'heartbeat' every this many seconds")
     p.add_argument("--pid-file", type=Path, default=None)
+    p.add_argument("--retitle", default=None, help="rewrite /proc/self/cmdline to this once started")
     return p.parse_args()
 
 
@@ -77,6 +79,15 @@ def _leave_grandchild(pid_file: Path) -> None:
     os.read(read_end, 1)
     os.close(read_end)
     os.wait()
+
+
+def _retitle(title: str) -> None:
+    """Overwrite the argv area in place, as libuv's ``uv_set_process_title`` does for ``process.title``: the
+    kernel then shows ``title`` as the whole command line, while the environment is left as it was."""
+    fields = Path("/proc/self/stat").read_bytes().rsplit(b")", 1)[1].split()
+    arg_start, arg_end = int(fields[45]), int(fields[46])  # fields 48 and 49 of proc(5), counted from state
+    text = title.encode()[: arg_end - arg_start - 1]
+    ctypes.memmove(arg_start, text.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
 
 
 def _fork_children(count: int, ignore_sigterm: bool) -> None:
@@ -146,6 +157,9 @@ def main() -> int:
         return 3
     if args.grandchild is not None:
         _leave_grandchild(args.grandchild)
+    if args.retitle:
+        _retitle(args.retitle)
+        _say(f"retitled {args.retitle}")
     if args.children:
         _fork_children(args.children, args.children_ignore_sigterm)
     if args.flood:

@@ -1,0 +1,9 @@
+"""The real Hermes gateway supervised end to end (see `tests.real._scenario`)."""
+
+from __future__ import annotations
+
+from tests.real._scenario import RealAgentScenario
+
+
+class TestHermes(RealAgentScenario):
+    FRAMEWORK = "hermes"
