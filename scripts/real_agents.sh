@@ -60,15 +60,18 @@ install_hermes() {
 
 # Whether the registries answer at all: a failed install with reachable registries is a failure, not a skip.
 registries_unreachable() {
-  local why=""
+  local why="" probe
+  probe=$(mktemp -d)
   command -v npm >/dev/null 2>&1 || why="npm is not installed"
-  if [ -z "$why" ] && ! timeout 60 npm view "openclaw@$OPENCLAW_VERSION" version >/dev/null 2>&1; then
+  if [ -z "$why" ] && ! timeout 60 npm view --fetch-retries=1 --fetch-timeout=15000 \
+      "openclaw@$OPENCLAW_VERSION" version >/dev/null 2>&1; then
     why="the npm registry does not answer (npm view openclaw@$OPENCLAW_VERSION)"
   fi
-  if [ -z "$why" ] && ! timeout 60 "$python" -m pip download --quiet --no-deps --dest "$(mktemp -d)" \
-      "hermes-agent==$HERMES_VERSION" >/dev/null 2>&1; then
+  if [ -z "$why" ] && ! timeout 60 "$python" -m pip download --quiet --no-deps --retries 1 --timeout 15 \
+      --dest "$probe" "hermes-agent==$HERMES_VERSION" >/dev/null 2>&1; then
     why="PyPI does not answer (pip download hermes-agent==$HERMES_VERSION)"
   fi
+  rm -rf "$probe"
   [ -n "$why" ] && { printf '%s' "$why"; return 0; }
   return 1
 }

@@ -36,6 +36,10 @@ instances:
 """
 
 
+USER_STATE = {"openclaw": ".openclaw", "hermes": ".hermes"}
+"""Where each program keeps its state in a user's home when nobody says otherwise."""
+
+
 def record(framework: str, what: str, value: str) -> None:
     FIGURES[(framework, what)] = value
 
@@ -56,6 +60,14 @@ class RealFleet:
         self.env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(self.user_home)}
         self.models = {self.a: "anthropic/claude-sonnet-4", self.b: "anthropic/claude-sonnet-4"}
         self.write_fleet()
+        self.real_user_state_before = self.real_user_state()
+
+    def real_user_state(self) -> tuple[bool, int]:
+        """Whether the state directory of the program exists in the real user's home, and its mtime."""
+        try:
+            return True, (Path.home() / USER_STATE[self.framework]).stat().st_mtime_ns
+        except FileNotFoundError:
+            return False, 0
 
     @property
     def home(self) -> Path:

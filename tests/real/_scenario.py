@@ -10,17 +10,18 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psutil
 import pytest
 
 from supervisor.frameworks.registry import builtin_spec
+from supervisor.sandbox.confine import Sandboxes
 from tests._daemon import wait_for
-from tests.real._fleet import RealFleet, gone, record, seconds_since, tree_rss_mib
+from tests.real._fleet import USER_STATE, RealFleet, gone, record, seconds_since, tree_rss_mib
 
-_USER_STATE = {"openclaw": ".openclaw", "hermes": ".hermes"}
+_CONFINED = Sandboxes().label
+"""How ``ps`` shows a confined agent on this kernel: ``landlock v7`` here (docs/sandbox.md)."""
 
 
 def _port_free(port: int) -> bool:
@@ -49,7 +50,6 @@ class RealAgentScenario:
     """Subclassed once per framework (``FRAMEWORK``); the tests run in the order written, on one fleet."""
 
     FRAMEWORK: ClassVar[str]
-    real_home_state: ClassVar[dict[str, Any]] = {}
 
     def model_seen_by_program(self, fleet: RealFleet, name: str) -> str:
         """The model the real program reads from the config eyried rendered for ``name``, as its own CLI
@@ -75,14 +75,12 @@ class RealAgentScenario:
         """The real program starts from the config eyried rendered (no escape hatch on its command line),
         passes the definition's readiness probe, then its liveness probe while it runs."""
         fleet = real_fleet
-        user_dir = Path.home() / _USER_STATE[self.FRAMEWORK]
-        type(self).real_home_state = {"exists": user_dir.exists()}
         started = fleet.start_daemon()
         for name in (fleet.a, fleet.b):
             row = fleet.wait_ready(name)
             record(self.FRAMEWORK, f"{name}: eyried start → ready", f"{time.monotonic() - started:.1f} s")
             record(self.FRAMEWORK, f"{name}: spawn → ready", f"{seconds_since(row['started_at']):.1f} s")
-            assert row["restart_count"] == 0 and row["sandbox"].startswith("landlock"), row
+            assert row["restart_count"] == 0 and row["sandbox"] == _CONFINED, row
             assert not [a for a in row["cmdline"] if a.startswith("--allow-unconfigured")], row["cmdline"]
         for name in (fleet.a, fleet.b):
             row = fleet.wait_probed(name)
@@ -101,8 +99,8 @@ class RealAgentScenario:
             paths = _open_paths(fleet.tree(name))
             assert not [p for p in paths if p.startswith(f"{dirs[other]}/")], (name, paths)
             assert [p for p in paths if p.startswith(f"{dirs[name]}/")], (name, paths)
-        assert not (fleet.user_home / _USER_STATE[self.FRAMEWORK]).exists()
-        assert (Path.home() / _USER_STATE[self.FRAMEWORK]).exists() == self.real_home_state["exists"]
+        assert not (fleet.user_home / USER_STATE[self.FRAMEWORK]).exists()
+        assert fleet.real_user_state() == fleet.real_user_state_before
 
     def test_kill_9_restarts_it(self, real_fleet: RealFleet) -> None:
         """``kill -9`` of the gateway: restarted by the restart policy, ``restart_count`` 1, ready again."""
