@@ -102,7 +102,7 @@ class TestRetention:
         fleet = fleet_yaml(embedded("alpha")).replace("version: 1\n", retention, 1)
         with running_daemon(tmp_path, fleet) as d:
             wait_for(lambda: not _trash_entries(tmp_path, "old"), 30, "the old entry to be deleted")
-            assert "trash_expired" in d.log()
+            wait_for(lambda: "trash_expired" in d.log(), 30, "the summary, logged after the deletions")
             assert [e.name for e in Trash(home).entries()] == ["young"]
 
 
