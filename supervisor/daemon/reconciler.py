@@ -206,19 +206,20 @@ class Reconciler:
                 self._failed(name, exc, "instance_update_failed", applied.instance_id)
                 continue
             result.restarted.append(name)
-        for name in diff.policy_changed:
+        for name in [*diff.context_changed, *diff.policy_changed]:
             if (applied := self.applied(name)) is not None:
                 try:
-                    await self._update_policies(applied.instance_id, new.resolve(name))
+                    outcome = await self._update_live(applied.instance_id, new.resolve(name))
                 except Exception as exc:
                     self._failed(name, exc, "instance_update_failed", applied.instance_id)
                     continue
-                result.updated.append(name)
+                (result.restarted if outcome == "restarted" else result.updated).append(name)
         for name in diff.unchanged:
             if name not in retry and await self._secret_changed(name, new.resolve(name)):
                 result.restarted.append(name)
         result.unchanged = [n for n in diff.unchanged if n not in retry and n not in result.restarted]
         result.problems = [*dropped, *(f"{name}: {error}" for name, error in self.errors().items())]
+        result.warnings = new.project_warnings()
         await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
@@ -324,8 +325,17 @@ class Reconciler:
         return True
 
     def _runtime(self, resolved: ResolvedInstance, inst: Instance, *, config_hash: str) -> InstanceRuntime:
+        """What the engine runs; the instance's ``PROJECT.md`` is made current first, and is part of what
+        the process starts from when its framework reads its files only at start."""
+        persona = self._provisioner.personas.get(resolved.persona) if resolved.persona else None
+        digest = self._provisioner.write_project_file(inst, resolved.project_context(), persona)
         return build_runtime(
-            resolved, inst, self._store, config_hash=config_hash, eyrie_url=self._provisioner.eyrie_url
+            resolved,
+            inst,
+            self._store,
+            config_hash=config_hash,
+            eyrie_url=self._provisioner.eyrie_url,
+            files_digest=digest if resolved.spec.reads_files == "at_start" else "",
         )
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
@@ -342,7 +352,10 @@ class Reconciler:
             model=resolved.model,
             auto_start=resolved.autostart,
             created_by=resolved.created_by,
-            project_name=resolved.project,
+            parent_name=resolved.parent,
+            project_name=resolved.project_name,
+            project_goal=resolved.project_goal,
+            project_description=resolved.project_description,
         )
         inst = self._provisioner.provision(request, persona, spec=resolved.spec)
         if hold:
@@ -418,11 +431,13 @@ class Reconciler:
             log.info("instance_secret_changed", instance=name, instance_id=applied.instance_id)
         return outcome == "restarted"
 
-    async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
-        """A change the running process does not see (restart, health, logs, autostart): applied live."""
+    async def _update_live(self, instance_id: str, resolved: ResolvedInstance) -> str:
+        """A change the running process does not see (restart, health, logs, autostart), or a new
+        ``PROJECT.md``: applied live, except that a framework reading its files only at start restarts."""
         inst = self._engine.get(instance_id)
-        await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
+        outcome = await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
         self._reapplied(resolved.name, Applied(instance_id, resolved))
+        return outcome
 
 
 def _runnable_again(inst: Instance) -> None:
