@@ -30,6 +30,7 @@ class InstanceView(BaseModel):
     id: str = ""
     framework: str = ""
     hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
+    project_id: str = ""
     status: str = ""
     status_detail: str = ""
     phase: str = ""

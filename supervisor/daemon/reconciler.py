@@ -391,6 +391,7 @@ class Reconciler:
         instance now runs from the declaration in force: an earlier failure to update it is over."""
         inst, config_hash = await self._rerender(instance_id, resolved)
         await self._engine.update(self._runtime(resolved, inst, config_hash=config_hash))
+        await self._record_context(inst, resolved)
         self._records[resolved.name] = InstanceRecord(applied=Applied(instance_id, resolved))
 
     async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
@@ -436,8 +437,23 @@ class Reconciler:
         ``PROJECT.md``: applied live, except that a framework reading its files only at start restarts."""
         inst = self._engine.get(instance_id)
         outcome = await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
+        await self._record_context(inst, resolved)
         self._reapplied(resolved.name, Applied(instance_id, resolved))
         return outcome
+
+    async def _record_context(self, inst: Instance, resolved: ResolvedInstance) -> None:
+        """Record the project and parent the declaration gives now in ``instance.json`` (the parent by its
+        id once it runs), for ``ps --project`` and eyrie's tools."""
+        parent = self.applied(resolved.parent) if resolved.parent else None
+        project, parent_id = resolved.project, parent.instance_id if parent is not None else resolved.parent
+        if (inst.project_id, inst.parent_id) == (project, parent_id):
+            return
+
+        def place(i: Instance) -> None:
+            i.project_id, i.parent_id = project, parent_id
+
+        await anyio.to_thread.run_sync(self._store.update, inst.id, place)
+        await self._engine.reread(inst.id)
 
 
 def _runnable_again(inst: Instance) -> None:
