@@ -1,10 +1,11 @@
-"""Projects: the fleet file's ``projects:`` section, the ``PROJECT.md`` eyried keeps, ``eyriectl projects``."""
+"""Projects: the fleet file's ``projects:``, the ``PROJECT.md`` eyried keeps, ``eyriectl projects``."""
 
 from __future__ import annotations
 
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,10 +141,10 @@ def _workspace(home: Path, inst: dict[str, object]) -> Path:
     return home / "instances" / str(inst["id"]) / "workspace"
 
 
-def _reload(home: Path) -> dict[str, object]:
+def _reload(home: Path) -> dict[str, Any]:
     result = eyriectl(home, "reload", "--json")
     assert result.returncode == 0, result.stderr
-    answer: dict[str, object] = json.loads(result.stdout)
+    answer: dict[str, Any] = json.loads(result.stdout)
     return answer
 
 
@@ -162,7 +163,7 @@ class TestDaemon:
 
             d.write_fleet(fleet_text(projects=PROJECTS.replace("Land on the moon", "Orbit Mars")))
             answer = _reload(tmp_path)
-            assert sorted(answer["updated"]) == ["apollo-hand", "apollo-lead"]  # type: ignore[arg-type]
+            assert sorted(answer["updated"]) == ["apollo-hand", "apollo-lead"]
             assert answer["restarted"] == [] and answer["warnings"] == []
             assert "Orbit Mars" in (hand / PROJECT_FILE).read_text()
             assert (hand / "IDENTITY.md").read_text() == "# my own notes\n"
@@ -177,7 +178,7 @@ class TestDaemon:
                 fleet_text(frameworks=at_start, projects=PROJECTS.replace("Apollo\n", "Apollo Program\n"))
             )
             answer = _reload(tmp_path)
-            assert sorted(answer["restarted"]) == ["apollo-hand", "apollo-lead"]  # type: ignore[arg-type]
+            assert sorted(answer["restarted"]) == ["apollo-hand", "apollo-lead"]
             for name in ("apollo-lead", "apollo-hand"):
                 d.wait_new_pid(name, pids[name])
             assert d.instance("loner")["pid"] == pids["loner"]
@@ -192,7 +193,7 @@ class TestDaemon:
             d.write_fleet(fleet_text(instances=TEAM + "    project: gemini\n"))
             answer = _reload(tmp_path)
             assert answer["updated"] == ["loner"]
-            assert len(answer["warnings"]) == 1 and "'gemini'" in answer["warnings"][0]  # type: ignore[index]
+            assert len(answer["warnings"]) == 1 and "'gemini'" in answer["warnings"][0]
             loner = d.instance("loner")
             assert loner["project_id"] == "gemini"
             assert "- **Project:** gemini\n" in (_workspace(tmp_path, loner) / PROJECT_FILE).read_text()
