@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.errors import FleetFileError
-from supervisor.fleet import parse_fleet
+from supervisor.errors import FleetFileError, NotFound
+from supervisor.fleet import parse_fleet, remove_project, render_profile, set_project
 from supervisor.models import Instance, TemplateContext
 from supervisor.paths import Home
 from supervisor.project_file import PROJECT_FILE, ProjectContext, render_project_file, write_project_file
@@ -89,6 +89,60 @@ class TestSchema:
         assert str(err).startswith(f"fleet.yaml:{line}: {key}: ")
 
 
+class TestEdit:
+    def test_set_changes_only_that_line(self, tmp_path: Path) -> None:
+        """A new goal rewrites the project's own lines; every other byte, comments included, stays."""
+        path = tmp_path / "fleet.yaml"
+        path.write_text(render_profile("general"))
+        before = path.read_text()
+        set_project(path, "operations", {"goal": "Keep it all up"})
+        changed = [
+            (a, b) for a, b in zip(before.splitlines(), path.read_text().splitlines(), strict=True) if a != b
+        ]
+        assert changed == [
+            (
+                "    goal: Keep the services this team runs healthy, and say early when one is not",
+                "    goal: Keep it all up",
+            )
+        ]
+
+    def test_set_adds_the_section_above_instances(self, tmp_path: Path) -> None:
+        """A file without ``projects:`` gets one above ``instances:`` and the comments leading into it."""
+        path = tmp_path / "fleet.yaml"
+        path.write_text(render_profile("minimal"))
+        before = path.read_text()
+        set_project(path, "solo", {"goal": "Be useful", "description": "One.\nTwo."})
+        after = path.read_text()
+        block = "projects:\n  solo:\n    goal: Be useful\n    description: |\n      One.\n      Two.\n\n"
+        assert after.replace(block, "") == before
+        assert after.index(block) < after.index("instances:")
+        assert parse_fleet(after).projects["solo"].description == "One.\nTwo."
+
+    def test_invalid_value_changes_nothing(self, tmp_path: Path) -> None:
+        """A goal past its bound is refused with the file, line and key; the file is as it was."""
+        path = tmp_path / "fleet.yaml"
+        path.write_text(render_profile("general"))
+        before = path.read_text()
+        with pytest.raises(FleetFileError) as info:
+            set_project(path, "research", {"goal": "g" * 501})
+        assert info.value.key == "projects.research.goal" and "at most 500" in info.value.reason
+        assert path.read_text() == before
+
+    def test_remove_and_set_back_round_trip(self, tmp_path: Path) -> None:
+        """Removing a project deletes its lines (its instances then name an unlisted project); setting it
+        again in the same place restores the file; an unlisted one is `NotFound`."""
+        path = tmp_path / "fleet.yaml"
+        path.write_text(render_profile("coding"))
+        before = path.read_text()
+        remove_project(path, "frontend")
+        assert "frontend:" not in path.read_text().split("instances:")[0]
+        assert list(parse_fleet(path.read_text()).undeclared_projects()) == ["frontend"]
+        set_project(path, "frontend", {"name": "Frontend", "goal": "What users see, fast and accessible"})
+        assert path.read_text() == before
+        with pytest.raises(NotFound):
+            remove_project(path, "nope")
+
+
 class TestProjectFile:
     @staticmethod
     def ctx(project: ProjectContext) -> TemplateContext:
@@ -150,8 +204,8 @@ def _reload(home: Path) -> dict[str, Any]:
 
 class TestDaemon:
     def test_goal_change_rewrites_project_file_live_and_keeps_identity(self, tmp_path: Path) -> None:
-        """A new goal is written into PROJECT.md on reload; embedded (reads_files: live) keeps its pid, and
-        the identity files, the agent's own, keep the agent's edits."""
+        """``eyriectl projects set`` changes a goal and reloads: the new goal is in PROJECT.md, embedded
+        (reads_files: live) keeps its pid, and the identity files, the agent's own, keep the agent's edits."""
         with running_daemon(tmp_path, fleet_text()) as d:
             pids = d.wait_running("apollo-lead", "apollo-hand", "loner")
             hand = _workspace(tmp_path, d.instance("apollo-hand"))
@@ -161,10 +215,10 @@ class TestDaemon:
             assert not (_workspace(tmp_path, d.instance("loner")) / PROJECT_FILE).exists()
             (hand / "IDENTITY.md").write_text("# my own notes\n")
 
-            d.write_fleet(fleet_text(projects=PROJECTS.replace("Land on the moon", "Orbit Mars")))
-            answer = _reload(tmp_path)
-            assert sorted(answer["updated"]) == ["apollo-hand", "apollo-lead"]
-            assert answer["restarted"] == [] and answer["warnings"] == []
+            edited = eyriectl(tmp_path, "projects", "set", "apollo", "--goal", "Orbit Mars")
+            assert edited.returncode == 0, edited.stderr
+            assert "updated live: apollo-lead, apollo-hand" in edited.stdout
+            assert "restarted" not in edited.stdout and "warning" not in edited.stdout
             assert "Orbit Mars" in (hand / PROJECT_FILE).read_text()
             assert (hand / "IDENTITY.md").read_text() == "# my own notes\n"
             assert {n: d.instance(n)["pid"] for n in pids} == pids
