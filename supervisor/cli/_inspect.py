@@ -183,8 +183,10 @@ def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
     """Re-read fleet.yaml and apply the difference (like SIGHUP).
 
     Added instances are provisioned, removed ones stopped and their directories moved to the trash
-    (`eyriectl trash`), changed ones restarted, policy-only changes applied live. An invalid file changes
-    nothing: the error is printed and the exit code is 1.
+    (`eyriectl trash`), changed ones restarted, policy-only changes applied live. A changed project (name,
+    goal, description) or parent rewrites the agents' PROJECT.md, restarting only those whose framework
+    reads its files at start. An invalid file changes nothing: the error is printed and the exit code is 1;
+    a project that instances name and `projects:` does not list is a warning.
 
     --dry-run prints the plan (added / removed / restarted / updated live) and applies nothing. With eyried
     down it compares fleet.yaml with the instances on disk instead (exit code 3): what is declared and not
