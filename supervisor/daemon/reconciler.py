@@ -18,6 +18,7 @@ import structlog
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
+from supervisor.daemon._project_context import sync_project_file
 from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
@@ -327,15 +328,13 @@ class Reconciler:
     def _runtime(self, resolved: ResolvedInstance, inst: Instance, *, config_hash: str) -> InstanceRuntime:
         """What the engine runs; the instance's ``PROJECT.md`` is made current first, and is part of what
         the process starts from when its framework reads its files only at start."""
-        persona = self._provisioner.personas.get(resolved.persona) if resolved.persona else None
-        digest = self._provisioner.write_project_file(inst, resolved.project_context(), persona)
         return build_runtime(
             resolved,
             inst,
             self._store,
             config_hash=config_hash,
             eyrie_url=self._provisioner.eyrie_url,
-            files_digest=digest if resolved.spec.reads_files == "at_start" else "",
+            files_digest=sync_project_file(self._provisioner, resolved, inst),
         )
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
