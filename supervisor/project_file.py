@@ -104,7 +104,8 @@ def write_project_file(workspace: Path, text: str | None) -> bool:
         with contextlib.suppress(OSError):  # missing, or not a regular file (a symlink, a FIFO): replaced
             if read_bytes(path, limit=_MAX_BYTES, follow_symlinks=False) == text.encode():
                 return False
-        atomic_write(path, text, mode=_MODE)
+        # not fsynced: eyried renders it again whenever it builds the instance's runtime (every start)
+        atomic_write(path, text, mode=_MODE, durable=False)
     except OSError as exc:
         raise ProvisionError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return True
