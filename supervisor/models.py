@@ -309,6 +309,7 @@ class CreateRequest(BaseModel):
     created_by: str = ""
     display_name: str = ""
     # Project context, filled by the caller (never from an API body) for the identity templates.
+    parent_name: str = Field(default="", exclude=True)
     project_name: str = Field(default="", exclude=True)
     project_goal: str = Field(default="", exclude=True)
     project_description: str = Field(default="", exclude=True)

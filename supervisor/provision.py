@@ -55,6 +55,13 @@ from supervisor.paths import STATE_DIR, TMP_DIR, Home
 from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.port_claims import ClaimRegistry, PortOwner
 from supervisor.ports import PortRange, port_reservation
+from supervisor.project_file import (
+    PROJECT_FILE,
+    ProjectContext,
+    project_file_digest,
+    render_project_file,
+    write_project_file,
+)
 from supervisor.store import TOKEN_FILE, Store
 from supervisor.trash import Trash, TrashEntry
 
@@ -92,18 +99,15 @@ def _builtin_templates() -> dict[str, dict[str, str]]:
     return found
 
 
-def identity_templates(
-    role: HierarchyRole, *, has_project: bool, persona: Persona | None = None
-) -> dict[str, str]:
-    """File name → template for an instance: IDENTITY, SOUL and MEMORY for all, the role's own files (TOOLS.md
-    for commander and captain), PROJECT.md with a project, then the persona's templates over the top."""
+def identity_templates(role: HierarchyRole, *, persona: Persona | None = None) -> dict[str, str]:
+    """File name → template of the files written once, then the agent's: IDENTITY, SOUL and MEMORY for all,
+    the role's own files (TOOLS.md for commander and captain), then the persona's templates over the top.
+    ``PROJECT.md`` is not one of them: eyried keeps it current (`supervisor.project_file`)."""
     builtin = _builtin_templates()
-    chosen = {k: v for k, v in builtin.get("", {}).items() if k != "PROJECT.md"}
+    chosen = {k: v for k, v in builtin.get("", {}).items() if k != PROJECT_FILE}
     chosen.update(builtin.get(role.value, {}) if role is not HierarchyRole.STANDALONE else {})
-    if has_project:
-        chosen["PROJECT.md"] = builtin[""]["PROJECT.md"]
     if persona is not None:
-        chosen.update(persona.templates)
+        chosen.update({k: v for k, v in persona.templates.items() if k != PROJECT_FILE})
     return chosen
 
 
@@ -301,25 +305,48 @@ class Provisioner:
     def _identity_files(
         self, request: CreateRequest, persona: Persona | None, inst: Instance
     ) -> dict[str, str]:
-        ctx = TemplateContext(
-            name=inst.name,
-            display_name=inst.display_name,
-            role=persona.role if persona else "",
-            description=persona.description if persona else "",
-            parent_agent=request.parent_id,
-            eyrie_url=self.eyrie_url,
-            framework=inst.framework,
-            project_name=request.project_name or request.project_id,
-            project_goal=request.project_goal,
-            project_description=request.project_description,
+        project = ProjectContext(
+            project_id=request.project_id,
+            project_name=request.project_name,
+            goal=request.project_goal,
+            description=request.project_description,
+            parent_name=request.parent_name,
+            parent_display_name=display_name_for(request.parent_name) if request.parent_name else "",
         )
-        has_project = bool(request.project_id or request.project_name)
-        templates = identity_templates(inst.hierarchy_role, has_project=has_project, persona=persona)
+        ctx = self._template_context(inst, persona, project)
+        templates = identity_templates(inst.hierarchy_role, persona=persona)
         rendered = {name: render_template(name, text, ctx) for name, text in templates.items()}
         if persona and persona.memory_seeds and "MEMORY.md" in rendered:
             seeds = "".join(f"- {seed}\n" for seed in persona.memory_seeds)
             rendered["MEMORY.md"] = rendered["MEMORY.md"].rstrip("\n") + "\n\n## Seed memories\n\n" + seeds
+        if (project_text := self._project_text(ctx, persona)) is not None:
+            rendered[PROJECT_FILE] = project_text
         return rendered
+
+    def _template_context(
+        self, inst: Instance, persona: Persona | None, project: ProjectContext
+    ) -> TemplateContext:
+        return TemplateContext(
+            name=inst.name,
+            display_name=inst.display_name,
+            role=persona.role if persona else "",
+            description=persona.description if persona else "",
+            eyrie_url=self.eyrie_url,
+            framework=inst.framework,
+            **project.template_fields(),
+        )
+
+    @staticmethod
+    def _project_text(ctx: TemplateContext, persona: Persona | None) -> str | None:
+        return render_project_file(ctx, persona.templates.get(PROJECT_FILE) if persona else None)
+
+    def write_project_file(self, instance: Instance, project: ProjectContext, persona: Persona | None) -> str:
+        """Render the instance's ``PROJECT.md`` for ``project`` and write it if it differs (remove it when
+        the instance has neither a project nor a parent); return the text's digest (``""``: no file)."""
+        text = self._project_text(self._template_context(instance, persona, project), persona)
+        if write_project_file(self.store.dir(instance.id) / "workspace", text):
+            log.info("project_file_written", instance=instance.name, instance_id=instance.id)
+        return project_file_digest(text)
 
     def _render_context(
         self, inst: Instance, model: str, persona: Persona | None, token: str

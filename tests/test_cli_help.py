@@ -25,6 +25,7 @@ class TestHelp:
             "list",
             "logs",
             "migrate",
+            "projects",
             "ps",
             "reload",
             "remove",

@@ -25,7 +25,7 @@ from supervisor.fleet import (
     parse_fleet,
 )
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
-from supervisor.fleet.sections import AgentAPISettings, PortSettings
+from supervisor.fleet.sections import AgentAPISettings, PortSettings, ProjectDecl
 from supervisor.frameworks.spec import Probe
 from supervisor.models import HierarchyRole
 
@@ -131,6 +131,7 @@ class TestLoadFleet:
             LogPolicy,
             FrameworkOverride,
             Probe,
+            ProjectDecl,
             InstanceDecl,
         ]
         missing = [

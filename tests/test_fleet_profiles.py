@@ -35,6 +35,13 @@ class TestRenderProfile:
         assert all(p for r, p, _ in roles if r is HierarchyRole.CAPTAIN)
         assert any(r is HierarchyRole.TALON and parent for r, _, parent in roles)
 
+    @pytest.mark.parametrize("profile", ["general", "coding", "research"])
+    def test_team_profiles_list_their_projects(self, profile: str) -> None:
+        """Every project a team profile's instances name is listed under ``projects:``, with a goal."""
+        f = parse_fleet(render_profile(profile))
+        assert f.undeclared_projects() == {}
+        assert f.projects and all(p.name and p.goal for p in f.projects.values())
+
     def test_comments_kept(self) -> None:
         """Switching framework changes only the framework values, never the comments."""
         plain, other = render_profile("general"), render_profile("general", framework="openclaw")

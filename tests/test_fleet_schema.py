@@ -303,7 +303,6 @@ class TestFingerprints:
             {"env": {"A": "1"}},
             {"model": "m"},
             {"persona": "p"},
-            {"project": "p"},
             {"ready": {"kind": "tcp"}},
             {"stop_signal": "SIGINT"},
             {"stop_timeout": 3},
@@ -328,6 +327,16 @@ class TestFingerprints:
         base, changed = self.resolved(), self.resolved(**change)
         assert base.process_fingerprint() == changed.process_fingerprint()
         assert base.policy_fingerprint() != changed.policy_fingerprint()
+
+    @pytest.mark.parametrize("change", [{"project": "p"}, {"project": "p", "projects": {"p": {"goal": "g"}}}])
+    def test_context_changes(self, change: dict[str, Any]) -> None:
+        """A project (or its goal) changes only what PROJECT.md says: the context fingerprint."""
+        projects = change.pop("projects", None)
+        base = self.resolved()
+        changed = fleet(instances=[{"name": "a", **change}], projects=projects).resolve("a")
+        assert base.process_fingerprint() == changed.process_fingerprint()
+        assert base.policy_fingerprint() == changed.policy_fingerprint()
+        assert base.context_fingerprint() != changed.context_fingerprint()
 
     def test_stable(self) -> None:
         """The same declaration always has the same fingerprints."""

@@ -314,14 +314,16 @@ class TestIdentityFiles:
                 project_name="Apollo",
                 project_goal="Land on the moon",
                 project_description="A long story.",
-                parent_id="captain-x",
+                parent_id="4f1c0d2e-0000-4000-8000-000000000000",
+                parent_name="captain-x",
             )
         )
         project = self._files(store, inst.id)["PROJECT.md"]
         assert "Apollo" in project
         assert "Land on the moon" in project
         assert "A long story." in project
-        assert "captain-x" in project
+        assert "Captain X (captain-x)" in project  # the parent as people and the agent API name it
+        assert "4f1c0d2e" not in project
 
     def test_project_name_defaults_to_id(self, provisioner: Provisioner, store: Store) -> None:
         """Without a project name, the project id names the project."""
@@ -358,12 +360,12 @@ class TestIdentityFiles:
     def test_builtin_template_sets(self) -> None:
         """The shipped templates give each role exactly the files it should have."""
         names = {
-            role: set(identity_templates(role, has_project=False))
+            role: set(identity_templates(role))
             for role in (HierarchyRole.STANDALONE, HierarchyRole.COMMANDER, HierarchyRole.TALON)
         }
         assert names[HierarchyRole.STANDALONE] == {"IDENTITY.md", "SOUL.md", "MEMORY.md"}
         assert names[HierarchyRole.COMMANDER] == {"IDENTITY.md", "SOUL.md", "MEMORY.md", "TOOLS.md"}
-        assert "PROJECT.md" in identity_templates(HierarchyRole.TALON, has_project=True)
+        assert "PROJECT.md" not in identity_templates(HierarchyRole.TALON)  # eyried keeps it, not the agent
 
 
 class TestPersonas:

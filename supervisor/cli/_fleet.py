@@ -102,7 +102,7 @@ def init(cli: Cli, profile: str, framework: str, force: bool) -> None:
 @click.option("--framework", required=True, help=f"One of: {', '.join(BUILTIN_FRAMEWORKS)}.")
 @click.option("--role", type=click.Choice(ROLES), help="Hierarchy role; standalone when absent.")
 @click.option("--persona", default="", help="Persona id from the persona catalog.")
-@click.option("--project", default="", help="Project the instance belongs to.")
+@click.option("--project", default="", help="Id of the project it belongs to (see `eyriectl projects`).")
 @click.option("--parent", default="", help="Name of the parent instance (a talon's captain).")
 @click.option("--model", default="", help="Model the agent uses.")
 @click.option("--no-enable", is_flag=True, help="Do not start it after a reboot (autostart: false).")

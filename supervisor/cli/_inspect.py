@@ -79,7 +79,7 @@ def offline_plan(home: Home) -> ReloadResult:
     return result
 
 
-def _ps(cli: Cli, as_json: bool) -> None:
+def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
     async def fetch() -> list[InstanceView]:
         async with cli.client() as client:
             return await client.list_instances()
@@ -92,6 +92,8 @@ def _ps(cli: Cli, as_json: bool) -> None:
         views, warning = recorded_views(cli.home)
         if warning:
             cli.note(warning)
+    if project is not None:
+        views = [v for v in views if v.project_id == project]
     if as_json:
         cli.out.print(dumps(views), markup=False)
     elif views:
@@ -99,6 +101,8 @@ def _ps(cli: Cli, as_json: bool) -> None:
         for v in views:
             if v.last_error and v.status in ("error", ""):
                 cli.out.print(f"{v.name}: {v.last_error}", markup=False)
+    elif project is not None:
+        cli.note(f"no instances in project {project!r} (`eyriectl projects` lists the projects)")
     else:
         cli.note(f"no instances (declare some with `eyriectl add` or `eyriectl init`; home {cli.home.root})")
     if offline:
@@ -120,27 +124,35 @@ Flags:
   ORPHAN    provisioned or running, not declared in fleet.yaml
   DISABLED  running now, will not come back after a reboot
 
-With eyried down it shows the state recorded on disk and exits 3.
+--project ID shows only the instances of that project (its id, as in fleet.yaml; `eyriectl projects`
+lists them). With eyried down it shows the state recorded on disk and exits 3.
 
 \b
 Examples:
   eyriectl ps
+  eyriectl ps --project apollo
   eyriectl ps --json | jq '.[] | select(.status != "running") | .name'
 """
+
+_PROJECT_OPTION = click.option(
+    "--project", metavar="ID", help="Only the instances of this project (its id, as in fleet.yaml)."
+)
 
 
 @click.command(help=_PS_HELP, short_help=_PS_SHORT)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of instance objects (with flags).")
+@_PROJECT_OPTION
 @click.pass_obj
-def ps(cli: Cli, as_json: bool) -> None:
-    _ps(cli, as_json)
+def ps(cli: Cli, as_json: bool, project: str | None) -> None:
+    _ps(cli, as_json, project)
 
 
 @click.command(name="list", help=_PS_HELP, short_help=_PS_SHORT)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of instance objects (with flags).")
+@_PROJECT_OPTION
 @click.pass_obj
-def list_(cli: Cli, as_json: bool) -> None:
-    _ps(cli, as_json)
+def list_(cli: Cli, as_json: bool, project: str | None) -> None:
+    _ps(cli, as_json, project)
 
 
 @click.command(short_help="Show the daemon's pid, uptime, instance counts and problems.")
@@ -171,8 +183,10 @@ def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
     """Re-read fleet.yaml and apply the difference (like SIGHUP).
 
     Added instances are provisioned, removed ones stopped and their directories moved to the trash
-    (`eyriectl trash`), changed ones restarted, policy-only changes applied live. An invalid file changes
-    nothing: the error is printed and the exit code is 1.
+    (`eyriectl trash`), changed ones restarted, policy-only changes applied live. A changed project (name,
+    goal, description) or parent rewrites the agents' PROJECT.md, restarting only those whose framework
+    reads its files at start. An invalid file changes nothing: the error is printed and the exit code is 1;
+    a project that instances name and `projects:` does not list is a warning.
 
     --dry-run prints the plan (added / removed / restarted / updated live) and applies nothing. With eyried
     down it compares fleet.yaml with the instances on disk instead (exit code 3): what is declared and not

@@ -193,6 +193,7 @@ def reload_lines(result: ReloadResult) -> list[str]:
             lines.append(f"  {label}: {printable(', '.join(names))}")
     lines.append(f"  unchanged: {len(result.unchanged)}")
     lines.extend(f"  cannot run: {printable(p)}" for p in result.problems)
+    lines.extend(f"  warning: {printable(w)}" for w in result.warnings)
     return lines
 
 
@@ -211,6 +212,7 @@ def plan_lines(plan: ReloadResult) -> list[str]:
         lines.append("  no changes")
     lines.append(f"  unchanged: {len(plan.unchanged)}")
     lines.extend(f"  would not start: {printable(p)}" for p in plan.problems)
+    lines.extend(f"  warning: {printable(w)}" for w in plan.warnings)
     return lines
 
 

@@ -121,8 +121,9 @@ def doctor(cli: Cli, as_json: bool) -> None:
     else:
         width = max((len(check.name) for check in checks), default=0)
         for check in checks:
-            cli.out.print(_line(OK if check.ok else FAIL, check.name, width, check.detail))
-            if not check.ok and check.fix:
+            mark = FAIL if not check.ok else WARN if check.warning else OK
+            cli.out.print(_line(mark, check.name, width, check.detail))
+            if (not check.ok or check.warning) and check.fix:
                 cli.out.print(f"  {' ' * width}  fix: {check.fix}", markup=False)
     failed = [check for check in checks if not check.ok]
     if failed:

@@ -60,6 +60,7 @@ cli.commands = LazyCommands(
         "enable": "supervisor.cli._fleet:enable",
         "disable": "supervisor.cli._fleet:disable",
         "ps": "supervisor.cli._inspect:ps",
+        "projects": "supervisor.cli._projects:projects",
         "list": "supervisor.cli._inspect:list_",
         "status": "supervisor.cli._inspect:status",
         "reload": "supervisor.cli._inspect:reload",

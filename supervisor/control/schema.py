@@ -30,6 +30,7 @@ class InstanceView(BaseModel):
     id: str = ""
     framework: str = ""
     hierarchy_role: HierarchyRole = HierarchyRole.STANDALONE
+    project_id: str = ""
     status: str = ""
     status_detail: str = ""
     phase: str = ""
@@ -91,6 +92,8 @@ class ReloadResult(BaseModel):
     """Rejected: everything found wrong (nothing was applied). Applied: instances that could not be
     provisioned or updated, each ``name: reason`` (they alone are in ``error``; the rest of the fleet is
     applied)."""
+    warnings: list[str] = Field(default_factory=list)
+    """Applied, but worth an operator's look: a project instances name that ``projects:`` does not list."""
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     restarted: list[str] = Field(default_factory=list)

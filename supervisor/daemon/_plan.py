@@ -3,7 +3,8 @@
 The plan is the reconciler's own diff (`supervisor.fleet.diff_fleets` against the file in force), sorted the
 way `Reconciler.apply` sorts it: a process change to an instance the engine does not run yet is an addition.
 Its ``problems`` name each provider secret the fleet file refers to and the home lacks: such an instance would
-not start.
+not start. A new ``PROJECT.md`` restarts the instances whose framework reads its files only at start and is
+applied live to the others; a project ``projects:`` does not list is a warning.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
     from supervisor.daemon.reconciler import Reconciler
-    from supervisor.fleet import FleetFile
+    from supervisor.fleet import FleetDiff, FleetFile
 
 __all__ = ["plan", "plan_at_start", "plan_reload", "secret_problems"]
 
@@ -41,17 +42,26 @@ def plan(reconciler: Reconciler, new: FleetFile) -> ReloadResult:
     """What `Reconciler.apply` would do with ``new``."""
     runs = reconciler.managed()
     diff = diff_fleets(reconciler.fleet if runs else None, new)
+    restarts, live = _context_outcomes(diff, new)
     return ReloadResult(
         ok=True,
         dry_run=True,
         at=utcnow(),
         added=[*diff.added, *(name for name in diff.process_changed if name not in runs)],
         removed=list(diff.removed),
-        restarted=[name for name in diff.process_changed if name in runs],
-        updated=[name for name in diff.policy_changed if name in runs],
+        restarted=[name for name in [*diff.process_changed, *restarts] if name in runs],
+        updated=[name for name in [*live, *diff.policy_changed] if name in runs],
         unchanged=list(diff.unchanged),
         problems=secret_problems(new, reconciler.home),
+        warnings=new.project_warnings(),
     )
+
+
+def _context_outcomes(diff: FleetDiff, new: FleetFile) -> tuple[list[str], list[str]]:
+    """The instances with a new ``PROJECT.md``: those it restarts (their framework reads its files at
+    start), and those that see it live."""
+    restarts = [name for name in diff.context_changed if new.resolve(name).spec.reads_files == "at_start"]
+    return restarts, [name for name in diff.context_changed if name not in restarts]
 
 
 def secret_problems(fleet: FleetFile, home: Home) -> list[str]:
@@ -71,8 +81,9 @@ def plan_at_start(new: FleetFile, applied: FleetFile | None, stored: Collection[
         unchanged = [name for name in names if name in stored]
         return ReloadResult(ok=True, dry_run=True, at=utcnow(), added=added, unchanged=unchanged)
     diff = diff_fleets(applied, new)
-    restarted = [name for name in diff.process_changed if name in stored]
-    updated = [name for name in diff.policy_changed if name in stored]
+    restarts, live = _context_outcomes(diff, new)
+    restarted = [name for name in [*diff.process_changed, *restarts] if name in stored]
+    updated = [name for name in [*live, *diff.policy_changed] if name in stored]
     return ReloadResult(
         ok=True,
         dry_run=True,
@@ -82,4 +93,5 @@ def plan_at_start(new: FleetFile, applied: FleetFile | None, stored: Collection[
         restarted=restarted,
         updated=updated,
         unchanged=[name for name in names if name in stored and name not in {*restarted, *updated}],
+        warnings=new.project_warnings(),
     )

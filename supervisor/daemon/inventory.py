@@ -130,8 +130,10 @@ class Inventory:
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""
-        now = declared.resolve(applied.resolved.name).process_fingerprint()
-        if now != applied.resolved.process_fingerprint():
+        now = declared.resolve(applied.resolved.name)
+        if now.process_fingerprint() != applied.resolved.process_fingerprint():
+            return True
+        if now.context_fingerprint() != applied.resolved.context_fingerprint():
             return True
         return bool(inst.config_hash) and config_hash != inst.config_hash
 

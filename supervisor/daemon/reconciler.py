@@ -18,6 +18,7 @@ import structlog
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
+from supervisor.daemon._project_context import sync_project_file
 from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.process import current_boot_id
@@ -206,19 +207,20 @@ class Reconciler:
                 self._failed(name, exc, "instance_update_failed", applied.instance_id)
                 continue
             result.restarted.append(name)
-        for name in diff.policy_changed:
+        for name in [*diff.context_changed, *diff.policy_changed]:
             if (applied := self.applied(name)) is not None:
                 try:
-                    await self._update_policies(applied.instance_id, new.resolve(name))
+                    outcome = await self._update_live(applied.instance_id, new.resolve(name))
                 except Exception as exc:
                     self._failed(name, exc, "instance_update_failed", applied.instance_id)
                     continue
-                result.updated.append(name)
+                (result.restarted if outcome == "restarted" else result.updated).append(name)
         for name in diff.unchanged:
             if name not in retry and await self._secret_changed(name, new.resolve(name)):
                 result.restarted.append(name)
         result.unchanged = [n for n in diff.unchanged if n not in retry and n not in result.restarted]
         result.problems = [*dropped, *(f"{name}: {error}" for name, error in self.errors().items())]
+        result.warnings = new.project_warnings()
         await self._keep_applied(new)
         result.seconds = time.monotonic() - started
         return result
@@ -324,8 +326,15 @@ class Reconciler:
         return True
 
     def _runtime(self, resolved: ResolvedInstance, inst: Instance, *, config_hash: str) -> InstanceRuntime:
+        """What the engine runs; the instance's ``PROJECT.md`` is made current first, and is part of what
+        the process starts from when its framework reads its files only at start."""
         return build_runtime(
-            resolved, inst, self._store, config_hash=config_hash, eyrie_url=self._provisioner.eyrie_url
+            resolved,
+            inst,
+            self._store,
+            config_hash=config_hash,
+            eyrie_url=self._provisioner.eyrie_url,
+            files_digest=sync_project_file(self._provisioner, resolved, inst),
         )
 
     def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
@@ -342,7 +351,10 @@ class Reconciler:
             model=resolved.model,
             auto_start=resolved.autostart,
             created_by=resolved.created_by,
-            project_name=resolved.project,
+            parent_name=resolved.parent,
+            project_name=resolved.project_name,
+            project_goal=resolved.project_goal,
+            project_description=resolved.project_description,
         )
         inst = self._provisioner.provision(request, persona, spec=resolved.spec)
         if hold:
@@ -378,6 +390,7 @@ class Reconciler:
         instance now runs from the declaration in force: an earlier failure to update it is over."""
         inst, config_hash = await self._rerender(instance_id, resolved)
         await self._engine.update(self._runtime(resolved, inst, config_hash=config_hash))
+        await self._record_context(inst, resolved)
         self._records[resolved.name] = InstanceRecord(applied=Applied(instance_id, resolved))
 
     async def _rerender(self, instance_id: str, resolved: ResolvedInstance) -> tuple[Instance, str]:
@@ -418,11 +431,28 @@ class Reconciler:
             log.info("instance_secret_changed", instance=name, instance_id=applied.instance_id)
         return outcome == "restarted"
 
-    async def _update_policies(self, instance_id: str, resolved: ResolvedInstance) -> None:
-        """A change the running process does not see (restart, health, logs, autostart): applied live."""
+    async def _update_live(self, instance_id: str, resolved: ResolvedInstance) -> str:
+        """A change the running process does not see (restart, health, logs, autostart), or a new
+        ``PROJECT.md``: applied live, except that a framework reading its files only at start restarts."""
         inst = self._engine.get(instance_id)
-        await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
+        outcome = await self._engine.update(self._runtime(resolved, inst, config_hash=inst.config_hash))
+        await self._record_context(inst, resolved)
         self._reapplied(resolved.name, Applied(instance_id, resolved))
+        return outcome
+
+    async def _record_context(self, inst: Instance, resolved: ResolvedInstance) -> None:
+        """Record the project and parent the declaration gives now in ``instance.json`` (the parent by its
+        id once it runs), for ``ps --project`` and eyrie's tools."""
+        parent = self.applied(resolved.parent) if resolved.parent else None
+        project, parent_id = resolved.project, parent.instance_id if parent is not None else resolved.parent
+        if (inst.project_id, inst.parent_id) == (project, parent_id):
+            return
+
+        def place(i: Instance) -> None:
+            i.project_id, i.parent_id = project, parent_id
+
+        await anyio.to_thread.run_sync(self._store.update, inst.id, place)
+        await self._engine.reread(inst.id)
 
 
 def _runnable_again(inst: Instance) -> None:

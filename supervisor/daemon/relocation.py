@@ -69,5 +69,10 @@ class PortRelocator:
             holder=holder,
         )
         return build_runtime(
-            resolved, inst, provisioner.store, config_hash=inst.config_hash, eyrie_url=provisioner.eyrie_url
+            resolved,
+            inst,
+            provisioner.store,
+            config_hash=inst.config_hash,
+            eyrie_url=provisioner.eyrie_url,
+            files_digest=rt.files_digest,
         )

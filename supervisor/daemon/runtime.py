@@ -38,10 +38,17 @@ _TRIAL_ID = "declaration-check"
 
 
 def build_runtime(
-    resolved: ResolvedInstance, inst: Instance, store: Store, *, config_hash: str, eyrie_url: str = ""
+    resolved: ResolvedInstance,
+    inst: Instance,
+    store: Store,
+    *,
+    config_hash: str,
+    eyrie_url: str = "",
+    files_digest: str = "",
 ) -> InstanceRuntime:
     """Expand placeholders and add the ``EYRIE_*`` variables every agent gets (``EYRIE_URL``, the agent
-    API, when it is on).
+    API, when it is on). ``files_digest``: of the ``PROJECT.md`` the process starts from, for a framework
+    that reads its files only at start.
 
     Raises `ConfigurationError` naming the instance when its declaration and record cannot make a process
     (an impossible probe, a port out of range, a missing secret, …), so that the failure stays that
@@ -52,7 +59,8 @@ def build_runtime(
     except ConfigurationError as exc:
         raise ConfigurationError(f"instance {inst.name!r}: {exc}") from None
     token = store.token(inst.id)
-    return _assemble(resolved, inst, store.dir(inst.id), token, config_hash, secrets, eyrie_url)
+    directory = store.dir(inst.id)
+    return _assemble(resolved, inst, directory, token, config_hash, secrets, eyrie_url, files_digest)
 
 
 def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
@@ -87,6 +95,7 @@ def _assemble(
     config_hash: str,
     secrets: dict[str, str],
     eyrie_url: str = "",
+    files_digest: str = "",
 ) -> InstanceRuntime:
     values = PlaceholderValues(
         port=inst.port,
@@ -139,6 +148,7 @@ def _assemble(
             secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
             secrets_digest=_secrets_digest(token, secrets),
             sandbox=_sandbox(resolved, values, tuple(argv), env, (instance_dir, workspace, token_file)),
+            files_digest=files_digest,
         )
     except ValueError as exc:
         message = str(exc)

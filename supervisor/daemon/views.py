@@ -32,6 +32,7 @@ def instance_view(
     data = inst.to_json_dict()
     data.update(
         uptime_seconds=uptime,
+        project_id=decl.project if decl is not None else inst.project_id,
         autostart=autostart,
         flags=flags,
         health_status=inst.health_status.value if inst.health_status else "unknown",
@@ -44,6 +45,7 @@ def missing_view(decl: InstanceDecl, error: str = "") -> InstanceView:
         name=decl.name,
         framework=decl.framework,
         hierarchy_role=HierarchyRole(decl.role),
+        project_id=decl.project,
         status="",
         autostart=decl.autostart,
         last_error=error,

@@ -58,6 +58,9 @@ class InstanceRuntime:
     secrets_digest: str = ""
     """A keyed digest of the secrets' values: part of the launch hash, so a changed secret restarts."""
     sandbox: SandboxPolicy | None = None
+    files_digest: str = ""
+    """A digest of the workspace files eyried keeps (``PROJECT.md``) when the framework reads them only at
+    start: part of the launch hash, so a changed one restarts; empty when it reads them live."""
 
     def __post_init__(self) -> None:
         where = f"instance {self.name or self.instance_id!r}"
@@ -103,6 +106,7 @@ class InstanceRuntime:
             "stop_signal": self.stop_signal.name,
             "stop_timeout": self.stop_timeout,
             "sandbox": self._sandbox_shape(),
+            "files": self.files_digest,
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
@@ -128,6 +132,8 @@ class InstanceRuntime:
         }
         if self.secrets_digest:
             shape["secrets"] = self.secrets_digest
+        if self.files_digest:
+            shape["files"] = self.files_digest
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
     def secret_values(self) -> frozenset[str]:

@@ -14,7 +14,13 @@ from supervisor._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from supervisor.fleet.diff import FleetDiff, diff_fleets
-    from supervisor.fleet.edit import add_instance, remove_instance, set_autostart
+    from supervisor.fleet.edit import (
+        add_instance,
+        remove_instance,
+        remove_project,
+        set_autostart,
+        set_project,
+    )
     from supervisor.fleet.hierarchy import check_hierarchy
     from supervisor.fleet.loader import load_fleet, parse_fleet
     from supervisor.fleet.profiles import PROFILES, render_profile, write_initial_fleet
@@ -54,8 +60,10 @@ __all__ = [
     "load_fleet",
     "parse_fleet",
     "remove_instance",
+    "remove_project",
     "render_profile",
     "set_autostart",
+    "set_project",
     "write_initial_fleet",
 ]
 

@@ -16,13 +16,16 @@ class FleetDiff:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     process_changed: tuple[str, ...] = ()  # re-render config and restart
+    context_changed: tuple[str, ...] = ()  # a new PROJECT.md: restart only if the framework reads it at start
     policy_changed: tuple[str, ...] = ()  # only restart/health/logs/autostart: apply live
     unchanged: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
         """True when a reload has anything to do."""
-        return bool(self.added or self.removed or self.process_changed or self.policy_changed)
+        return bool(
+            self.added or self.removed or self.process_changed or self.context_changed or self.policy_changed
+        )
 
 
 def diff_fleets(old: FleetFile | None, new: FleetFile) -> FleetDiff:
@@ -31,6 +34,7 @@ def diff_fleets(old: FleetFile | None, new: FleetFile) -> FleetDiff:
     after = new.resolve_all()
     added: list[str] = []
     process: list[str] = []
+    context: list[str] = []
     policy: list[str] = []
     same: list[str] = []
     for name, now in after.items():
@@ -41,9 +45,11 @@ def diff_fleets(old: FleetFile | None, new: FleetFile) -> FleetDiff:
             same.append(name)
         elif was.process_fingerprint() != now.process_fingerprint():
             process.append(name)
+        elif was.context_fingerprint() != now.context_fingerprint():
+            context.append(name)
         elif was.policy_fingerprint() != now.policy_fingerprint():
             policy.append(name)
         else:
             same.append(name)
     removed = tuple(name for name in before if name not in after)
-    return FleetDiff(tuple(added), removed, tuple(process), tuple(policy), tuple(same))
+    return FleetDiff(tuple(added), removed, tuple(process), tuple(context), tuple(policy), tuple(same))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.nodes import ScalarNode, SequenceNode
-from ruamel.yaml.scalarstring import SingleQuotedScalarString
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
 
 from supervisor._fs import atomic_write, locked
 from supervisor._safe_read import read_text
@@ -27,9 +27,9 @@ from supervisor.errors import FleetFileError, HierarchyError, NameExists, NotFou
 from supervisor.fleet import _textedit as te
 from supervisor.fleet._yaml import YamlSyntaxError, compose, dump_rt, rt_load
 from supervisor.fleet.loader import MAX_FLEET_BYTES, parse_fleet
-from supervisor.fleet.sections import InstanceDecl
+from supervisor.fleet.sections import InstanceDecl, ProjectDecl
 
-__all__ = ["add_instance", "remove_instance", "set_autostart"]
+__all__ = ["add_instance", "remove_instance", "remove_project", "set_autostart", "set_project"]
 
 _NEW_FILE = "version: 1\n"
 _YAML11_BOOL = re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF")
@@ -52,6 +52,19 @@ def remove_instance(path: str | os.PathLike[str], name: str) -> None:
 def set_autostart(path: str | os.PathLike[str], name: str, enabled: bool) -> None:
     """Set ``autostart`` of one instance (enable/disable); no write when it already has that value."""
     _edit(Path(path), f"changing {name!r}", lambda text, tree: _autostart(text, tree, name, enabled))
+
+
+def set_project(path: str | os.PathLike[str], project_id: str, changes: dict[str, str]) -> None:
+    """List ``project_id`` under ``projects:`` or change its keys (``name``, ``goal``, ``description``; ""
+    clears one). Only that project's lines are rewritten (comments inside its entry are not kept); the
+    file must exist."""
+    _edit(Path(path), f"setting project {project_id!r}", lambda t, r: _set_project(t, r, project_id, changes))
+
+
+def remove_project(path: str | os.PathLike[str], project_id: str) -> None:
+    """Delete the project's entry under ``projects:``; `NotFound` if it is not listed. Instances naming it
+    still load (with a warning)."""
+    _edit(Path(path), f"removing project {project_id!r}", lambda t, r: _remove_project(t, r, project_id))
 
 
 # --- the transaction ----------------------------------------------------------------------------------
@@ -246,3 +259,109 @@ def _autostart(text: str, root: Any, name: str, enabled: bool) -> str:
     tree, rt_seq, rt_index = _rt_item(text, name)
     rt_seq[rt_index]["autostart"] = enabled
     return te.redump(tree, text)
+
+
+# --- projects -------------------------------------------------------------------------------------------
+
+
+def _entry_span(lines: list[str], key: Node) -> tuple[int, int]:
+    """Lines ``first:end`` of a block-mapping entry: its key line and every line indented deeper."""
+    first, col = key.start_mark.line, key.start_mark.column
+    end = first + 1
+    for j in range(first + 1, len(lines)):
+        if lines[j].strip() == "":
+            continue
+        if len(lines[j]) - len(lines[j].lstrip(" ")) <= col:
+            break
+        end = j + 1
+    return first, end
+
+
+def _project_block(project_id: str, project: dict[str, str], col: int) -> str:
+    data = {key: value for key, value in project.items() if value}
+    if not data:
+        return " " * col + f"{project_id}: {{}}\n"
+    item = CommentedMap()
+    item[project_id] = CommentedMap(
+        (key, LiteralScalarString(value + "\n") if "\n" in value else _flow(value))
+        for key, value in data.items()
+    )
+    text = dump_rt(item, mapping=2, sequence=4, offset=2)
+    return "".join(" " * col + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def _listed(root: Any, project_id: str) -> tuple[Node, Node] | None:
+    entry = te.get(root, "projects")
+    return te.get(entry[1], project_id) if entry is not None else None
+
+
+def _set_project(text: str, root: Any, project_id: str, changes: dict[str, str]) -> str:
+    if root is None:
+        raise FleetFileError("the file is empty; a fleet file needs at least 'version: 1'")
+    unknown = set(changes) - set(ProjectDecl.model_fields)
+    if unknown:
+        raise ValueError(f"unknown project key(s): {', '.join(sorted(unknown))}")
+    current = parse_fleet(text).projects.get(project_id, ProjectDecl())
+    project = {**current.model_dump(), **changes}
+    lines = text.splitlines(keepends=True)
+    entry = te.get(root, "projects")
+    if te.is_flow(root) or (entry is not None and te.is_flow(entry[1])):
+        return _redump_project(text, project_id, project)
+    if (found := _listed(root, project_id)) is not None:
+        first, end = _entry_span(lines, found[0])
+        lines[first:end] = _project_block(project_id, project, found[0].start_mark.column).splitlines(True)
+        return "".join(lines)
+    if entry is None:
+        at = _before_instances(lines, root)
+        te.append_lines(lines, at, "projects:\n" + _project_block(project_id, project, 2) + "\n")
+        return "".join(lines)
+    key_node, listed = entry
+    if not isinstance(listed, MappingNode) or not listed.value:
+        parts = te.key_value_text(lines[key_node.start_mark.line])
+        if parts is None or parts[1] not in ("", "null", "Null", "NULL", "~", "{}"):
+            return _redump_project(text, project_id, project)
+        key, _value, rest = parts
+        lines[key_node.start_mark.line] = key + (rest if rest.endswith("\n") else rest + "\n")
+        col = key_node.start_mark.column + 2
+        te.append_lines(lines, key_node.start_mark.line + 1, _project_block(project_id, project, col))
+        return "".join(lines)
+    last_key = listed.value[-1][0]
+    _first, end = _entry_span(lines, last_key)
+    te.append_lines(lines, end, _project_block(project_id, project, last_key.start_mark.column))
+    return "".join(lines)
+
+
+def _before_instances(lines: list[str], root: Any) -> int:
+    """Where a new top-level section goes: above ``instances:`` and the comments that lead into it."""
+    entry = te.get(root, "instances")
+    if entry is None:
+        te.ensure_newline(lines)
+        return len(lines)
+    at: int = entry[0].start_mark.line
+    while at > 0 and lines[at - 1].lstrip().startswith("#"):
+        at -= 1
+    return at
+
+
+def _redump_project(text: str, project_id: str, project: dict[str, str]) -> str:
+    tree = rt_load(text)
+    if not isinstance(tree.get("projects"), CommentedMap):
+        tree["projects"] = CommentedMap()
+    tree["projects"][project_id] = CommentedMap((k, v) for k, v in project.items() if v)
+    return te.redump(tree, text)
+
+
+def _remove_project(text: str, root: Any, project_id: str) -> str:
+    found = _listed(root, project_id)
+    if found is None:
+        raise NotFound(f"project {project_id!r} is not listed under 'projects:' in the fleet file")
+    entry = te.get(root, "projects")
+    assert entry is not None
+    if te.is_flow(root) or te.is_flow(entry[1]):
+        tree = rt_load(text)
+        del tree["projects"][project_id]
+        return te.redump(tree, text)
+    lines = text.splitlines(keepends=True)
+    first, end = _entry_span(lines, found[0])
+    del lines[first:end]
+    return "".join(lines)

@@ -10,8 +10,10 @@ Precedence, lowest first:
 * provider secrets: ``defaults.secrets`` ← ``frameworks.<name>.secrets`` ← the instance's ``secrets``, per
   variable (the names only: a secret's value is read when the process is built, never here).
 
-Two fingerprints split a changed instance in two kinds: a changed `process_fingerprint` needs a restart (the
-argv, environment, rendered config or identity changed); a changed `policy_fingerprint` alone applies live.
+Three fingerprints split a changed instance in three kinds: a changed `process_fingerprint` needs a restart
+(the argv, environment, rendered config or identity changed); a changed `context_fingerprint` (its project,
+that project's name, goal or description, its parent) means a new ``PROJECT.md``, which restarts it only when
+its framework reads its files at start; a changed `policy_fingerprint` alone applies live.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from supervisor.fleet.sections import Defaults, FrameworkOverride, InstanceDecl
+from supervisor.fleet.sections import Defaults, FrameworkOverride, InstanceDecl, ProjectDecl
 from supervisor.frameworks.expand import PlaceholderValues, expand, expand_probe
 from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
-from supervisor.models import HierarchyRole
+from supervisor.models import HierarchyRole, display_name_for
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.project_file import ProjectContext
 
 __all__ = ["ResolutionProblem", "ResolvedInstance", "Resolver"]
 
-_PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "project", "parent", "secrets"})
+_PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "secrets"})
+_CONTEXT_KEYS = frozenset({"project", "project_name", "project_goal", "project_description", "parent"})
 _POLICY_KEYS = frozenset({"restart", "health", "logs", "autostart"})
 _TEMPLATE_KEYS = ("command", "env", "ready", "live", "sandbox")
 
@@ -57,6 +61,10 @@ class ResolvedInstance(BaseModel):
     persona: str = ""
     role: HierarchyRole = HierarchyRole.STANDALONE
     project: str = ""
+    project_name: str = ""
+    """The project's display name: ``projects.<id>.name``, else its id."""
+    project_goal: str = ""
+    project_description: str = ""
     parent: str = ""
     created_by: str = ""
     secrets: dict[str, str] = Field(default_factory=dict)
@@ -70,6 +78,21 @@ class ResolvedInstance(BaseModel):
     def process_fingerprint(self) -> str:
         """Changes when anything that shapes the process does: a restart is needed."""
         return _digest(self.model_dump(mode="json", include=set(_PROCESS_KEYS)))
+
+    def context_fingerprint(self) -> str:
+        """Changes with what ``PROJECT.md`` tells the agent: its project and whom it reports to."""
+        return _digest(self.model_dump(mode="json", include=set(_CONTEXT_KEYS)))
+
+    def project_context(self) -> ProjectContext:
+        """What this instance's ``PROJECT.md`` says."""
+        return ProjectContext(
+            project_id=self.project,
+            project_name=self.project_name,
+            goal=self.project_goal,
+            description=self.project_description,
+            parent_name=self.parent,
+            parent_display_name=display_name_for(self.parent) if self.parent else "",
+        )
 
     def policy_fingerprint(self) -> str:
         """Changes with the restart, health and log policies and autostart: applied without a restart."""
@@ -144,9 +167,15 @@ def _template_errors(
 class Resolver:
     """Builds `ResolvedInstance`s, computing each framework's base definition once."""
 
-    def __init__(self, defaults: Defaults, frameworks: dict[str, FrameworkOverride]) -> None:
+    def __init__(
+        self,
+        defaults: Defaults,
+        frameworks: dict[str, FrameworkOverride],
+        projects: dict[str, ProjectDecl] | None = None,
+    ) -> None:
         self._defaults = defaults
         self._frameworks = frameworks
+        self._projects = projects or {}
         self._builtin = builtin_frameworks()
         self._bases: dict[str, FrameworkSpec | list[InitErrorDetails]] = {}
         self._merged: dict[tuple[str, str], FrameworkSpec] = {}  # instances with the same overrides share one
@@ -245,6 +274,7 @@ class Resolver:
         )
         if problems:
             raise ResolutionProblem(problems)
+        project = self._projects.get(decl.project) or ProjectDecl()
         return ResolvedInstance(
             name=decl.name,
             framework=decl.framework,
@@ -257,6 +287,9 @@ class Resolver:
             persona=decl.persona,
             role=decl.role,
             project=decl.project,
+            project_name=(project.name or decl.project) if decl.project else "",
+            project_goal=project.goal,
+            project_description=project.description,
             parent=decl.parent,
             created_by=decl.created_by,
             secrets=secrets,

@@ -16,8 +16,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from supervisor.errors import NotFound
 from supervisor.fleet._fields import NoneIsEmpty
 from supervisor.fleet.resolved import ResolutionProblem, ResolvedInstance, Resolver
-from supervisor.fleet.sections import DaemonSettings, Defaults, FrameworkOverride, InstanceDecl, Section
+from supervisor.fleet.sections import (
+    DaemonSettings,
+    Defaults,
+    FrameworkOverride,
+    InstanceDecl,
+    ProjectDecl,
+    Section,
+)
 from supervisor.models import NAME_PATTERN
+from supervisor.paths import ID_PATTERN
 
 __all__ = ["FleetFile"]
 
@@ -31,13 +39,24 @@ def _framework_name(name: str) -> str:
 _FrameworkName = Annotated[str, AfterValidator(_framework_name)]
 
 
+def _project_id(project_id: str) -> str:
+    if not ID_PATTERN.fullmatch(project_id):
+        raise ValueError(f"project id {project_id!r} may use only letters, digits, '_' and '-'")
+    return project_id
+
+
+_ProjectId = Annotated[str, AfterValidator(_project_id)]
+
+
 class FleetFile(Section):
-    """The whole fleet file: daemon settings, defaults, framework overrides and the declared instances."""
+    """The whole fleet file: daemon settings, defaults, framework overrides, projects and the declared
+    instances."""
 
     version: Literal[1]
     daemon: NoneIsEmpty[DaemonSettings] = DaemonSettings()
     defaults: NoneIsEmpty[Defaults] = Defaults()
     frameworks: NoneIsEmpty[dict[_FrameworkName, FrameworkOverride]] = Field(default_factory=dict)
+    projects: NoneIsEmpty[dict[_ProjectId, NoneIsEmpty[ProjectDecl]]] = Field(default_factory=dict)
     instances: NoneIsEmpty[list[InstanceDecl]] = Field(default_factory=list)
 
     _resolved: dict[str, ResolvedInstance] = PrivateAttr(default_factory=dict)
@@ -68,7 +87,7 @@ class FleetFile(Section):
                 )
             else:
                 first_at[decl.name] = index
-        resolver = Resolver(self.defaults, self.frameworks)
+        resolver = Resolver(self.defaults, self.frameworks, self.projects)
         resolved: dict[str, ResolvedInstance] = {}
         try:
             resolver.check_frameworks()
@@ -107,3 +126,20 @@ class FleetFile(Section):
     def resolve_all(self) -> dict[str, ResolvedInstance]:
         """Name → resolved instance, in file order."""
         return dict(self._resolved)
+
+    def undeclared_projects(self) -> dict[str, list[str]]:
+        """Project id → the instances naming it, for each project ``projects:`` does not list (in file
+        order). Such an instance runs with the id as its project's name, no goal and no description."""
+        found: dict[str, list[str]] = {}
+        for decl in self.instances:
+            if decl.project and decl.project not in self.projects:
+                found.setdefault(decl.project, []).append(decl.name)
+        return found
+
+    def project_warnings(self) -> list[str]:
+        """One line per project instances name that ``projects:`` does not list."""
+        return [
+            f"project {project!r} (named by {', '.join(repr(n) for n in names)}) is not listed under"
+            " 'projects:': its agents get its id as its name, no goal and no description"
+            for project, names in self.undeclared_projects().items()
+        ]

@@ -32,6 +32,7 @@ __all__ = [
     "InstanceDecl",
     "LogOverride",
     "PortSettings",
+    "ProjectDecl",
     "RestartOverride",
     "Section",
 ]
@@ -194,6 +195,9 @@ class FrameworkOverride(Section):
     secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
     """Provider secrets every instance of this framework gets, over ``defaults.secrets``."""
     sandbox: SandboxSetting | None = None
+    reads_files: Literal["at_start", "live"] | None = None
+    """When the framework reads its workspace files: ``at_start`` (a new ``PROJECT.md`` restarts it) or
+    ``live``."""
 
     def overrides(self) -> dict[str, Any]:
         """The keys that are set, ready for `supervisor.frameworks.spec.merge_overrides`."""
@@ -202,6 +206,40 @@ class FrameworkOverride(Section):
             for key in self.model_fields_set
             if key != "secrets" and getattr(self, key) is not None
         }
+
+
+# --- projects ----------------------------------------------------------------------------------------
+
+_MAX_PROJECT_NAME = 80
+_MAX_PROJECT_GOAL = 500
+_MAX_PROJECT_DESCRIPTION = 4000
+
+
+def _one_line(what: str) -> Any:
+    def check(v: str) -> str:
+        v = v.strip()
+        if any(ch in v for ch in "\r\n\0"):
+            raise ValueError(f"{what} must be one line (a longer text goes in description)")
+        return v
+
+    return AfterValidator(check)
+
+
+def _text(v: str) -> str:
+    if "\0" in v:
+        raise ValueError("description contains a NUL byte")
+    return v.strip()
+
+
+class ProjectDecl(Section):
+    """A ``projects:`` entry, keyed by the id instances name in ``project``: what its agents are told in
+    their ``PROJECT.md``. Every key is optional; the name defaults to the id."""
+
+    name: NoneIsEmpty[Annotated[str, Field(max_length=_MAX_PROJECT_NAME), _one_line("name")]] = ""
+    goal: NoneIsEmpty[Annotated[str, Field(max_length=_MAX_PROJECT_GOAL), _one_line("goal")]] = ""
+    description: NoneIsEmpty[
+        Annotated[str, Field(max_length=_MAX_PROJECT_DESCRIPTION), AfterValidator(_text)]
+    ] = ""
 
 
 # --- instances ---------------------------------------------------------------------------------------

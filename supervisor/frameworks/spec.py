@@ -74,6 +74,9 @@ class FrameworkSpec(BaseModel):
     stop_timeout: Annotated[Duration, duration_within(0.0, MAX_STOP_TIMEOUT)] = 30.0
     sandbox: SandboxSetting = SandboxSetting()
     """Confinement: paths added to the policy (placeholders, ``{uid}`` and ``~`` allowed), or off."""
+    reads_files: Literal["at_start", "live"] = "at_start"
+    """When the framework reads its workspace files: ``at_start`` only (a change of the ``PROJECT.md``
+    eyried keeps restarts it), or ``live`` (it sees the new file without a restart)."""
 
     @field_validator("command")
     @classmethod
@@ -103,7 +106,7 @@ class FrameworkSpec(BaseModel):
 
 
 _FRAMEWORK_KEYS = frozenset(
-    {"command", "env", "ready", "live", "stop_signal", "stop_timeout", "token_env", "sandbox"}
+    {"command", "env", "ready", "live", "stop_signal", "stop_timeout", "token_env", "sandbox", "reads_files"}
 )
 
 

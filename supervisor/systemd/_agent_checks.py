@@ -1,5 +1,5 @@
-"""``doctor``'s checks of what agents are given: the instance layout they are confined to, and their
-secrets (provider secrets present, none written in plain text into ``env:``)."""
+"""``doctor``'s checks of what agents are given: the instance layout they are confined to, their secrets
+(provider secrets present, none written in plain text into ``env:``), and the projects they are told about."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from supervisor.secret_files import SecretFiles
 from supervisor.store import Store
 from supervisor.systemd._check import Check
 
-__all__ = ["PLAINTEXT_KEY", "layout_check", "secrets_checks"]
+__all__ = ["PLAINTEXT_KEY", "layout_check", "projects_check", "secrets_checks"]
 
 PLAINTEXT_KEY = re.compile(r"(_API_KEY|_TOKEN)$|SECRET|PASSWORD", re.IGNORECASE)
 """Names of environment variables whose values are keys: they belong in a secret file, not in ``env:``."""
@@ -75,3 +75,27 @@ def secrets_checks(home: Home) -> list[Check]:
             )
         )
     return checks
+
+
+def projects_check(home: Home) -> Check | None:
+    """A warning for each project instances name that ``projects:`` does not list: their agents get no
+    goal. None when the fleet file is missing, invalid (the fleet check says so) or names no project."""
+    from supervisor.fleet import load_fleet
+
+    if not home.fleet_file.exists():
+        return None
+    try:
+        fleet = load_fleet(home.fleet_file)
+    except EyrieError:
+        return None
+    if warnings := fleet.project_warnings():
+        return Check(
+            "projects",
+            True,
+            "; ".join(warnings),
+            f"list each under 'projects:' in {home.fleet_file} with a name and a goal, then: eyriectl reload",
+            warning=True,
+        )
+    if fleet.projects:
+        return Check("projects", True, f"every project instances name is listed ({len(fleet.projects)})")
+    return None

@@ -25,7 +25,7 @@ from supervisor.port_claims import CLAIMS_DIR_VAR, Claim, ClaimRegistry
 from supervisor.ports import PortRange
 from supervisor.sandbox.confine import landlock_abi, missing_features
 from supervisor.store import Store
-from supervisor.systemd._agent_checks import layout_check, secrets_checks
+from supervisor.systemd._agent_checks import layout_check, projects_check, secrets_checks
 from supervisor.systemd._check import Check
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
@@ -61,6 +61,8 @@ def run_checks(
     checks.append(check_instances(the_home))
     checks.append(layout_check(the_home))
     checks += secrets_checks(the_home)
+    if (projects := projects_check(the_home)) is not None:
+        checks.append(projects)
     checks.append(check_sandbox(landlock_abi()))
     return checks
 
