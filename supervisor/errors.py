@@ -128,7 +128,8 @@ class FleetFileError(ConfigurationError):
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         if key:
-            where = f"{where}: {key}" if where else key
+            shown = key if key.isprintable() else repr(key)[1:-1]  # a key may hold a newline: one line still
+            where = f"{where}: {shown}" if where else shown
         super().__init__(f"{where}: {message}" if where else message)
 
     def details(self) -> dict[str, ErrorDetail]:

@@ -124,6 +124,12 @@ class TestFromDetails:
         again = FleetFileError.from_details(str(error), error.details())
         assert str(again) == str(error) and vars(again) == vars(error)
 
+    def test_fleet_file_error_shows_an_unprintable_key_escaped(self) -> None:
+        """A key holding a newline (a project id typed with one) stays on the message's one line, escaped."""
+        error = FleetFileError("bad id", path="/h/fleet.yaml", line=3, key="projects.bad\nname")
+        assert str(error) == "/h/fleet.yaml:3: projects.bad\\nname: bad id"
+        assert error.key == "projects.bad\nname"
+
     def test_fleet_file_error_without_details(self) -> None:
         """Without details (or with ill-typed ones) a FleetFileError is rebuilt from its message alone."""
         message = "/h/fleet.yaml:3: instances: bad"
