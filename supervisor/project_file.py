@@ -21,7 +21,7 @@ from supervisor._fs import atomic_write
 from supervisor._resources import data_dir
 from supervisor._safe_read import read_bytes
 from supervisor.errors import ProvisionError
-from supervisor.models import TemplateContext
+from supervisor.models import TemplateContext, display_name_for
 from supervisor.personas import check_template, render_template
 
 __all__ = [
@@ -47,14 +47,13 @@ class ProjectContext:
     goal: str = ""
     description: str = ""
     parent_name: str = ""
-    parent_display_name: str = ""
 
     @property
     def parent_agent(self) -> str:
         """The parent as people and the agent API know it: ``Apollo Lead (apollo-lead)``."""
         if not self.parent_name:
             return ""
-        return f"{self.parent_display_name or self.parent_name} ({self.parent_name})"
+        return f"{display_name_for(self.parent_name)} ({self.parent_name})"
 
     def template_fields(self) -> dict[str, str]:
         """The `TemplateContext` fields this context fills."""

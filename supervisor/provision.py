@@ -311,7 +311,6 @@ class Provisioner:
             goal=request.project_goal,
             description=request.project_description,
             parent_name=request.parent_name,
-            parent_display_name=display_name_for(request.parent_name) if request.parent_name else "",
         )
         ctx = self._template_context(inst, persona, project)
         templates = identity_templates(inst.hierarchy_role, persona=persona)

@@ -99,7 +99,6 @@ def rendered(persona: Persona | None, role: HierarchyRole) -> dict[str, str]:
         goal="Land on the moon",
         description="Guidance and telemetry.",
         parent_name=parent,
-        parent_display_name=parent.replace("-", " ").title(),
     )
     ctx = TemplateContext(
         name=CALLERS[role].name,

@@ -158,7 +158,6 @@ class TestProjectFile:
                     goal="Land",
                     description="Long text.",
                     parent_name="apollo-lead",
-                    parent_display_name="Apollo Lead",
                 )
             )
         )

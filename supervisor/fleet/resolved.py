@@ -30,7 +30,7 @@ from supervisor.frameworks.expand import PlaceholderValues, expand, expand_probe
 from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
-from supervisor.models import HierarchyRole, display_name_for
+from supervisor.models import HierarchyRole
 from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
 from supervisor.project_file import ProjectContext
 
@@ -91,7 +91,6 @@ class ResolvedInstance(BaseModel):
             goal=self.project_goal,
             description=self.project_description,
             parent_name=self.parent,
-            parent_display_name=display_name_for(self.parent) if self.parent else "",
         )
 
     def policy_fingerprint(self) -> str:
