@@ -54,6 +54,13 @@ class TestPlanRecovery:
         assert (p.process, p.phase, p.ended) == ("rebooted", Phase.IDLE, "system restarted")
         assert not p.through_policy and p.reset_counts and p.resume is None
 
+    def test_a_running_record_without_a_boot_id_is_not_adopted(self) -> None:
+        """A record saved without eyried's keys (eyrie's Go code drops ``boot_id``) cannot prove its process
+        is of this boot: treated as one of an earlier boot, and the reason says so."""
+        p = plan(record(InstanceStatus.RUNNING, pid=4242, boot_id="", desired_boot_id="", desired=None))
+        assert (p.process, p.phase, p.reset_counts) == ("unproven", Phase.IDLE, True)
+        assert p.ended is not None and "names no boot" in p.ended and not p.through_policy
+
     def test_a_record_that_never_recorded_a_process_has_nothing_to_adopt(self) -> None:
         """A created or stopped record names no process: idle, nothing ended."""
         for status in (InstanceStatus.CREATED, InstanceStatus.STOPPED):

@@ -20,7 +20,9 @@ from supervisor.models import DesiredState, Instance, InstanceStatus
 
 __all__ = ["RecoveryPlan", "Resume", "plan_recovery", "same_program"]
 
-RecordedProcess = Literal["adopt", "found dead", "rebooted", "none"]
+RecordedProcess = Literal["adopt", "found dead", "rebooted", "unproven", "none"]
+"""``unproven``: the record names no boot (a tool that drops eyried's keys saved it), so its process cannot be
+told from one of an earlier boot and is treated as one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class RecoveryPlan:
             return "exited while the supervisor was not running"
         if self.process == "rebooted":
             return "system restarted"
+        if self.process == "unproven":
+            return "the record names no boot to adopt its process by (saved without eyried's keys)"
         return None
 
     @property
@@ -72,7 +76,9 @@ def plan_recovery(record: Instance, *, boot_id: str, autostart: bool) -> Recover
     process: RecordedProcess = "none"
     phase = Phase.IDLE
     if record.status in ACTIVE:
-        if record.boot_id != boot_id:
+        if not record.boot_id:
+            process = "unproven"
+        elif record.boot_id != boot_id:
             process = "rebooted"
         elif record.pid:
             process = "adopt"
