@@ -40,7 +40,8 @@ USER_STATE = {"openclaw": ".openclaw", "hermes": ".hermes"}
 """Where each program keeps its state in a user's home when nobody says otherwise."""
 
 
-def record(framework: str, what: str, value: str) -> None:
+def measured(framework: str, what: str, value: str) -> None:
+    """Keep a figure for the end of the run's summary."""
     FIGURES[(framework, what)] = value
 
 

@@ -18,7 +18,7 @@ import pytest
 from supervisor.frameworks.registry import builtin_spec
 from supervisor.sandbox.confine import Sandboxes
 from tests._daemon import wait_for
-from tests.real._fleet import USER_STATE, RealFleet, gone, record, seconds_since, tree_rss_mib
+from tests.real._fleet import USER_STATE, RealFleet, gone, measured, seconds_since, tree_rss_mib
 
 _CONFINED = Sandboxes().label
 """How ``ps`` shows a confined agent on this kernel: ``landlock v7`` here (docs/sandbox.md)."""
@@ -45,6 +45,7 @@ def _open_paths(procs: list[psutil.Process]) -> set[str]:
     return paths
 
 
+@pytest.mark.real
 @pytest.mark.timeout(600)
 class RealAgentScenario:
     """Subclassed once per framework (``FRAMEWORK``); the tests run in the order written, on one fleet."""
@@ -78,14 +79,14 @@ class RealAgentScenario:
         started = fleet.start_daemon()
         for name in (fleet.a, fleet.b):
             row = fleet.wait_ready(name)
-            record(self.FRAMEWORK, f"{name}: eyried start → ready", f"{time.monotonic() - started:.1f} s")
-            record(self.FRAMEWORK, f"{name}: spawn → ready", f"{seconds_since(row['started_at']):.1f} s")
+            measured(self.FRAMEWORK, f"{name}: eyried start → ready", f"{time.monotonic() - started:.1f} s")
+            measured(self.FRAMEWORK, f"{name}: spawn → ready", f"{seconds_since(row['started_at']):.1f} s")
             assert row["restart_count"] == 0 and row["sandbox"] == _CONFINED, row
             assert not [a for a in row["cmdline"] if a.startswith("--allow-unconfigured")], row["cmdline"]
         for name in (fleet.a, fleet.b):
             row = fleet.wait_probed(name)
             assert row["health_status"] == "healthy" and row["phase"] == "running", row
-            record(self.FRAMEWORK, f"{name}: RSS of the tree", f"{tree_rss_mib(fleet.tree(name)):.0f} MiB")
+            measured(self.FRAMEWORK, f"{name}: RSS of the tree", f"{tree_rss_mib(fleet.tree(name)):.0f} MiB")
 
     def test_two_instances_side_by_side(self, real_fleet: RealFleet) -> None:
         """Each gateway listens on its own port and works in its own instance directory; neither has the
@@ -109,7 +110,7 @@ class RealAgentScenario:
         killed = time.monotonic()
         psutil.Process(old).send_signal(signal.SIGKILL)
         row = fleet.wait_ready(fleet.a, other_than=old)
-        record(self.FRAMEWORK, "kill -9 → ready again", f"{time.monotonic() - killed:.1f} s")
+        measured(self.FRAMEWORK, "kill -9 → ready again", f"{time.monotonic() - killed:.1f} s")
         assert row["restart_count"] == 1, row
         assert fleet.rows()[fleet.b]["restart_count"] == 0
 
@@ -126,7 +127,7 @@ class RealAgentScenario:
             return all(r.get("status_detail", "").startswith("adopted") for r in records.values())
 
         wait_for(adopted, 60, "both gateways adopted")
-        record(self.FRAMEWORK, "eyried start → both adopted", f"{time.monotonic() - started:.2f} s")
+        measured(self.FRAMEWORK, "eyried start → both adopted", f"{time.monotonic() - started:.2f} s")
         rows = fleet.rows()
         for name, was in before.items():
             assert rows[name]["pid"] == was["pid"] and rows[name]["restart_count"] == was["restart_count"]
@@ -140,7 +141,7 @@ class RealAgentScenario:
         assert "agents kept running with the same pid: 2 of 2" in out, out
         took = re.search(r"re-executed in place in (\d+\.\d)s", out)
         assert took, out
-        record(self.FRAMEWORK, "daemon restart (re-exec, both adopted)", f"{took.group(1)} s")
+        measured(self.FRAMEWORK, "daemon restart (re-exec, both adopted)", f"{took.group(1)} s")
         rows = fleet.rows()
         assert {name: rows[name]["pid"] for name in pids} == pids
 
@@ -180,7 +181,7 @@ class RealAgentScenario:
             fleet.ctl("stop", name, "--wait", timeout=limit + 60)
             took = time.monotonic() - asked
             what = f"{name}: stop of {len(tree)} process(es) in {len(set(sessions.values()))} session(s)"
-            record(self.FRAMEWORK, f"{what} (stop_timeout {limit:g} s)", f"{took:.1f} s")
+            measured(self.FRAMEWORK, f"{what} (stop_timeout {limit:g} s)", f"{took:.1f} s")
             assert gone(tree), [(p.pid, sessions[p.pid]) for p in tree if not gone([p])]
             assert _port_free(row["port"])
             assert took < limit + 15, took

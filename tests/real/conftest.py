@@ -18,12 +18,6 @@ from tests.real._fleet import FIGURES, RealFleet
 _BIN_VARS = {"openclaw": "EYRIE_REAL_OPENCLAW", "hermes": "EYRIE_REAL_HERMES"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/real/" in item.nodeid:
-            item.add_marker(pytest.mark.real)
-
-
 def _bindir(framework: str) -> Path:
     skip = os.environ.get("EYRIE_REAL_SKIP")
     if skip:
