@@ -90,13 +90,14 @@ class TestCommandHooks:
         with running_daemon(tmp_path, fleet) as d:
             d.wait_status("broken", "error", timeout=30)
             d.wait_running("steady")
-            told = wait_for(lambda: len(_payloads(out)) >= 2 and _payloads(out), what="two payloads")
+            wait_for(lambda: len(_payloads(out)) >= 2, what="two payloads")
             d.write_fleet("version: 1\ninstances: [\n")
             assert json.loads(eyriectl(tmp_path, "reload", "--json").stdout)["ok"] is False
-            told = wait_for(
-                lambda: [p for p in _payloads(out) if p["kind"] == "reload_rejected"] and _payloads(out),
+            wait_for(
+                lambda: any(p["kind"] == "reload_rejected" for p in _payloads(out)),
                 what="the reload_rejected payload",
             )
+        told = _payloads(out)
         kinds = sorted(p["kind"] for p in told)
         assert kinds == ["crash_loop", "error", "reload_rejected"], told
         error = next(p for p in told if p["kind"] == "error")
