@@ -156,9 +156,11 @@ class TestFollowAcrossReexec:
         that tells of the gap between the two daemon runs."""
         with running_daemon(tmp_path, fleet_yaml(embedded("alpha"))) as d:
             d.wait_running("alpha")
-            with following(tmp_path, "events", "-f", "--json", "-n", "0") as follower:
+            with following(tmp_path, "events", "-f", "--json", "-n", "1") as follower:
+                follower.read_until('"id":')  # connected: the last event is replayed
                 ok(eyriectl(tmp_path, "restart", "alpha", "--wait"))
-                follower.read_until('"to_status":"running"')
+                pid = d.wait_running("alpha")["alpha"]
+                follower.read_until(f'"pid":{pid},"from_status":"starting","to_status":"running"')
                 follower.proc.send_signal(signal.SIGSTOP)  # cut off: it cannot reconnect until SIGCONT
                 try:
                     ok(eyriectl(tmp_path, "daemon", "restart"))

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,46 @@ class TestLogLevel:
             d.wait_running("alpha")
             levels = {r["level"] for r in _records(d.log())}
         assert levels <= {"warning", "error", "critical"}, levels
+
+
+JOURNAL_SOCKET = Path("/run/systemd/journal/stdout")
+
+
+@pytest.mark.systemd
+@pytest.mark.skipif(
+    not JOURNAL_SOCKET.is_socket(),
+    reason="journald is not running here (no /run/systemd/journal/stdout); TestJournal checks the prefixes"
+    " against a file that JOURNAL_STREAM names instead",
+)
+def test_journalctl_priority_filters(tmp_path: Path) -> None:
+    """Installed under a real systemd --user with its output on the journal, ``journalctl -p err`` shows
+    the instance that moved into error and none of eyried's info lines."""
+    from supervisor.systemd.names import unit_name
+    from tests.sandbox.systemd import user_manager
+
+    with user_manager(tmp_path) as manager:
+        home = tmp_path / "eyrie"
+        home.mkdir()
+        (home / "fleet.yaml").write_text(fleet_yaml(embedded("alpha"), _broken()))
+        name = unit_name(home, manager.env)
+        dropin = manager.unit_dir / f"{name}.d"
+        dropin.mkdir(parents=True)
+        (dropin / "journal.conf").write_text("[Service]\nStandardOutput=journal\nStandardError=journal\n")
+        ok(eyriectl(home, "install", "--no-linger", env=manager.env, timeout=120))
+
+        def journal(*args: str) -> list[dict[str, Any]]:
+            out = subprocess.run(
+                ["journalctl", "--no-pager", "-o", "json", f"_SYSTEMD_USER_UNIT={name}", *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+        errors = wait_for(
+            lambda: [e for e in journal("-p", "err") if '"to_status": "error"' in e.get("MESSAGE", "")],
+            what="the instance's move into error in the journal",
+        )
+        assert all(int(e["PRIORITY"]) <= 3 for e in journal("-p", "err"))
+        assert errors[0]["MESSAGE"].startswith("{") and "daemon_ready" not in str(journal("-p", "err"))
+        ok(eyriectl(home, "uninstall", env=manager.env, timeout=120))
