@@ -9,11 +9,14 @@ import json
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from supervisor.daemon._notify import _Matcher
+from supervisor.engine.events import Event
 from supervisor.errors import FleetFileError
 from supervisor.fleet.loader import load_fleet
 from tests._cli import eyriectl, ok
@@ -136,14 +139,17 @@ class TestUrlHooks:
     def test_post_reaches_a_local_server(self, tmp_path: Path) -> None:
         """A URL hook of an instance POSTs the JSON payload to a real HTTP server; the log never shows the
         URL's path, where a webhook keeps its secret."""
+        refused = f"http://127.0.0.1:1/hook/{SECRET}?key={SECRET}"  # nothing listens on port 1
         with _http_receiver() as (url, bodies):
-            instance = _missing_binary("broken", "never") + f"    notify: [{{on: [error], url: '{url}'}}]\n"
+            hooks = f"[{{on: [error], url: '{url}'}}, {{on: [error], url: '{refused}'}}]"
+            instance = _missing_binary("broken", "never") + f"    notify: {hooks}\n"
             with running_daemon(tmp_path, fleet_yaml(instance)) as d:
                 d.wait_status("broken", "error")
                 wait_for(lambda: bodies, what="the POST")
+                wait_for(lambda: "notify_hook_failed" in d.log(), what="the refused hook's failure")
                 log = d.log()
         assert bodies[0]["kind"] == "error" and bodies[0]["instance"] == "broken"
-        assert SECRET not in log
+        assert '"hook": "http://127.0.0.1:1"' in log and SECRET not in log
 
 
 class TestFleetFile:
@@ -180,3 +186,44 @@ class TestFleetFile:
         assert fleet.defaults.notify[0].url == "https://h/x" and fleet.defaults.notify[0].timeout == 10.0
         own = fleet.instances[0].notify[0]
         assert own.command == ["pager"] and own.timeout == 2.0
+
+
+def _transition(to: str, *, frm: str = "running", count: int = 0, detail: str = "", **data: Any) -> Event:
+    return Event(
+        time=datetime.now(UTC),
+        event="transition",
+        instance="a",
+        instance_id="id-a",
+        from_status=frm,
+        to_status=to,
+        detail=detail,
+        data={"restart_count": count, **data},
+    )
+
+
+class TestWhatFires:
+    def test_crash_loop_once_per_round(self) -> None:
+        """crash_loop fires when restart_count reaches 3, not again at 4, and again after a reset."""
+        matcher = _Matcher()
+        counts = [1, 2, 3, 3, 4, 0, 1, 2, 3]
+        fired = [matcher.kinds(_transition("stopped", count=c)) for c in counts]
+        assert [i for i, kinds in enumerate(fired) if "crash_loop" in kinds] == [2, 8]
+
+    def test_memory_restart_once_until_running(self) -> None:
+        """A memory restart (by data.reason or by its detail) fires once, and again only after the
+        instance ran again."""
+        matcher = _Matcher()
+        first = matcher.kinds(_transition("stopped", reason="memory"))
+        again = matcher.kinds(_transition("stopped", frm="stopped", detail="memory limit 1 GiB exceeded"))
+        matcher.kinds(_transition("running", frm="starting"))
+        later = matcher.kinds(_transition("stopped", detail="memory limit 1 GiB exceeded (1.2 GiB)"))
+        assert (first, again, later) == (["memory_restart"], [], ["memory_restart"])
+
+    def test_error_on_entry_and_rejected_reloads(self) -> None:
+        """error fires on the move into error only; a reload event fires only when it was rejected."""
+        matcher = _Matcher()
+        assert matcher.kinds(_transition("error", frm="starting")) == ["error"]
+        assert matcher.kinds(_transition("error", frm="error")) == []
+        reload = Event(time=datetime.now(UTC), event="reload", data={"ok": False, "error": "bad"})
+        assert matcher.kinds(reload) == ["reload_rejected"]
+        assert matcher.kinds(reload.model_copy(update={"data": {"ok": True}})) == []
