@@ -5,6 +5,8 @@ It dials the operator's abstract socket first and the socket file when that fail
 Errors are translated at this boundary: callers never see httpx. A missing or dead socket is
 `DaemonNotRunning`; an error answer becomes the exception the daemon raised, same class, message and details
 (a `FleetFileError` keeps its path, line and key), or `EyrieError` when the kind is not one of ours.
+
+A followed event stream outlives the daemon's restarts: it reconnects and resumes from the last event id.
 """
 
 from __future__ import annotations
