@@ -5,6 +5,8 @@ It dials the operator's abstract socket first and the socket file when that fail
 Errors are translated at this boundary: callers never see httpx. A missing or dead socket is
 `DaemonNotRunning`; an error answer becomes the exception the daemon raised, same class, message and details
 (a `FleetFileError` keeps its path, line and key), or `EyrieError` when the kind is not one of ours.
+
+A followed event stream outlives the daemon's restarts: it reconnects and resumes from the last event id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 from pydantic import ValidationError
 
@@ -35,6 +38,8 @@ __all__ = ["ControlClient", "daemon_not_running"]
 
 _BASE_URL = "http://eyried"
 _TIMEOUT = 30.0
+_RECONNECT_FOR = 30.0
+_REPLAY_ALL = 1000  # the most the daemon replays; more than its history keeps
 _NOT_RUNNING = {errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK}
 
 
@@ -141,21 +146,38 @@ class ControlClient:
         return [Event.model_validate(e) for e in data]
 
     @contextlib.asynccontextmanager
-    async def events(self, *, replay: int = 0) -> AsyncIterator[AsyncIterator[Event]]:
-        """``replay`` recent events, then every new one, until the block exits or the daemon stops."""
-        params = {"replay": str(replay)} if replay else {}
-        request = self._http.build_request(
-            "GET", "/v1/events", params=params, timeout=httpx.Timeout(_TIMEOUT, read=None)
-        )
-        with self._translated():
-            response = await self._http.send(request, stream=True)
+    async def events(
+        self, *, replay: int = 0, reconnect_for: float = _RECONNECT_FOR
+    ) -> AsyncIterator[AsyncIterator[Event]]:
+        """``replay`` recent events, then every new one, until the block exits.
+
+        When the stream drops (the daemon restarted or re-executed), it is opened again, resuming after the
+        last event received (``Last-Event-ID``), for up to ``reconnect_for`` seconds while the daemon is
+        down; after that, or with 0, the iterator ends. The daemon tells of events it can no longer give by
+        a ``gap`` event.
+        """
+        response = await self._open_events({"replay": str(replay)} if replay else {}, None)
+        follower = _EventFollower(self, response, reconnect_for)
         try:
-            if response.is_error:
-                await response.aread()
-                raise _error_from(response)
-            yield _parse_events(response)
+            yield follower.events()
         finally:
+            await follower.aclose()
+
+    async def _open_events(self, params: dict[str, str], last_event_id: str | None) -> httpx.Response:
+        with self._translated():
+            response = await self._send_events(params, last_event_id)
+        if response.is_error:
+            await response.aread()
             await response.aclose()
+            raise _error_from(response)
+        return response
+
+    async def _send_events(self, params: dict[str, str], last_event_id: str | None) -> httpx.Response:
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        request = self._http.build_request(
+            "GET", "/v1/events", params=params, headers=headers, timeout=httpx.Timeout(_TIMEOUT, read=None)
+        )
+        return await self._http.send(request, stream=True)
 
     # --- plumbing
 
@@ -229,17 +251,64 @@ def _error_from(response: httpx.Response) -> EyrieError:
     return error or EyrieError(f"eyried answered {response.status_code} {response.reason_phrase}")
 
 
-async def _parse_events(response: httpx.Response) -> AsyncIterator[Event]:
-    data: list[str] = []
-    try:
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif line == "" and data:
-                yield _event("\n".join(data))
-                data = []
-    except httpx.HTTPError:
-        return  # the daemon went away: the stream simply ends
+class _EventFollower:
+    """One followed event stream across reconnects: the current response and the last event id seen."""
+
+    def __init__(self, client: ControlClient, response: httpx.Response, reconnect_for: float) -> None:
+        self._client = client
+        self._response: httpx.Response | None = response
+        self._reconnect_for = reconnect_for
+        self.last_id = ""
+
+    async def events(self) -> AsyncIterator[Event]:
+        while self._response is not None:
+            async for event in self._parse(self._response):
+                yield event
+            await self._response.aclose()
+            self._response = await self._reopen()
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+            self._response = None
+
+    async def _parse(self, response: httpx.Response) -> AsyncIterator[Event]:
+        data: list[str] = []
+        event_id = ""
+        try:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif line.startswith("id:"):
+                    event_id = line[3:].removeprefix(" ")
+                elif line == "":
+                    if event_id:
+                        self.last_id = event_id
+                    if data:
+                        yield _event("\n".join(data))
+                    data, event_id = [], ""
+        except httpx.HTTPError:
+            return  # the daemon went away: the stream ends here, and may be resumed
+
+    async def _reopen(self) -> httpx.Response | None:
+        """The stream again, after the last event seen; None when the daemon stays away too long."""
+        deadline = anyio.current_time() + self._reconnect_for
+        delay = 0.05
+        while anyio.current_time() < deadline:
+            # without an id, the restarted daemon's whole history: everything after the old stream
+            params = {} if self.last_id else {"replay": str(_REPLAY_ALL)}
+            try:
+                response = await self._client._send_events(params, self.last_id or None)
+            except httpx.TransportError:
+                pass  # not serving yet
+            else:
+                if not response.is_error:
+                    return response
+                await response.aclose()
+                return None
+            await anyio.sleep(min(delay, max(deadline - anyio.current_time(), 0)))
+            delay = min(delay * 2, 1.0)
+        return None
 
 
 def _event(text: str) -> Event:

@@ -1,4 +1,6 @@
-"""structlog set-up, done once in ``main()``: JSON lines for journald, console rendering in ``--dev``.
+"""structlog set-up, done once in ``main()``: console rendering in ``--dev`` or on a terminal; otherwise
+one JSON object per line, each carrying its syslog priority (``<3>``, ``<4>``, ``<6>``, ``<7>``,
+sd-daemon(3)) when stderr is the journal, so that ``journalctl -p err`` filters eyried's lines.
 
 A redaction processor runs last before rendering, so no secret reaches a log line even by accident.
 """
@@ -6,6 +8,7 @@ A redaction processor runs last before rendering, so no secret reaches a log lin
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -13,7 +16,14 @@ from typing import Any
 
 import structlog
 
-__all__ = ["SECRET_KEYS", "configure_logging", "redact_secrets", "set_log_level"]
+__all__ = [
+    "SECRET_KEYS",
+    "JournalPriority",
+    "configure_logging",
+    "redact_secrets",
+    "set_log_level",
+    "stderr_is_journal",
+]
 
 SECRET_KEYS = re.compile(
     r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE
@@ -67,12 +77,43 @@ def set_log_level(level: str) -> None:
     _level_filter.threshold = logging.getLevelNamesMapping()[level.upper()]
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr is connected to the journal: ``JOURNAL_STREAM`` names its device and inode
+    (systemd.exec(5)), which a child that redirected stderr elsewhere no longer matches."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return (int(device), int(inode)) == (st.st_dev, st.st_ino)
+    except (ValueError, OSError):
+        return False
+
+
+_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3, "critical": 3}
+_PRIORITIES |= {"fatal": 3}
+
+
+class JournalPriority:
+    """Wraps a renderer: each line starts with its level's syslog priority, ``<3>{"event": ...}``, which
+    journald strips and stores as the entry's PRIORITY."""
+
+    def __init__(self, renderer: structlog.typing.Processor) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        priority = _PRIORITIES.get(str(event_dict.get("level", method)), 6)
+        line = self._renderer(logger, method, event_dict)
+        return f"<{priority}>" + (line.decode() if isinstance(line, bytes) else str(line))
+
+
 def configure_logging(*, dev: bool = False, level: str = "info") -> None:
-    """Console output in dev mode or on a terminal; one JSON object per line otherwise."""
+    """Console output in dev mode or on a terminal; one JSON object per line otherwise, prefixed with its
+    syslog priority when stderr is the journal."""
     set_log_level(level)
     renderer: structlog.typing.Processor
     if dev or sys.stderr.isatty():
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    elif stderr_is_journal():
+        renderer = JournalPriority(structlog.processors.JSONRenderer())
     else:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(

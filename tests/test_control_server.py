@@ -163,12 +163,13 @@ class TestUnixSocket:
             assert event.instance == "alpha" and event.to_status == "error"
 
     async def test_shutdown_ends_open_streams(self, home: Home, target: MemoryTarget) -> None:
-        """Stopping the server while a client follows events ends that stream promptly, without an error."""
+        """Stopping the server while a client that does not reconnect follows events ends that stream
+        promptly, without an error."""
         seen: list[Event] = []
         ended = anyio.Event()
 
         async def follow(client: ControlClient) -> None:
-            async with client.events() as events:
+            async with client.events(reconnect_for=0) as events:
                 seen.extend([e async for e in events])
             ended.set()
 

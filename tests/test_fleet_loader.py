@@ -25,7 +25,7 @@ from supervisor.fleet import (
     parse_fleet,
 )
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
-from supervisor.fleet.sections import AgentAPISettings, PortSettings, ProjectDecl
+from supervisor.fleet.sections import AgentAPISettings, NotifyHook, PortSettings, ProjectDecl
 from supervisor.frameworks.spec import Probe
 from supervisor.models import HierarchyRole
 
@@ -126,6 +126,7 @@ class TestLoadFleet:
             ControlTCP,
             PortSettings,
             Defaults,
+            NotifyHook,
             RestartPolicy,
             HealthPolicy,
             LogPolicy,

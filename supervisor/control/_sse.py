@@ -1,8 +1,15 @@
-"""Server-sent events for ``GET /v1/events``: live lifecycle events, keep-alive comments, a clean end.
+"""Server-sent events for ``GET /v1/events``: live lifecycle events, keep-alive comments, a clean end, and
+resuming from ``Last-Event-ID``.
 
 A stream never ends on its own, so the server must be able to close every open stream when it shuts down
 (`EventStreams.close_all`); otherwise a graceful shutdown would wait for clients that never leave. A short
-history of recent events is kept so that ``eyriectl events`` can show what just happened.
+history of recent events is kept so that ``eyriectl events`` can show what just happened, and so that a
+client that reconnects with the id of the last event it saw gets every later event still in that history.
+
+Every message carries its event's ``id:`` (`supervisor.control.hub`). A stream sends its events in id order
+without holes: an event it did not receive live (its subscription lagged) is taken from the history; what
+the history no longer has, or what happened between two daemon starts, is announced by a ``gap`` event (an
+`Event` with ``event: "gap"`` and no id) before the stream goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import anyio
 import structlog
 from starlette.responses import Response
 
+from supervisor.control.hub import parse_event_id
 from supervisor.engine.events import Event
+from supervisor.models import utcnow
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -27,11 +36,16 @@ __all__ = ["EventHistory", "EventStreamResponse", "EventStreams", "encode_event"
 log = structlog.get_logger("supervisor.control")
 
 Subscribe = Callable[[], AbstractAsyncContextManager[AsyncIterator[Event]]]
+Position = tuple[str, int]
+
+_CATCH_UP = 1.0
+"""Seconds a stream waits for the history to record an event it missed live before calling it a gap."""
 
 
 def encode_event(event: Event) -> bytes:
-    """One SSE message: ``data: <Event JSON>`` and a blank line."""
-    return b"data: " + event.model_dump_json().encode() + b"\n\n"
+    """One SSE message: ``id: <event id>`` (when it has one), ``data: <Event JSON>`` and a blank line."""
+    head = f"id: {event.id}\n".encode() if event.id else b""
+    return head + b"data: " + event.model_dump_json().encode() + b"\n\n"
 
 
 class EventHistory:
@@ -39,11 +53,46 @@ class EventHistory:
 
     def __init__(self, size: int) -> None:
         self._events: collections.deque[Event] = collections.deque(maxlen=size)
+        self._waiters: list[anyio.Event] = []
 
     def recent(self, limit: int) -> list[Event]:
         if limit <= 0:
             return []
         return list(self._events)[-limit:]
+
+    def all(self) -> list[Event]:
+        return list(self._events)
+
+    @property
+    def last_id(self) -> str:
+        return self._events[-1].id if self._events else ""
+
+    def between(self, after: Position, before: Position) -> list[Event]:
+        """The recorded events of ``after``'s daemon start strictly between the two positions."""
+        found = []
+        for event in self._events:
+            pos = parse_event_id(event.id)
+            if pos is not None and pos[0] == after[0] and after[1] < pos[1] < before[1]:
+                found.append(event)
+        return found
+
+    async def recorded(self, position: Position) -> None:
+        """Return once the event at ``position`` (or a later one) is recorded, or after `_CATCH_UP` s."""
+        with anyio.move_on_after(_CATCH_UP):
+            while not self._reached(position):
+                waiter = anyio.Event()
+                self._waiters.append(waiter)
+                await waiter.wait()
+
+    def _reached(self, position: Position) -> bool:
+        last = parse_event_id(self.last_id)
+        return last is not None and (last[0] != position[0] or last[1] >= position[1])
+
+    def _append(self, event: Event) -> None:
+        self._events.append(event)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.set()
 
     async def record(self, subscribe: Subscribe, *, task_status: TaskStatus[None]) -> None:
         """Append every event until cancelled; ``task_status`` fires once subscribed.
@@ -56,7 +105,7 @@ class EventHistory:
                 task_status.started()
                 started = True
                 async for event in events:
-                    self._events.append(event)
+                    self._append(event)
         except Exception:
             log.exception("event_history_failed")
             if not started:
@@ -88,8 +137,47 @@ class EventStreams:
         return len(self._scopes)
 
 
+def _gap(last: Position, last_id: str, next_id: str) -> Event:
+    if next_id.rpartition("-")[0] != last[0]:
+        detail = f"eyried restarted after event {last_id}: what happened in between is not known"
+    else:
+        detail = f"events after {last_id} are no longer kept; the stream goes on from {next_id}"
+    return Event(
+        time=utcnow(), event="gap", detail=detail, data={"last_event_id": last_id, "next_event_id": next_id}
+    )
+
+
+class _Sequencer:
+    """What one stream has sent so far: skips what the client has, fills holes from the history."""
+
+    def __init__(self, history: EventHistory, last_event_id: str | None) -> None:
+        self._history = history
+        self.last_id = last_event_id or ""
+        self._last: Position | None = None
+        if last_event_id is not None:
+            self._last = parse_event_id(last_event_id) or ("", 0)
+
+    async def messages(self, event: Event) -> list[Event]:
+        """The events to send, in order, for ``event`` (none when the client has it already)."""
+        pos = parse_event_id(event.id)
+        if pos is None:
+            return [event]
+        last, out = self._last, []
+        if last is not None:
+            if pos[0] == last[0] and pos[1] <= last[1]:
+                return []
+            if pos[0] == last[0] and pos[1] > last[1] + 1:
+                await self._history.recorded((pos[0], pos[1] - 1))
+                out = self._history.between(last, pos)
+            if pos[0] != last[0] or len(out) < pos[1] - last[1] - 1:
+                out = [_gap(last, self.last_id, event.id), *out]
+        self._last, self.last_id = pos, event.id
+        return [*out, event]
+
+
 class EventStreamResponse(Response):
-    """``text/event-stream``: ``replay`` recent events, then every new one, until either side leaves."""
+    """``text/event-stream``: the backlog (the events after ``last_event_id``, or the last ``replay``),
+    then every new one, until either side leaves."""
 
     media_type = "text/event-stream"
 
@@ -99,7 +187,9 @@ class EventStreamResponse(Response):
         *,
         streams: EventStreams,
         keepalive: float,
-        replay: list[Event],
+        history: EventHistory,
+        replay: int = 0,
+        last_event_id: str | None = None,
     ) -> None:
         # No Response.__init__: it would declare a Content-Length for a body that never ends.
         self.status_code = 200
@@ -108,14 +198,21 @@ class EventStreamResponse(Response):
         self._subscribe = subscribe
         self._streams = streams
         self._keepalive = keepalive
+        self._history = history
         self._replay = replay
+        self._last_event_id = last_event_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lock = anyio.Lock()
+        sequencer = _Sequencer(self._history, self._last_event_id)
 
         async def emit(chunk: bytes) -> None:
             async with lock:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def emit_event(event: Event) -> None:
+            for message in await sequencer.messages(event):
+                await emit(encode_event(message))
 
         async def until_disconnect(cancel: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -135,10 +232,15 @@ class EventStreamResponse(Response):
                     tg.start_soon(until_disconnect, tg.cancel_scope)
                     tg.start_soon(keep_alive)
                     await emit(b": connected\n\n")
-                    for event in self._replay:
-                        await emit(encode_event(event))
+                    resuming = self._last_event_id is not None
+                    for event in self._history.all() if resuming else self._history.recent(self._replay):
+                        await emit_event(event)
+                    if not sequencer.last_id and self._history.last_id:
+                        # the client's position, so that a reconnect resumes from here
+                        await emit(f"id: {self._history.last_id}\n\n".encode())
+                        sequencer = _Sequencer(self._history, self._history.last_id)
                     async for event in events:
-                        await emit(encode_event(event))
+                        await emit_event(event)
                     tg.cancel_scope.cancel()
                 finally:
                     self._streams.discard(tg.cancel_scope)

@@ -14,7 +14,7 @@ Routes::
     POST   /v1/reload                            ReloadResult (200 even when the fleet file is invalid)
     GET    /v1/reload/plan                       ReloadResult with dry_run: what a reload would do now
     GET    /v1/status                            DaemonStatus
-    GET    /v1/events?replay=N                   text/event-stream of Event JSON
+    GET    /v1/events?replay=N                   text/event-stream of Event JSON; with Last-Event-ID: resumed
     GET    /v1/events/recent?limit=N             list of recent Event
     GET    /metrics                              Prometheus text format
 """
@@ -199,8 +199,14 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         return _model(target.status())
 
     async def events(request: Request) -> Response:
-        replay = recent_events.recent(_count(request, "replay", 0))
-        return EventStreamResponse(target.subscribe, streams=streams, keepalive=keepalive, replay=replay)
+        return EventStreamResponse(
+            target.subscribe,
+            streams=streams,
+            keepalive=keepalive,
+            history=recent_events,
+            replay=_count(request, "replay", 0),
+            last_event_id=request.headers.get("last-event-id"),
+        )
 
     async def recent(request: Request) -> Response:
         return _models(recent_events.recent(_count(request, "limit", 50)))

@@ -1,9 +1,15 @@
 """Fan-out of lifecycle events to every subscriber of the control API's event stream (the daemon's and the
-in-memory test target's)."""
+in-memory test target's).
+
+Each published event gets its id here, ``<start>-<sequence>``: ``start`` is when this hub (one per daemon
+image) was made, in nanoseconds, so the ids of a restarted or re-executed daemon never match an earlier one's,
+and a client resuming from an id can tell that it missed a restart.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -11,9 +17,17 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from supervisor.engine.events import Event
 
-__all__ = ["EventHub"]
+__all__ = ["EventHub", "parse_event_id"]
 
 _BUFFER = 1024
+
+
+def parse_event_id(text: str) -> tuple[str, int] | None:
+    """``(start, sequence)`` of an event id, or None when ``text`` is not one."""
+    start, sep, seq = text.strip().rpartition("-")
+    if not sep or not start or not seq.isdigit():
+        return None
+    return start, int(seq)
 
 
 class EventHub:
@@ -21,12 +35,16 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
+        self.start = str(time.time_ns())
+        self._seq = 0
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
     def publish(self, event: Event) -> None:
+        self._seq += 1
+        event = event.model_copy(update={"id": f"{self.start}-{self._seq}"})
         for stream in list(self._subscribers):
             try:
                 stream.send_nowait(event)

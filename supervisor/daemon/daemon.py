@@ -23,6 +23,7 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, Re
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
+from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, next_ending
@@ -144,6 +145,7 @@ class Daemon:
             # during a long one; READY=1 still waits until the fleet is started or adopted.
             await tg.start(control_api(create_app(self), initial.fleet, self.home))
             await tg.start(run_agent_api, self, initial.fleet)  # before the fleet: agents get EYRIE_URL
+            await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
             await stop_unreadable(self.store)
             async with self._lock:
                 started = await self.reconciler.start(initial)

@@ -35,7 +35,9 @@ def announce(
     """Log and emit a ``kind`` event ("transition", "health"); a failing subscriber is logged, not raised."""
     pid = inst.pid
     if kind == "transition":
-        log.info(kind, pid=pid, from_status=old.value, to_status=new.value, detail=detail)
+        # a move into error is logged as one, so that `journalctl -p err` shows it
+        level = log.error if new == InstanceStatus.ERROR and old != new else log.info
+        level(kind, pid=pid, from_status=old.value, to_status=new.value, detail=detail)
     else:
         log.info(kind, pid=pid, status=new.value, detail=detail, **data)
     event = Event(

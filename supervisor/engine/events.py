@@ -13,6 +13,7 @@ __all__ = ["Event"]
 class Event(BaseModel):
     """One lifecycle event, sent on the event stream as one JSON object."""
 
+    id: str = ""  # "<daemon start>-<sequence>", set when the daemon publishes it; SSE's id for resuming
     time: datetime
     event: str  # "transition", "health", "reload", "daemon"
     instance: str = ""

@@ -31,6 +31,7 @@ __all__ = [
     "HealthOverride",
     "InstanceDecl",
     "LogOverride",
+    "NotifyHook",
     "PortSettings",
     "ProjectDecl",
     "RestartOverride",
@@ -124,9 +125,56 @@ class DaemonSettings(Section):
         return v.lower() if isinstance(v, str) else v
 
 
+# --- notify hooks ----------------------------------------------------------------------------------
+
+NotifyOn = Literal["error", "crash_loop", "memory_restart", "reload_rejected"]
+_MAX_HOOK_TIMEOUT = 300.0
+
+
+def _argv(v: list[str]) -> list[str]:
+    if not v or not v[0]:
+        raise ValueError("command needs at least the program to run")
+    if any("\0" in arg for arg in v):
+        raise ValueError("command contains a NUL byte")
+    return v
+
+
+def _hook_url(v: str) -> str:
+    scheme, sep, rest = v.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
+        raise ValueError(f"url must be an http:// or https:// URL with a host, not {v!r}")
+    if any(ch.isspace() or ch == "\0" for ch in v):
+        raise ValueError("url contains white space")
+    return v
+
+
+class NotifyHook(Section):
+    """A ``notify`` entry: when one of the events ``on`` happens, run ``command`` (an argv list, never a
+    shell; the payload as JSON on stdin) or POST the payload to ``url``, within ``timeout``."""
+
+    on: Annotated[list[NotifyOn], Field(min_length=1)]
+    command: Annotated[list[str], AfterValidator(_argv)] | None = None
+    url: Annotated[str, AfterValidator(_hook_url)] | None = None
+    timeout: Annotated[FleetDuration, duration_within(0.1, _MAX_HOOK_TIMEOUT)] = 10.0
+
+    @model_validator(mode="after")
+    def _one_action(self) -> NotifyHook:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("a notify hook has either a command or a url")
+        return self
+
+
+def _instance_hooks(hooks: list[NotifyHook]) -> list[NotifyHook]:
+    if any("reload_rejected" in hook.on for hook in hooks):
+        raise ValueError("reload_rejected concerns the daemon, not one instance: set it in defaults.notify")
+    return hooks
+
+
 class Defaults(Section):
     """Policies every instance gets unless it sets its own keys."""
 
+    notify: NoneIsEmpty[list[NotifyHook]] = Field(default_factory=list)
+    """Hooks for every instance's events (an instance's own ``notify`` adds to them) and the daemon's."""
     restart: NoneIsEmpty[RestartPolicy] = RestartPolicy()
     health: NoneIsEmpty[HealthPolicy] = HealthPolicy()
     stop_timeout: Annotated[FleetDuration, duration_within(0.0, MAX_STOP_TIMEOUT)] | None = None
@@ -274,6 +322,10 @@ class InstanceDecl(Section):
     env: NoneIsEmpty[Env] = Field(default_factory=dict)
     secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
     """Provider secrets of this instance (variable → secret name), over its framework's and the defaults'."""
+    notify: NoneIsEmpty[Annotated[list[NotifyHook], AfterValidator(_instance_hooks)]] = Field(
+        default_factory=list
+    )
+    """Hooks for this instance's events, in addition to ``defaults.notify``."""
     # framework keys, per instance
     command: list[str] | None = None
     ready: Probe | None = None
