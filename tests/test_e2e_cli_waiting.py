@@ -1,5 +1,6 @@
-"""eyriectl start/stop/restart/add wait like systemctl: the state reached is printed, ``--no-block`` returns at
-once, ``--timeout`` bounds the wait, and a failed start says why (last error, the end of the log)."""
+"""eyriectl start/stop/restart/add wait like systemctl: the state reached is printed, ``--no-block``
+returns at once, ``--timeout`` bounds the wait, and a failed start says why (last error, the end of the
+log)."""
 
 from __future__ import annotations
 
