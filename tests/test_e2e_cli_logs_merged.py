@@ -24,7 +24,7 @@ def fleet(tmp_path: Path) -> Iterator[DaemonProcess]:
 
 def log_file(d: DaemonProcess, name: str) -> Path:
     inst = d.instance(name)
-    return d.home / "instances" / inst["id"] / "logs" / f"{inst['framework']}.log"
+    return d.home / "instances" / str(inst["id"]) / "logs" / f"{inst['framework']}.log"
 
 
 class TestMerged:
@@ -39,7 +39,7 @@ class TestMerged:
         assert len(stamps) == 2 and stamps == sorted(stamps)
 
     def test_json_lines_lines_and_since(self, fleet: DaemonProcess) -> None:
-        """--json prints one object per line; -n bounds the count; --since in the future keeps no dated line."""
+        """--json prints one object per line; -n bounds the count; a future --since keeps no dated line."""
         d = fleet
         rows = [json.loads(line) for line in ok(eyriectl(d.home, "logs", "--json")).stdout.splitlines()]
         assert {r["instance"] for r in rows} == {"alpha", "bravo-two"}

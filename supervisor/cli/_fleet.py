@@ -175,11 +175,14 @@ def add(
     if no_start or no_block or (view.status == "running" and not isinstance(outcome, TimedOut)):
         return
     late = f" within {outcome.seconds:g}s" if isinstance(outcome, TimedOut) else ""
+    state = view.status or "not running"
+    if view.status_detail:
+        state += f" ({view.status_detail})"
     cli.err.print(f"{name} did not start{late}:", markup=False)
     explain_failed_start(cli, view)
     raise CommandFailed(
-        f"{name} was added and stays declared in {cli.home.fleet_file}, but is {view.status or 'not running'}"
-        f"{late}; fix it and `eyriectl start {name}`, or `eyriectl remove {name}`"
+        f"{name} was added and stays declared in {cli.home.fleet_file}, but is {state}{late};"
+        f" fix it and `eyriectl start {name}`, or `eyriectl remove {name}`"
     )
 
 

@@ -29,6 +29,7 @@ def explain_failed_start(cli: Cli, view: InstanceView) -> None:
     if not lines:
         cli.err.print(f"  {path} is empty", markup=False)
         return
-    cli.err.print(f"  last {len(lines)} lines of {path}:", markup=False)
+    counted = "last line" if len(lines) == 1 else f"last {len(lines)} lines"
+    cli.err.print(f"  {counted} of {path}:", markup=False)
     for line in lines:
         cli.err.print(f"  | {printable(line)}", markup=False)
