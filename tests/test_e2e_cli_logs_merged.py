@@ -53,9 +53,10 @@ class TestMerged:
     def test_follow_prints_new_lines_of_every_instance(self, fleet: DaemonProcess) -> None:
         """-f prints what any instance's log gets afterwards, prefixed, as JSON lines when asked."""
         d = fleet
-        with following(d.home, "logs", "-f", "-n", "0", "--json") as logs:
+        with following(d.home, "logs", "-f", "-n", "1", "--json") as logs:
+            history = len(logs.read_until("\n"))  # the last line printed: every file is followed from here
             ok(eyriectl(d.home, "restart", "bravo-two"))
-            out = logs.read_until("eyried: started pid")
+            out = logs.read_until("eyried: started pid", start=history)[history:]
             rows = [json.loads(line) for line in out.splitlines()]
             assert {r["instance"] for r in rows} == {"bravo-two"}
             assert logs.interrupt() == 0

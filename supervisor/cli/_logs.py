@@ -13,12 +13,10 @@ its own order. ``--since`` drops lines whose time is known and earlier. Followed
 
 from __future__ import annotations
 
-import errno
 import heapq
 import json
 import os
 import re
-import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -29,16 +27,12 @@ from typing import BinaryIO
 import click
 
 from supervisor.cli._app import Cli, CommandFailed
+from supervisor.cli._logfiles import LINE_MAX, Followed, line_text, open_log, tail
 from supervisor.cli._render import printable
 from supervisor.store import Store
 
-__all__ = ["last_lines", "log_path", "logs", "tail"]
+__all__ = ["log_path", "logs"]
 
-_BLOCK = 64 * 1024
-_TAIL_BYTES = 8 << 20
-"""History reads at most this much from the end of a file, whatever the lines: a huge line cannot hang it."""
-_LINE_MAX = 16 * 1024
-"""A longer line is cut when shown merged or as JSON."""
 _SINCE_LINES = 100_000
 _POLL = 0.2
 _RESCAN = 2.0
@@ -53,98 +47,15 @@ def log_path(cli: Cli, name: str) -> Path:
     return store.dir(inst.id) / "logs" / f"{inst.framework}.log"
 
 
-def tail(f: BinaryIO, lines: int) -> bytes:
-    """The last ``lines`` lines of ``f`` (read backwards, at most 8 MiB); leaves ``f`` at its end."""
-    end = f.seek(0, os.SEEK_END)
-    if lines <= 0:
-        return b""
-    data = b""
-    position = end
-    while position > 0 and data.count(b"\n") <= lines and end - position < _TAIL_BYTES:
-        step = min(_BLOCK, position)
-        position -= step
-        f.seek(position)
-        data = f.read(step) + data
-    f.seek(end)
-    kept = data.splitlines(keepends=True)[-lines:]
-    return b"".join(kept)
-
-
-def last_lines(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of the log at ``path``, as text (not yet escaped)."""
-    try:
-        f = _open_log(path)
-    except CommandFailed as exc:
-        raise OSError(exc.message) from None
-    with f:
-        return [_text(line) for line in tail(f, lines).splitlines()]
-
-
-def _text(line: bytes) -> str:
-    if len(line) > _LINE_MAX:
-        line = line[:_LINE_MAX] + f"… ({len(line) - _LINE_MAX} bytes cut)".encode()
-    return line.decode("utf-8", errors="replace")
-
-
 def _write(data: bytes) -> None:
     if data:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
 
-def _open_log(path: Path) -> BinaryIO:
-    """The log for reading; a FIFO or device planted in its place is refused instead of waited on, and a
-    symlink is refused rather than followed (the logs are the daemon's)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise CommandFailed(f"{path} is a symlink; move it away") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CommandFailed(f"{path} is not a regular file; move it away")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-class _Followed:
-    """One followed log file: what was appended since the last `read`, across rotation and truncation."""
-
-    def __init__(self, path: Path, f: BinaryIO | None) -> None:
-        self.path = path
-        self.f = f
-
-    def read(self) -> bytes:
-        if self.f is None:
-            try:
-                self.f = _open_log(self.path)
-            except (OSError, CommandFailed):
-                return b""
-        chunk = self.f.read(_BLOCK)
-        if chunk:
-            return chunk
-        try:
-            current = self.path.stat()
-        except FileNotFoundError:
-            return b""  # between the rename and the new file: keep the old one open
-        if current.st_ino != os.fstat(self.f.fileno()).st_ino:
-            rest = self.f.read()  # what reached the old file before it was rotated away
-            self.close()
-            return rest
-        if current.st_size < self.f.tell():
-            self.f.seek(0)  # truncated in place
-        return b""
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-
-
 def _follow(path: Path, f: BinaryIO | None, show: _Show) -> None:
     """Print what is appended to ``path`` until interrupted."""
-    followed = _Followed(path, f)
+    followed = Followed(path, f)
     pending = b""
     try:
         while True:
@@ -157,7 +68,7 @@ def _follow(path: Path, f: BinaryIO | None, show: _Show) -> None:
                 continue
             pending += chunk
             *complete, pending = pending.split(b"\n")
-            if len(pending) > _LINE_MAX:
+            if len(pending) > LINE_MAX:
                 complete.append(pending)
                 pending = b""
             for line in complete:
@@ -175,11 +86,11 @@ class _Show:
     width: int = 0
     single: str = ""
 
-    def line(self, name: str, line: bytes, when: datetime | None = None) -> None:
+    def line(self, name: str, line: bytes) -> None:
         name = name or self.single
-        text = _text(line.rstrip(b"\r"))
+        text = line_text(line.rstrip(b"\r"))
         if self.as_json:
-            when = when or _stamp(line)
+            when = _stamp(line)
             record = {"instance": name, "line": text, "time": when.isoformat() if when else None}
             sys.stdout.write(json.dumps(record) + "\n")
         elif self.width:
@@ -253,7 +164,7 @@ def _instance_logs(cli: Cli) -> list[tuple[str, Path]]:
 
 def _history(name: str, path: Path, lines: int) -> tuple[list[_Timed], BinaryIO | None]:
     try:
-        f = _open_log(path)
+        f = open_log(path)
     except (OSError, CommandFailed):
         return [], None
     data = tail(f, lines).splitlines()
@@ -268,14 +179,14 @@ def _merged(cli: Cli, follow: bool, lines: int, since: datetime | None, as_json:
         return
     show = _Show(as_json=as_json, raw=False, width=max((len(n) for n, _ in files), default=0))
     history: list[list[_Timed]] = []
-    followed: dict[str, _Followed] = {}
+    followed: dict[str, Followed] = {}
     for name, path in files:
         timed, f = _history(name, path, lines)
         history.append([t for t in timed if since is None or not t.known or t.at >= since])
-        followed[name] = _Followed(path, f)
+        followed[name] = Followed(path, f)
     merged = list(heapq.merge(*history, key=lambda t: t.at))[-lines:] if lines else []
     for t in merged:
-        show.line(t.name, t.line, t.at if t.known else None)
+        show.line(t.name, t.line)
     if not follow:
         for one in followed.values():
             one.close()
@@ -287,7 +198,7 @@ def _merged(cli: Cli, follow: bool, lines: int, since: datetime | None, as_json:
             one.close()
 
 
-def _follow_all(cli: Cli, followed: dict[str, _Followed], show: _Show) -> None:
+def _follow_all(cli: Cli, followed: dict[str, Followed], show: _Show) -> None:
     """Print complete lines of every log as they arrive; instances added meanwhile are picked up."""
     pending: dict[str, bytes] = {}
     rescan = time.monotonic() + _RESCAN
@@ -299,7 +210,7 @@ def _follow_all(cli: Cli, followed: dict[str, _Followed], show: _Show) -> None:
                 continue
             quiet = False
             *complete, rest = (pending.get(name, b"") + chunk).split(b"\n")
-            if len(rest) > _LINE_MAX:
+            if len(rest) > LINE_MAX:
                 complete.append(rest)
                 rest = b""
             pending[name] = rest
@@ -309,7 +220,7 @@ def _follow_all(cli: Cli, followed: dict[str, _Followed], show: _Show) -> None:
             rescan = time.monotonic() + _RESCAN
             for name, path in _instance_logs(cli):
                 if name not in followed:
-                    followed[name] = _Followed(path, None)
+                    followed[name] = Followed(path, None)
                     show.width = max(show.width, len(name))
         if quiet:
             time.sleep(_POLL)
@@ -321,7 +232,7 @@ def _single(cli: Cli, name: str, follow: bool, lines: int, since: datetime | Non
     show = _Show(as_json=as_json, raw=raw, single=name)
     f: BinaryIO | None = None
     try:
-        f = _open_log(path)
+        f = open_log(path)
     except FileNotFoundError:
         if not follow:
             cli.note(f"{name} has no log yet ({path})")
@@ -358,7 +269,12 @@ def _lines_default(lines: int | None, since: datetime | None) -> int:
     help="Lines of history (default 50; with --since, every line since then).",
 )
 @click.option("--since", metavar="WHEN", help="Only lines from then on: 10m, 2h, 1d, or a timestamp.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines: {instance, line, time}.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON lines: {instance, line, time}; time is the line's own timestamp or null.",
+)
 @click.pass_obj
 def logs(
     cli: Cli, name: str | None, follow: bool, lines: int | None, since: str | None, as_json: bool

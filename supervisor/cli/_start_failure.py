@@ -4,7 +4,7 @@ log (which hold eyried's own lines about the attempt), every character a termina
 from __future__ import annotations
 
 from supervisor.cli._app import Cli
-from supervisor.cli._logs import last_lines
+from supervisor.cli._logfiles import last_lines
 from supervisor.cli._render import printable
 from supervisor.control.schema import InstanceView
 from supervisor.errors import EyrieError
