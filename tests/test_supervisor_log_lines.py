@@ -4,6 +4,7 @@ one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -13,11 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.engine import InstanceRuntime
 from supervisor.engine._supervisor_lines import SupervisorLines, format_line
 from supervisor.engine.logfile import backup_path, rotate
+from supervisor.models import InstanceStatus
+from supervisor.paths import Home
 from supervisor.policies import LogPolicy
+from supervisor.store import Store
+from supervisor.testing import fast_restart, faulty, free_port, make_runtime, running_engine
 from tests._cli import eyriectl, ok
 from tests._daemon import DaemonProcess, embedded, fleet_yaml, running_daemon
+from tests.test_port_conflict import squatting
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 STUBBORN = embedded(
@@ -73,6 +80,36 @@ class TestThroughTheDaemon:
         last = supervisor_lines(d, "stubborn")[-1]
         assert last.startswith("SIGTERM did not end it within stop_timeout 1s: killed "), last
         assert "with SIGKILL; stopped pid" in last and "(killed by SIGKILL)" in last
+
+
+class TestPortMoved:
+    @pytest.mark.anyio
+    async def test_a_move_to_another_port_is_told(self, home: Home) -> None:
+        """A port held by another process: the log says which port it left, who holds it, and where it went,
+        before the line about the start on the new port."""
+        store = Store(home)
+        new_port = free_port()
+
+        async def relocate(rt: InstanceRuntime, holder: str) -> InstanceRuntime:
+            return dataclasses.replace(rt, port=new_port)
+
+        with squatting() as held:
+            rt = make_runtime(
+                store, "mover", faulty("--tcp"), port=held, restart=fast_restart(policy="never")
+            )
+            async with running_engine(store, relocate=relocate) as engine:
+                await engine.add(rt)
+                inst = await engine.start(rt.instance_id, wait=True)
+                assert inst.status is InstanceStatus.RUNNING
+        told = [
+            line.split(" eyried: ", 1)[1]
+            for line in rt.log_path.read_text().splitlines()
+            if " eyried: " in line
+        ]
+        assert re.fullmatch(
+            rf"port {held} is held by pid {os.getpid()} \(.*\): moved to port {new_port}", told[0]
+        )
+        assert told[1].startswith("started pid ") and told[1].endswith(f" on port {new_port}")
 
 
 class TestWriting:
