@@ -203,6 +203,7 @@ class Actor:
         if self.proc is not None:
             self.proc.release()
         self.services.sandboxes.forget(self.runtime.instance_id)
+        self.logs.lines.close()
         self._move(Phase.CLOSED)
         self._waiters.release_all()
         self.done.set()
