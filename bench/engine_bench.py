@@ -82,7 +82,7 @@ def runtimes(store: Store, n: int, interval: float, probe: ProbeKind) -> list[In
                 port=0,
                 ready=Probe(kind=ProbeKind.PROCESS, seconds=0),
                 live=Probe(kind=probe, seconds=0),
-                restart=RestartPolicy(initial_delay=0, jitter=0, max_retries=1000, reset_after=3600),
+                restart=RestartPolicy(initial_delay=0.01, jitter=0, max_retries=1000, reset_after=3600),
                 health=HealthPolicy(interval=interval, timeout=3, failure_threshold=3, start_timeout=10),
                 stop_timeout=5,
             )

@@ -104,10 +104,13 @@ class TestLifecycle:
         assert "did not reach running: beta" in result.stderr and "alpha: running" in result.stdout
 
     async def test_stop_all(self, home: Home, daemon: MemoryTarget) -> None:
-        """stop --all stops every provisioned instance without waiting."""
+        """stop --all stops every provisioned instance, waiting by default; --no-block does not wait."""
         result = await eyriectl(home, "stop", "--all")
         assert result.code == 0, result.stderr
         assert {v.status for v in daemon.instances.values()} == {"stopped"}
+        assert ("stop", "alpha wait=True") in daemon.calls
+        result = await eyriectl(home, "stop", "--all", "--no-block")
+        assert result.code == 0, result.stderr
         assert ("stop", "alpha wait=False") in daemon.calls
 
     async def test_unknown_instance(self, home: Home, daemon: MemoryTarget) -> None:

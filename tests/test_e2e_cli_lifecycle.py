@@ -63,7 +63,8 @@ class TestStartStopRestart:
 
 class TestFollow:
     def test_logs_and_events_follow_a_restart(self, fleet: DaemonProcess) -> None:
-        """logs -f prints the agent's new lines and events -f its transitions as a restart happens."""
+        """logs -f prints the agent's new lines, with eyried's own about the stop and start between them, and
+        events -f its transitions as a restart happens."""
         d = fleet
         port = d.instance("alpha")["port"]
         ok(eyriectl(d.home, "reload"))  # an event in the history: events -f -n 20 prints it at once
@@ -71,10 +72,15 @@ class TestFollow:
             following(d.home, "logs", "alpha", "-f", "-n", "1") as logs,
             following(d.home, "events", "-f", "-n", "20") as events,
         ):
-            logs.read_until(f"EMBEDDED_READY port={port}\n")
+            before = len(logs.read_until(f"EMBEDDED_READY port={port}\n"))
             seen = len(events.read_until("  reload  applied"))
             ok(eyriectl(d.home, "restart", "alpha"))
-            logs.read_until(f"embedded: SIGTERM received, exiting\nEMBEDDED_READY port={port}\n")
+            told = logs.read_until(f"EMBEDDED_READY port={port}\n", start=before)[before:]
+            assert re.search(
+                r"embedded: SIGTERM received, exiting\n\S+ eyried: stopped pid \d+ .*\n"
+                rf"\S+ eyried: started pid \d+ on port {port}\nEMBEDDED_READY port={port}\n",
+                told,
+            ), told
             events.read_until("alpha  running → ", "alpha  starting → running", start=seen)
             assert events.interrupt() == 0 and logs.interrupt() == 0
         recent = ok(eyriectl(d.home, "events", "-n", "200", "--json")).stdout

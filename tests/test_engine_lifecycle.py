@@ -84,8 +84,8 @@ class TestStartAndReady:
             await engine.add(rt)
             inst = await engine.start(rt.instance_id, wait=True)
             assert inst.status is InstanceStatus.RUNNING
-            line = rt.log_path.read_text().strip()
-            assert line == f"{rt.cwd} {rt.instance_id} {rt.port}"
+            agent = [line for line in rt.log_path.read_text().splitlines() if " eyried: " not in line]
+            assert agent == [f"{rt.cwd} {rt.instance_id} {rt.port}"]
 
     async def test_start_timeout_is_a_failed_start(self, store: Store) -> None:
         """A child that never becomes ready is stopped after start_timeout and the failure is recorded."""

@@ -24,11 +24,12 @@ _LINE = re.compile(rb"^line (\d{8}) x*$")
 
 
 def numbers_in(paths: list[Path]) -> list[int]:
-    """The line numbers in ``paths`` read in order, failing on any line that is not a whole flood line."""
+    """The line numbers in ``paths`` read in order, failing on any line that is not a whole flood line (or
+    the child's or eyried's own line)."""
     out: list[int] = []
     for path in paths:
         for raw in path.read_bytes().splitlines():
-            if raw.startswith(b"faulty ") or raw == b"":
+            if raw.startswith(b"faulty ") or b" eyried: " in raw or raw == b"":
                 continue
             m = _LINE.match(raw)
             assert m is not None, f"torn or foreign line in {path.name}: {raw[:60]!r}"

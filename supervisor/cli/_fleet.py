@@ -14,7 +14,9 @@ import click
 import psutil
 
 from supervisor.cli._app import OFFLINE_NOTE, Cli, CommandFailed
+from supervisor.cli._lifecycle import TimedOut, bounded, wait_options
 from supervisor.cli._render import dumps, view_line
+from supervisor.cli._start_failure import explain_failed_start
 from supervisor.control.schema import AddRequest, InstanceView
 from supervisor.errors import DaemonNotRunning, EyrieError, InvalidName, NotFound
 from supervisor.fleet import (
@@ -107,6 +109,7 @@ def init(cli: Cli, profile: str, framework: str, force: bool) -> None:
 @click.option("--model", default="", help="Model the agent uses.")
 @click.option("--no-enable", is_flag=True, help="Do not start it after a reboot (autostart: false).")
 @click.option("--no-start", is_flag=True, help="Provision it but do not start it now.")
+@wait_options
 @click.option("--json", "as_json", is_flag=True, help="Print the new instance as JSON.")
 @click.pass_obj
 def add(
@@ -120,13 +123,17 @@ def add(
     model: str,
     no_enable: bool,
     no_start: bool,
+    no_block: bool,
+    timeout: float | None,
+    wait: bool,
     as_json: bool,
 ) -> None:
-    """Declare a new instance in fleet.yaml, provision it and start it.
+    """Declare a new instance in fleet.yaml, provision it and start it, waiting until it runs.
 
     It is enabled (comes back after a reboot) unless --no-enable, and started now unless --no-start.
-    With eyried down only fleet.yaml changes; eyried provisions the instance, and starts it when it is
-    enabled, at its next start.
+    When it does not start, the command says why, shows the end of its log and exits 1; the instance
+    stays declared (fix it, then `eyriectl start NAME`, or `eyriectl remove NAME`). With eyried down only
+    fleet.yaml changes; eyried provisions the instance, and starts it when it is enabled, at its next start.
 
     \b
     Examples:
@@ -146,18 +153,37 @@ def add(
         start=not no_start,
     )
 
-    async def online() -> InstanceView:
+    if no_block and (wait or timeout is not None):
+        raise click.UsageError("--no-block does not wait: drop --wait/--timeout")
+
+    async def online() -> InstanceView | TimedOut:
         async with cli.client() as client:
-            return await client.add(request)
+            view = await client.add(request)
+            if no_start or no_block:
+                return view
+            return await bounded(client, name, lambda: client.start(name, wait=True), timeout)
 
     try:
-        view = cli.run(online)
+        outcome = cli.run(online)
     except DaemonNotRunning:
         add_instance(cli.home.fleet_file, request.declaration())
         cli.out.print(f"declared {name} in {cli.home.fleet_file}", markup=False)
         cli.note(OFFLINE_NOTE)
         return
+    view = outcome.view if isinstance(outcome, TimedOut) else outcome
     cli.out.print(dumps(view) if as_json else view_line(view), markup=False)
+    if no_start or no_block or (view.status == "running" and not isinstance(outcome, TimedOut)):
+        return
+    late = f" within {outcome.seconds:g}s" if isinstance(outcome, TimedOut) else ""
+    state = view.status or "not running"
+    if view.status_detail:
+        state += f" ({view.status_detail})"
+    cli.err.print(f"{name} did not start{late}:", markup=False)
+    explain_failed_start(cli, view)
+    raise CommandFailed(
+        f"{name} was added and stays declared in {cli.home.fleet_file}, but is {state}{late};"
+        f" fix it and `eyriectl start {name}`, or `eyriectl remove {name}`"
+    )
 
 
 @click.command()
@@ -165,11 +191,13 @@ def add(
 @click.option("--purge", is_flag=True, help="Delete its directory instead of moving it to the trash.")
 @click.option("--keep-files", is_flag=True, help="Move its directory to the trash (the default anyway).")
 @click.option("--json", "as_json", is_flag=True, help="What was removed and where its files went, as JSON.")
+@click.option("--wait", is_flag=True, hidden=True, help="Wait until it is removed (always so).")
 @click.pass_obj
-def remove(cli: Cli, name: str, purge: bool, keep_files: bool, as_json: bool) -> None:
+def remove(cli: Cli, name: str, purge: bool, keep_files: bool, as_json: bool, wait: bool) -> None:
     """Stop an instance, remove it from fleet.yaml and move its directory to the trash.
 
-    What was removed never comes back after a reboot. Its directory (workspace, memory, sessions, logs)
+    It returns once the instance is stopped and its files moved. What was removed never comes back after a
+    reboot. Its directory (workspace, memory, sessions, logs)
     moves to $EYRIE_HOME/removed/<name>-<id>-<UTC time>/, from where `eyriectl trash restore NAME` brings
     it back; --purge deletes it instead. With eyried down the file edit and the move happen here, unless
     the instance's process is still alive.

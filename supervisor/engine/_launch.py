@@ -132,6 +132,7 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
     else:
         proc = start()
     logs.cursor = LogCursor(rt.log_path, offset)
+    logs.lines.close()  # eyried's next line opens the file the child now writes to
     return proc
 
 

@@ -1,5 +1,5 @@
-"""An instance's log as its actor uses it: the cursor log probes read from, and rotation, which moves those
-bytes, under one lock."""
+"""An instance's log as its actor uses it: the cursor log probes read from, rotation, which moves those bytes,
+under one lock, and the supervisor's own lines about the instance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine import procfs
+from supervisor.engine._supervisor_lines import SupervisorLines
 from supervisor.engine.logfile import LogCursor, rotate
 from supervisor.engine.process import ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
@@ -22,6 +23,11 @@ class InstanceLog:
     def __init__(self) -> None:
         self.cursor: LogCursor | None = None
         self.lock = anyio.Lock()
+        self.lines = SupervisorLines()
+
+    def note(self, rt: InstanceRuntime, text: str) -> None:
+        """Write one supervisor line (``started pid 4242``) into the instance's log."""
+        self.lines.write(rt.log_path, text)
 
     def too_big(self, rt: InstanceRuntime) -> bool:
         return log_size(rt.log_path) >= rt.logs.max_bytes
@@ -38,8 +44,10 @@ class InstanceLog:
             pids = procfs.tree_members(table, marker=rt.marker, main=main, pgid=pgid)
             return {pid: table[pid].start_ticks for pid in pids}
 
+        path = rt.log_path
         try:
-            result = await anyio.to_thread.run_sync(rotate, rt.log_path, rt.logs, members, limiter=threads)
+            with self.lines.held(path):
+                result = await anyio.to_thread.run_sync(rotate, path, rt.logs, members, limiter=threads)
         except OSError as exc:
             log.error("log_rotation_failed", path=str(rt.log_path), error=exc.strerror or str(exc))
             return

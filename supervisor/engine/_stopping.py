@@ -14,7 +14,7 @@ from supervisor.engine.process import ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import StopResult, stop_tree
 
-__all__ = ["group_alive", "stop_run", "sweep"]
+__all__ = ["group_alive", "stop_line", "stop_run", "sweep"]
 
 _SLOW_STOP = 0.5
 
@@ -56,6 +56,18 @@ async def stop_run(
         exit=status.describe() if status else "unknown",
     )
     return result
+
+
+def stop_line(rt: InstanceRuntime, proc: ProcessHandle, result: StopResult) -> str:
+    """The supervisor line about a stop: how the process ended, and whether SIGKILL was needed."""
+    status = proc.exit_status
+    text = f"stopped pid {proc.pid} ({status.describe() if status else 'ended'}) in {result.seconds:.1f}s"
+    if result.killed:
+        text = (
+            f"{rt.stop_signal.name} did not end it within stop_timeout {rt.stop_timeout:g}s:"
+            f" killed {result.killed} process(es) with SIGKILL; {text}"
+        )
+    return f"{text}; {result.detail}" if result.detail else text
 
 
 async def sweep(

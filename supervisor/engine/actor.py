@@ -22,7 +22,7 @@ from supervisor.engine._launch import check_port, relocate, spawn_child, spawned
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
-from supervisor.engine._stopping import group_alive, stop_run, sweep
+from supervisor.engine._stopping import group_alive, stop_line, stop_run, sweep
 from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
 from supervisor.engine._watch import Watch, race, ready_at_spawn
@@ -203,6 +203,7 @@ class Actor:
         if self.proc is not None:
             self.proc.release()
         self.services.sandboxes.forget(self.runtime.instance_id)
+        self.logs.lines.close()
         self._move(Phase.CLOSED)
         self._waiters.release_all()
         self.done.set()
@@ -224,6 +225,7 @@ class Actor:
             self.proc.send_signal(signal.SIGCONT)  # in case a rotation had it paused when we went down
             self.inst.status_detail = f"adopted pid {self.proc.pid}"
             self.log.info("adopted", pid=self.proc.pid)
+            self._note(f"adopted pid {self.proc.pid}, still running from before eyried started")
             await self.persist()
             # a sweep of an earlier run's leftovers that a dead image left unfinished ends now
             self.services.request_sweep(self.runtime.instance_id, False)
@@ -290,6 +292,7 @@ class Actor:
             self._set_desired("stopped")
         self._move(d.phase)
         await self._transition(d.status, d.detail, **changes)
+        self._note(f"restart in {d.delay:.1f}s" if d.phase is Phase.BACKOFF else d.detail)
         return d
 
     def _policy(self, *, failed: bool, reason: str) -> Decision:
@@ -310,8 +313,10 @@ class Actor:
                 proc = await self._launch()
             except StartFailed as exc:
                 self.log.warning("start_failed", error=str(exc))
+                self._note(f"start failed: {exc}")
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
+            self._note(f"started pid {proc.pid} on port {self.runtime.port}")
             spawned = spawned_fields(proc, self.runtime, self.services)
             if ready_at_spawn(self.runtime.ready) and proc.alive():
                 # nothing to wait for: record the process as running in the same write that records it
@@ -336,6 +341,7 @@ class Actor:
             if isinstance(ready, ExitStatus):
                 return self._exited(proc, ready)
             if not ready.ok:
+                self._note(f"not ready: {ready.detail}")
                 await self._stop_process(proc)
                 return _Outcome(exit=proc.exit_status, failed=True, reason=ready.detail)
             self._move(Phase.RUNNING)
@@ -345,6 +351,7 @@ class Actor:
         live = await race(proc, watch.liveness)
         if isinstance(live, ExitStatus):
             return self._exited(proc, live)
+        self._note(f"liveness failed: {live.detail}")
         await self._stop_process(proc, detail=f"restarting: {live.detail}")
         return _Outcome(exit=proc.exit_status, failed=True, reason=live.detail)
 
@@ -354,6 +361,7 @@ class Actor:
         self.logs.cursor = None
         self._record.process_ended(status)
         self.log.warning("process_exited", pid=proc.pid, exit=status.describe())
+        self._note(f"pid {proc.pid} exited: {status.describe()}")
         self.services.request_sweep(self.runtime.instance_id, group_alive(proc.pgid))
         return _Outcome(exit=status, failed=status.failed, reason=status.describe())
 
@@ -374,6 +382,7 @@ class Actor:
         detail = f"port {old} is held by {holder}: moved to port {self.runtime.port}"
         status = self.inst.status
         self._emit("port_moved", status, status, detail, old_port=old, port=self.runtime.port, holder=holder)
+        self._note(detail)
         await self.persist()
 
     async def set_health(self, status: HealthStatus, detail: str) -> None:
@@ -412,6 +421,7 @@ class Actor:
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
         result = await stop_run(self.runtime, proc, self.services, self.log, on_slow=self.persist)
+        self._note(stop_line(self.runtime, proc, result))
         self.proc = None
         self.logs.cursor = None
         self._record.process_ended(proc.exit_status)
@@ -463,6 +473,9 @@ class Actor:
 
     async def persist(self) -> None:
         await self._record.persist()
+
+    def _note(self, text: str) -> None:
+        self.logs.note(self.runtime, text)
 
     def _emit(self, kind: str, old: InstanceStatus, new: InstanceStatus, detail: str, **data: Any) -> None:
         announce(self.services.emit, self.log, self.runtime, self.inst, kind, old, new, detail, data)
