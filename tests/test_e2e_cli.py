@@ -99,8 +99,8 @@ class TestInitFleet:
         """ps prints the header and one row per instance: role, status, pid, port, restarts, flags."""
         lines = ok(eyriectl(general.home, "ps")).stdout.splitlines()
         assert lines[0].split() == [
-            "NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "SANDBOX",
-            "FLAGS",
+            "NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "CPU",
+            "MEM", "SANDBOX", "FLAGS",
         ]  # fmt: skip
         recorded = general.instances()
         for name, (role, _, _) in GENERAL.items():
