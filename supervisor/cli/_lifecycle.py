@@ -14,6 +14,7 @@ import click
 from rich.status import Status
 
 from supervisor.cli._app import Cli, CommandFailed
+from supervisor.cli._complete import complete_instance_names
 from supervisor.cli._render import view_line
 from supervisor.client import ControlClient
 from supervisor.control.schema import InstanceView
@@ -55,7 +56,7 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
     goal = _GOAL[action]
 
     @click.command(name=action)
-    @click.argument("names", nargs=-1)
+    @click.argument("names", nargs=-1, shell_complete=complete_instance_names)
     @click.option("--all", "all_", is_flag=True, help="Every instance eyried manages (not MISSING/ORPHAN).")
     @click.option("--wait", is_flag=True, help=f"Block until each is {goal} (or failed).")
     @click.pass_obj

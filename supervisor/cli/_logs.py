@@ -18,6 +18,7 @@ from typing import BinaryIO
 import click
 
 from supervisor.cli._app import Cli, CommandFailed
+from supervisor.cli._complete import complete_instance_names
 from supervisor.store import Store
 
 __all__ = ["log_path", "logs", "tail"]
@@ -104,7 +105,7 @@ def _follow(path: Path, f: BinaryIO | None) -> None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_instance_names)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output, across log rotation.")
 @click.option(
     "-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True, help="Lines of history."
