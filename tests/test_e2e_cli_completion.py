@@ -56,7 +56,7 @@ class TestInstanceNames:
         "text",
         [
             "version: 1\ninstances: [unterminated\n",
-            "version: 1\ninstances:\n  - name: \"\\e]0;pwned\\a\"\n    framework: embedded\n",
+            'version: 1\ninstances:\n  - name: "\\e]0;pwned\\a"\n    framework: embedded\n',
             "a: &a [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" * 3,
             "[" * 10000,
         ],

@@ -43,6 +43,7 @@ class _OperatorConnection(http.client.HTTPConnection):
     def __init__(self, home: Home, timeout: float) -> None:
         super().__init__("eyried", timeout=timeout)
         self.home = home
+        self.used: str | None = None
 
     def connect(self) -> None:
         self.sock = self._abstract() or self._socket_file()
@@ -53,6 +54,7 @@ class _OperatorConnection(http.client.HTTPConnection):
         try:
             sock.connect(self.home.operator_socket)
             if listener_is_daemon(sock, read_daemon_pid(self.home)):
+                self.used = self.home.operator_socket
                 return sock
         except OSError:
             pass
@@ -70,6 +72,7 @@ class _OperatorConnection(http.client.HTTPConnection):
         except OSError as exc:
             sock.close()
             raise connect_failed(self.home.socket_path, exc) or daemon_not_running(self.home) from None
+        self.used = os.fspath(self.home.socket_path)
         return sock
 
 
@@ -87,6 +90,12 @@ class QuickClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._connection.close()
+
+    @property
+    def socket_used(self) -> str | None:
+        """The socket the connection went to, an abstract one shown as ``@name``; None before any."""
+        used = self._connection.used
+        return "@" + used.removeprefix("\0") if used and used.startswith("\0") else used
 
     def get(self, path: str) -> Any:
         """The JSON answer to ``GET path``; raises what the daemon's error answer stands for."""
