@@ -154,8 +154,8 @@ class TestInitFleet:
             general.write_fleet(cycle)
             looped = eyriectl(general.home, "reload")
             assert looped.returncode == 1 and "cycle: loop-a → loop-b → loop-a" in looped.stderr
-            status = ok(eyriectl(general.home, "status")).stdout
-            assert "last reload" in status and "rejected" in status
+            status = eyriectl(general.home, "status")
+            assert status.returncode == 4 and "last reload" in status.stdout and "rejected" in status.stdout
         finally:
             general.write_fleet(good)
             ok(eyriectl(general.home, "reload"))
