@@ -8,11 +8,13 @@ completes nothing, and never prints a traceback there.
 from __future__ import annotations
 
 from pathlib import Path
-
-import click
-from click.shell_completion import CompletionItem
+from typing import TYPE_CHECKING
 
 from supervisor.paths import ID_PATTERN, Home
+
+if TYPE_CHECKING:
+    import click
+    from click.shell_completion import CompletionItem
 
 __all__ = ["complete_instance_names", "declared_names"]
 
@@ -32,6 +34,8 @@ def complete_instance_names(
     ctx: click.Context, _param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     """The declared names that start with what was typed (for a ``NAME`` or ``NAMES`` argument)."""
+    from click.shell_completion import CompletionItem  # only a completion needs it, not every command
+
     home = ctx.find_root().params.get("home")
     try:
         resolved = Home.resolve(home if isinstance(home, Path) else None)
