@@ -114,6 +114,16 @@ class TestOnline:
 
 
 class TestOffline:
+    def test_json_carries_text_as_written(self, tmp_path: Path) -> None:
+        """A goal with an emoji code and markup comes out of projects --json as written, not rendered."""
+        goal = "Land :rocket: [b]soon[/b]"
+        fleet = FLEET.replace(
+            "instances:", f'projects:\n  apollo: {{name: Apollo, goal: "{goal}"}}\ninstances:', 1
+        )
+        (tmp_path / "fleet.yaml").write_text(fleet)
+        projects = _one_document(eyriectl(tmp_path, "projects", "--json"), {0})
+        assert isinstance(projects, list) and [p["goal"] for p in projects] == [goal]
+
     def test_every_json_command_prints_one_document_with_the_daemon_down(self, tmp_path: Path) -> None:
         """With no eyried, the commands that answer from disk still print one parsable document, and the
         store's warning about the torn file reaches stderr only."""

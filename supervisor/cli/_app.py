@@ -117,7 +117,9 @@ def _console(stream: IO[str], *, stderr: bool = False) -> Console:
             super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
 
     terminal = stream.isatty()
-    return PrintableConsole(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 250)
+    # emoji=False: rich would turn ":rocket:" in a goal or a note (and in --json output) into an emoji.
+    width = None if terminal else 250
+    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=width)
 
 
 @dataclass
