@@ -1,8 +1,10 @@
 """CLI latency: ``eyriectl`` commands as fresh processes against a real ``eyried`` with N sleeper instances.
 
 Each command runs ``--runs`` times, each time a new interpreter (as an operator's shell runs it); the figures
-are the wall-clock median and p95. Two floors put them in scale: ``python -c pass`` (the interpreter alone)
-and ``python -c "import supervisor.cli.main"`` (the entry point's imports, no command).
+are the wall-clock median and p95, and the median CPU time (user + system) of the eyriectl process itself,
+which a machine busy with other work inflates less than the wall clock. Two floors put them in scale:
+``python -c pass`` (the interpreter alone) and ``python -c "import supervisor.cli.main"`` (the entry point's
+imports, no command).
 
     .venv/bin/python -m bench.cli_bench --size 200 --runs 30
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,14 +44,21 @@ def commands(home: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    """Milliseconds from spawn to exit; a command that fails stops the bench (its figure would be a lie)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Milliseconds from spawn to exit, and of CPU the process used; a command that fails stops the bench
+    (its figure would be a lie)."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
     elapsed = (time.perf_counter() - started) * 1000
     if result.returncode not in (0, 4):  # 4: status of a degraded fleet still answers in full
         raise SystemExit(f"{argv} exited {result.returncode}: {result.stderr.decode(errors='replace')}")
-    return elapsed
+    return elapsed, (_children_cpu() - cpu) * 1000
 
 
 def measure(home: Path, runs: int) -> None:
@@ -57,9 +67,11 @@ def measure(home: Path, runs: int) -> None:
     for label, argv in commands(home):
         timed(argv, env)  # warm the page cache and the .pyc files
         samples = [timed(argv, env) for _ in range(runs)]
+        wall = [w for w, _ in samples]
+        cpu = statistics.median(c for _, c in samples)
         say(
-            f"  {label:<28} median {statistics.median(samples):6.1f} ms   p95 {pct(samples, 0.95):6.1f} ms"
-            f"   ({runs} runs)"
+            f"  {label:<28} median {statistics.median(wall):6.1f} ms   p95 {pct(wall, 0.95):6.1f} ms"
+            f"   CPU {cpu:5.1f} ms   ({runs} runs)"
         )
 
 
