@@ -13,8 +13,6 @@ import os
 import stat
 from pathlib import Path
 
-import anyio.to_thread
-
 __all__ = ["FileTooLarge", "NotRegularFile", "read_bytes", "read_bytes_off_loop", "read_text"]
 
 
@@ -64,6 +62,7 @@ def read_text(path: str | os.PathLike[str], *, limit: int, follow_symlinks: bool
 
 async def read_bytes_off_loop(path: Path, *, limit: int, follow_symlinks: bool = True) -> bytes:
     """`read_bytes` in a worker thread, so that a slow disk never stalls the event loop."""
+    import anyio.to_thread  # only the daemon reads off its loop; eyriectl's quick path never pays for anyio
 
     def read() -> bytes:
         return read_bytes(path, limit=limit, follow_symlinks=follow_symlinks)

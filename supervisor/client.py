@@ -12,11 +12,8 @@ A followed event stream outlives the daemon's restarts: it reconnects and resume
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import json
-import os
-import shlex
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -26,13 +23,19 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
+from supervisor.control._answers import (
+    closed_without_answer,
+    connect_failed,
+    error_answer,
+    no_answer_in_time,
+    not_json,
+)
 from supervisor.control._dial import OperatorTransport
-from supervisor.control._error_answer import error_from_answer
 from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+from supervisor.daemon.absent import daemon_not_running
 from supervisor.daemon.lock import read_daemon_pid
-from supervisor.errors import DaemonNotRunning, EyrieError, NotFound
+from supervisor.errors import EyrieError, NotFound
 from supervisor.paths import ID_PATTERN, Home
-from supervisor.systemd.names import unit_name
 
 __all__ = ["ControlClient", "daemon_not_running"]
 
@@ -40,17 +43,6 @@ _BASE_URL = "http://eyried"
 _TIMEOUT = 30.0
 _RECONNECT_FOR = 30.0
 _REPLAY_ALL = 1000  # the most the daemon replays; more than its history keeps
-_NOT_RUNNING = {errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK}
-
-
-def daemon_not_running(home: Home) -> DaemonNotRunning:
-    try:
-        service = f" or `systemctl --user start {shlex.quote(unit_name(home.root, os.environ))}`"
-    except EyrieError:  # a home too long for a unit name has none
-        service = ""
-    return DaemonNotRunning(
-        f"eyried is not running for {home.root}; start it with `eyried --home {home.root}`{service}"
-    )
 
 
 class ControlClient:
@@ -193,7 +185,7 @@ class ControlClient:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise EyrieError(f"eyried sent an answer that is not JSON for {method} {path}") from None
+            raise not_json(method, path) from None
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with self._translated():
@@ -208,19 +200,11 @@ class ControlClient:
         try:
             yield
         except httpx.ConnectError as exc:
-            cause = _os_error(exc)
-            if cause is None or cause.errno in _NOT_RUNNING:
-                raise daemon_not_running(self.home) from None
-            if cause.errno in (errno.EACCES, errno.EPERM):
-                raise EyrieError(f"permission denied on {socket}: it belongs to another user") from None
-            raise EyrieError(f"cannot connect to {socket}: {cause.strerror or cause}") from None
+            raise connect_failed(socket, _os_error(exc)) or daemon_not_running(self.home) from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise EyrieError(
-                f"eyried closed the connection on {socket} without answering ({exc}); it accepts only its"
-                " owner's uid"
-            ) from None
+            raise closed_without_answer(socket, exc) from None
         except httpx.TimeoutException:
-            raise EyrieError(f"eyried did not answer on {socket} in time") from None
+            raise no_answer_in_time(socket) from None
         except httpx.HTTPError as exc:
             raise EyrieError(f"talking to eyried on {socket} failed: {exc}") from None
 
@@ -242,13 +226,7 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def _error_from(response: httpx.Response) -> EyrieError:
-    """The exception an error answer stands for (see `error_from_answer`)."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    error = error_from_answer(body, response.headers)
-    return error or EyrieError(f"eyried answered {response.status_code} {response.reason_phrase}")
+    return error_answer(response.status_code, response.reason_phrase, response.content, response.headers)
 
 
 class _EventFollower:

@@ -281,6 +281,8 @@ class TestPsFromDisk:
             "PORT",
             "UPTIME",
             "RESTARTS",
+            "CPU",
+            "MEM",
             "SANDBOX",
             "FLAGS",
         ]

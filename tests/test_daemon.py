@@ -66,7 +66,7 @@ class TestStartAndStop:
         `eyriectl status` names the file and line."""
         with running_daemon(tmp_path, "version: 1\ninstances:\n  - name: Bad Name\n") as d:
             status = eyriectl(tmp_path, "status")
-            assert status.returncode == 0, status.stderr
+            assert status.returncode == 4, status.stderr  # degraded: the file at start was rejected
             assert "fleet.yaml:3" in status.stdout
             assert d.instances() == {}
             assert d.proc is not None and d.proc.poll() is None

@@ -99,8 +99,8 @@ class TestInitFleet:
         """ps prints the header and one row per instance: role, status, pid, port, restarts, flags."""
         lines = ok(eyriectl(general.home, "ps")).stdout.splitlines()
         assert lines[0].split() == [
-            "NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "SANDBOX",
-            "FLAGS",
+            "NAME", "FRAMEWORK", "ROLE", "STATUS", "HEALTH", "PID", "PORT", "UPTIME", "RESTARTS", "CPU",
+            "MEM", "SANDBOX", "FLAGS",
         ]  # fmt: skip
         recorded = general.instances()
         for name, (role, _, _) in GENERAL.items():
@@ -154,8 +154,8 @@ class TestInitFleet:
             general.write_fleet(cycle)
             looped = eyriectl(general.home, "reload")
             assert looped.returncode == 1 and "cycle: loop-a → loop-b → loop-a" in looped.stderr
-            status = ok(eyriectl(general.home, "status")).stdout
-            assert "last reload" in status and "rejected" in status
+            status = eyriectl(general.home, "status")
+            assert status.returncode == 4 and "last reload" in status.stdout and "rejected" in status.stdout
         finally:
             general.write_fleet(good)
             ok(eyriectl(general.home, "reload"))
@@ -288,7 +288,8 @@ class TestStandaloneFleet:
         ghost_row = next(line for line in ok(table).stdout.splitlines() if line.startswith("ghost "))
         assert ghost_row.rstrip().endswith("MISSING")
         assert "ghost: persona 'nosuch' not found" in ok(table).stdout
-        assert "  - ghost: persona 'nosuch' not found" in ok(status).stdout
+        assert status.returncode == 4, status  # degraded: ghost is declared to run and cannot
+        assert "  - ghost: persona 'nosuch' not found" in status.stdout
 
     def test_orphan_provisioned_by_the_library(self, standalone: DaemonProcess) -> None:
         """An instance provisioned behind the daemon's back is ORPHAN, and left out of start --all."""

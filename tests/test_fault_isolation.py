@@ -16,9 +16,10 @@ from tests._daemon import embedded, fleet_yaml, pid_alive, running_daemon, wait_
 _NO_COMMAND = "ready: {kind: exec, command: []}"
 
 
-def _status(home: Path) -> dict[str, Any]:
+def _status(home: Path, code: int = 0) -> dict[str, Any]:
+    """``status --json``, which exits ``code`` (4: degraded, as after a rejected reload)."""
     result = eyriectl(home, "status", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == code, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
 
@@ -62,7 +63,7 @@ class TestInvalidDeclarationAtStart:
         names the file, the line and the reason."""
         fleet = fleet_yaml(embedded("alpha", _NO_COMMAND), embedded("beta"))
         with running_daemon(tmp_path, fleet) as d:
-            status = _status(tmp_path)
+            status = _status(tmp_path, 4)
             problems = "\n".join(status["problems"])
             assert "exec probe needs a command" in problems
             assert "fleet.yaml:" in problems
@@ -80,7 +81,7 @@ class TestInvalidDeclarationAtStart:
             d.start()
             d.wait_serving()
             d.wait_running("alpha")
-            status = _status(tmp_path)
+            status = _status(tmp_path, 4)
             assert any("fleet last applied" in p for p in status["problems"]), status
             d.write_fleet(fleet_yaml(embedded("alpha"), embedded("beta")))
             code, result = _reload(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from supervisor._safe_read import FileTooLarge, NotRegularFile, read_bytes
-from supervisor.cli._render import printable, ps_table, status_lines
+from supervisor.cli._plain import printable, ps_lines, status_lines
 from supervisor.control.schema import DaemonStatus, InstanceView
 from supervisor.errors import CorruptInstance, FleetFileError, NameExists
 from supervisor.fleet import load_fleet, parse_fleet
@@ -245,8 +245,9 @@ class TestPrintable:
         view = InstanceView.model_validate(
             {"name": "alpha", "id": "x", "framework": "embedded", "status": "error", "status_detail": evil}
         )
-        cells = [str(cell) for cell in ps_table([view]).columns[3].cells]
-        assert cells == ["error (held by pid 7 (\\x1b]0;pwned\\x07\\x1b[2J\\u202e))"]
+        table = ps_lines([view.model_dump(mode="json")], width=250, colour=True)
+        assert "error (held by pid 7 (\\x1b]0;pwned\\x07\\x1b[2J\\u202e))" in table[1]
+        assert "\x1b]" not in table[1] and "\u202e" not in table[1]
         status = DaemonStatus.model_validate(
             {
                 "pid": 1,
@@ -258,7 +259,7 @@ class TestPrintable:
                 "problems": [f"x: {evil}\nfake"],
             }
         )
-        text = "\n".join(status_lines(status))
+        text = "\n".join(status_lines(status.model_dump(mode="json")))
         assert "\x1b" not in text and "\u202e" not in text and "\\x0afake" in text
 
     def test_newlines_kept_only_when_asked(self) -> None:

@@ -1,27 +1,33 @@
 """What every ``eyriectl`` command shares: the home, the consoles, the client, and the stable exit codes.
 
 Errors become exit codes in one place (`EyriectlGroup.invoke`): a command raises our exceptions and never
-calls ``sys.exit`` itself.
+calls ``sys.exit`` itself. Nothing here loads rich, anyio or the async client until a command uses them:
+``ps`` and ``status`` answer without them.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import click
-from rich.console import Console
 
-from supervisor.cli._render import printable
-from supervisor.client import ControlClient
+from supervisor.cli._plain import printable
 from supervisor.errors import DaemonNotRunning, EyrieError
 from supervisor.paths import Home
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from supervisor.client import ControlClient
+
 __all__ = [
     "EXIT_DAEMON_DOWN",
+    "EXIT_DEGRADED",
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -29,6 +35,7 @@ __all__ = [
     "Cli",
     "CommandFailed",
     "DaemonDown",
+    "Degraded",
     "EyriectlGroup",
 ]
 
@@ -36,6 +43,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_DAEMON_DOWN = 3
+EXIT_DEGRADED = 4
 
 OFFLINE_NOTE = "eyried is not running; the change applies at its next start"
 
@@ -58,8 +66,36 @@ class DaemonDown(CommandFailed):
     exit_code = EXIT_DAEMON_DOWN
 
 
+class Degraded(CommandFailed):
+    """The command answered in full and found the fleet not as desired (what is wrong is in its output);
+    exits 4."""
+
+    exit_code = EXIT_DEGRADED
+
+
 class EyriectlGroup(click.Group):
-    """Maps our exceptions to the documented exit codes: DaemonNotRunning → 3, any other EyrieError → 1."""
+    """Maps our exceptions to the documented exit codes: DaemonNotRunning → 3, any other EyrieError → 1.
+
+    Its help lists the commands from `short_help_of` (name → line) without importing them.
+    """
+
+    short_help_of: Mapping[str, str] = MappingProxyType({})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.short_help_of:
+                rows.append((name, self.short_help_of[name]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,17 +106,20 @@ class EyriectlGroup(click.Group):
             raise CommandFailed(str(exc)) from None
 
 
-class _PrintableConsole(Console):
-    """A console that shows every string it is given through `printable` (lines kept): a message that
-    quotes a process name or a file cannot reach the terminal as an escape sequence."""
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
-
-
 def _console(stream: IO[str], *, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    class PrintableConsole(Console):
+        """A console that shows every string it is given through `printable` (lines kept): a message that
+        quotes a process name or a file cannot reach the terminal as an escape sequence."""
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
+
     terminal = stream.isatty()
-    return _PrintableConsole(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 250)
+    # emoji=False: rich would turn ":rocket:" in a goal or a note (and in --json output) into an emoji.
+    width = None if terminal else 250
+    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=width)
 
 
 @dataclass
@@ -88,19 +127,37 @@ class Cli:
     """The object behind ``click.pass_obj``."""
 
     home: Home
-    out: Console = field(default_factory=lambda: _console(sys.stdout))
-    err: Console = field(default_factory=lambda: _console(sys.stderr, stderr=True))
+
+    @functools.cached_property
+    def out(self) -> Console:
+        """The rich console on stdout, made on first use."""
+        return _console(sys.stdout)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """The rich console on stderr, made on first use."""
+        return _console(sys.stderr, stderr=True)
 
     def client(self) -> ControlClient:
+        from supervisor.client import ControlClient
+
         return ControlClient(self.home)
 
     def run(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run one async step of a command (the CLI stays synchronous around it)."""
+        import anyio
+
         return anyio.run(fn)
 
     def note(self, message: str) -> None:
         """A remark for the human, on stderr so that stdout stays data."""
-        self.err.print(message, markup=False)
+        sys.stderr.write(printable(message, lines=True) + "\n")
+        sys.stderr.flush()
+
+    def data(self, text: str) -> None:
+        """Data for stdout (a table, a JSON document), written as it is."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     @property
     def interactive(self) -> bool:

@@ -9,6 +9,7 @@ pid with a later ``started_at``. Same pid means systemd sees no restart and the 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import time
@@ -164,8 +165,9 @@ def daemon() -> None:
     show_default=True,
     help="Seconds to wait for eyried to answer again.",
 )
+@click.option("--json", "as_json", is_flag=True, help="The outcome as a JSON object.")
 @click.pass_obj
-def restart(cli: Cli, timeout: float) -> None:
+def restart(cli: Cli, timeout: float, as_json: bool) -> None:
     """Re-execute eyried in place (after an upgrade); the agents keep running.
 
     Sends SIGUSR2 to the eyried named by $EYRIE_HOME/run/eyried.pid, after checking that this pid is an
@@ -173,6 +175,9 @@ def restart(cli: Cli, timeout: float) -> None:
     program under the same pid, so systemd sees no restart, and adopts every agent again. The command
     waits until the control socket answers from the same pid with a later start time, then says which
     agents kept their pids. Exit 3 when no eyried runs, 1 when it does not come back within --timeout.
+
+    --json prints one object: pid, version, previous_version, seconds, kept (the agents with the same pid)
+    and changed (agent → its new pid, null when it is not running).
 
     \b
     Examples:
@@ -192,13 +197,24 @@ def restart(cli: Cli, timeout: float) -> None:
             f"eyried (pid {proc.pid}) did not answer again on {cli.home.socket_path} within {timeout:g}s;"
             " see its log"
         ) from None
+    kept = sorted(name for name, pid in before.pids.items() if after.pids.get(name) == pid)
+    changed = sorted(name for name in before.pids if name not in kept)
+    if as_json:
+        outcome = {
+            "pid": after.status.pid,
+            "version": after.status.version,
+            "previous_version": before.status.version,
+            "seconds": round(seconds, 3),
+            "kept": kept,
+            "changed": {name: after.pids.get(name) for name in changed},
+        }
+        cli.data(json.dumps(outcome, indent=2))
+        return
     cli.out.print(
         f"eyried re-executed in place in {seconds:.1f}s: pid {after.status.pid}, version"
         f" {after.status.version} (was {before.status.version}, up {duration(before.status.uptime_seconds)})",
         markup=False,
     )
-    kept = sorted(name for name, pid in before.pids.items() if after.pids.get(name) == pid)
-    changed = sorted(name for name in before.pids if name not in kept)
     cli.out.print(f"agents kept running with the same pid: {len(kept)} of {len(before.pids)}", markup=False)
     for name in changed:
         now = after.pids.get(name)

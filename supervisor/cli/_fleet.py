@@ -14,6 +14,7 @@ import click
 import psutil
 
 from supervisor.cli._app import OFFLINE_NOTE, Cli, CommandFailed
+from supervisor.cli._complete import complete_instance_names
 from supervisor.cli._lifecycle import TimedOut, bounded, wait_options
 from supervisor.cli._render import dumps, view_line
 from supervisor.cli._start_failure import explain_failed_start
@@ -187,7 +188,7 @@ def add(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_instance_names)
 @click.option("--purge", is_flag=True, help="Delete its directory instead of moving it to the trash.")
 @click.option("--keep-files", is_flag=True, help="Move its directory to the trash (the default anyway).")
 @click.option("--json", "as_json", is_flag=True, help="What was removed and where its files went, as JSON.")
@@ -298,7 +299,7 @@ def _autostart_command(enabled: bool) -> click.Command:
     verb = "enable" if enabled else "disable"
 
     @click.command(name=verb)
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("names", nargs=-1, required=True, shell_complete=complete_instance_names)
     @click.pass_obj
     def command(cli: Cli, names: tuple[str, ...]) -> None:
         async def online() -> list[InstanceView | EyrieError]:

@@ -6,22 +6,29 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from supervisor.cli._app import Cli, CommandFailed, DaemonDown
-from supervisor.cli._render import dumps, event_line, ps_table, reload_lines, status_lines
-from supervisor.client import daemon_not_running
-from supervisor.control.schema import DaemonStatus, InstanceView, ReloadResult
-from supervisor.daemon.views import instance_view, missing_view
+from supervisor.cli._app import Cli, CommandFailed, DaemonDown, Degraded
+from supervisor.cli._complete import complete_instance_names
+from supervisor.cli._plain import degraded, ps_lines, ps_notes, status_lines, use_colour
+from supervisor.cli._quick_client import QuickClient
+from supervisor.daemon.absent import daemon_not_running
 from supervisor.errors import DaemonNotRunning, EyrieError
 
 if TYPE_CHECKING:
+    from supervisor.control.schema import InstanceView, ReloadResult
     from supervisor.paths import Home
 
 __all__ = ["events", "list_", "offline_plan", "ps", "recorded_views", "reload", "status"]
+
+_OFFLINE_WIDTH = 250
+"""The table's width on a pipe: wide enough that no cell is shortened."""
 
 
 def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
@@ -29,10 +36,8 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
 
     Returns the views and a warning ("" when the fleet file was read).
     """
-    from supervisor.fleet import (
-        FleetFile,
-        load_fleet,
-    )  # the parser costs every start; only this path needs it
+    from supervisor.daemon.views import instance_view, missing_view
+    from supervisor.fleet import FleetFile, load_fleet  # the parser: only this path needs it
     from supervisor.store import Store
 
     warning = ""
@@ -59,6 +64,7 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
 def offline_plan(home: Home) -> ReloadResult:
     """What eyried would do at its next start, from the fleet file, the fleet last applied and the instances
     on disk (`supervisor.daemon._plan.plan_at_start`)."""
+    from supervisor.control.schema import ReloadResult
     from supervisor.daemon._last_applied import load_applied
     from supervisor.daemon._plan import plan_at_start, secret_problems
     from supervisor.fleet import FleetFile, load_fleet
@@ -80,27 +86,25 @@ def offline_plan(home: Home) -> ReloadResult:
 
 
 def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
-    async def fetch() -> list[InstanceView]:
-        async with cli.client() as client:
-            return await client.list_instances()
-
     offline = False
     try:
-        views = cli.run(fetch)
+        with QuickClient(cli.home) as client:
+            rows: list[dict[str, Any]] = client.get("/v1/instances")
     except DaemonNotRunning:
         offline = True
         views, warning = recorded_views(cli.home)
+        rows = [view.model_dump(mode="json") for view in views]
         if warning:
             cli.note(warning)
     if project is not None:
-        views = [v for v in views if v.project_id == project]
+        rows = [row for row in rows if row.get("project_id") == project]
     if as_json:
-        cli.out.print(dumps(views), markup=False)
-    elif views:
-        cli.out.print(ps_table(views))
-        for v in views:
-            if v.last_error and v.status in ("error", ""):
-                cli.out.print(f"{v.name}: {v.last_error}", markup=False)
+        cli.data(json.dumps(rows, indent=2))
+    elif rows:
+        terminal = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if terminal else _OFFLINE_WIDTH
+        lines = ps_lines(rows, width=width, colour=use_colour(sys.stdout))
+        cli.data("\n".join([*lines, *ps_notes(rows)]))
     elif project is not None:
         cli.note(f"no instances in project {project!r} (`eyriectl projects` lists the projects)")
     else:
@@ -111,8 +115,13 @@ def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
         )
 
 
-_PS_SHORT = "List instances: status, health, pid, port, uptime, restarts, flags."
-_PS_HELP = """List instances: NAME FRAMEWORK ROLE STATUS HEALTH PID PORT UPTIME RESTARTS SANDBOX FLAGS.
+_PS_SHORT = "List instances: status, health, pid, port, uptime, restarts, CPU, memory, flags."
+_PS_HELP = """List instances: NAME FRAMEWORK ROLE STATUS HEALTH PID PORT UPTIME RESTARTS CPU MEM SANDBOX
+FLAGS.
+
+CPU is the percent of one core the instance's whole process tree used over the last sample; MEM its
+resident memory summed over the tree (312M, 1.4G). A dash where eyried has no sample (yet). An instance
+in error or in backoff is followed by a line giving its last error.
 
 SANDBOX says how each process runs: "landlock v7" (confined, Landlock ABI 7), "unavailable" (the kernel
 has no Landlock: no_new_privs and the capability drop only), "off" (sandbox: off in fleet.yaml).
@@ -155,24 +164,41 @@ def list_(cli: Cli, as_json: bool, project: str | None) -> None:
     _ps(cli, as_json, project)
 
 
-@click.command(short_help="Show the daemon's pid, uptime, instance counts and problems.")
+@click.command(short_help="Show the daemon (exit 4 when degraded), or one instance: status NAME.")
+@click.argument("name", required=False, shell_complete=complete_instance_names)
 @click.option("--json", "as_json", is_flag=True, help="The status as a JSON object.")
 @click.pass_obj
-def status(cli: Cli, as_json: bool) -> None:
-    """Show the daemon: pid, version, uptime, home, fleet file, instance counts, last reload, problems.
+def status(cli: Cli, name: str | None, as_json: bool) -> None:
+    """Show the daemon: pid, version, uptime, home, fleet file, instance counts, last reload, problems;
+    with NAME, that instance in full.
+
+    Exits 0 when every instance meant to run is running and the last reload applied; otherwise it still
+    prints the status, says what is degraded, and exits 4. Exit 3: eyried is not running.
+
+    --json adds "degraded": the same reasons, one string each (empty when all is well).
 
     \b
     Examples:
       eyriectl status
-      eyriectl status --json
+      eyriectl status scout-sam
+      eyriectl status --json | jq .degraded
+      eyriectl status >/dev/null || echo "fleet degraded (exit $?)"
     """
+    if name is not None:
+        from supervisor.cli._instance_status import show_instance_status
 
-    async def fetch() -> DaemonStatus:
-        async with cli.client() as client:
-            return await client.status()
-
-    result = cli.run(fetch)
-    cli.out.print(dumps(result) if as_json else "\n".join(status_lines(result)), markup=False)
+        show_instance_status(cli, name, as_json)
+        return
+    with QuickClient(cli.home) as client:
+        result: dict[str, Any] = client.get("/v1/status")
+        rows: list[Mapping[str, Any]] = client.get("/v1/instances")
+    reasons = degraded(result, rows)
+    if as_json:
+        cli.data(json.dumps({**result, "degraded": reasons}, indent=2))
+    else:
+        cli.data("\n".join(status_lines(result, reasons)))
+    if reasons:
+        raise Degraded("")
 
 
 @click.command()
@@ -199,6 +225,8 @@ def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
       eyriectl reload --json
     """
 
+    from supervisor.cli._render import dumps, reload_lines
+
     async def send() -> ReloadResult:
         async with cli.client() as client:
             return await (client.plan_reload() if dry_run else client.reload())
@@ -220,6 +248,8 @@ def reload(cli: Cli, dry_run: bool, as_json: bool) -> None:
 
 def _offline_plan(cli: Cli, as_json: bool) -> None:
     """The plan from what is on disk, when no daemon holds the fleet in force; exits 3."""
+    from supervisor.cli._render import dumps, reload_lines
+
     plan = offline_plan(cli.home)
     if as_json:
         cli.out.print(dumps(plan), markup=False)
@@ -255,6 +285,8 @@ def events(cli: Cli, follow: bool, count: int, as_json: bool) -> None:
       eyriectl events -f
       eyriectl events -f -n 0 --json | jq -c 'select(.to_status == "error")'
     """
+
+    from supervisor.cli._render import event_line
 
     def show(line: str) -> None:
         sys.stdout.write(line + "\n")

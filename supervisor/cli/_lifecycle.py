@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 
 from supervisor.cli._app import Cli, CommandFailed
+from supervisor.cli._complete import complete_instance_names
 from supervisor.cli._render import printable, view_line
 from supervisor.cli._start_failure import explain_failed_start
 from supervisor.client import ControlClient
@@ -133,7 +134,7 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
     goal = _GOAL[action]
 
     @click.command(name=action)
-    @click.argument("names", nargs=-1)
+    @click.argument("names", nargs=-1, shell_complete=complete_instance_names)
     @click.option("--all", "all_", is_flag=True, help="Every instance eyried manages (not MISSING/ORPHAN).")
     @wait_options
     @click.option("--json", "as_json", is_flag=True, help="The state reached, per instance, as JSON.")

@@ -27,6 +27,7 @@ from typing import BinaryIO
 import click
 
 from supervisor.cli._app import Cli, CommandFailed
+from supervisor.cli._complete import complete_instance_names
 from supervisor.cli._logfiles import LINE_MAX, Followed, line_text, open_log, tail
 from supervisor.cli._render import printable
 from supervisor.store import Store
@@ -259,8 +260,8 @@ def _lines_default(lines: int | None, since: datetime | None) -> int:
     return _SINCE_LINES if since is not None else 50
 
 
-@click.command()
-@click.argument("name", required=False)
+@click.command(short_help="Print an instance's log, or with no NAME every instance's, merged.")
+@click.argument("name", required=False, shell_complete=complete_instance_names)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output, across log rotation.")
 @click.option(
     "-n",

@@ -16,8 +16,8 @@ TAIL_LINES = 10
 
 
 def explain_failed_start(cli: Cli, view: InstanceView) -> None:
-    """On stderr: ``view``'s last error (unless its status line shows it already) and its log's tail."""
-    if view.last_error and view.status != "error":
+    """On stderr: ``view``'s last error (unless `view_line` shows it already) and its log's tail."""
+    if view.last_error and not (view.status == "error" or view.phase == "backoff"):
         cli.err.print(f"  last error: {printable(view.last_error)}", markup=False)
     try:
         store = Store(cli.home)

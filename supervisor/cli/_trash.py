@@ -45,8 +45,9 @@ def _size(count: int) -> str:
 
 
 @click.group(invoke_without_command=True, short_help="List, restore or empty removed instances.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of trash entries.")
 @click.pass_context
-def trash(ctx: click.Context) -> None:
+def trash(ctx: click.Context, as_json: bool) -> None:
     """Removed instances: their directories wait in $EYRIE_HOME/removed/ until restored or emptied.
 
     `eyriectl remove` and a reload that no longer finds an instance in fleet.yaml move its directory
@@ -60,7 +61,7 @@ def trash(ctx: click.Context) -> None:
       eyriectl trash empty --older-than 7d
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_)
+        ctx.invoke(list_, as_json=as_json)
 
 
 @trash.command(name="list")

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpcore
 import httpx
 
-from supervisor.control._peer import peer_credentials
+from supervisor.control._trust import listener_is_daemon
 
 __all__ = ["OperatorTransport"]
 
@@ -48,13 +48,7 @@ class _OperatorBackend(httpcore.AnyIOBackend):
 
     def _served_by_daemon(self, stream: httpcore.AsyncNetworkStream) -> bool:
         sock = stream.get_extra_info("socket")
-        if sock is None:
-            return False
-        try:
-            listener_pid = peer_credentials(sock)[0]
-        except OSError:
-            return False
-        return listener_pid == self.daemon_pid()
+        return sock is not None and listener_is_daemon(sock, self.daemon_pid())
 
 
 class OperatorTransport(httpx.AsyncHTTPTransport):

@@ -17,8 +17,6 @@ import select
 import socket
 import struct
 
-from supervisor.engine.procfs import read_stat
-
 __all__ = ["peer_credentials", "peer_no_new_privs"]
 
 _SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
@@ -51,6 +49,8 @@ def peer_no_new_privs(sock: socket.socket) -> bool | None:
 
 
 def _by_pid(sock: socket.socket) -> bool | None:
+    from supervisor.engine.procfs import read_stat  # eyriectl asks only for credentials: it never pays for it
+
     pid = peer_credentials(sock)[0]
     if pid <= 0:
         return None

@@ -47,6 +47,14 @@ class InstanceView(BaseModel):
     """The agent's own latest note, posted through the agent API."""
     sandbox: str = ""
     flags: list[Flag] = Field(default_factory=list)
+    cpu_percent: float | None = None
+    """Percent of one core used by the whole process tree over the last sample interval."""
+    memory_bytes: int | None = None
+    """Resident memory (RSS) summed over the process tree."""
+    cpu_seconds: float | None = None
+    """User and system CPU time of the live tree."""
+    processes: int | None = None
+    """Processes in the tree."""
 
 
 class AddRequest(BaseModel):

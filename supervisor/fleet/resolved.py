@@ -18,6 +18,7 @@ its framework reads its files at start; a changed `policy_fingerprint` alone app
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, TypeVar
@@ -77,10 +78,19 @@ class ResolvedInstance(BaseModel):
 
     def process_fingerprint(self) -> str:
         """Changes when anything that shapes the process does: a restart is needed."""
-        return _digest(self.model_dump(mode="json", include=set(_PROCESS_KEYS)))
+        return self._process_digest
 
     def context_fingerprint(self) -> str:
         """Changes with what ``PROJECT.md`` tells the agent: its project and whom it reports to."""
+        return self._context_digest
+
+    # Computed once per (frozen) instance: every ``ps`` compares each instance's two fingerprints.
+    @functools.cached_property
+    def _process_digest(self) -> str:
+        return _digest(self.model_dump(mode="json", include=set(_PROCESS_KEYS)))
+
+    @functools.cached_property
+    def _context_digest(self) -> str:
         return _digest(self.model_dump(mode="json", include=set(_CONTEXT_KEYS)))
 
     def project_context(self) -> ProjectContext:
