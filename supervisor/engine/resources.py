@@ -1,0 +1,224 @@
+"""What each instance's process tree uses (CPU, memory, processes), sampled on its liveness interval, and the
+memory limit that restarts a tree staying above it.
+
+One sampler serves the whole engine: each wake-up reads, in one worker thread, the trees of every instance
+whose interval is due (instances with the same interval are due together, on a shared grid), so a fleet costs
+one wake-up per interval rather than one timer per instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from supervisor.engine._announce import announce
+from supervisor.engine._services import Services
+from supervisor.engine._usage import Usage, tree_usage
+from supervisor.engine.probes import ProbeResult
+from supervisor.engine.process import ProcessHandle
+from supervisor.engine.procfs import CLK_TCK
+from supervisor.engine.runtime import InstanceRuntime
+from supervisor.engine.states import Phase
+from supervisor.models import Instance
+
+__all__ = ["LimitWatch", "ProcessUsage", "ResourceSample", "ResourceSampler", "Sampled"]
+
+_GRID = 0.5
+_IDLE_WAKE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessUsage:
+    """One process of an instance's tree at the last sample."""
+
+    pid: int
+    ppid: int
+    cpu_percent: float | None  # of one core, since the sample before (None: first seen now)
+    rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSample:
+    """An instance's whole process tree at the last sample."""
+
+    cpu_percent: float | None  # of one core, over the last interval (None: one sample so far)
+    memory_bytes: int  # RSS summed over the tree
+    cpu_seconds: float  # user + system time of the live tree
+    processes: list[ProcessUsage]
+
+
+class Sampled(Protocol):
+    """What the sampler needs of an actor."""
+
+    runtime: InstanceRuntime
+    proc: ProcessHandle | None
+    phase: Phase
+    services: Services
+    limits: LimitWatch
+
+    @property
+    def inst(self) -> Instance: ...
+
+    @property
+    def log(self) -> Any: ...
+
+
+class LimitWatch:
+    """Ends an actor's liveness watch when the sampler finds its tree over a limit, with the reason."""
+
+    def __init__(self) -> None:
+        self._tripped: anyio.Event | None = None
+        self.reason = ""
+
+    def trip(self, reason: str) -> None:
+        if self._tripped is not None and not self._tripped.is_set():
+            self.reason = reason
+            self._tripped.set()
+
+    async def watch(self, body: Callable[[], Awaitable[ProbeResult]]) -> ProbeResult:
+        """Run ``body`` (the liveness watch) until it returns, or a limit trips: then fail with the reason."""
+        self._tripped = tripped = anyio.Event()
+        self.reason = ""
+        result: list[ProbeResult] = []
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def wait_trip() -> None:
+                    await tripped.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_trip)
+                result.append(await body())
+                tg.cancel_scope.cancel()
+        finally:
+            self._tripped = None
+        return result[0] if result else ProbeResult(False, self.reason)
+
+
+@dataclass(slots=True)
+class _Track:
+    """What the sampler remembers of one instance between samples."""
+
+    key: tuple[int, int]  # (pid, start ticks) of the main process sampled
+    due: float
+    at: float = 0.0
+    ticks: dict[int, int] | None = None  # pid → CPU ticks at the last sample
+    over: int = 0  # samples in a row above the memory limit
+
+
+class ResourceSampler:
+    """Samples the trees of every running instance; ``actors`` lists them afresh at each wake-up."""
+
+    def __init__(self, actors: Callable[[], Iterable[Sampled]]) -> None:
+        self._actors = actors
+        self._tracks: dict[str, _Track] = {}
+        self.samples: dict[str, ResourceSample] = {}
+        self.passes = 0
+
+    async def run(self, threads: anyio.CapacityLimiter) -> None:
+        while True:
+            now = anyio.current_time()
+            due = self._due(now)
+            if due:
+                trees = await anyio.to_thread.run_sync(_read_trees, [key for _, key in due], limiter=threads)
+                self._record(due, trees, anyio.current_time())
+                self.passes += 1
+            wake = min((t.due for t in self._tracks.values()), default=math.inf)
+            await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
+
+    def _due(self, now: float) -> list[tuple[Sampled, tuple[int, int]]]:
+        """The actors whose sample is due now, each with its main process; forgets those without one."""
+        live: set[str] = set()
+        due: list[tuple[Sampled, tuple[int, int]]] = []
+        for actor in self._actors():
+            proc = actor.proc
+            if proc is None:
+                continue
+            key = (proc.pid, proc.start_ticks)
+            instance_id = actor.runtime.instance_id
+            live.add(instance_id)
+            track = self._tracks.get(instance_id)
+            if track is None or track.key != key:
+                track = self._tracks[instance_id] = _Track(key=key, due=now)
+            if track.due <= now:
+                due.append((actor, key))
+        for gone in self._tracks.keys() - live:
+            del self._tracks[gone]
+            self.samples.pop(gone, None)
+        return due
+
+    def _record(
+        self, due: list[tuple[Sampled, tuple[int, int]]], trees: list[list[Usage]], now: float
+    ) -> None:
+        for (actor, key), tree in zip(due, trees, strict=True):
+            instance_id = actor.runtime.instance_id
+            track = self._tracks.get(instance_id)
+            if track is None or track.key != key:
+                continue
+            interval = actor.runtime.health.interval
+            track.due = _on_grid(now + interval, interval)
+            self.samples[instance_id] = _sample(tree, track, now)
+            track.ticks, track.at = {u.pid: u.cpu_ticks for u in tree}, now
+            self._check_memory(actor, track, self.samples[instance_id].memory_bytes)
+
+    def _check_memory(self, actor: Sampled, track: _Track, memory_bytes: int) -> None:
+        """Count samples above the limit while the instance runs; ``grace`` in a row end its tree."""
+        policy = actor.runtime.memory
+        reason = policy.exceeded(memory_bytes) if actor.phase is Phase.RUNNING else ""
+        if not reason:
+            track.over = 0
+            return
+        track.over += 1
+        if track.over < policy.grace:
+            return
+        track.over = 0
+        status = actor.inst.status
+        data = {"max_memory": policy.max_memory, "memory_bytes": memory_bytes, "samples": policy.grace}
+        announce(
+            actor.services.emit,
+            actor.log,
+            actor.runtime,
+            actor.inst,
+            "memory_limit",
+            status,
+            status,
+            reason,
+            data,
+        )
+        actor.limits.trip(reason)
+
+
+def _read_trees(keys: list[tuple[int, int]]) -> list[list[Usage]]:
+    return [tree_usage(pid, start_ticks) for pid, start_ticks in keys]
+
+
+def _sample(tree: list[Usage], track: _Track, now: float) -> ResourceSample:
+    elapsed = now - track.at
+    before = track.ticks
+
+    def percent(ticks: int, earlier: int | None) -> float | None:
+        if earlier is None or elapsed <= 0:
+            return None
+        return round(max(ticks - earlier, 0) / CLK_TCK / elapsed * 100, 1)
+
+    total_ticks = sum(u.cpu_ticks for u in tree)
+    total_before = sum(before.get(u.pid, u.cpu_ticks) for u in tree) if before is not None else None
+    return ResourceSample(
+        cpu_percent=percent(total_ticks, total_before),
+        memory_bytes=sum(u.rss_bytes for u in tree),
+        cpu_seconds=total_ticks / CLK_TCK,
+        processes=[
+            ProcessUsage(u.pid, u.ppid, percent(u.cpu_ticks, (before or {}).get(u.pid)), u.rss_bytes)
+            for u in tree
+        ],
+    )
+
+
+def _on_grid(when: float, interval: float) -> float:
+    """Round up onto a grid every instance shares, so that instances of one interval are sampled together."""
+    grid = min(_GRID, interval / 20) or interval
+    return math.ceil(when / grid) * grid
