@@ -19,7 +19,7 @@ import structlog
 
 from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
-from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
+from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, InstanceView, ReloadResult
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
@@ -204,9 +204,11 @@ class Daemon:
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self.hub.subscribe()
 
+    async def instance_status(self, ref: str) -> InstanceDetail:
+        return await self.inventory.detail(ref)
+
     async def metrics_text(self) -> bytes:
-        views = await self.list_instances()
-        return render_metrics(lambda: views)
+        return render_metrics(await self.list_instances(), self.inventory.reloads)
 
     # --- ControlTarget: acting
 
@@ -254,7 +256,7 @@ class Daemon:
         else:
             if result.ok:
                 self._apply_daemon_settings(self.reconciler.fleet)
-        self.last_reload = result
+        self.last_reload = self.inventory.reloads.count(result)
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(
             Event(time=utcnow(), event="reload", detail=detail, data=result.model_dump(mode="json"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -27,6 +27,7 @@ from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
 from supervisor.engine._watch import Watch, race, ready_at_spawn
 from supervisor.engine.logfile import LogCursor
+from supervisor.engine.probes import ProbeResult
 from supervisor.engine.process import ExitStatus, ProcessHandle
 from supervisor.engine.recovery import RecoveryPlan, Resume
 from supervisor.engine.resources import LimitWatch
@@ -65,6 +66,7 @@ class Actor:
         self.done = anyio.Event()
         self.logs = InstanceLog()
         self.limits = LimitWatch()  # the resource sampler trips it when the tree stays over its memory limit
+        self.probe_results: dict[str, tuple[ProbeResult, datetime]] = {}
         self.log = bound_log(runtime)
         self._record = InstanceRecord(inst, runtime.instance_id, services, self.log)
         self._spawned_at = 0.0

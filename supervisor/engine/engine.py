@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 import anyio
@@ -23,6 +24,7 @@ from supervisor.engine._services import Relocator
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
+from supervisor.engine.probes import ProbeResult
 from supervisor.engine.process import current_boot_id
 from supervisor.engine.resources import ResourceSample, ResourceSampler
 from supervisor.engine.runtime import InstanceRuntime
@@ -233,6 +235,10 @@ class Engine:
     def resources(self, instance_id: str) -> ResourceSample | None:
         """What the instance's process tree used at its last sample (None: no process, or not sampled yet)."""
         return self.sampler.samples.get(instance_id)
+
+    def probe_results(self, instance_id: str) -> dict[str, tuple[ProbeResult, datetime]]:
+        """``readiness``/``liveness`` → the last result of that probe for the current process, and when."""
+        return dict(self._actor(instance_id).probe_results)
 
     def instances(self) -> list[Instance]:
         return [actor.snapshot() for actor in self._actors.values()]
