@@ -66,6 +66,7 @@ cli.commands = LazyCommands(
         "reload": "supervisor.cli._inspect:reload",
         "trash": "supervisor.cli._trash:trash",
         "events": "supervisor.cli._inspect:events",
+        "top": "supervisor.cli._top:top",
         "start": "supervisor.cli._lifecycle:start",
         "stop": "supervisor.cli._lifecycle:stop",
         "restart": "supervisor.cli._lifecycle:restart",
