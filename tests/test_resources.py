@@ -56,6 +56,16 @@ def _metrics(home: Path) -> str:
     return anyio.run(fetch)
 
 
+def _sampled_twice(d: DaemonProcess, name: str) -> dict[str, Any]:
+    """``name``'s ps row once it has a CPU percentage (two samples taken)."""
+
+    def row() -> dict[str, Any]:
+        found = ps(d.home)[name]
+        return found if found["cpu_percent"] is not None else {}
+
+    return wait_for(row, 20, f"two samples of {name}")
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[DaemonProcess]:
     """alpha (the embedded agent) running, sampled every 500 ms."""
@@ -68,9 +78,7 @@ class TestSampling:
     def test_ps_json_shows_the_trees_resources(self, fleet: DaemonProcess) -> None:
         """ps --json gives the running tree's RSS, process count, CPU seconds and (from the second sample on)
         its CPU percentage."""
-        row = wait_for(
-            lambda: (r := ps(fleet.home)["alpha"])["cpu_percent"] is not None and r, 20, "2 samples"
-        )
+        row = _sampled_twice(fleet, "alpha")
         assert row["memory_bytes"] > 1024 * 1024
         assert row["processes"] == 1
         assert row["cpu_seconds"] >= 0 and row["cpu_percent"] >= 0
@@ -144,9 +152,9 @@ class TestMemoryLimit:
 
 class TestInstanceStatus:
     def test_one_screen(self, fleet: DaemonProcess) -> None:
-        """status NAME shows the status, the process tree, restarts, probes, paths and the log's last lines."""
+        """status NAME shows status, process tree, restarts, probes, paths and the log's last lines."""
         pid = fleet.instance("alpha")["pid"]
-        wait_for(lambda: ps(fleet.home)["alpha"]["cpu_percent"] is not None, 20, "two samples")
+        _sampled_twice(fleet, "alpha")
         out = ok(eyriectl(fleet.home, "status", "alpha")).stdout
         assert out.startswith("● alpha (embedded, id ")
         assert "Status: running, healthy since " in out
@@ -228,7 +236,7 @@ class TestTop:
 
 class TestMetrics:
     def test_names_and_types(self, fleet: DaemonProcess) -> None:
-        """/metrics parses with prometheus_client's parser: counters are counters, the new families are there."""
+        """/metrics parses with prometheus_client's parser; counters are counters; the new families exist."""
         wait_for(lambda: ps(fleet.home)["alpha"]["memory_bytes"] is not None, 20, "a sample")
         ok(eyriectl(fleet.home, "reload"))
         fleet.write_fleet("version: [")
