@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from supervisor.daemon.inventory import Inventory
+    from supervisor.control.schema import InstanceView
     from supervisor.engine import Engine, ProbeResult
     from supervisor.engine.resources import ResourceSample
 
@@ -32,9 +32,8 @@ _TAIL_BYTES = 64 * 1024
 _COMMAND_CHARS = 300
 
 
-async def instance_detail(inventory: Inventory, engine: Engine, ref: str) -> InstanceDetail:
-    """The detail of instance ``ref`` (name or id); `NotFound` when there is none."""
-    view = await inventory.instance(ref)
+async def instance_detail(view: InstanceView, engine: Engine) -> InstanceDetail:
+    """The detail of the instance ``view`` shows: with its process tree, probes and log when it is managed."""
     detail = InstanceDetail(
         name=view.name,
         id=view.id,

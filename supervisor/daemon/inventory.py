@@ -85,7 +85,7 @@ class Inventory:
 
     async def detail(self, ref: str) -> InstanceDetail:
         """One instance on one screen (``eyriectl status NAME``)."""
-        return await instance_detail(self, self._engine, ref)
+        return await instance_detail(await self.instance(ref), self._engine)
 
     def status(self, home: Home, *, started_at: datetime, last_reload: ReloadResult | None) -> DaemonStatus:
         """The daemon's one-screen answer: counts per status and every problem it knows of."""
