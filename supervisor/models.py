@@ -136,9 +136,7 @@ _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 def parse_size(value: Any) -> int:
     """``512MiB``, ``1.5GiB``, ``2G`` (decimal), ``100k`` or a number of bytes → bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and (m := _SIZE.match(value)):
         unit = (m.group(2) or "").lower().removesuffix("b")

@@ -15,6 +15,7 @@ from supervisor.engine.procfs import CLK_TCK
 __all__ = ["PAGE_SIZE", "Usage", "read_usage", "tree_usage"]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_PAGE = 4096
 _READ_LIMIT = 1 << 16
 _GONE_STATES = frozenset({b"Z", b"X", b"x"})
 
@@ -36,14 +37,13 @@ class Usage:
 
 
 def _read(path: str) -> bytes:
+    """The file in one read when it fits in a page (a stat line, a short children list), as most do."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        size = 0
-        while size < _READ_LIMIT and (chunk := os.read(fd, 4096)):
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        data = os.read(fd, _PAGE)
+        while len(data) % _PAGE == 0 and 0 < len(data) < _READ_LIMIT and (more := os.read(fd, _PAGE)):
+            data += more
+        return data
     finally:
         os.close(fd)
 
