@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+import structlog
 
 from supervisor.engine._announce import announce
 from supervisor.engine._services import Services
@@ -27,8 +28,9 @@ from supervisor.models import Instance
 
 __all__ = ["LimitWatch", "ProcessUsage", "ResourceSample", "ResourceSampler", "Sampled"]
 
+_log = structlog.get_logger("supervisor.engine")
 _GRID = 0.5
-_IDLE_WAKE = 2.0
+_IDLE_WAKE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +122,25 @@ class ResourceSampler:
         self.passes = 0
 
     async def run(self, threads: anyio.CapacityLimiter) -> None:
+        """Sample until cancelled. A process started meanwhile is first sampled within ``_IDLE_WAKE``
+        seconds; a pass that fails (a bug) is logged, and sampling goes on that much later."""
         while True:
             now = anyio.current_time()
-            due = self._due(now)
-            if due:
-                trees = await anyio.to_thread.run_sync(_read_trees, [key for _, key in due], limiter=threads)
-                self._record(due, trees, anyio.current_time())
-                self.passes += 1
+            try:
+                await self._pass(now, threads)
+            except Exception:
+                _log.exception("resource_sampling_failed")
+                for track in self._tracks.values():
+                    track.due = max(track.due, now + _IDLE_WAKE)
             wake = min((t.due for t in self._tracks.values()), default=math.inf)
             await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
+
+    async def _pass(self, now: float, threads: anyio.CapacityLimiter) -> None:
+        due = self._due(now)
+        if due:
+            trees = await anyio.to_thread.run_sync(_read_trees, [key for _, key in due], limiter=threads)
+            self._record(due, trees, anyio.current_time())
+            self.passes += 1
 
     def _due(self, now: float) -> list[tuple[Sampled, tuple[int, int]]]:
         """The actors whose sample is due now, each with its main process; forgets those without one."""
