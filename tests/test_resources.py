@@ -169,7 +169,8 @@ class TestInstanceStatus:
         wait_for(lambda: ps(fleet.home)["alpha"]["memory_bytes"] is not None, 20, "a sample")
         data = json.loads(ok(eyriectl(fleet.home, "status", "alpha", "--json")).stdout)
         assert data["name"] == "alpha" and data["status"] == "running"
-        assert data["processes"][0]["pid"] == data["pid"] and data["processes"][0]["rss_bytes"] > 0
+        row = data["processes"][0]
+        assert row["pid"] == data["pid"] and row["rss_bytes"] > 0 and 0 < row["pss_bytes"] <= row["rss_bytes"]
         assert "supervisor" in data["processes"][0]["command"]
         assert {p["role"] for p in data["probes"]} >= {"readiness"}
         assert data["log_path"].endswith("embedded.log") and 1 <= len(data["log_lines"]) <= 10

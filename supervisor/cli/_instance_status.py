@@ -112,7 +112,8 @@ def _probe(p: ProbeState, now: datetime) -> str:
 def _process(p: ProcessRow, *, last: bool) -> str:
     branch = "└─" if last else "├─"
     cpu = f"{p.cpu_percent:g}%" if p.cpu_percent is not None else _DASH
-    return f"{branch} {p.pid} {p.command or '?'}  [CPU {cpu}, {format_size(p.rss_bytes)}]"
+    pss = f", PSS {format_size(p.pss_bytes)}" if p.pss_bytes is not None else ""
+    return f"{branch} {p.pid} {p.command or '?'}  [CPU {cpu}, RSS {format_size(p.rss_bytes)}{pss}]"
 
 
 def _when(at: datetime | None, now: datetime) -> str:

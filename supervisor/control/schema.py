@@ -146,6 +146,8 @@ class ProcessRow(BaseModel):
     command: str = ""
     cpu_percent: float | None = None
     rss_bytes: int = 0
+    pss_bytes: int | None = None
+    """Proportional set size (shared pages divided among their users), read for this answer only."""
 
 
 class ProbeState(BaseModel):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from supervisor.control.schema import InstanceDetail, ProbeState, ProcessRow
+from supervisor.engine._usage import read_pss
 from supervisor.engine.procfs import read_cmdline
 from supervisor.frameworks.spec import Probe, ProbeKind
 
@@ -87,6 +88,7 @@ def _read_tree_and_log(sample: ResourceSample | None, log_path: Path) -> tuple[l
             command=" ".join(read_cmdline(p.pid))[:_COMMAND_CHARS],
             cpu_percent=p.cpu_percent,
             rss_bytes=p.rss_bytes,
+            pss_bytes=read_pss(p.pid),
         )
         for p in (sample.processes if sample is not None else [])
     ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from supervisor.engine.procfs import CLK_TCK
 
-__all__ = ["PAGE_SIZE", "Usage", "read_usage", "tree_usage"]
+__all__ = ["PAGE_SIZE", "Usage", "read_pss", "read_usage", "tree_usage"]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PAGE = 4096
@@ -104,3 +104,16 @@ def tree_usage(pid: int, start_ticks: int) -> list[Usage]:
                 members.append(usage)
                 stack.append(usage)
     return members
+
+
+def read_pss(pid: int) -> int | None:
+    """The process's proportional set size in bytes (None: gone, or the kernel has no ``smaps_rollup``).
+
+    The kernel walks the page tables to count it, so it is read on request (``status NAME``), not sampled."""
+    try:
+        for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
+            if line.startswith(b"Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
