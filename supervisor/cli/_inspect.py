@@ -155,21 +155,16 @@ def list_(cli: Cli, as_json: bool, project: str | None) -> None:
     _ps(cli, as_json, project)
 
 
-@click.command(short_help="Show the daemon, or one instance (status NAME).")
+@click.command(short_help="Show the daemon's pid, uptime, instance counts and problems.")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="The status as a JSON object.")
 @click.pass_obj
 def status(cli: Cli, name: str | None, as_json: bool) -> None:
     """Show the daemon: pid, version, uptime, home, fleet file, instance counts, last reload, problems.
 
-    With NAME, show that instance on one screen: status and since when, pid and process tree with CPU and
-    memory, restarts, last exit and last error, probes and their last results, config and log paths, and
-    the last 10 lines of its log.
-
     \b
     Examples:
       eyriectl status
-      eyriectl status scout-sam
       eyriectl status --json
     """
     if name is not None:
