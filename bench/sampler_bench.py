@@ -1,10 +1,11 @@
 """Resource sampler benchmark: what sampling N instance trees costs the daemon's CPU.
 
-Starts N process trees (``sh`` with one ``sleep`` child each, two processes an instance, like an agent with a
-helper), then runs the engine's `ResourceSampler` over them on an event loop for ``--seconds`` with a
-``--interval`` liveness interval, and prints the CPU the loop used per sampling pass and as a percentage of
-one core at the default 10 s interval; an idle event loop over the same window is measured first, so the
-figure is the sampler's own cost. ``--reads`` also times the /proc reads alone (no event loop, no thread).
+Starts N process trees (``sleep infinity`` alone, or with ``--helpers`` a ``sh`` with one ``sleep`` child:
+two processes an instance, like an agent with a helper), then runs the engine's `ResourceSampler` over them
+on an event loop for ``--seconds`` with a ``--interval`` liveness interval, and prints the CPU the loop used
+per sampling pass and as a percentage of one core at the default 10 s interval; an idle event loop over the
+same window is measured first, so the figure is the sampler's own cost. ``--reads`` also times the /proc
+reads alone (no event loop, no thread).
 
     .venv/bin/python bench/sampler_bench.py --sizes 50 200 500 --seconds 20
 """
@@ -61,8 +62,9 @@ def _start_ticks(pid: int) -> int:
     return int(raw[raw.rindex(b")") + 2 :].split()[19])
 
 
-def spawn_trees(n: int) -> list[subprocess.Popen[bytes]]:
-    return [subprocess.Popen(["sh", "-c", "sleep infinity & wait"], start_new_session=True) for _ in range(n)]
+def spawn_trees(n: int, helpers: bool) -> list[subprocess.Popen[bytes]]:
+    argv = ["sh", "-c", "sleep infinity & wait"] if helpers else ["sleep", "infinity"]
+    return [subprocess.Popen(argv, start_new_session=True) for _ in range(n)]
 
 
 async def _idle(seconds: float) -> float:
@@ -71,7 +73,7 @@ async def _idle(seconds: float) -> float:
     return time.process_time() - before
 
 
-async def _sampled(actors: list[_Actor], seconds: float) -> tuple[float, int]:
+async def _sampled(actors: list[_Actor], seconds: float, per_tree: int) -> tuple[float, int]:
     sampler = ResourceSampler(lambda: cast("list[Sampled]", actors))
     limiter = anyio.CapacityLimiter(8)
     before = time.process_time()
@@ -79,12 +81,12 @@ async def _sampled(actors: list[_Actor], seconds: float) -> tuple[float, int]:
         await sampler.run(limiter)
     used = time.process_time() - before
     processes = sum(len(s.processes) for s in sampler.samples.values())
-    assert processes == 2 * len(actors), f"found {processes} processes in {len(actors)} trees"
+    assert processes == per_tree * len(actors), f"found {processes} processes in {len(actors)} trees"
     return used, sampler.passes
 
 
-def bench(n: int, seconds: float, interval: float, reads: bool) -> None:
-    procs = spawn_trees(n)
+def bench(n: int, seconds: float, interval: float, reads: bool, helpers: bool) -> None:
+    procs = spawn_trees(n, helpers)
     try:
         time.sleep(0.5)  # every sh has forked its sleep
         health = HealthPolicy(interval=interval)
@@ -92,11 +94,12 @@ def bench(n: int, seconds: float, interval: float, reads: bool) -> None:
             _Actor(_Runtime(f"i{i}", health), _Proc(p.pid, _start_ticks(p.pid))) for i, p in enumerate(procs)
         ]
         idle = anyio.run(_idle, seconds)
-        used, passes = anyio.run(_sampled, actors, seconds)
+        used, passes = anyio.run(_sampled, actors, seconds, 2 if helpers else 1)
         per_pass = max(used - idle, 0.0) / max(passes, 1)
         share = per_pass / DEFAULT_INTERVAL * 100
         print(
-            f"N={n}: {passes} passes in {seconds:g}s, {per_pass * 1000:.2f} ms CPU per pass "
+            f"N={n}, {2 if helpers else 1} process(es) each: {passes} passes in {seconds:g}s, "
+            f"{per_pass * 1000:.2f} ms CPU per pass "
             f"(idle loop {idle * 1000:.1f} ms over the window) → {share:.4f} % of one core at a "
             f"{DEFAULT_INTERVAL:g}s liveness interval"
         )
@@ -124,10 +127,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval", type=float, default=1.0, help="liveness interval while measuring")
     parser.add_argument("--reads", action="store_true", help="also time the /proc reads alone")
+    parser.add_argument("--helpers", action="store_true", help="two processes per instance, not one")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
     for n in args.sizes:
-        bench(n, args.seconds, args.interval, args.reads)
+        bench(n, args.seconds, args.interval, args.reads, args.helpers)
 
 
 if __name__ == "__main__":

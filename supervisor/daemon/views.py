@@ -48,7 +48,7 @@ def instance_view(
             cpu_percent=resources.cpu_percent,
             memory_bytes=resources.memory_bytes,
             cpu_seconds=round(resources.cpu_seconds, 2),
-            processes=len(resources.processes),
+            processes=len(resources.tree),
         )
     return InstanceView.model_validate(data)
 

@@ -45,12 +45,50 @@ class ProcessUsage:
 
 @dataclass(frozen=True, slots=True)
 class ResourceSample:
-    """An instance's whole process tree at the last sample."""
+    """An instance's whole process tree at the last sample, with the one before for CPU rates. A pass only
+    stores what it read; the figures are worked out when somebody asks (a listing, a scrape)."""
 
-    cpu_percent: float | None  # of one core, over the last interval (None: one sample so far)
-    memory_bytes: int  # RSS summed over the tree
-    cpu_seconds: float  # user + system time of the live tree
-    processes: list[ProcessUsage]
+    tree: list[Usage]  # the main process first
+    before: dict[int, int] | None  # pid → CPU ticks at the sample before (None: this is the first)
+    elapsed: float  # seconds since the sample before
+
+    @property
+    def memory_bytes(self) -> int:
+        """RSS summed over the tree."""
+        return sum(u.rss_bytes for u in self.tree)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """User + system time of the live tree."""
+        return sum(u.cpu_ticks for u in self.tree) / CLK_TCK
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """Percent of one core over the last interval (None after one sample); a process new since the sample
+        before counts from now."""
+        if self.before is None:
+            return None
+        before = self.before
+        ticks = sum(max(u.cpu_ticks - before.get(u.pid, u.cpu_ticks), 0) for u in self.tree)
+        return self._percent(ticks)
+
+    @property
+    def processes(self) -> list[ProcessUsage]:
+        before = self.before
+        return [
+            ProcessUsage(
+                u.pid,
+                u.ppid,
+                None if before is None or u.pid not in before else self._percent(u.cpu_ticks - before[u.pid]),
+                u.rss_bytes,
+            )
+            for u in self.tree
+        ]
+
+    def _percent(self, ticks: int) -> float | None:
+        if self.elapsed <= 0:
+            return None
+        return round(max(ticks, 0) / CLK_TCK / self.elapsed * 100, 1)
 
 
 class Sampled(Protocol):
@@ -107,8 +145,7 @@ class _Track:
 
     key: tuple[int, int]  # (pid, start ticks) of the main process sampled
     due: float
-    at: float = 0.0
-    ticks: dict[int, int] | None = None  # pid → CPU ticks at the last sample
+    at: float = 0.0  # when the last sample was taken
     over: int = 0  # samples in a row above the memory limit
 
 
@@ -154,8 +191,9 @@ class ResourceSampler:
             instance_id = actor.runtime.instance_id
             live.add(instance_id)
             track = self._tracks.get(instance_id)
-            if track is None or track.key != key:
+            if track is None or track.key != key:  # a new process: its figures start afresh
                 track = self._tracks[instance_id] = _Track(key=key, due=now)
+                self.samples.pop(instance_id, None)
             if track.due <= now:
                 due.append((actor, key))
         for gone in self._tracks.keys() - live:
@@ -173,9 +211,14 @@ class ResourceSampler:
                 continue
             interval = actor.runtime.health.interval
             track.due = _on_grid(now + interval, interval)
-            self.samples[instance_id] = _sample(tree, track, now)
-            track.ticks, track.at = {u.pid: u.cpu_ticks for u in tree}, now
-            self._check_memory(actor, track, self.samples[instance_id].memory_bytes)
+            previous = self.samples.get(instance_id)
+            before = {u.pid: u.cpu_ticks for u in previous.tree} if previous is not None else None
+            sample = self.samples[instance_id] = ResourceSample(tree, before, now - track.at)
+            track.at = now
+            if actor.runtime.memory.max_memory is not None:
+                self._check_memory(actor, track, sample.memory_bytes)
+            else:
+                track.over = 0
 
     def _check_memory(self, actor: Sampled, track: _Track, memory_bytes: int) -> None:
         """Count samples above the limit while the instance runs; ``grace`` in a row end its tree."""
@@ -206,28 +249,6 @@ class ResourceSampler:
 
 def _read_trees(keys: list[tuple[int, int]]) -> list[list[Usage]]:
     return [tree_usage(pid, start_ticks) for pid, start_ticks in keys]
-
-
-def _sample(tree: list[Usage], track: _Track, now: float) -> ResourceSample:
-    elapsed = now - track.at
-    before = track.ticks
-
-    def percent(ticks: int, earlier: int | None) -> float | None:
-        if earlier is None or elapsed <= 0:
-            return None
-        return round(max(ticks - earlier, 0) / CLK_TCK / elapsed * 100, 1)
-
-    total_ticks = sum(u.cpu_ticks for u in tree)
-    total_before = sum(before.get(u.pid, u.cpu_ticks) for u in tree) if before is not None else None
-    return ResourceSample(
-        cpu_percent=percent(total_ticks, total_before),
-        memory_bytes=sum(u.rss_bytes for u in tree),
-        cpu_seconds=total_ticks / CLK_TCK,
-        processes=[
-            ProcessUsage(u.pid, u.ppid, percent(u.cpu_ticks, (before or {}).get(u.pid)), u.rss_bytes)
-            for u in tree
-        ],
-    )
 
 
 def _on_grid(when: float, interval: float) -> float:
