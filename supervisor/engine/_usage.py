@@ -52,7 +52,7 @@ def read_usage(pid: int) -> Usage | None:
     """The process's usage, or None when it is gone or a zombie."""
     try:
         raw = _read(f"/proc/{pid}/stat")
-        fields = raw[raw.rindex(b")") + 2 :].split()
+        fields = raw[raw.rindex(b")") + 2 :].split(maxsplit=22)
         if fields[0] in _GONE_STATES:
             return None
         return Usage(
@@ -84,12 +84,14 @@ def _children(pid: int, threads: int) -> list[int]:
     return found
 
 
-def tree_usage(pid: int, start_ticks: int) -> list[Usage]:
+def tree_usage(pid: int, start_ticks: int, *, walk: bool = True) -> list[Usage]:
     """The live processes of the tree under ``pid`` (the main process first), or [] when ``pid`` is no
-    longer the process that started at ``start_ticks``."""
+    longer the process that started at ``start_ticks``; without ``walk``, the main process alone."""
     root = read_usage(pid)
     if root is None or root.start_ticks != start_ticks:
         return []
+    if not walk:
+        return [root]
     members = [root]
     stack = [root]
     seen = {pid}
