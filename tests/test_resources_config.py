@@ -1,6 +1,6 @@
 """``max_memory`` and ``memory_grace`` in the fleet file: the sizes people write, refusals at their line, the
-instance's keys over the defaults', a changed limit being a policy change; and the sampler's view of a real
-process tree."""
+instance's keys over the defaults', a changed limit being a policy change; the sampler's view of a real
+process tree, and the figures it works out from two samples."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 import pytest
 
 from supervisor.engine._usage import Usage, tree_usage
+from supervisor.engine.procfs import CLK_TCK
+from supervisor.engine.resources import ResourceSample
 from supervisor.errors import FleetFileError
 from supervisor.fleet import diff_fleets, parse_fleet
 from supervisor.models import format_size, parse_size
@@ -150,3 +152,26 @@ class TestTreeUsage:
         finally:
             proc.kill()
             proc.wait()
+
+
+class TestSample:
+    def test_figures_from_two_samples(self) -> None:
+        """CPU percent is the tree's ticks over the interval; a process new since the sample before counts
+        from now; memory and CPU seconds are sums over the live tree."""
+        ticks = CLK_TCK  # one second of CPU time
+        before = [_usage(10, cpu_ticks=ticks, rss=1000), _usage(11, cpu_ticks=ticks, rss=2000)]
+        now = [_usage(10, cpu_ticks=2 * ticks, rss=1500), _usage(12, cpu_ticks=5 * ticks, rss=500)]
+        sample = ResourceSample(now, before, elapsed=2.0)
+        assert sample.cpu_percent == 50.0
+        assert sample.memory_bytes == 2000
+        assert sample.cpu_seconds == 7.0
+        assert [(p.pid, p.cpu_percent) for p in sample.processes] == [(10, 50.0), (12, None)]
+
+    def test_first_sample_has_no_rate(self) -> None:
+        """One sample gives memory and CPU seconds but no percentage."""
+        sample = ResourceSample([_usage(10, cpu_ticks=CLK_TCK, rss=4096)], None, elapsed=0.0)
+        assert (sample.cpu_percent, sample.memory_bytes, sample.cpu_seconds) == (None, 4096, 1.0)
+
+
+def _usage(pid: int, *, cpu_ticks: int, rss: int) -> Usage:
+    return Usage(pid=pid, ppid=1, start_ticks=0, cpu_ticks=cpu_ticks, rss_bytes=rss, threads=1)

@@ -50,7 +50,7 @@ class ResourceSample:
     stores what it read; the figures are worked out when somebody asks (a listing, a scrape)."""
 
     tree: list[Usage]  # the main process first
-    before: dict[int, int] | None  # pid → CPU ticks at the sample before (None: this is the first)
+    before: list[Usage] | None  # the tree at the sample before (None: this is the first)
     elapsed: float  # seconds since the sample before
 
     @property
@@ -69,13 +69,13 @@ class ResourceSample:
         before counts from now."""
         if self.before is None:
             return None
-        before = self.before
+        before = self._ticks_before()
         ticks = sum(max(u.cpu_ticks - before.get(u.pid, u.cpu_ticks), 0) for u in self.tree)
         return self._percent(ticks)
 
     @property
     def processes(self) -> list[ProcessUsage]:
-        before = self.before
+        before = self._ticks_before() if self.before is not None else None
         return [
             ProcessUsage(
                 u.pid,
@@ -85,6 +85,9 @@ class ResourceSample:
             )
             for u in self.tree
         ]
+
+    def _ticks_before(self) -> dict[int, int]:
+        return {u.pid: u.cpu_ticks for u in self.before or ()}
 
     def _percent(self, ticks: int) -> float | None:
         if self.elapsed <= 0:
@@ -224,7 +227,7 @@ class ResourceSampler:
             interval = actor.runtime.health.interval
             track.due = _on_grid(now + interval, interval)
             previous = self.samples.get(instance_id)
-            before = {u.pid: u.cpu_ticks for u in previous.tree} if previous is not None else None
+            before = previous.tree if previous is not None else None
             sample = self.samples[instance_id] = ResourceSample(tree, before, now - track.at)
             track.at = now
             if actor.runtime.memory.max_memory is not None:
