@@ -31,7 +31,14 @@ from supervisor.control._answers import (
     not_json,
 )
 from supervisor.control._dial import OperatorTransport
-from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+from supervisor.control.schema import (
+    AddRequest,
+    DaemonStatus,
+    Event,
+    InstanceDetail,
+    InstanceView,
+    ReloadResult,
+)
 from supervisor.daemon.absent import daemon_not_running
 from supervisor.daemon.lock import read_daemon_pid
 from supervisor.errors import EyrieError, NotFound
@@ -92,6 +99,11 @@ class ControlClient:
 
     async def get_instance(self, ref: str) -> InstanceView:
         return InstanceView.model_validate(await self._json("GET", f"/v1/instances/{_quote(ref)}"))
+
+    async def instance_status(self, ref: str) -> InstanceDetail:
+        """One instance on one screen (``eyriectl status NAME``)."""
+        data = await self._json("GET", f"/v1/instances/{_quote(ref)}/status")
+        return InstanceDetail.model_validate(data)
 
     async def add(self, request: AddRequest) -> InstanceView:
         """Declare, provision and (unless ``request.start`` is false) start an instance; may take a while."""

@@ -28,6 +28,7 @@ from supervisor.errors import InvalidName
 __all__ = [
     "NAME_PATTERN",
     "SCHEMA_VERSION",
+    "ByteSize",
     "CreateRequest",
     "DesiredState",
     "Duration",
@@ -42,8 +43,10 @@ __all__ = [
     "display_name_for",
     "duration_within",
     "format_duration",
+    "format_size",
     "new_instance_id",
     "parse_duration",
+    "parse_size",
     "utcnow",
 ]
 
@@ -124,6 +127,36 @@ def format_duration(seconds: float) -> str | float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds; accepts ``250ms``, ``10s``, ``5m``, ``1h`` or a plain number."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def parse_size(value: Any) -> int:
+    """``512MiB``, ``1.5GiB``, ``2G`` (decimal), ``100k`` or a number of bytes → bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = (m.group(2) or "").lower().removesuffix("b")
+        factor = 1024 ** ("kmgt".index(unit[0]) + 1) if unit.endswith("i") else _SIZE_UNITS[unit]
+        return int(float(m.group(1)) * factor)
+    raise ValueError(f"not a size: {value!r} (use e.g. 512MiB, 1.5GiB, 2G or a number of bytes)")
+
+
+def format_size(size: float) -> str:
+    """Bytes in binary units, to one decimal: ``1.5 GiB``, ``300 MiB``, ``512 B``."""
+    value = float(size)
+    for unit in _BINARY_UNITS[:-1]:
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f}".removesuffix(".0") + f" {unit}"
+        value /= 1024
+    return f"{value:.1f}".removesuffix(".0") + f" {_BINARY_UNITS[-1]}"
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+"""Bytes; accepts ``512MiB``, ``1.5GiB``, ``2G``, ``100k`` or a plain number."""
 
 
 def duration_within(low: float, high: float) -> AfterValidator:
@@ -216,6 +249,8 @@ class LastExit(BaseModel):
     code: int | None = None
     signal: int | None = None
     time: OptionalTime = None
+    reason: str = ""
+    """Why the supervisor ended it, when it did: "memory limit 1.5 GiB exceeded (1.7 GiB)"."""
 
     def describe(self) -> str:
         if self.signal is not None:

@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from supervisor.models import Duration, duration_within
+from supervisor.models import ByteSize, Duration, duration_within, format_size
 
-__all__ = ["HealthPolicy", "LogPolicy", "RestartPolicy"]
+__all__ = ["HealthPolicy", "LogPolicy", "MemoryPolicy", "RestartPolicy"]
 
 _HOUR = 3600.0
 _DAY = 24 * _HOUR
@@ -77,3 +77,20 @@ class LogPolicy(BaseModel):
 
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**4)
     backups: int = Field(default=3, ge=0, le=1000)
+
+
+class MemoryPolicy(BaseModel):
+    """A ceiling on the memory of an instance's whole process tree (RSS summed), checked at each liveness
+    interval: ``grace`` samples in a row above ``max_memory`` end the tree as a failure, which the restart
+    policy then handles like a crash. No ``max_memory``: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_memory: ByteSize | None = Field(default=None, ge=1024 * 1024, le=1024**5)
+    grace: int = Field(default=3, ge=1, le=1000)
+
+    def exceeded(self, memory_bytes: int) -> str:
+        """What the instance is told when ``memory_bytes`` is over the limit ("" when it is not)."""
+        if self.max_memory is None or memory_bytes <= self.max_memory:
+            return ""
+        return f"memory limit {format_size(self.max_memory)} exceeded ({format_size(memory_bytes)})"

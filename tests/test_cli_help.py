@@ -34,6 +34,7 @@ class TestHelp:
             "start",
             "status",
             "stop",
+            "top",
             "trash",
             "uninstall",
         ]

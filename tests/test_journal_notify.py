@@ -210,14 +210,18 @@ class TestWhatFires:
         assert [i for i, kinds in enumerate(fired) if "crash_loop" in kinds] == [2, 8]
 
     def test_memory_restart_once_until_running(self) -> None:
-        """A memory restart (by data.reason or by its detail) fires once, and again only after the
-        instance ran again."""
+        """The sampler's memory_limit event fires memory_restart once, and again only after the instance ran
+        again; the transitions of the restart itself fire nothing more."""
         matcher = _Matcher()
-        first = matcher.kinds(_transition("stopped", reason="memory"))
-        again = matcher.kinds(_transition("stopped", frm="stopped", detail="memory limit 1 GiB exceeded"))
+        limit = _transition("running", detail="memory limit 1 GiB exceeded (1.2 GiB)").model_copy(
+            update={"event": "memory_limit"}
+        )
+        first = matcher.kinds(limit)
+        restarting = matcher.kinds(_transition("stopped", detail="restarting: memory limit 1 GiB exceeded"))
+        again = matcher.kinds(limit)
         matcher.kinds(_transition("running", frm="starting"))
-        later = matcher.kinds(_transition("stopped", detail="memory limit 1 GiB exceeded (1.2 GiB)"))
-        assert (first, again, later) == (["memory_restart"], [], ["memory_restart"])
+        later = matcher.kinds(limit)
+        assert (first, restarting, again, later) == (["memory_restart"], [], [], ["memory_restart"])
 
     def test_error_on_entry_and_rejected_reloads(self) -> None:
         """error fires on the move into error only; a reload event fires only when it was rejected."""

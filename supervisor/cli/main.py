@@ -79,6 +79,7 @@ SHORT_HELP = {
     "start": "Start instances now; they run until stopped or the next boot.",
     "status": "Show the daemon (exit 4 when degraded), or one instance: status NAME.",
     "stop": "Stop instances now; they stay stopped until started or the next boot.",
+    "top": "Show every instance's status, CPU, memory, restarts and uptime, refreshed in place.",
     "trash": "List, restore or empty removed instances.",
     "uninstall": "Stop and disable this home's eyried user service and remove exactly what install made.",
 }
@@ -119,6 +120,7 @@ cli.commands = LazyCommands(
         "reload": "supervisor.cli._inspect:reload",
         "trash": "supervisor.cli._trash:trash",
         "events": "supervisor.cli._inspect:events",
+        "top": "supervisor.cli._top:top",
         "start": "supervisor.cli._lifecycle:start",
         "stop": "supervisor.cli._lifecycle:stop",
         "restart": "supervisor.cli._lifecycle:restart",

@@ -9,6 +9,7 @@ Routes::
     GET    /v1/instances                         list of InstanceView
     POST   /v1/instances                         AddRequest → InstanceView (201)
     GET    /v1/instances/{ref}                   InstanceView (ref = name or id)
+    GET    /v1/instances/{ref}/status            InstanceDetail: process tree, probes, log tail
     DELETE /v1/instances/{ref}?purge=1           204 (the directory goes to the trash unless purge)
     POST   /v1/instances/{ref}/{action}?wait=1   start | stop | restart | enable | disable → InstanceView
     POST   /v1/reload                            ReloadResult (200 even when the fleet file is invalid)
@@ -160,6 +161,9 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     async def get_instance(request: Request) -> Response:
         return _model(await target.get_instance(request.path_params["ref"]))
 
+    async def instance_status(request: Request) -> Response:
+        return _model(await target.instance_status(request.path_params["ref"]))
+
     async def create_instance(request: Request) -> Response:
         return _model(await target.create_instance(await _add_request(request)), status=201)
 
@@ -233,6 +237,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         Route("/v1/instances", _guarded(create_instance), methods=["POST"]),
         Route("/v1/instances/{ref}", _guarded(get_instance), methods=["GET"]),
         Route("/v1/instances/{ref}", _guarded(delete_instance), methods=["DELETE"]),
+        Route("/v1/instances/{ref}/status", _guarded(instance_status), methods=["GET"]),
         Route("/v1/instances/{ref}/{action}", _guarded(act), methods=["POST"]),
         Route("/v1/reload", _guarded(reload), methods=["POST"]),
         Route("/v1/reload/plan", _guarded(plan_reload), methods=["GET"]),

@@ -8,12 +8,22 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.engine.events import Event
-from supervisor.models import HierarchyRole
+from supervisor.models import HierarchyRole, LastExit
 
 if TYPE_CHECKING:
     from supervisor.fleet import InstanceDecl
 
-__all__ = ["AddRequest", "DaemonStatus", "Event", "Flag", "InstanceView", "ReloadResult"]
+__all__ = [
+    "AddRequest",
+    "DaemonStatus",
+    "Event",
+    "Flag",
+    "InstanceDetail",
+    "InstanceView",
+    "ProbeState",
+    "ProcessRow",
+    "ReloadResult",
+]
 
 Flag = Literal["DRIFT", "MISSING", "ORPHAN", "DISABLED"]
 """DRIFT: the running process was started from a config that differs from the fleet file now.
@@ -126,3 +136,64 @@ class DaemonStatus(BaseModel):
     sandbox: dict[str, int] = Field(default_factory=dict)  # running processes: confinement → count
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
+
+
+class ProcessRow(BaseModel):
+    """One process of the instance's tree at the last resource sample."""
+
+    pid: int
+    ppid: int
+    command: str = ""
+    cpu_percent: float | None = None
+    rss_bytes: int = 0
+    pss_bytes: int | None = None
+    """Proportional set size (shared pages divided among their users), read for this answer only."""
+
+
+class ProbeState(BaseModel):
+    """A readiness or liveness probe, and what it found last."""
+
+    role: str  # "readiness" or "liveness"
+    kind: str
+    target: str  # what it checks: "GET /health → 200", "tcp :43001", a command, a pattern
+    interval: float | None = None  # seconds between liveness checks (None for readiness)
+    ok: bool | None = None  # None: it has not run during this process's life
+    detail: str = ""
+    at: datetime | None = None
+
+
+class InstanceDetail(BaseModel):
+    """What ``eyriectl status NAME`` shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    id: str = ""
+    framework: str = ""
+    status: str = ""
+    status_detail: str = ""
+    phase: str = ""
+    since: datetime | None = None
+    """When the status last changed."""
+    desired: str | None = None
+    health_status: str = ""
+    pid: int | None = None
+    port: int = 0
+    uptime_seconds: float | None = None
+    processes: list[ProcessRow] = Field(default_factory=list)
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    max_memory: int | None = None
+    memory_grace: int | None = None
+    restart_count: int = 0
+    total_restarts: int = 0
+    next_start_at: datetime | None = None
+    last_exit: LastExit | None = None
+    last_error: str = ""
+    probes: list[ProbeState] = Field(default_factory=list)
+    config_path: str = ""
+    log_path: str = ""
+    log_lines: list[str] = Field(default_factory=list)
+    """The last lines of the instance's log, as written (the CLI escapes them when it prints)."""
+    flags: list[str] = Field(default_factory=list)

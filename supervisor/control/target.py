@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+from supervisor.control.schema import (
+    AddRequest,
+    DaemonStatus,
+    Event,
+    InstanceDetail,
+    InstanceView,
+    ReloadResult,
+)
 
 __all__ = ["ControlTarget"]
 
@@ -19,6 +26,10 @@ class ControlTarget(Protocol):
         ...
 
     async def get_instance(self, ref: str) -> InstanceView: ...
+
+    async def instance_status(self, ref: str) -> InstanceDetail:
+        """One instance on one screen: its process tree, probes, limits and the tail of its log."""
+        ...
 
     async def create_instance(self, request: AddRequest) -> InstanceView:
         """Declare in the fleet file (round-trip edit), provision, start when asked."""

@@ -9,8 +9,8 @@ is then killed with its whole process group). What fires:
   ``max_retries``, an actor that kept failing);
 - ``crash_loop``: an instance's ``restart_count`` reaches `CRASH_LOOP_RESTARTS` (consecutive unplanned
   restarts without the healthy run that resets it); once per round;
-- ``memory_restart``: a transition whose ``data.reason`` is ``"memory"`` (or whose detail starts with
-  ``"memory limit"``); once until the instance runs again;
+- ``memory_restart``: the ``memory_limit`` event the resource sampler emits when a tree stays above its
+  ``max_memory`` (the restart policy then restarts it, or leaves it in ``error``); once until it runs again;
 - ``reload_rejected``: a ``reload`` event that was not applied (from ``defaults.notify`` only).
 
 The payload names its fields one by one (`payload`): never the instance's environment, config, token or
@@ -94,9 +94,17 @@ class _Matcher:
     def kinds(self, event: Event) -> list[str]:
         if event.event == "reload":
             return [] if event.data.get("ok", True) else ["reload_rejected"]
-        if event.event != "transition" or not event.instance_id:
+        if not event.instance_id:
             return []
-        key, found = event.instance_id, []
+        key = event.instance_id
+        if event.event == "memory_limit":
+            if key in self._memory_told:
+                return []
+            self._memory_told.add(key)
+            return ["memory_restart"]
+        if event.event != "transition":
+            return []
+        found = []
         if event.to_status == "error" and event.from_status != "error":
             found.append("error")
         count = event.data.get("restart_count")
@@ -104,11 +112,7 @@ class _Matcher:
             if count >= CRASH_LOOP_RESTARTS > self._restarts.get(key, 0):
                 found.append("crash_loop")
             self._restarts[key] = count
-        if event.data.get("reason") == "memory" or event.detail.startswith("memory limit"):
-            if key not in self._memory_told:
-                self._memory_told.add(key)
-                found.append("memory_restart")
-        elif event.to_status == "running":
+        if event.to_status == "running":
             self._memory_told.discard(key)
         return found
 

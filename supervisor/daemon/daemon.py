@@ -19,7 +19,7 @@ import structlog
 
 from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
-from supervisor.control.schema import AddRequest, DaemonStatus, InstanceView, ReloadResult
+from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, InstanceView, ReloadResult
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
@@ -181,9 +181,8 @@ class Daemon:
         return began
 
     def _log_ready(self) -> None:
-        extra = (
-            {"reexec_seconds": round(time.monotonic() - self.reexecuted_at, 3)} if self.reexecuted_at else {}
-        )
+        since = self.reexecuted_at
+        extra = {"reexec_seconds": round(time.monotonic() - since, 3)} if since else {}
         managed = len(self.reconciler.managed())
         log.info("daemon_ready", instances=managed, socket=str(self.home.socket_path), **extra)
 
@@ -206,9 +205,11 @@ class Daemon:
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self.hub.subscribe()
 
+    async def instance_status(self, ref: str) -> InstanceDetail:
+        return await self.inventory.detail(ref)
+
     async def metrics_text(self) -> bytes:
-        views = await self.list_instances()
-        return render_metrics(lambda: views)
+        return render_metrics(await self.list_instances(), self.inventory.reloads)
 
     # --- ControlTarget: acting
 
@@ -253,10 +254,9 @@ class Daemon:
         except Exception as exc:  # a bug must not end the daemon that supervises every agent
             log.exception("reload_failed", path=str(self.fleet_path))
             result = ReloadResult(ok=False, error=f"internal error while reloading: {exc!r}", at=utcnow())
-        else:
-            if result.ok:
-                self._apply_daemon_settings(self.reconciler.fleet)
-        self.last_reload = result
+        if result.ok:
+            self._apply_daemon_settings(self.reconciler.fleet)
+        self.last_reload = self.inventory.reloads.count(result)
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(
             Event(time=utcnow(), event="reload", detail=detail, data=result.model_dump(mode="json"))

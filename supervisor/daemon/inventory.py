@@ -19,7 +19,9 @@ import anyio.to_thread
 
 import supervisor
 from supervisor.control.schema import DaemonStatus, ReloadResult
+from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
+from supervisor.daemon.metrics import ReloadCounts
 from supervisor.daemon.views import instance_view, missing_view
 from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, load_fleet
@@ -29,7 +31,7 @@ from supervisor.sandbox.confine import landlock_abi, missing_features
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from supervisor.control.schema import InstanceView
+    from supervisor.control.schema import InstanceDetail, InstanceView
     from supervisor.daemon.reconciler import Applied, Reconciler
     from supervisor.engine import Engine
     from supervisor.fleet import InstanceDecl
@@ -53,6 +55,8 @@ class Inventory:
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
         self._config_hashes = StatCache[str]()
+        self.reloads = ReloadCounts()
+        """Reloads since the daemon started (the daemon counts each), for ``/metrics``."""
 
     async def instances(self) -> list[InstanceView]:
         declared = await self._declared_now()
@@ -78,6 +82,10 @@ class Inventory:
             if ref in (view.name, view.id):
                 return view
         raise NotFound(f"instance {ref!r} not found")
+
+    async def detail(self, ref: str) -> InstanceDetail:
+        """One instance on one screen (``eyriectl status NAME``)."""
+        return await instance_detail(await self.instance(ref), self._engine)
 
     def status(self, home: Home, *, started_at: datetime, last_reload: ReloadResult | None) -> DaemonStatus:
         """The daemon's one-screen answer: counts per status and every problem it knows of."""
@@ -126,7 +134,7 @@ class Inventory:
             return missing_view(decl, self._reconciler.errors().get(name, ""))
         inst = self._engine.get(applied.instance_id)
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
-        return instance_view(inst, decl=decl, drift=drift)
+        return instance_view(inst, decl=decl, drift=drift, resources=self._engine.resources(inst.id))
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""

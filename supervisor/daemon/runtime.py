@@ -143,6 +143,7 @@ def _assemble(
             restart=resolved.restart,
             health=resolved.health,
             logs=resolved.logs,
+            memory=resolved.memory,
             autostart=resolved.autostart,
             config_hash=config_hash,
             secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),

@@ -9,13 +9,19 @@ from supervisor.engine.states import Phase
 from supervisor.models import HierarchyRole, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
+    from supervisor.engine.resources import ResourceSample
     from supervisor.fleet import InstanceDecl
 
 __all__ = ["instance_view", "missing_view", "status_summary"]
 
 
 def instance_view(
-    inst: Instance, *, decl: InstanceDecl | None, drift: bool, declared_fleet_known: bool = True
+    inst: Instance,
+    *,
+    decl: InstanceDecl | None,
+    drift: bool,
+    declared_fleet_known: bool = True,
+    resources: ResourceSample | None = None,
 ) -> InstanceView:
     flags: list[Flag] = []
     if drift:
@@ -37,6 +43,13 @@ def instance_view(
         flags=flags,
         health_status=inst.health_status.value if inst.health_status else "unknown",
     )
+    if resources is not None and inst.pid is not None:
+        data.update(
+            cpu_percent=resources.cpu_percent,
+            memory_bytes=resources.memory_bytes,
+            cpu_seconds=round(resources.cpu_seconds, 2),
+            processes=len(resources.tree),
+        )
     return InstanceView.model_validate(data)
 
 

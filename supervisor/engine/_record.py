@@ -58,10 +58,11 @@ class InstanceRecord:
         """Show what memory holds now, before it is written (what the actor wants shows at once)."""
         self._view = self.inst.model_copy()
 
-    def process_ended(self, status: ExitStatus | None) -> None:
-        """The recorded process ended (``status`` None: it is not known how)."""
+    def process_ended(self, status: ExitStatus | None, reason: str = "") -> None:
+        """The recorded process ended (``status`` None: it is not known how); ``reason``: why the supervisor
+        ended it, when a limit did."""
         code, signal = (status.code, status.signal) if status is not None else (None, None)
-        assign(self.inst, last_exit=LastExit(code=code, signal=signal, time=utcnow()))
+        assign(self.inst, last_exit=LastExit(code=code, signal=signal, time=utcnow(), reason=reason))
         self.forget_process()
 
     def forget_process(self) -> None:

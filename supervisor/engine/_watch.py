@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -32,6 +33,8 @@ class Watched(Protocol):
 
     runtime: InstanceRuntime
     logs: InstanceLog
+    probe_results: dict[str, tuple[probes.ProbeResult, datetime]]
+    """``readiness``/``liveness`` → what the probe found last during this process's life, and when."""
 
     @property
     def inst(self) -> Instance: ...
@@ -51,6 +54,7 @@ class Watch:
         self._actor = actor
         self._proc = proc
         self._since = since
+        actor.probe_results.clear()
 
     async def check(self, probe: Probe) -> probes.ProbeResult:
         actor = self._actor
@@ -78,6 +82,7 @@ class Watch:
         with anyio.move_on_after(max(left, 0.0)):
             while True:
                 last = await self.check(rt.ready)
+                self._actor.probe_results["readiness"] = (last, utcnow())
                 if last.ok:
                     return last
                 await anyio.sleep(poll)
@@ -116,6 +121,7 @@ class Watch:
             if rt.live is None or now < next_live:
                 continue
             result = await self.check(rt.live)
+            actor.probe_results["liveness"] = (result, utcnow())
             next_live = _on_grid(anyio.current_time() + rt.health.interval, rt.health.interval)
             inst = actor.inst
             if result.ok:

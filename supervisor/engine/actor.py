@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -27,8 +27,10 @@ from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
 from supervisor.engine._watch import Watch, race, ready_at_spawn
 from supervisor.engine.logfile import LogCursor
+from supervisor.engine.probes import ProbeResult
 from supervisor.engine.process import ExitStatus, ProcessHandle
 from supervisor.engine.recovery import RecoveryPlan, Resume
+from supervisor.engine.resources import LimitWatch
 from supervisor.engine.restart import Decision, decide
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.states import ACTIVE, SETTLED, Phase, check_phase_move, check_transition
@@ -63,6 +65,8 @@ class Actor:
         self.phase = Phase.IDLE
         self.done = anyio.Event()
         self.logs = InstanceLog()
+        self.limits = LimitWatch()  # the resource sampler trips it when the tree stays over its memory limit
+        self.probe_results: dict[str, tuple[ProbeResult, datetime]] = {}
         self.log = bound_log(runtime)
         self._record = InstanceRecord(inst, runtime.instance_id, services, self.log)
         self._spawned_at = 0.0
@@ -348,11 +352,11 @@ class Actor:
             await self._transition(
                 _RUNNING, ready.detail, health_status=HealthStatus.HEALTHY, last_seen=utcnow()
             )
-        live = await race(proc, watch.liveness)
+        live = await race(proc, lambda: self.limits.watch(watch.liveness))
         if isinstance(live, ExitStatus):
             return self._exited(proc, live)
         self._note(f"liveness failed: {live.detail}")
-        await self._stop_process(proc, detail=f"restarting: {live.detail}")
+        await self._stop_process(proc, detail=f"restarting: {live.detail}", reason=self.limits.reason)
         return _Outcome(exit=proc.exit_status, failed=True, reason=live.detail)
 
     def _exited(self, proc: ProcessHandle, status: ExitStatus) -> _Outcome:
@@ -416,7 +420,7 @@ class Actor:
         elif status is _ERROR or (status is _STOPPED and self.inst.next_start_at is not None):
             await self._transition(_STOPPED, reason, next_start_at=None)
 
-    async def _stop_process(self, proc: ProcessHandle, *, detail: str = "stopping") -> None:
+    async def _stop_process(self, proc: ProcessHandle, *, detail: str = "stopping", reason: str = "") -> None:
         self._move(Phase.STOPPING)
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
@@ -424,7 +428,7 @@ class Actor:
         self._note(stop_line(self.runtime, proc, result))
         self.proc = None
         self.logs.cursor = None
-        self._record.process_ended(proc.exit_status)
+        self._record.process_ended(proc.exit_status, reason)
         self.stop_left = "" if result.port_free else result.detail
         if not result.port_free:
             self.inst.last_error = result.detail

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 import anyio
@@ -23,7 +24,9 @@ from supervisor.engine._services import Relocator
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
+from supervisor.engine.probes import ProbeResult
 from supervisor.engine.process import current_boot_id
+from supervisor.engine.resources import ResourceSample, ResourceSampler
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
 from supervisor.errors import NameExists, NotFound, StopIncomplete
@@ -81,6 +84,7 @@ class Engine:
         self._finished: anyio.Event | None = None
         self._closing = False
         self.scanner = ProcScanner()
+        self.sampler = ResourceSampler(lambda: list(self._actors.values()))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,6 +114,7 @@ class Engine:
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
                 tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")
+                tg.start_soon(self.sampler.run, threads, name="engine resource sampler")
                 task_status.started()
                 await self._finished.wait()
                 tg.cancel_scope.cancel()
@@ -226,6 +231,14 @@ class Engine:
     async def reread(self, instance_id: str) -> None:
         """Show what the daemon wrote into ``instance.json`` beside the engine's fields (an agent's note)."""
         await self._actor(instance_id).persist()  # a write of the record re-reads the others' fields
+
+    def resources(self, instance_id: str) -> ResourceSample | None:
+        """What the instance's process tree used at its last sample (None: no process, or not sampled yet)."""
+        return self.sampler.samples.get(instance_id)
+
+    def probe_results(self, instance_id: str) -> dict[str, tuple[ProbeResult, datetime]]:
+        """``readiness``/``liveness`` → the last result of that probe for the current process, and when."""
+        return dict(self._actor(instance_id).probe_results)
 
     def instances(self) -> list[Instance]:
         return [actor.snapshot() for actor in self._actors.values()]

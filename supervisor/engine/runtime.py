@@ -20,7 +20,7 @@ from supervisor.engine._redact import REDACTED, secret_values
 from supervisor.engine.probes import validate
 from supervisor.frameworks.spec import Probe
 from supervisor.paths import check_id
-from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.policies import HealthPolicy, LogPolicy, MemoryPolicy, RestartPolicy
 from supervisor.sandbox.policy import SandboxPolicy
 
 __all__ = ["InstanceRuntime"]
@@ -51,6 +51,7 @@ class InstanceRuntime:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
     logs: LogPolicy = field(default_factory=LogPolicy)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     autostart: bool = True
     config_hash: str = ""
     secret_env: frozenset[str] = frozenset()

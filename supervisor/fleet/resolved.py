@@ -32,14 +32,14 @@ from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
 from supervisor.models import HierarchyRole
-from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.policies import HealthPolicy, LogPolicy, MemoryPolicy, RestartPolicy
 from supervisor.project_file import ProjectContext
 
 __all__ = ["ResolutionProblem", "ResolvedInstance", "Resolver"]
 
 _PROCESS_KEYS = frozenset({"framework", "spec", "model", "persona", "role", "secrets"})
 _CONTEXT_KEYS = frozenset({"project", "project_name", "project_goal", "project_description", "parent"})
-_POLICY_KEYS = frozenset({"restart", "health", "logs", "autostart"})
+_POLICY_KEYS = frozenset({"restart", "health", "logs", "memory", "autostart"})
 _TEMPLATE_KEYS = ("command", "env", "ready", "live", "sandbox")
 
 Loc = tuple[str | int, ...]
@@ -57,6 +57,7 @@ class ResolvedInstance(BaseModel):
     restart: RestartPolicy
     health: HealthPolicy
     logs: LogPolicy
+    memory: MemoryPolicy = MemoryPolicy()
     autostart: bool = True
     model: str = ""
     persona: str = ""
@@ -291,6 +292,7 @@ class Resolver:
             restart=restart,
             health=health,
             logs=logs,
+            memory=d.memory(decl),
             autostart=decl.autostart,
             model=decl.model,
             persona=decl.persona,

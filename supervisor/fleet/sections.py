@@ -15,9 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from supervisor.fleet._fields import Env, FleetDuration, NoneIsEmpty, Secrets
 from supervisor.frameworks.spec import MAX_STOP_TIMEOUT, Probe
-from supervisor.models import HierarchyRole, check_name, duration_within
+from supervisor.models import ByteSize, HierarchyRole, check_name, duration_within
 from supervisor.paths import ID_PATTERN, STATE_DIR
-from supervisor.policies import HealthPolicy, LogPolicy, RestartPolicy
+from supervisor.policies import HealthPolicy, LogPolicy, MemoryPolicy, RestartPolicy
 from supervisor.ports import PORT_RANGE_END, PORT_RANGE_START, PortRange
 from supervisor.sandbox.setting import SandboxSetting
 
@@ -170,6 +170,12 @@ def _instance_hooks(hooks: list[NotifyHook]) -> list[NotifyHook]:
     return hooks
 
 
+MemoryLimit = Annotated[ByteSize, Field(ge=1024 * 1024, le=1024**5)]
+"""``max_memory``: the most the instance's process tree may hold (RSS summed), from 1MiB."""
+MemoryGrace = Annotated[int, Field(ge=1, le=1000)]
+"""``memory_grace``: samples in a row above ``max_memory`` before the tree is restarted."""
+
+
 class Defaults(Section):
     """Policies every instance gets unless it sets its own keys."""
 
@@ -181,6 +187,14 @@ class Defaults(Section):
     logs: NoneIsEmpty[LogPolicy] = LogPolicy()
     secrets: NoneIsEmpty[Secrets] = Field(default_factory=dict)
     """Provider secrets every instance gets (variable → secret name), merged per variable."""
+    max_memory: MemoryLimit | None = None
+    memory_grace: MemoryGrace = MemoryPolicy().grace
+
+    def memory(self, decl: InstanceDecl) -> MemoryPolicy:
+        """The instance's memory limit: its own keys over these."""
+        limit = decl.max_memory if decl.max_memory is not None else self.max_memory
+        grace = decl.memory_grace if decl.memory_grace is not None else self.memory_grace
+        return MemoryPolicy(max_memory=limit, grace=grace)
 
 
 # --- partial overrides: the same keys as the policies, each optional ----------------------------------
@@ -338,6 +352,8 @@ class InstanceDecl(Section):
     restart: RestartOverride | None = None
     health: HealthOverride | None = None
     logs: LogOverride | None = None
+    max_memory: MemoryLimit | None = None
+    memory_grace: MemoryGrace | None = None
 
     @field_validator("name")
     @classmethod

@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from supervisor import __version__
 from supervisor.control.hub import EventHub
-from supervisor.control.schema import AddRequest, DaemonStatus, Event, InstanceView, ReloadResult
+from supervisor.control.schema import (
+    AddRequest,
+    DaemonStatus,
+    Event,
+    InstanceDetail,
+    InstanceView,
+    ReloadResult,
+)
 from supervisor.errors import EyrieError, NameExists, NotFound, UnsupportedFramework
 from supervisor.frameworks.registry import BUILTIN_FRAMEWORKS
 from supervisor.models import InstanceStatus, check_name, new_instance_id
@@ -61,6 +68,10 @@ class MemoryTarget:
 
     async def get_instance(self, ref: str) -> InstanceView:
         return self._find(ref)
+
+    async def instance_status(self, ref: str) -> InstanceDetail:
+        view = self._find(ref)
+        return InstanceDetail(name=view.name, id=view.id, framework=view.framework, status=view.status)
 
     async def create_instance(self, request: AddRequest) -> InstanceView:
         self._record("create", request.name)

@@ -6,7 +6,7 @@ It serves ``GET /health`` and ``GET /ready`` on its port (``--http``) or just ac
 (``--tcp``), and can: crash on start or after a delay, exit 0, never become ready, turn unhealthy, ignore
 SIGTERM, leave a grandchild running in its own session, fork children that stay in its process group (and
 may ignore SIGTERM), flood its output with numbered lines, print a ready
-line, print a heartbeat, or rewrite its process title as Node programs do.
+line, print a heartbeat, rewrite its process title as Node programs do, or grow its memory after a delay.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--heartbeat", type=float, default=None, help="print 'heartbeat' every this many seconds")
     p.add_argument("--pid-file", type=Path, default=None)
     p.add_argument("--retitle", default=None, help="rewrite /proc/self/cmdline to this once started")
+    p.add_argument("--allocate-mib", type=int, default=0, help="allocate and touch this many MiB, once")
+    p.add_argument("--allocate-after", type=float, default=0.0, help="seconds before --allocate-mib")
     return p.parse_args()
 
 
@@ -169,6 +171,7 @@ def main() -> int:
     sel = selectors.DefaultSelector()
     listener: socket.socket | None = None
     ready = False
+    hoard: list[bytearray] = []
     next_beat = started + args.heartbeat if args.heartbeat else None
     while True:
         now = time.monotonic()
@@ -191,6 +194,9 @@ def main() -> int:
             if args.ready_line:
                 _say(args.ready_line)
             ready = True
+        if args.allocate_mib and not hoard and age >= args.allocate_after:
+            hoard.extend(bytearray(b"\1" * (1 << 20)) for _ in range(args.allocate_mib))  # touched: resident
+            _say(f"allocated {args.allocate_mib} MiB")
         if next_beat is not None and now >= next_beat:
             _say("heartbeat")
             next_beat = now + float(args.heartbeat)
