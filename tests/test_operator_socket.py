@@ -4,7 +4,6 @@ the abstract socket and trusts it only when eyried is the listener."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
@@ -12,7 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,11 @@ import pytest
 
 from supervisor.client import ControlClient
 from supervisor.control._access import AGENT_REFUSAL
-from supervisor.control.app import create_app
-from supervisor.control.server import Listening, serve
 from supervisor.paths import Home
 from supervisor.testing import MemoryTarget, capture_logs
 from tests._cli import EYRIECTL
 from tests._landlock import SCOPE_ABI, landlock_abi, scope_abstract_unix_sockets, set_no_new_privs
+from tests._operator import SQUATTER, operator_api, shown
 
 pytestmark = pytest.mark.anyio
 
@@ -67,50 +65,12 @@ except OSError as exc:
 print("answer:" + data.decode(errors="replace"))
 """
 
-# Binds an abstract name and reports what any client sends it, for the client to refuse it.
-SQUATTER = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind("\0" + sys.argv[1][1:])
-s.listen(8)
-print("listening", flush=True)
-s.settimeout(None)
-while True:
-    conn, _ = s.accept()
-    conn.settimeout(2)
-    try:
-        data = conn.recv(65536)
-    except OSError:
-        data = b""
-    print(f"received {len(data)}", flush=True)
-    conn.close()
-"""
-
-
-def _shown(address: str) -> str:
-    return "@" + address.removeprefix("\0")
-
 
 @pytest.fixture
 def target(home: Home) -> MemoryTarget:
     t = MemoryTarget(str(home.root))
     t.put("alpha")
     return t
-
-
-@contextlib.asynccontextmanager
-async def operator_api(target: MemoryTarget, home: Home) -> AsyncIterator[Listening]:
-    """The control API on both operator sockets, with the home's pid file naming this process, as
-    eyried's lock writes it."""
-    home.ensure_run_dir()
-    home.pid_file.write_text(f"{os.getpid()}\n")
-    app = create_app(target, keepalive=0.05)
-    async with anyio.create_task_group() as tg:
-        listening: Listening = await tg.start(
-            functools.partial(serve, app, socket_path=home.socket_path, abstract_socket=home.operator_socket)
-        )
-        yield listening
-        tg.cancel_scope.cancel()
 
 
 @pytest.fixture
@@ -210,7 +170,7 @@ class TestAbstractSocket:
         reaches the API on the abstract socket."""
         async with operator_api(target, home) as listening:
             assert listening.abstract_socket == home.operator_socket
-            output = await _peer(_shown(home.operator_socket), preexec=set_no_new_privs)
+            output = await _peer(shown(home.operator_socket), preexec=set_no_new_privs)
         assert "nnp=1" in output and "answer:HTTP/1.1 200" in output
 
     @needs_scope
@@ -218,9 +178,9 @@ class TestAbstractSocket:
         """A process in a Landlock domain that scopes abstract sockets (as every confined agent's does)
         cannot connect to it (EPERM), nor after a double fork and setsid; on the socket file it gets 403."""
         async with operator_api(target, home):
-            direct = await _peer(_shown(home.operator_socket), preexec=scope_abstract_unix_sockets)
+            direct = await _peer(shown(home.operator_socket), preexec=scope_abstract_unix_sockets)
             escaped = await _peer(
-                _shown(home.operator_socket), how="escape", preexec=scope_abstract_unix_sockets
+                shown(home.operator_socket), how="escape", preexec=scope_abstract_unix_sockets
             )
             on_file = await _peer(str(home.socket_path), preexec=scope_abstract_unix_sockets)
         assert "connect-failed 1" in direct  # EPERM
@@ -256,7 +216,7 @@ class TestOtherUser:
                 open_home.run_dir.chmod(0o755)
                 open_home.socket_path.chmod(0o666)
                 on_abstract = await _peer(
-                    _shown(open_home.operator_socket), prefix=nobody, python=SYSTEM_PYTHON
+                    shown(open_home.operator_socket), prefix=nobody, python=SYSTEM_PYTHON
                 )
                 on_file = await _peer(str(open_home.socket_path), prefix=nobody, python=SYSTEM_PYTHON)
         for output in (on_abstract, on_file):
@@ -269,7 +229,7 @@ class TestClient:
         """The client goes to the abstract socket when eyried listens there."""
         async with operator_api(target, home), ControlClient(home) as client:
             assert [v.name for v in await client.list_instances()] == ["alpha"]
-            assert client.socket_used == _shown(home.operator_socket)
+            assert client.socket_used == shown(home.operator_socket)
 
     async def test_falls_back_to_the_file_without_a_pid_file(self, home: Home, target: MemoryTarget) -> None:
         """With no pid file to tell who eyried is, the abstract listener is not trusted: the file is used."""
@@ -282,7 +242,7 @@ class TestClient:
         """A process that took the abstract name (as an agent could while eyried is away) is sent nothing:
         the client sees it is not the pid in the pid file and uses the socket file."""
         squatter = await anyio.open_process(
-            [sys.executable, "-c", SQUATTER, _shown(home.operator_socket)], stdin=subprocess.DEVNULL
+            [sys.executable, "-c", SQUATTER, shown(home.operator_socket)], stdin=subprocess.DEVNULL
         )
         try:
             assert squatter.stdout is not None

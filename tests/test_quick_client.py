@@ -5,12 +5,9 @@ the same errors (no daemon, an error answer) as the same classes with the same m
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -18,18 +15,12 @@ import pytest
 
 from supervisor.cli._quick_client import QuickClient
 from supervisor.client import ControlClient
-from supervisor.control.app import create_app
-from supervisor.control.server import Listening, serve
 from supervisor.errors import DaemonNotRunning, EyrieError, NotFound
 from supervisor.paths import Home
 from supervisor.testing import MemoryTarget
-from tests.test_operator_socket import SQUATTER
+from tests._operator import SQUATTER, operator_api, shown
 
 pytestmark = pytest.mark.anyio
-
-
-def _shown(address: str) -> str:
-    return "@" + address.removeprefix("\0")
 
 
 @pytest.fixture
@@ -37,20 +28,6 @@ def target(home: Home) -> MemoryTarget:
     t = MemoryTarget(str(home.root))
     t.put("alpha")
     return t
-
-
-@contextlib.asynccontextmanager
-async def operator_api(target: MemoryTarget, home: Home) -> AsyncIterator[Listening]:
-    """The control API on both operator sockets, the pid file naming this process (as eyried's does)."""
-    home.ensure_run_dir()
-    home.pid_file.write_text(f"{os.getpid()}\n")
-    app = create_app(target, keepalive=0.05)
-    async with anyio.create_task_group() as tg:
-        listening: Listening = await tg.start(
-            functools.partial(serve, app, socket_path=home.socket_path, abstract_socket=home.operator_socket)
-        )
-        yield listening
-        tg.cancel_scope.cancel()
 
 
 def _get(home: Home, path: str) -> tuple[Any, str | None]:
@@ -69,7 +46,7 @@ class TestDialling:
         """With eyried listening there, the abstract socket is the one used."""
         async with operator_api(target, home):
             rows, used = await quick(home, "/v1/instances")
-        assert [row["name"] for row in rows] == ["alpha"] and used == _shown(home.operator_socket)
+        assert [row["name"] for row in rows] == ["alpha"] and used == shown(home.operator_socket)
 
     async def test_falls_back_to_the_file_without_a_pid_file(self, home: Home, target: MemoryTarget) -> None:
         """With no pid file to tell who eyried is, the abstract listener is not trusted: the file is used."""
@@ -81,7 +58,7 @@ class TestDialling:
     async def test_never_talks_to_a_squatter(self, home: Home, target: MemoryTarget) -> None:
         """A process holding the abstract name is not the pid in the pid file: it is sent nothing."""
         squatter = await anyio.open_process(
-            [sys.executable, "-c", SQUATTER, _shown(home.operator_socket)], stdin=subprocess.DEVNULL
+            [sys.executable, "-c", SQUATTER, shown(home.operator_socket)], stdin=subprocess.DEVNULL
         )
         try:
             assert squatter.stdout is not None
