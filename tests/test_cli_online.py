@@ -111,6 +111,7 @@ class TestLifecycle:
         assert ("stop", "alpha wait=True") in daemon.calls
         result = await eyriectl(home, "stop", "--all", "--no-block")
         assert result.code == 0, result.stderr
+        assert "alpha: stop requested, now stopped" in result.stdout
         assert ("stop", "alpha wait=False") in daemon.calls
 
     async def test_unknown_instance(self, home: Home, daemon: MemoryTarget) -> None:

@@ -199,7 +199,7 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
             cli.out.print(json.dumps([_json(n, outcomes[n]) for n in targets], indent=2), markup=False)
         elif not live:
             for name in targets:
-                _report(cli, name, outcomes[name])
+                _report(cli, name, outcomes[name], requested="" if block else action)
         failed = [n for n in targets if not _reached(outcomes[n], goal if block else None)]
         if not as_json and goal == "running":
             for name in failed:
@@ -242,19 +242,22 @@ def _state(name: str, outcome: Outcome) -> str:
     return f"{name} ({outcome.status}{', ' + detail if detail else ''})"
 
 
-def _result_line(name: str, outcome: Outcome) -> str:
+def _result_line(name: str, outcome: Outcome, requested: str = "") -> str:
+    """Where ``name`` stands; with --no-block (``requested`` names the action), where it stood when eyried
+    took the request: ``alpha: stop requested, now running …``, never as if that were the result."""
     if isinstance(outcome, EyrieError):
         return f"{name}: {outcome}"
     if isinstance(outcome, TimedOut):
         return f"{view_line(outcome.view)}\n  still not there after {outcome.seconds:g}s (--timeout)"
-    return view_line(outcome)
+    line = view_line(outcome)
+    return f"{name}: {requested} requested, now {line.removeprefix(f'{name}: ')}" if requested else line
 
 
-def _report(cli: Cli, name: str, outcome: Outcome) -> None:
+def _report(cli: Cli, name: str, outcome: Outcome, *, requested: str = "") -> None:
     if isinstance(outcome, EyrieError):
         cli.err.print(_result_line(name, outcome), markup=False)
     else:
-        cli.out.print(_result_line(name, outcome), markup=False)
+        cli.out.print(_result_line(name, outcome, requested), markup=False)
 
 
 def _json(name: str, outcome: Outcome) -> dict[str, object]:
