@@ -32,6 +32,9 @@ ONLINE = [
     (["install", "--dry-run", "--json"], {0}),
     (["uninstall", "--dry-run", "--json"], {0}),
     (["doctor", "--json"], {0, 1}),
+    (["status", "alpha", "--json"], {0}),
+    (["top", "--json"], {0}),
+    (["start", "alpha", "--json"], {0}),
 ]
 """Commands and the exit codes they may give here (migrate fails on the torn file, doctor names it)."""
 
@@ -96,6 +99,13 @@ class TestOnline:
         result = ok(eyriectl(daemon.home, "events", "-n", "50", "--json"))
         events = [json.loads(line) for line in result.stdout.splitlines()]
         assert events and all(isinstance(e, dict) and "event" in e for e in events)
+
+    def test_logs_json_is_one_object_per_line(self, daemon: DaemonProcess) -> None:
+        """logs --json, merged or of one instance, prints JSON lines: each line one log line object."""
+        for args in (["logs", "-n", "20", "--json"], ["logs", "alpha", "-n", "20", "--json"]):
+            result = ok(eyriectl(daemon.home, *args))
+            lines = [json.loads(line) for line in result.stdout.splitlines()]
+            assert lines and all({"instance", "line"} <= set(line) for line in lines), result.stdout
 
     def test_add_and_remove_json(self, daemon: DaemonProcess) -> None:
         """add --json and remove --json each print one document."""
