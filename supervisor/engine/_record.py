@@ -3,6 +3,7 @@ order, with writes that pile up coalesced into one."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -49,6 +50,7 @@ class InstanceRecord:
         self.log = log  # the actor's bound logger, rebound when its runtime changes
         self._view = inst.model_copy()
         self._view_json: tuple[Instance, dict[str, Any]] | None = None
+        self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
         self._services = services
         self._lock = anyio.Lock()
@@ -89,7 +91,9 @@ class InstanceRecord:
         if last_seen == self._view.last_seen:
             return data
         if "last_seen" in data and last_seen is not None:
-            data["last_seen"] = rfc3339(last_seen)
+            if self._last_seen_text[0] != last_seen:
+                self._last_seen_text = (last_seen, rfc3339(last_seen))
+            data["last_seen"] = self._last_seen_text[1]
             return data
         return self.snapshot().to_json_dict()
 
