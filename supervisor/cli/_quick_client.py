@@ -28,7 +28,6 @@ from supervisor.control._answers import (
 )
 from supervisor.control._error_answer import DETAILS_HEADER
 from supervisor.control._trust import listener_is_daemon
-from supervisor.daemon.absent import daemon_not_running
 from supervisor.daemon.lock import read_daemon_pid
 from supervisor.paths import Home
 
@@ -71,6 +70,8 @@ class _OperatorConnection(http.client.HTTPConnection):
             raise no_answer_in_time(self.home.socket_path) from None
         except OSError as exc:
             sock.close()
+            from supervisor.daemon.absent import daemon_not_running  # the unit's name: only when it is down
+
             raise connect_failed(self.home.socket_path, exc) or daemon_not_running(self.home) from None
         self.used = os.fspath(self.home.socket_path)
         return sock
