@@ -11,7 +11,9 @@ def __getattr__(name: str) -> str:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            return version("eyrie-supervisor")
+            found = version("eyrie-supervisor")
         except PackageNotFoundError:  # a checkout that was never installed
-            return "0.0.0"
+            found = "0.0.0"
+        globals()["__version__"] = found  # read once: the daemon's status answer names it on every call
+        return found
     raise AttributeError(f"module 'supervisor' has no attribute {name!r}")

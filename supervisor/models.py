@@ -47,6 +47,7 @@ __all__ = [
     "new_instance_id",
     "parse_duration",
     "parse_size",
+    "rfc3339",
     "utcnow",
 ]
 
@@ -194,7 +195,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _rfc3339(value: datetime | None) -> str | None:
+def rfc3339(value: datetime | None) -> str | None:
+    """A time as ``instance.json`` and the API write it: RFC 3339, UTC as ``Z``."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -206,7 +208,7 @@ OptionalTime = Annotated[
     datetime | None,
     BeforeValidator(_go_time),
     AfterValidator(_aware),
-    PlainSerializer(_rfc3339, return_type=str | None),
+    PlainSerializer(rfc3339, return_type=str | None),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -72,6 +71,8 @@ class Home:
         users) never share a name, and a home reached through a symlink finds the same one. Abstract names
         live in the network namespace, not the file system: Landlock's scope keeps confined agents off it.
         """
+        import hashlib  # OpenSSL's loading: only commands that dial the daemon pay for it
+
         digest = hashlib.sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
         return f"\0eyrie/{os.getuid()}/{digest}"
 

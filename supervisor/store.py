@@ -73,6 +73,8 @@ class Store:
         self.root = root.instances_dir if isinstance(root, Home) else Path(root)
         # id → (bytes of instance.json, what they parsed to): a scan re-parses only the files that changed
         self._parsed: dict[str, tuple[bytes, Instance]] = {}
+        # id → (stat signature of instance.json, the problem found in it then): see `problems`
+        self._judged: dict[str, tuple[_Signature | None, StoreProblem | None]] = {}
 
     # --- paths
 
@@ -143,39 +145,64 @@ class Store:
         return instances
 
     def problems(self) -> builtins.list[StoreProblem]:
-        """Instance directories whose ``instance.json`` is missing, torn or invalid."""
-        return self._scan()[1]
+        """Instance directories whose ``instance.json`` is missing, torn or invalid.
+
+        A file is read again only when its stat signature (device, inode, size, mtime) changed since it was
+        last judged: the daemon's status answer asks on every call, and every write replaces the file."""
+        judged: dict[str, tuple[_Signature | None, StoreProblem | None]] = {}
+        for entry in self._entries():
+            try:
+                signature = _signature(entry)
+            except OSError:
+                signature = None
+            cached = self._judged.get(entry.name)
+            if signature is None or cached is None or cached[0] != signature:
+                loaded = self._load(entry, {})
+                cached = (signature, loaded if isinstance(loaded, StoreProblem) else None)
+            judged[entry.name] = cached
+        self._judged = judged
+        return [problem for _, problem in judged.values() if problem is not None]
+
+    def _entries(self) -> builtins.list[os.DirEntry[str]]:
+        try:
+            found = (e for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_dir())
+            return sorted(found, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def _scan(self) -> tuple[builtins.list[Instance], builtins.list[StoreProblem]]:
         instances: builtins.list[Instance] = []
         problems: builtins.list[StoreProblem] = []
-        try:
-            entries = sorted(
-                (e for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_dir()),
-                key=lambda e: e.name,
-            )
-        except (FileNotFoundError, NotADirectoryError):
-            return instances, problems
         parsed: dict[str, tuple[bytes, Instance]] = {}
-        for entry in entries:
-            raw = b""
-            try:
-                raw = _read(Path(entry.path) / INSTANCE_FILE)
-                cached = self._parsed.get(entry.name)
-                if cached is None or cached[0] != raw:
-                    cached = (raw, _parse(Path(entry.path) / INSTANCE_FILE, raw))
-                parsed[entry.name] = cached
-                instances.append(_copy(cached[1]))
-            except FileNotFoundError:
-                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, "instance.json is missing"))
-            except CorruptInstance as exc:
-                problems.append(StoreProblem(Path(entry.path) / INSTANCE_FILE, str(exc), _salvaged_name(raw)))
-            except OSError as exc:
-                path = Path(entry.path) / INSTANCE_FILE
-                problems.append(StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})"))
+        for entry in self._entries():
+            loaded = self._load(entry, parsed)
+            if isinstance(loaded, StoreProblem):
+                problems.append(loaded)
+            else:
+                instances.append(loaded)
         self._parsed = parsed
         instances.sort(key=lambda i: (i.created_at is None, i.created_at or utcnow(), i.name, i.id))
         return instances, problems
+
+    def _load(
+        self, entry: os.DirEntry[str], parsed: dict[str, tuple[bytes, Instance]]
+    ) -> Instance | StoreProblem:
+        """The instance in ``entry`` (a copy; its parse is kept in ``parsed``), or why it cannot be read."""
+        path = Path(entry.path) / INSTANCE_FILE
+        raw = b""
+        try:
+            raw = _read(path)
+            cached = self._parsed.get(entry.name)
+            if cached is None or cached[0] != raw:
+                cached = (raw, _parse(path, raw))
+            parsed[entry.name] = cached
+            return _copy(cached[1])
+        except FileNotFoundError:
+            return StoreProblem(path, "instance.json is missing")
+        except CorruptInstance as exc:
+            return StoreProblem(path, str(exc), _salvaged_name(raw))
+        except OSError as exc:
+            return StoreProblem(path, f"{path}: cannot be read ({exc.strerror or exc})")
 
     def check_name_free(self, name: str) -> None:
         """Raise `NameExists` (saying why) unless ``name`` may be given to a new instance."""
@@ -278,6 +305,15 @@ def _read(path: Path) -> bytes:
     if path.parent.is_symlink():
         raise OSError(errno.ELOOP, "the instance directory is a symlink; it must be a real directory")
     return read_bytes(path, limit=MAX_INSTANCE_BYTES, follow_symlinks=False)
+
+
+_Signature = tuple[bool, int, int, int, int]
+"""Whether the instance directory is a symlink; device, inode, size and mtime of its ``instance.json``."""
+
+
+def _signature(entry: os.DirEntry[str]) -> _Signature:
+    st = os.lstat(Path(entry.path) / INSTANCE_FILE)
+    return (entry.is_symlink(), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _salvaged_name(raw: bytes) -> str | None:

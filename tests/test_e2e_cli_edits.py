@@ -161,6 +161,25 @@ class TestFlags:
             assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == ([], [])
             assert rows["beta"]["pid"] == pids["beta"]
 
+    def test_drift_after_config_file_edit(self, tmp_path: Path) -> None:
+        """A config file edited on disk after a listing (which keeps its hash) shows DRIFT at the next one,
+        whether the edit keeps the file's size and inode or replaces the file."""
+        with running_daemon(tmp_path, fleet_yaml(embedded("alpha"), embedded("beta"))) as d:
+            d.wait_running("alpha", "beta")
+            assert (ps(d.home)["alpha"]["flags"], ps(d.home)["beta"]["flags"]) == ([], [])
+            config = Path(d.instance("alpha")["config_path"])
+            text = config.read_text()
+            with config.open("r+") as f:  # same size, same inode: only the mtime tells
+                f.write("X" if text[0] != "X" else "Y")
+            rows = ps(d.home)
+            assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == (["DRIFT"], [])
+            other = Path(d.instance("beta")["config_path"])
+            replacement = other.with_name("config.json.new")
+            replacement.write_text(other.read_text() + " ")
+            replacement.replace(other)
+            rows = ps(d.home)
+            assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == (["DRIFT"], ["DRIFT"])
+
     def test_hand_edits_before_reload(self, tmp_path: Path) -> None:
         """Before reload, an instance added to fleet.yaml by hand is MISSING, one removed by hand ORPHAN."""
         with running_daemon(tmp_path, fleet_yaml(embedded("alpha"), embedded("beta"))) as d:

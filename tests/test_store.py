@@ -470,6 +470,25 @@ class TestScanCache:
         (store.dir(inst.id) / INSTANCE_FILE).write_text("{")
         assert store.list() == [] and [p.path.parent.name for p in store.problems()] == [inst.id]
 
+    def test_problems_follow_edits_in_place_and_replacements(self, store: Store) -> None:
+        """Problems are judged again whenever a file changes, also after they were asked for and kept:
+        torn in place, mended by a save, replaced by a torn file, then removed."""
+        inst = make()
+        store.save(inst)
+        path = store.dir(inst.id) / INSTANCE_FILE
+        assert store.problems() == []
+        with path.open("r+") as f:  # same inode, same size
+            f.write("[")
+        assert [p.path for p in store.problems()] == [path]
+        store.save(inst)
+        assert store.problems() == []
+        torn = path.with_name("torn")
+        torn.write_text(path.read_text()[:20])
+        torn.replace(path)
+        assert "not valid JSON" in store.problems()[0].reason
+        path.unlink()
+        assert [p.reason for p in store.problems()] == ["instance.json is missing"]
+
 
 class TestAtomicWrite:
     def test_replaces_whole_with_the_mode_and_leaves_no_temp_file(self, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,6 @@ from supervisor.cli._app import Cli, CommandFailed, DaemonDown, Degraded
 from supervisor.cli._complete import complete_instance_names
 from supervisor.cli._plain import degraded, ps_lines, ps_notes, status_lines, use_colour
 from supervisor.cli._quick_client import QuickClient
-from supervisor.daemon.absent import daemon_not_running
 from supervisor.errors import DaemonNotRunning, EyrieError
 
 if TYPE_CHECKING:
@@ -101,8 +99,11 @@ def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
     if as_json:
         cli.data(json.dumps(rows, indent=2))
     elif rows:
-        terminal = sys.stdout.isatty()
-        width = shutil.get_terminal_size().columns if terminal else _OFFLINE_WIDTH
+        width = _OFFLINE_WIDTH
+        if sys.stdout.isatty():
+            import shutil  # with its archive modules: only a terminal needs its width
+
+            width = shutil.get_terminal_size().columns
         lines = ps_lines(rows, width=width, colour=use_colour(sys.stdout))
         cli.data("\n".join([*lines, *ps_notes(rows)]))
     elif project is not None:
@@ -110,6 +111,8 @@ def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
     else:
         cli.note(f"no instances (declare some with `eyriectl add` or `eyriectl init`; home {cli.home.root})")
     if offline:
+        from supervisor.daemon.absent import daemon_not_running
+
         raise DaemonDown(
             f"{daemon_not_running(cli.home)}\n(shown: the state recorded on disk, which may be stale)"
         )
@@ -257,6 +260,8 @@ def _offline_plan(cli: Cli, as_json: bool) -> None:
         cli.out.print("\n".join(reload_lines(plan)), markup=False)
     if not plan.ok:
         raise CommandFailed("" if as_json else reload_lines(plan)[0])
+    from supervisor.daemon.absent import daemon_not_running
+
     raise DaemonDown(
         f"{daemon_not_running(cli.home)}\n(planned against the instances on disk: changes made to an"
         " instance's entry since eyried last applied the file are not shown)"

@@ -12,10 +12,10 @@ raised.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
+import sys
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,11 +28,28 @@ from supervisor.control._answers import (
 )
 from supervisor.control._error_answer import DETAILS_HEADER
 from supervisor.control._trust import listener_is_daemon
-from supervisor.daemon.absent import daemon_not_running
 from supervisor.daemon.lock import read_daemon_pid
 from supervisor.paths import Home
 
 __all__ = ["QuickClient"]
+
+
+def _import_http_client_without_tls() -> None:
+    """Import ``http.client`` with ``ssl`` held absent, as on a Python built without it: it loads ssl only to
+    offer HTTPS, about a twentieth of ``eyriectl ps``, and a Unix socket never needs it. Only the first
+    import is shaped so (an interpreter that has loaded either already keeps what it has); ssl itself stays
+    importable afterwards."""
+    if "http.client" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # the documented way to make an import fail
+    try:
+        import http.client  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
+_import_http_client_without_tls()
+import http.client  # noqa: E402
 
 _TIMEOUT = 30.0
 
@@ -71,6 +88,8 @@ class _OperatorConnection(http.client.HTTPConnection):
             raise no_answer_in_time(self.home.socket_path) from None
         except OSError as exc:
             sock.close()
+            from supervisor.daemon.absent import daemon_not_running  # the unit's name: only when it is down
+
             raise connect_failed(self.home.socket_path, exc) or daemon_not_running(self.home) from None
         self.used = os.fspath(self.home.socket_path)
         return sock

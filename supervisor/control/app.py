@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,7 +39,7 @@ from starlette.routing import Route
 from supervisor import errors
 from supervisor.control._error_answer import details_headers
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
-from supervisor.control.schema import AddRequest, ReloadResult
+from supervisor.control.schema import AddRequest, InstanceView, ReloadResult
 from supervisor.control.validation import validated
 from supervisor.models import check_name
 
@@ -137,6 +137,15 @@ def _models(models: list[Any]) -> JSONResponse:
     return JSONResponse([m.model_dump(mode="json") for m in models])
 
 
+_INSTANCE_LIST = TypeAdapter(list[InstanceView])
+
+
+def _instance_list(views: list[InstanceView]) -> Response:
+    """The listing serialised in one pass by pydantic: per-row dumps then ``json.dumps`` were most of the
+    answer's time at 200 instances."""
+    return Response(_INSTANCE_LIST.dump_json(views), media_type="application/json")
+
+
 async def _add_request(request: Request) -> AddRequest:
     try:
         body = json.loads(await request.body())
@@ -156,7 +165,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     recent_events = EventHistory(history)
 
     async def list_instances(request: Request) -> Response:
-        return _models(await target.list_instances())
+        return _instance_list(await target.list_instances())
 
     async def get_instance(request: Request) -> Response:
         return _model(await target.get_instance(request.path_params["ref"]))

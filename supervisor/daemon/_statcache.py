@@ -11,12 +11,12 @@ __all__ = ["StatCache"]
 
 T = TypeVar("T")
 
-_FileKey = tuple[int, int, int]  # inode, mtime in ns, size
+_FileKey = tuple[int, int, int, int]  # device, inode, size, mtime in ns
 
 
 class StatCache(Generic[T]):
-    """One value per path, recomputed when the file's inode, mtime or size is no longer the one it was
-    computed for."""
+    """One value per path, recomputed when the file's device, inode, size or mtime is no longer the one it
+    was computed for (a file replaced by a rename has a new inode; one edited in place, a new mtime)."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[_FileKey, T]] = {}
@@ -27,7 +27,7 @@ class StatCache(Generic[T]):
             st = os.stat(path)
         except OSError:
             return None
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._entries.get(os.fspath(path))
         if cached is None or cached[0] != key:
             cached = (key, compute())

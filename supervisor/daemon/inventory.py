@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from supervisor.control.schema import InstanceDetail, InstanceView
     from supervisor.daemon.reconciler import Applied, Reconciler
     from supervisor.engine import Engine
-    from supervisor.fleet import InstanceDecl
+    from supervisor.fleet import InstanceDecl, ResolvedInstance
     from supervisor.models import Instance
     from supervisor.paths import Home
     from supervisor.provision import Provisioner
@@ -55,12 +55,14 @@ class Inventory:
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
         self._config_hashes = StatCache[str]()
+        self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
         self.reloads = ReloadCounts()
         """Reloads since the daemon started (the daemon counts each), for ``/metrics``."""
 
     async def instances(self) -> list[InstanceView]:
         declared = await self._declared_now()
         managed = self._reconciler.managed()
+        self._settings_drift = {n: kept for n, kept in self._settings_drift.items() if n in managed}
         names = {decl.name for decl in declared.instances}
         entries: list[tuple[str, InstanceDecl | None]] = [(d.name, d) for d in declared.instances]
         entries += [(name, None) for name in managed if name not in names]
@@ -89,7 +91,7 @@ class Inventory:
 
     def status(self, home: Home, *, started_at: datetime, last_reload: ReloadResult | None) -> DaemonStatus:
         """The daemon's one-screen answer: counts per status and every problem it knows of."""
-        instances = self._engine.instances()
+        instances = self._engine.all_written()
         counts = Counter(inst.status.value for inst in instances)
         confined = Counter(inst.sandbox for inst in instances if inst.pid is not None and inst.sandbox)
         problems = [f"{p.path}: {p.reason}" for p in self._store.problems()]
@@ -132,18 +134,32 @@ class Inventory:
                 inst = await anyio.to_thread.run_sync(self._store.get_by_name, name)
                 return instance_view(inst, decl=decl, drift=True)
             return missing_view(decl, self._reconciler.errors().get(name, ""))
-        inst = self._engine.get(applied.instance_id)
+        inst = self._engine.written(applied.instance_id)
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
-        return instance_view(inst, decl=decl, drift=drift, resources=self._engine.resources(inst.id))
+        resources = self._engine.resources(inst.id)
+        inst_json = self._engine.get_json(inst.id)
+        return instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""
-        now = declared.resolve(applied.resolved.name)
-        if now.process_fingerprint() != applied.resolved.process_fingerprint():
-            return True
-        if now.context_fingerprint() != applied.resolved.context_fingerprint():
+        if self._settings_drifted(applied, declared):
             return True
         return bool(inst.config_hash) and config_hash != inst.config_hash
+
+    def _settings_drifted(self, applied: Applied, declared: FleetFile) -> bool:
+        """Whether the file's settings for the instance differ from those applied; judged once per pair
+        (both are frozen, and replaced whenever the file is read anew or a reload applies it)."""
+        name = applied.resolved.name
+        kept = self._settings_drift.get(name)
+        if kept is not None and kept[0] is declared and kept[1] is applied.resolved:
+            return kept[2]
+        now = declared.resolve(name)
+        drifted = (
+            now.process_fingerprint() != applied.resolved.process_fingerprint()
+            or now.context_fingerprint() != applied.resolved.context_fingerprint()
+        )
+        self._settings_drift[name] = (declared, applied.resolved, drifted)
+        return drifted
 
     async def _declared_now(self) -> FleetFile:
         """``fleet.yaml`` as on disk now; the applied one if it is unreadable or invalid."""
@@ -154,7 +170,8 @@ class Inventory:
     async def _config_hashes_now(self, names: list[str]) -> dict[str, str]:
         """Instance id → the hash of its config file as on disk now, for the managed ones of ``names``; one
         worker thread for all of them."""
-        instances = [self._engine.get(a.instance_id) for n in names if (a := self._reconciler.applied(n))]
+        applied = [a for n in names if (a := self._reconciler.applied(n))]
+        instances = [self._engine.written(a.instance_id) for a in applied]
         instances = [inst for inst in instances if inst.config_hash]
         if not instances:
             return {}

@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import os
 
-from supervisor._fs import atomic_write
 from supervisor._safe_read import read_text
 from supervisor.errors import DaemonRunning
 from supervisor.paths import Home
@@ -39,6 +38,9 @@ class DaemonLock:
             os.close(fd)
             raise DaemonRunning(read_daemon_pid(self.home), str(self.home.root)) from None
         self._fd = fd
+        # tempfile loads with it: eyriectl reads the pid on every call but never writes it
+        from supervisor._fs import atomic_write
+
         atomic_write(self.home.pid_file, f"{os.getpid()}\n", mode=0o644)
 
     def release(self, *, keep_pid_file: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.control.schema import Flag, InstanceView
 from supervisor.engine.states import Phase
@@ -22,7 +22,9 @@ def instance_view(
     drift: bool,
     declared_fleet_known: bool = True,
     resources: ResourceSample | None = None,
+    inst_json: dict[str, Any] | None = None,
 ) -> InstanceView:
+    """``inst_json``: ``inst.to_json_dict()`` when the caller has it already (it is changed here)."""
     flags: list[Flag] = []
     if drift:
         flags.append("DRIFT")
@@ -35,7 +37,7 @@ def instance_view(
     uptime = None
     if inst.status is InstanceStatus.RUNNING and inst.started_at is not None:
         uptime = max((utcnow() - inst.started_at).total_seconds(), 0.0)
-    data = inst.to_json_dict()
+    data = inst.to_json_dict() if inst_json is None else inst_json
     data.update(
         uptime_seconds=uptime,
         project_id=decl.project if decl is not None else inst.project_id,

@@ -3,6 +3,7 @@ order, with writes that pile up coalesced into one."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -10,7 +11,7 @@ import anyio
 from supervisor.engine._services import Services
 from supervisor.engine.process import ExitStatus
 from supervisor.errors import EyrieError
-from supervisor.models import Instance, LastExit, utcnow
+from supervisor.models import Instance, LastExit, rfc3339, utcnow
 
 __all__ = ["OWNED_FIELDS", "InstanceRecord", "assign"]
 
@@ -48,6 +49,8 @@ class InstanceRecord:
         self.inst = inst
         self.log = log  # the actor's bound logger, rebound when its runtime changes
         self._view = inst.model_copy()
+        self._view_json: tuple[Instance, dict[str, Any]] | None = None
+        self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
         self._services = services
         self._lock = anyio.Lock()
@@ -73,6 +76,26 @@ class InstanceRecord:
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json``, with the current last_seen."""
         return self._view.model_copy(update={"last_seen": self.inst.last_seen})
+
+    def written(self) -> Instance:
+        """The state last written, shared rather than copied: a listing reads every instance on each call.
+        Its last_seen may be older than `snapshot`'s; nobody may change it."""
+        return self._view
+
+    def written_json(self) -> dict[str, Any]:
+        """``snapshot().to_json_dict()``, serialised once per write rather than on each listing."""
+        if self._view_json is None or self._view_json[0] is not self._view:
+            self._view_json = (self._view, self._view.to_json_dict())
+        data = dict(self._view_json[1])
+        last_seen = self.inst.last_seen
+        if last_seen == self._view.last_seen:
+            return data
+        if "last_seen" in data and last_seen is not None:
+            if self._last_seen_text[0] != last_seen:
+                self._last_seen_text = (last_seen, rfc3339(last_seen))
+            data["last_seen"] = self._last_seen_text[1]
+            return data
+        return self.snapshot().to_json_dict()
 
     async def persist(self) -> None:
         """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""

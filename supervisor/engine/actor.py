@@ -515,3 +515,7 @@ class Actor:
     def snapshot(self) -> Instance:
         """The state last written to ``instance.json`` (what others can read), with the current last_seen."""
         return self._record.snapshot()
+
+    @property
+    def record(self) -> InstanceRecord:
+        return self._record

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -227,6 +227,19 @@ class Engine:
     def get(self, instance_id: str) -> Instance:
         """The instance as the engine knows it now (health and last_seen included)."""
         return self._actor(instance_id).snapshot()
+
+    def written(self, instance_id: str) -> Instance:
+        """The instance as last written, shared rather than copied (a listing reads every one on each call):
+        never to be changed; its last_seen may be older than `get`'s."""
+        return self._actor(instance_id).record.written()
+
+    def get_json(self, instance_id: str) -> dict[str, Any]:
+        """``get(instance_id).to_json_dict()``, serialised once per write of the instance."""
+        return self._actor(instance_id).record.written_json()
+
+    def all_written(self) -> list[Instance]:
+        """Every instance as last written, shared: never to be changed (see `written`)."""
+        return [actor.record.written() for actor in self._actors.values()]
 
     async def reread(self, instance_id: str) -> None:
         """Show what the daemon wrote into ``instance.json`` beside the engine's fields (an agent's note)."""
