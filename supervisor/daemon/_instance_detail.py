@@ -31,30 +31,34 @@ __all__ = ["LOG_LINES", "instance_detail", "tail_lines"]
 LOG_LINES = 10
 _TAIL_BYTES = 64 * 1024
 _COMMAND_CHARS = 300
+_FROM_VIEW = frozenset(
+    {
+        "name",
+        "id",
+        "framework",
+        "status",
+        "status_detail",
+        "phase",
+        "desired",
+        "health_status",
+        "pid",
+        "port",
+        "uptime_seconds",
+        "cpu_percent",
+        "memory_bytes",
+        "cpu_seconds",
+        "restart_count",
+        "total_restarts",
+        "last_error",
+        "flags",
+    }
+)
+"""What every instance's detail takes from its ps view; a managed one's adds what only the engine knows."""
 
 
 async def instance_detail(view: InstanceView, engine: Engine) -> InstanceDetail:
     """The detail of the instance ``view`` shows: with its process tree, probes and log when it is managed."""
-    detail = InstanceDetail(
-        name=view.name,
-        id=view.id,
-        framework=view.framework,
-        status=view.status,
-        status_detail=view.status_detail,
-        phase=view.phase,
-        desired=view.desired,
-        health_status=view.health_status,
-        pid=view.pid,
-        port=view.port,
-        uptime_seconds=view.uptime_seconds,
-        cpu_percent=view.cpu_percent,
-        memory_bytes=view.memory_bytes,
-        cpu_seconds=view.cpu_seconds,
-        restart_count=view.restart_count,
-        total_restarts=view.total_restarts,
-        last_error=view.last_error,
-        flags=list(view.flags),
-    )
+    detail = InstanceDetail(**view.model_dump(include=set(_FROM_VIEW)))
     if view.id not in engine:
         return detail
     inst, runtime = engine.get(view.id), engine.runtime(view.id)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from supervisor.engine.bounded_command import wait_or_kill_group
 from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.events import Event
 
@@ -53,7 +53,6 @@ CRASH_LOOP_RESTARTS = 3
 
 _QUEUE = 64  # notifications waiting for a worker; more are dropped
 _WORKERS = 4  # hooks running at once
-_REAP_WAIT = 5.0  # seconds to wait for a killed hook to be gone
 _MAX_DETAIL = 2000  # characters of an event's detail a payload carries
 _KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME")
 
@@ -187,22 +186,13 @@ class Notifications:
 
     async def _run_command(self, job: _Job, argv: list[str]) -> None:
         proc = self._start(job, argv)
-        fd = os.pidfd_open(proc.pid)
         try:
             with anyio.fail_after(job.hook.timeout):
-                await anyio.wait_readable(fd)
+                code = await wait_or_kill_group(proc)
         except TimeoutError:
             raise RuntimeError(f"killed after its timeout of {job.hook.timeout:g}s") from None
-        finally:
-            if proc.poll() is None:  # timed out, or the daemon is stopping: end it and all it started
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_WAIT):
-                    await anyio.wait_readable(fd)
-                proc.poll()
-            os.close(fd)
-        if proc.returncode != 0:
-            raise RuntimeError(f"exited with code {proc.returncode}")
+        if code != 0:
+            raise RuntimeError(f"exited with code {code}")
         log.debug("notify_hook_done", kind=job.kind, instance=job.body["instance"], hook=_target(job.hook))
 
     def _start(self, job: _Job, argv: list[str]) -> subprocess.Popen[bytes]:

@@ -8,11 +8,8 @@ context's timeout and never raises for a failing target: a failure is a result w
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import re
-import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,14 +18,13 @@ from pathlib import Path
 import anyio
 
 from supervisor.engine import _net, procfs
+from supervisor.engine.bounded_command import wait_or_kill_group
 from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import ProcessHandle
 from supervisor.frameworks.spec import Probe, ProbeKind
 
 __all__ = ["ProbeContext", "ProbeResult", "check", "expand", "validate"]
-
-_EXEC_REAP_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +138,7 @@ async def _exec(probe: Probe, ctx: ProbeContext) -> ProbeResult:
         proc = _start_command(argv, ctx)
     except OSError as exc:
         return ProbeResult(False, f"cannot run {argv[0]}: {_reason(exc)}")
-    fd = os.pidfd_open(proc.pid)
-    try:
-        await anyio.wait_readable(fd)
-    finally:
-        if proc.poll() is None:  # timed out: end the probe command and everything it started
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_EXEC_REAP_WAIT):
-                await anyio.wait_readable(fd)
-            proc.poll()
-        os.close(fd)
-    code = proc.returncode
+    code = await wait_or_kill_group(proc)  # the probe's timeout cancels it
     if code == 0:
         return ProbeResult(True, f"{argv[0]} exited 0")
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited {code}"
