@@ -76,6 +76,17 @@ def agent_api() -> Iterator[str]:
         thread.join(5)
 
 
+def _exec_done(pid: int) -> bool:
+    """``pid`` runs ``sleep`` with its environment in place: the kernel renames the process before it sets
+    up the new image's environment, so the name alone can show while ``environ`` still reads empty."""
+    if Path(f"/proc/{pid}/comm").read_text().strip() != "sleep":
+        return False
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes() != b""
+    except PermissionError:  # another user's process: its name is all we may see
+        return True
+
+
 @contextlib.contextmanager
 def sleeper(*prefix: str, env: dict[str, str] | None = None) -> Iterator[int]:
     """A process to aim at (``prefix`` runs it as someone else), in a session of its own (SIGCONT within a
@@ -85,7 +96,7 @@ def sleeper(*prefix: str, env: dict[str, str] | None = None) -> Iterator[int]:
     )
     try:
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":  # not yet exec'd
+        while not _exec_done(proc.pid):
             assert time.monotonic() < deadline, "sleep did not start"
             time.sleep(0.01)
         yield proc.pid
