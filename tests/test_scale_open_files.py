@@ -18,7 +18,7 @@ from supervisor.paths import Home
 from supervisor.systemd._open_files_check import open_files_check, process_limit
 from supervisor.systemd.doctor import run_checks
 from supervisor.systemd.unit import render_unit
-from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, kill_quietly, wait_for
+from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, kill_quietly, running_daemon, wait_for
 
 SOFT, HARD = 512, 2048
 REPORT = "grep 'Max open files' /proc/self/limits > limits.txt; exec sleep 600"
@@ -115,3 +115,15 @@ class TestDoctor:
         assert not ports.ok
         assert "declares 5 instances but daemon.ports holds 3" in ports.detail
         assert "widen daemon.ports" in ports.fix
+
+    def test_a_daemon_given_too_few_ports_says_so(self, tmp_path: Path) -> None:
+        """An instance that finds no port in daemon.ports is not provisioned, and the log names the range."""
+        sleepers = "".join(
+            f"  - name: a{i}\n    framework: embedded\n    command: [sleep, '600']\n    sandbox: off\n"
+            "    ready: {kind: process, seconds: 0}\n    live: {kind: process, seconds: 0}\n"
+            for i in range(3)
+        )
+        fleet = f"version: 1\ndaemon: {{ports: {{first: 54993, last: 54994}}}}\n{FAST_DEFAULTS}instances:\n"
+        with running_daemon(tmp_path, fleet + sleepers) as d:
+            wait_for(lambda: "no free port in 54993-54994" in d.log(), what="a word about the range")
+            assert "instance_provision_failed" in d.log()
