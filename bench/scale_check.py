@@ -5,10 +5,10 @@ service (soft limit on open files 1024; the hard limit is this shell's), taken t
 In order: first start (provisioning) unless ``--home`` holds a provisioned fleet; warm start; steady state
 (RSS, open descriptors, CPU over an idle window); ``--storms`` crash storms (``--kill`` agents SIGKILLed at
 once → all back: until the last runs again, per-agent p50/p95, with ``eyriectl ps`` run back to back
-meanwhile: its p50/p95 while the restarts are in flight, and idle for comparison); a reload with no change
-and one with one instance changed; SIGKILL of the daemon → a new one has adopted all; stop. One event stream
-is open from the first storm to the adoption: it must see every event id in sequence, no ``gap``, and a
-``running`` per killed agent. What the daemon logged as a warning or error is counted. Figures are printed,
+meanwhile, and the daemon's answer to ``GET /v1/instances`` alone: p50/p95 while the restarts are in
+flight, and idle for comparison); a reload with no change and one with one instance changed; SIGKILL of
+the daemon → a new one has adopted all; stop. One event stream is open from the first storm to the
+adoption: it must see every event id in sequence, no ``gap``, and a ``running`` per killed agent. What the daemon logged as a warning or error is counted. Figures are printed,
 never asserted; the fleet is stopped (its port claims released) in a ``finally``, Ctrl-C included.
 
     .venv/bin/python -m bench.scale_check --size 1000 --kill 100 --storms 3
@@ -37,6 +37,7 @@ from bench.daemon_bench import FLEET_HEAD, Bench, pct
 from supervisor.client import ControlClient
 from supervisor.control.hub import parse_event_id
 from supervisor.engine.events import Event
+from supervisor.paths import Home
 
 PORTS = "daemon:\n  ports: {first: 53000, last: 54999}\n"
 EYRIECTL = str(Path(sys.executable).with_name("eyriectl"))
@@ -120,8 +121,21 @@ async def ps_until(home: Path, done: anyio.Event, out: list[float]) -> None:
         out.append(await anyio.to_thread.run_sync(ps_once, home))
 
 
+async def listing_once(home: Path) -> float:
+    """Milliseconds for the daemon's answer to ``GET /v1/instances`` alone (what ``ps`` asks for)."""
+    started = time.perf_counter()
+    async with ControlClient(Home(home)) as client:
+        await client.list_instances()
+    return (time.perf_counter() - started) * 1000
+
+
+async def listing_until(home: Path, done: anyio.Event, out: list[float]) -> None:
+    while not done.is_set():
+        out.append(await listing_once(home))
+
+
 async def storm(
-    bench: ScaleBench, log: EventLog, kill: int, ps: list[float]
+    bench: ScaleBench, log: EventLog, kill: int, ps: list[float], listing: list[float]
 ) -> tuple[float, list[float], int]:
     """SIGKILL ``kill`` agents at once; (all back, per-agent latencies in ms, agents not back within 60 s)."""
     pids = await bench.pids()
@@ -131,6 +145,7 @@ async def storm(
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(ps_until, bench.home.root, done, ps)
+        tg.start_soon(listing_until, bench.home.root, done, listing)
         killed = time.perf_counter()
         for pid in victims.values():
             os.kill(pid, signal.SIGKILL)
@@ -193,6 +208,11 @@ async def run(args: argparse.Namespace, home: Path) -> None:
         say(f"steady: {daemon_figures(bench.proc.pid)}, CPU {cpu:.2f} % of one core over {args.idle:.0f} s")
         idle_ps = [await anyio.to_thread.run_sync(ps_once, home) for _ in range(10)]
         say(f"eyriectl ps, idle: p50 {statistics.median(idle_ps):.0f} ms, p95 {pct(idle_ps, 0.95):.0f} ms")
+        idle_listing = [await listing_once(home) for _ in range(10)]
+        say(
+            f"GET /v1/instances, idle: p50 {statistics.median(idle_listing):.0f} ms,"
+            f" p95 {pct(idle_listing, 0.95):.0f} ms"
+        )
 
         log = EventLog()
         client = ControlClient(bench.home)
@@ -202,10 +222,11 @@ async def run(args: argparse.Namespace, home: Path) -> None:
             with anyio.fail_after(10):
                 await log.reloaded.wait()
             ps: list[float] = []
+            listing: list[float] = []
             all_back: list[float] = []
             latencies: list[float] = []
             for i in range(args.storms):
-                took, each, missing = await storm(bench, log, args.kill, ps)
+                took, each, missing = await storm(bench, log, args.kill, ps, listing)
                 all_back.append(took)
                 latencies += each
                 say(
@@ -218,7 +239,8 @@ async def run(args: argparse.Namespace, home: Path) -> None:
                 f"storms: per agent p50 {statistics.median(latencies):.0f}"
                 f" / p95 {pct(latencies, 0.95):.0f} ms;"
                 f" eyriectl ps during them ({len(ps)} runs): p50 {statistics.median(ps):.0f} /"
-                f" p95 {pct(ps, 0.95):.0f} ms"
+                f" p95 {pct(ps, 0.95):.0f} ms; GET /v1/instances ({len(listing)} requests):"
+                f" p50 {statistics.median(listing):.0f} / p95 {pct(listing, 0.95):.0f} ms"
             )
             round_trip, applied, restarted = await bench.reload_no_change()
             say(f"reload, no change: {round_trip:.0f} ms ({applied:.0f} ms applying), {restarted} restarted")
