@@ -8,8 +8,9 @@ once → all back: until the last runs again, per-agent p50/p95, with ``eyriectl
 meanwhile, and the daemon's answer to ``GET /v1/instances`` alone: p50/p95 while the restarts are in
 flight, and idle for comparison); a reload with no change and one with one instance changed; SIGKILL of
 the daemon → a new one has adopted all; stop. One event stream is open from the first storm to the
-adoption: it must see every event id in sequence, no ``gap``, and a ``running`` per killed agent. What the daemon logged as a warning or error is counted. Figures are printed,
-never asserted; the fleet is stopped (its port claims released) in a ``finally``, Ctrl-C included.
+adoption: it must see every event id in sequence, no ``gap``, and a ``running`` per killed agent. What the
+daemon logged as a warning or error is counted. Figures are printed, never asserted; the fleet is stopped
+(its port claims released) in a ``finally``, Ctrl-C included.
 
     .venv/bin/python -m bench.scale_check --size 1000 --kill 100 --storms 3
 """
