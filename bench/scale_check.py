@@ -286,7 +286,11 @@ def main() -> None:
     parser.add_argument(
         "--nofile", default=f"1024:{hard}", help="the daemon's soft:hard limit on open files (1024:ours)"
     )
-    parser.add_argument("--home", type=Path, help="keep the fleet here (provisioned once, reused)")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="keep the fleet here (provisioned once, reused); its port claims last until it is removed",
+    )
     args = parser.parse_args()
     if shutil.which("prlimit") is None:
         sys.exit("scale_check: needs util-linux prlimit")
