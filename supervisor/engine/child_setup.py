@@ -16,6 +16,8 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 
+from supervisor.engine.open_files import restore_in_child
+
 __all__ = ["confined_child_setup", "empty_signal_mask"]
 
 
@@ -30,11 +32,12 @@ def empty_signal_mask() -> Iterator[None]:
 
 
 def confined_child_setup(confine: Callable[[], None]) -> Callable[[], None]:
-    """The ``preexec_fn`` of a confined child: the signal mask cleared, then ``confine`` (prepared by the
-    parent)."""
+    """The ``preexec_fn`` of a confined child: the signal mask cleared, the daemon's original limit on open
+    files (`supervisor.engine.open_files`), then ``confine`` (prepared by the parent)."""
 
     def setup() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        restore_in_child()
         confine()
 
     return setup

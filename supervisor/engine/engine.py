@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 import structlog
 
+from supervisor.engine import procfs
 from supervisor.engine._services import Relocator
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
@@ -74,7 +75,7 @@ class Engine:
         self._sweep_delay = sweep_delay
         self._claims = claims if claims is not None else ClaimRegistry()
         self._relocate = relocate
-        self._sweep_pending: set[str] = set()
+        self._sweep_pending: dict[str, int] = {}  # instance id → the tick its last unplanned exit was seen
         self._sweep_wanted: anyio.Event | None = None
         self._sweep_urgent: anyio.Event | None = None
         self._actors: dict[str, Actor] = {}
@@ -301,7 +302,7 @@ class Engine:
                     await actor.rotate_log()
 
     def _request_sweep(self, instance_id: str, urgent: bool) -> None:
-        self._sweep_pending.add(instance_id)
+        self._sweep_pending[instance_id] = procfs.uptime_ticks()
         assert self._sweep_wanted is not None and self._sweep_urgent is not None
         self._sweep_wanted.set()
         if urgent:
@@ -317,8 +318,8 @@ class Engine:
             with anyio.move_on_after(self._sweep_delay):
                 await self._sweep_urgent.wait()
             self._sweep_wanted, self._sweep_urgent = anyio.Event(), anyio.Event()
-            pending, self._sweep_pending = self._sweep_pending, set()
+            pending, self._sweep_pending = self._sweep_pending, {}
             async with anyio.create_task_group() as tg:
-                for instance_id in pending:
+                for instance_id, exited in pending.items():
                     if (actor := self._actors.get(instance_id)) is not None:
-                        tg.start_soon(actor.sweep_leftovers)
+                        tg.start_soon(actor.sweep_leftovers, exited)

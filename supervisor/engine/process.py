@@ -22,6 +22,7 @@ import psutil
 
 from supervisor.engine import pidfd, procfs
 from supervisor.engine.child_setup import confined_child_setup, empty_signal_mask
+from supervisor.engine.open_files import child_command
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 
@@ -300,10 +301,11 @@ def spawn(
         os.close(log_fd)
         raise StartFailed(f"log file {log_path} is not a regular file; move it away")
     os.set_blocking(log_fd, True)  # the child inherits it as its stdout
+    command, executable = (list(argv), executable) if confine else child_command(argv, executable)
     try:
         with empty_signal_mask():
             popen = subprocess.Popen(
-                list(argv),
+                command,
                 executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
