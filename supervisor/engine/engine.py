@@ -21,6 +21,7 @@ import anyio.abc
 import structlog
 
 from supervisor.engine._services import Relocator
+from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
@@ -78,6 +79,8 @@ class Engine:
         self._sweep_wanted: anyio.Event | None = None
         self._sweep_urgent: anyio.Event | None = None
         self._actors: dict[str, Actor] = {}
+        self._adopted: set[str] = set()  # instances whose process was running when they were added
+        self._settling: Settling | None = None
         self._adding: set[str] = set()
         self._services: Services | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -122,6 +125,7 @@ class Engine:
             self._services = None
             self._task_group = None
             self._actors.clear()
+            self._adopted.clear()
 
     async def shutdown(self) -> None:
         """Stop every process in parallel (each within its stop timeout), record them ``stopped`` with their
@@ -165,6 +169,8 @@ class Engine:
             actor = Actor(runtime, inst, services)
             actor.prepare()
             self._actors[key] = actor
+            if actor.proc is not None:
+                self._adopted.add(key)
         finally:
             self._adding.discard(key)
         assert self._task_group is not None
@@ -188,6 +194,16 @@ class Engine:
         actor.close("remove")
         await actor.done.wait()
         self._actors.pop(instance_id, None)
+        self._adopted.discard(instance_id)
+
+    async def settled(self) -> Settled:
+        """Wait until every instance supervised now has come to rest (adopted, started up to readiness,
+        given up on or waiting to retry, or not wanted running), and say how many of each."""
+        self._settling = Settling(lambda: self._actors, frozenset(self._adopted))
+        try:
+            return await self._settling.wait()
+        finally:
+            self._settling = None
 
     # ------------------------------------------------------------------ commands
 
@@ -290,6 +306,8 @@ class Engine:
             await event.wait()
 
     def _emit(self, event: Event) -> None:
+        if self._settling is not None:
+            self._settling.noticed(event.instance_id)
         if self._on_event is not None:
             self._on_event(event)
 
