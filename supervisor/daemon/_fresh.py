@@ -12,7 +12,6 @@ from supervisor.errors import ProvisionError
 from supervisor.models import CreateRequest, Instance
 
 if TYPE_CHECKING:
-    from supervisor.daemon.reconciler import Applied
     from supervisor.fleet import FleetFile, ResolvedInstance
     from supervisor.personas import Persona
     from supervisor.provision import Provisioner
@@ -26,18 +25,19 @@ def provision_new(
     names: list[str],
     *,
     hold: frozenset[str],
-    applied: Callable[[str], Applied | None],
+    running_id: Callable[[str], str | None],
 ) -> dict[str, Instance | Exception]:
     """Provision ``names`` (in their order) as ``fleet`` declares them: each name's instance, or why it could
     not be made. Those in ``hold`` are recorded as wanted stopped (until the next boot). A parent is given as
-    its instance id when it runs (``applied``) or was provisioned earlier in the batch, else by name."""
+    its instance id when the engine runs it (``running_id``) or it was provisioned earlier in the batch, else
+    by name."""
     made: dict[str, Instance | Exception] = {}
     try:
         with provisioner.batch() as batch:
             for name in names:
                 try:
                     resolved = fleet.resolve(name)
-                    request, persona = _request(provisioner, resolved, made, applied)
+                    request, persona = _request(provisioner, resolved, made, running_id)
                     made[name] = batch.add(request, persona, spec=resolved.spec)
                 except Exception as exc:  # that instance's own failure: the others go on
                     made[name] = exc
@@ -61,13 +61,13 @@ def _request(
     provisioner: Provisioner,
     resolved: ResolvedInstance,
     made: dict[str, Instance | Exception],
-    applied: Callable[[str], Applied | None],
+    running_id: Callable[[str], str | None],
 ) -> tuple[CreateRequest, Persona | None]:
     persona = provisioner.personas.get(resolved.persona) if resolved.persona else None
     parent_id = resolved.parent
     if resolved.parent:
-        if (running := applied(resolved.parent)) is not None:
-            parent_id = running.instance_id
+        if (running := running_id(resolved.parent)) is not None:
+            parent_id = running
         elif isinstance(sibling := made.get(resolved.parent), Instance):
             parent_id = sibling.id
     request = CreateRequest(

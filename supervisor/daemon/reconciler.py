@@ -304,8 +304,12 @@ class Reconciler:
         wanted = [n for n in names if n not in index.instances and n not in index.contested]
         if not wanted:
             return {}
+
+        def running_id(name: str) -> str | None:
+            return applied.instance_id if (applied := self.applied(name)) is not None else None
+
         return await anyio.to_thread.run_sync(
-            lambda: provision_new(self._provisioner, fleet, wanted, hold=hold, applied=self.applied)
+            lambda: provision_new(self._provisioner, fleet, wanted, hold=hold, running_id=running_id)
         )
 
     async def _adopt_or_provision(

@@ -41,6 +41,8 @@ log = structlog.get_logger("supervisor.engine")
 
 _WAIT_MARGIN = 5.0
 _KILL_AND_PORT_WAIT = 10.0
+_SURGE = 2.0
+"""Seconds for which state writes go to worker threads once many instances are stopping at once."""
 
 
 class Engine:
@@ -81,6 +83,7 @@ class Engine:
         self._actors: dict[str, Actor] = {}
         self._adopted: set[str] = set()  # instances whose process was running when they were added
         self._settling: Settling | None = None
+        self._stops_in_flight = 0
         self._adding: set[str] = set()
         self._services: Services | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -134,6 +137,7 @@ class Engine:
             return
         self._closing = True
         actors = list(self._actors.values())
+        self._services.writing.surge(anyio.current_time(), _SURGE)
         for actor in actors:
             actor.close("shutdown")
         for actor in actors:
@@ -221,6 +225,15 @@ class Engine:
         `StopIncomplete` when something outside it still holds the port."""
         actor = self._actor(instance_id)
         actor.stop_left = ""
+        self._stops_in_flight += 1
+        if self._stops_in_flight > 1 and self._services is not None:  # `stop --all`: many at once
+            self._services.writing.surge(anyio.current_time(), _SURGE)
+        try:
+            return await self._stop(actor, wait=wait)
+        finally:
+            self._stops_in_flight -= 1
+
+    async def _stop(self, actor: Actor, *, wait: bool) -> Instance:
         event = actor.stop()
         await actor.persist()
         if wait:
