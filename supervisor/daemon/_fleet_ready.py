@@ -57,6 +57,7 @@ async def announce_fleet_ready(
 
 
 def log_ready(instances: int, socket: Path, reexecuted_at: float | None) -> None:
-    """``daemon_ready``: the API answers and the fleet is started or adopted (what READY=1 says)."""
+    """``daemon_ready``: the API answers and every declared instance is under supervision (what READY=1
+    says); the ``fleet ready`` event follows once they have come to rest."""
     extra = {"reexec_seconds": round(time.monotonic() - reexecuted_at, 3)} if reexecuted_at else {}
     log.info("daemon_ready", instances=instances, socket=str(socket), **extra)
