@@ -23,6 +23,7 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, 
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
+from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import control_api
@@ -154,10 +155,11 @@ class Daemon:
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
+            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at)
             tg.start_soon(keep_trash, self.home, lambda: self.reconciler.fleet.daemon.trash_retention)
             self.notifier.ready()
             self._status_line.publish()
-            self._log_ready()
+            log_ready(len(self.reconciler.managed()), self.home.socket_path, self.reexecuted_at)
             task_status.started()
             signum = await next_ending(signals, functools.partial(tg.start_soon, self.reload))
             reexec_began = await self._leave(signum)
@@ -179,12 +181,6 @@ class Daemon:
         log.info("daemon_reexec", pid=os.getpid())
         await self.engine.detach()
         return began
-
-    def _log_ready(self) -> None:
-        since = self.reexecuted_at
-        extra = {"reexec_seconds": round(time.monotonic() - since, 3)} if since else {}
-        managed = len(self.reconciler.managed())
-        log.info("daemon_ready", instances=managed, socket=str(self.home.socket_path), **extra)
 
     def _apply_daemon_settings(self, fleet: FleetFile) -> None:
         """The settings of eyried that apply live: the log level (unless given on the command line)."""

@@ -22,6 +22,7 @@ import structlog
 
 from supervisor.engine import procfs
 from supervisor.engine._services import Relocator
+from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
@@ -41,6 +42,8 @@ log = structlog.get_logger("supervisor.engine")
 
 _WAIT_MARGIN = 5.0
 _KILL_AND_PORT_WAIT = 10.0
+_SURGE = 2.0
+"""Seconds for which state writes go to worker threads once many instances are stopping at once."""
 
 
 class Engine:
@@ -79,6 +82,9 @@ class Engine:
         self._sweep_wanted: anyio.Event | None = None
         self._sweep_urgent: anyio.Event | None = None
         self._actors: dict[str, Actor] = {}
+        self._adopted: set[str] = set()  # instances whose process was running when they were added
+        self._settling: Settling | None = None
+        self._stops_in_flight = 0
         self._adding: set[str] = set()
         self._services: Services | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -123,6 +129,7 @@ class Engine:
             self._services = None
             self._task_group = None
             self._actors.clear()
+            self._adopted.clear()
 
     async def shutdown(self) -> None:
         """Stop every process in parallel (each within its stop timeout), record them ``stopped`` with their
@@ -131,6 +138,7 @@ class Engine:
             return
         self._closing = True
         actors = list(self._actors.values())
+        self._services.writing.surge(anyio.current_time(), _SURGE)
         for actor in actors:
             actor.close("shutdown")
         for actor in actors:
@@ -166,6 +174,8 @@ class Engine:
             actor = Actor(runtime, inst, services)
             actor.prepare()
             self._actors[key] = actor
+            if actor.proc is not None:
+                self._adopted.add(key)
         finally:
             self._adding.discard(key)
         assert self._task_group is not None
@@ -189,6 +199,16 @@ class Engine:
         actor.close("remove")
         await actor.done.wait()
         self._actors.pop(instance_id, None)
+        self._adopted.discard(instance_id)
+
+    async def settled(self) -> Settled:
+        """Wait until every instance supervised now has come to rest (adopted, started up to readiness,
+        given up on or waiting to retry, or not wanted running), and say how many of each."""
+        self._settling = Settling(lambda: self._actors, frozenset(self._adopted))
+        try:
+            return await self._settling.wait()
+        finally:
+            self._settling = None
 
     # ------------------------------------------------------------------ commands
 
@@ -206,6 +226,15 @@ class Engine:
         `StopIncomplete` when something outside it still holds the port."""
         actor = self._actor(instance_id)
         actor.stop_left = ""
+        self._stops_in_flight += 1
+        if self._stops_in_flight > 1 and self._services is not None:  # `stop --all`: many at once
+            self._services.writing.surge(anyio.current_time(), _SURGE)
+        try:
+            return await self._stop(actor, wait=wait)
+        finally:
+            self._stops_in_flight -= 1
+
+    async def _stop(self, actor: Actor, *, wait: bool) -> Instance:
         event = actor.stop()
         await actor.persist()
         if wait:
@@ -291,6 +320,8 @@ class Engine:
             await event.wait()
 
     def _emit(self, event: Event) -> None:
+        if self._settling is not None:
+            self._settling.noticed(event.instance_id)
         if self._on_event is not None:
             self._on_event(event)
 
