@@ -14,8 +14,8 @@ import errno
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from supervisor.cli._exits import EXIT_DAEMON_DOWN, EXIT_FAILURE, EXIT_OK, Failure
 from supervisor.cli._plain import printable
@@ -27,12 +27,11 @@ COMPLETION_VARIABLE = "_EYRIECTL_COMPLETE"
 """Set when a shell asks click for completions: those are click's to answer."""
 
 
-@dataclass(frozen=True)
-class QuickCommand:
+class QuickCommand(NamedTuple):
     """A command's options: flag → parameter name, option taking a value → parameter name."""
 
-    flags: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str]
+    options: Mapping[str, str] = MappingProxyType({})
 
 
 _LISTING = QuickCommand(flags={"--json": "as_json"}, options={"--project": "project"})
@@ -46,8 +45,7 @@ ROOT_OPTIONS: Mapping[str, str] = MappingProxyType({"--home": "home"})
 """The root options taking a value that the quick path accepts before the command."""
 
 
-@dataclass(frozen=True)
-class QuickCall:
+class QuickCall(NamedTuple):
     """A command line the quick path answers: the command and its parameters by name."""
 
     command: str

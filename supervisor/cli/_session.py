@@ -6,16 +6,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from supervisor.cli._plain import printable
-from supervisor.paths import Home
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from supervisor.client import ControlClient
+    from supervisor.paths import Home
 
 __all__ = ["Cli"]
 
@@ -38,11 +37,11 @@ def _console(stream: IO[str], *, stderr: bool = False) -> Console:
     return PrintableConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=width)
 
 
-@dataclass
 class Cli:
     """The object behind ``click.pass_obj``, and what the quick commands are given without click."""
 
-    home: Home
+    def __init__(self, home: Home) -> None:
+        self.home = home
 
     @functools.cached_property
     def out(self) -> Console:
