@@ -110,6 +110,7 @@ class TestParse:
                 QuickCall("ps", None, {"project": "apollo", "as_json": True}),
             ),
             (["status", "--json"], QuickCall("status", None, {"as_json": True})),
+            (["--home=", "ps"], QuickCall("ps", "", {})),
         ],
     )
     def test_quick_lines(self, argv: list[str], call: QuickCall) -> None:

@@ -103,11 +103,13 @@ def _say(message: str) -> None:
 
 
 def _run(call: QuickCall) -> None:
+    from pathlib import Path
+
     from supervisor.cli._look import show_instances, show_status
     from supervisor.cli._session import Cli
     from supervisor.paths import Home
 
-    cli = Cli(Home.resolve(call.home))
+    cli = Cli(Home.resolve(None if call.home is None else Path(call.home)))  # --home "" is ".", as in click
     as_json = call.params.get("as_json") is True
     if call.command == "status":
         show_status(cli, as_json)
@@ -133,7 +135,7 @@ def run_quick(argv: Sequence[str]) -> int | None:
         _say(str(exc))
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        sys.stderr.write("Aborted!\n")
+        sys.stderr.write("\nAborted!\n")  # as click: the blank line closes the terminal's ^C echo
         return EXIT_FAILURE
     except OSError as exc:
         if exc.errno != errno.EPIPE:
