@@ -28,6 +28,8 @@ import anyio
 from bench.daemon_bench import Bench, fleet_text, pct, say
 
 EYRIECTL = str(Path(sys.executable).parent / "eyriectl")
+PORTS = "daemon: {ports: {first: 55000, last: 56999}}\n"
+"""The bench fleet's port range, away from the test suites' default range."""
 
 
 def commands(home: Path) -> list[tuple[str, list[str]]]:
@@ -82,7 +84,8 @@ async def all_running(bench: Bench) -> None:
 def run(n: int, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix=f"eyrie-cli-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
-        (bench.home.root / "fleet.yaml").write_text(fleet_text(n))
+        fleet = fleet_text(n).replace("version: 1\n", "version: 1\n" + PORTS, 1)
+        (bench.home.root / "fleet.yaml").write_text(fleet)
         say(f"N={n} (load average {os.getloadavg()[0]:.2f})")
         try:
             anyio.run(all_running, bench)

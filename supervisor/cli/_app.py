@@ -7,23 +7,23 @@ calls ``sys.exit`` itself. Nothing here loads rich, anyio or the async client un
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any
 
 import click
 
+from supervisor.cli._exits import (
+    EXIT_DAEMON_DOWN,
+    EXIT_DEGRADED,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Failure,
+)
 from supervisor.cli._plain import printable
+from supervisor.cli._session import Cli
 from supervisor.errors import DaemonNotRunning, EyrieError
-from supervisor.paths import Home
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from supervisor.client import ControlClient
 
 __all__ = [
     "EXIT_DAEMON_DOWN",
@@ -39,15 +39,7 @@ __all__ = [
     "EyriectlGroup",
 ]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_DAEMON_DOWN = 3
-EXIT_DEGRADED = 4
-
 OFFLINE_NOTE = "eyried is not running; the change applies at its next start"
-
-T = TypeVar("T")
 
 
 class CommandFailed(click.ClickException):
@@ -74,7 +66,8 @@ class Degraded(CommandFailed):
 
 
 class EyriectlGroup(click.Group):
-    """Maps our exceptions to the documented exit codes: DaemonNotRunning → 3, any other EyrieError → 1.
+    """Maps our exceptions to the documented exit codes: a `Failure` → its own, DaemonNotRunning → 3, any
+    other EyrieError → 1.
 
     Its help lists the commands from `short_help_of` (name → line) without importing them.
     """
@@ -100,65 +93,10 @@ class EyriectlGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except Failure as exc:
+            ending = {EXIT_DAEMON_DOWN: DaemonDown, EXIT_DEGRADED: Degraded}.get(exc.exit_code, CommandFailed)
+            raise ending(exc.message) from None
         except DaemonNotRunning as exc:
             raise DaemonDown(str(exc)) from None
         except EyrieError as exc:
             raise CommandFailed(str(exc)) from None
-
-
-def _console(stream: IO[str], *, stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    class PrintableConsole(Console):
-        """A console that shows every string it is given through `printable` (lines kept): a message that
-        quotes a process name or a file cannot reach the terminal as an escape sequence."""
-
-        def print(self, *objects: Any, **kwargs: Any) -> None:
-            super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
-
-    terminal = stream.isatty()
-    # emoji=False: rich would turn ":rocket:" in a goal or a note (and in --json output) into an emoji.
-    width = None if terminal else 250
-    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, width=width)
-
-
-@dataclass
-class Cli:
-    """The object behind ``click.pass_obj``."""
-
-    home: Home
-
-    @functools.cached_property
-    def out(self) -> Console:
-        """The rich console on stdout, made on first use."""
-        return _console(sys.stdout)
-
-    @functools.cached_property
-    def err(self) -> Console:
-        """The rich console on stderr, made on first use."""
-        return _console(sys.stderr, stderr=True)
-
-    def client(self) -> ControlClient:
-        from supervisor.client import ControlClient
-
-        return ControlClient(self.home)
-
-    def run(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run one async step of a command (the CLI stays synchronous around it)."""
-        import anyio
-
-        return anyio.run(fn)
-
-    def note(self, message: str) -> None:
-        """A remark for the human, on stderr so that stdout stays data."""
-        sys.stderr.write(printable(message, lines=True) + "\n")
-        sys.stderr.flush()
-
-    def data(self, text: str) -> None:
-        """Data for stdout (a table, a JSON document), written as it is."""
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-
-    @property
-    def interactive(self) -> bool:
-        return self.out.is_terminal

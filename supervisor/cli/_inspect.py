@@ -1,62 +1,25 @@
 """Commands that look at the fleet and the daemon: ``ps``/``list``, ``status``, ``events``, ``reload``.
 
-``ps`` still answers with the daemon down, from what is recorded on disk (the fleet file and each
-``instance.json``), and says so; it then exits 3 like every command that needed the daemon.
+What ``ps``/``list`` and ``status`` do is in `supervisor.cli._look`, which runs without click as well.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from supervisor.cli._app import Cli, CommandFailed, DaemonDown, Degraded
+from supervisor.cli._app import Cli, CommandFailed, DaemonDown
 from supervisor.cli._complete import complete_instance_names
-from supervisor.cli._plain import degraded, ps_lines, ps_notes, status_lines, use_colour
-from supervisor.cli._quick_client import QuickClient
+from supervisor.cli._look import show_instances, show_status
 from supervisor.errors import DaemonNotRunning, EyrieError
 
 if TYPE_CHECKING:
-    from supervisor.control.schema import InstanceView, ReloadResult
+    from supervisor.control.schema import ReloadResult
     from supervisor.paths import Home
 
-__all__ = ["events", "list_", "offline_plan", "ps", "recorded_views", "reload", "status"]
-
-_OFFLINE_WIDTH = 250
-"""The table's width on a pipe: wide enough that no cell is shortened."""
-
-
-def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
-    """The fleet as recorded on disk, in the daemon's ps shape (no DRIFT: that needs the running config).
-
-    Returns the views and a warning ("" when the fleet file was read).
-    """
-    from supervisor.daemon.views import instance_view, missing_view
-    from supervisor.fleet import FleetFile, load_fleet  # the parser: only this path needs it
-    from supervisor.store import Store
-
-    warning = ""
-    fleet: FleetFile | None = FleetFile(version=1)
-    if home.fleet_file.exists():
-        try:
-            fleet = load_fleet(home.fleet_file)
-        except EyrieError as exc:
-            fleet, warning = None, f"fleet file unreadable, declared instances unknown: {exc}"
-    declared = {d.name: d for d in fleet.instances} if fleet is not None else {}
-    stored = {inst.name: inst for inst in Store(home).list()}
-    views = [
-        instance_view(stored[name], decl=decl, drift=False) if name in stored else missing_view(decl)
-        for name, decl in declared.items()
-    ]
-    views += [
-        instance_view(inst, decl=None, drift=False, declared_fleet_known=fleet is not None)
-        for name, inst in stored.items()
-        if name not in declared
-    ]
-    return views, warning
+__all__ = ["events", "list_", "offline_plan", "ps", "reload", "status"]
 
 
 def offline_plan(home: Home) -> ReloadResult:
@@ -81,41 +44,6 @@ def offline_plan(home: Home) -> ReloadResult:
     result = plan_at_start(fleet, applied, {inst.name for inst in Store(home).list()})
     result.problems = secret_problems(fleet, home)
     return result
-
-
-def _ps(cli: Cli, as_json: bool, project: str | None = None) -> None:
-    offline = False
-    try:
-        with QuickClient(cli.home) as client:
-            rows: list[dict[str, Any]] = client.get("/v1/instances")
-    except DaemonNotRunning:
-        offline = True
-        views, warning = recorded_views(cli.home)
-        rows = [view.model_dump(mode="json") for view in views]
-        if warning:
-            cli.note(warning)
-    if project is not None:
-        rows = [row for row in rows if row.get("project_id") == project]
-    if as_json:
-        cli.data(json.dumps(rows, indent=2))
-    elif rows:
-        width = _OFFLINE_WIDTH
-        if sys.stdout.isatty():
-            import shutil  # with its archive modules: only a terminal needs its width
-
-            width = shutil.get_terminal_size().columns
-        lines = ps_lines(rows, width=width, colour=use_colour(sys.stdout))
-        cli.data("\n".join([*lines, *ps_notes(rows)]))
-    elif project is not None:
-        cli.note(f"no instances in project {project!r} (`eyriectl projects` lists the projects)")
-    else:
-        cli.note(f"no instances (declare some with `eyriectl add` or `eyriectl init`; home {cli.home.root})")
-    if offline:
-        from supervisor.daemon.absent import daemon_not_running
-
-        raise DaemonDown(
-            f"{daemon_not_running(cli.home)}\n(shown: the state recorded on disk, which may be stale)"
-        )
 
 
 _PS_SHORT = "List instances: status, health, pid, port, uptime, restarts, CPU, memory, flags."
@@ -156,7 +84,7 @@ _PROJECT_OPTION = click.option(
 @_PROJECT_OPTION
 @click.pass_obj
 def ps(cli: Cli, as_json: bool, project: str | None) -> None:
-    _ps(cli, as_json, project)
+    show_instances(cli, as_json, project)
 
 
 @click.command(name="list", help=_PS_HELP, short_help=_PS_SHORT)
@@ -164,7 +92,7 @@ def ps(cli: Cli, as_json: bool, project: str | None) -> None:
 @_PROJECT_OPTION
 @click.pass_obj
 def list_(cli: Cli, as_json: bool, project: str | None) -> None:
-    _ps(cli, as_json, project)
+    show_instances(cli, as_json, project)
 
 
 @click.command(short_help="Show the daemon (exit 4 when degraded), or one instance: status NAME.")
@@ -192,16 +120,7 @@ def status(cli: Cli, name: str | None, as_json: bool) -> None:
 
         show_instance_status(cli, name, as_json)
         return
-    with QuickClient(cli.home) as client:
-        result: dict[str, Any] = client.get("/v1/status")
-        rows: list[Mapping[str, Any]] = client.get("/v1/instances")
-    reasons = degraded(result, rows)
-    if as_json:
-        cli.data(json.dumps({**result, "degraded": reasons}, indent=2))
-    else:
-        cli.data("\n".join(status_lines(result, reasons)))
-    if reasons:
-        raise Degraded("")
+    show_status(cli, as_json)
 
 
 @click.command()

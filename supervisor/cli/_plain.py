@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from supervisor.control._desired import not_as_desired
+
 __all__ = [
     "PS_COLUMNS",
     "degraded",
@@ -188,14 +190,12 @@ def degraded(status: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> li
     running and the last reload applied (`status` then exits 0)."""
     reasons = []
     for row in rows:
-        state = row.get("status") or "not provisioned"
-        meant_to_run = row.get("desired") == "running" or (
-            row.get("autostart") is True and "MISSING" in (row.get("flags") or [])
-        )
-        if state == "error" or (meant_to_run and state != "running"):
+        state = row.get("status") or ""
+        flags = row.get("flags") or []
+        if not_as_desired(state, row.get("desired"), row.get("autostart") is True, flags):
             error = row.get("last_error")
             why = f": {error}" if isinstance(error, str) and error else ""
-            reasons.append(printable(f"{row.get('name')} is {state}{why}"))
+            reasons.append(printable(f"{row.get('name')} is {state or 'not provisioned'}{why}"))
     last = status.get("last_reload")
     if isinstance(last, Mapping) and last.get("ok") is False:
         reasons.append(printable(f"the last reload was rejected: {last.get('error') or '?'}"))

@@ -14,7 +14,7 @@ Routes::
     POST   /v1/instances/{ref}/{action}?wait=1   start | stop | restart | enable | disable → InstanceView
     POST   /v1/reload                            ReloadResult (200 even when the fleet file is invalid)
     GET    /v1/reload/plan                       ReloadResult with dry_run: what a reload would do now
-    GET    /v1/status                            DaemonStatus
+    GET    /v1/status                            DaemonStatus, with the instances not as desired
     GET    /v1/events?replay=N                   text/event-stream of Event JSON; with Last-Event-ID: resumed
     GET    /v1/events/recent?limit=N             list of recent Event
     GET    /metrics                              Prometheus text format
@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from supervisor import errors
+from supervisor.control._desired import not_as_desired
 from supervisor.control._error_answer import details_headers
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
 from supervisor.control.schema import AddRequest, InstanceView, ReloadResult
@@ -209,7 +210,13 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         return _model(await target.plan_reload())
 
     async def status(request: Request) -> Response:
-        return _model(target.status())
+        answer = target.status()
+        answer.not_as_desired = [
+            view
+            for view in await target.list_instances()
+            if not_as_desired(view.status, view.desired, view.autostart, view.flags)
+        ]
+        return _model(answer)
 
     async def events(request: Request) -> Response:
         return EventStreamResponse(

@@ -136,6 +136,9 @@ class DaemonStatus(BaseModel):
     sandbox: dict[str, int] = Field(default_factory=dict)  # running processes: confinement → count
     last_reload: ReloadResult | None = None
     problems: list[str] = Field(default_factory=list)  # corrupt instance files, invalid fleet file, …
+    not_as_desired: list[InstanceView] = Field(default_factory=list)
+    """The instances in error or meant to run and not running (`supervisor.control._desired`), as listed:
+    ``eyriectl status`` judges "degraded" from them without asking for the whole listing."""
 
 
 class ProcessRow(BaseModel):

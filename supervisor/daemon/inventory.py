@@ -21,6 +21,7 @@ import supervisor
 from supervisor.control.schema import DaemonStatus, ReloadResult
 from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
+from supervisor.daemon._view_cache import ViewCache
 from supervisor.daemon.metrics import ReloadCounts
 from supervisor.daemon.views import instance_view, missing_view
 from supervisor.errors import EyrieError, NameExists, NotFound
@@ -56,6 +57,7 @@ class Inventory:
         self._fleets = StatCache[FleetFile | None]()
         self._config_hashes = StatCache[str]()
         self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
+        self._views = ViewCache()
         self.reloads = ReloadCounts()
         """Reloads since the daemon started (the daemon counts each), for ``/metrics``."""
 
@@ -63,6 +65,7 @@ class Inventory:
         declared = await self._declared_now()
         managed = self._reconciler.managed()
         self._settings_drift = {n: kept for n, kept in self._settings_drift.items() if n in managed}
+        self._views.keep_only([a.instance_id for a in managed.values()])
         names = {decl.name for decl in declared.instances}
         entries: list[tuple[str, InstanceDecl | None]] = [(d.name, d) for d in declared.instances]
         entries += [(name, None) for name in managed if name not in names]
@@ -138,7 +141,7 @@ class Inventory:
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
         resources = self._engine.resources(inst.id)
         inst_json = self._engine.get_json(inst.id)
-        return instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        return self._views.view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from supervisor.engine.resources import ResourceSample
     from supervisor.fleet import InstanceDecl
 
-__all__ = ["instance_view", "missing_view", "status_summary"]
+__all__ = ["instance_view", "missing_view", "status_summary", "uptime_of"]
 
 
 def instance_view(
@@ -34,9 +34,7 @@ def instance_view(
     autostart = decl.autostart if decl is not None else False
     if running and decl is not None and not autostart:
         flags.append("DISABLED")
-    uptime = None
-    if inst.status is InstanceStatus.RUNNING and inst.started_at is not None:
-        uptime = max((utcnow() - inst.started_at).total_seconds(), 0.0)
+    uptime = uptime_of(inst)
     data = inst.to_json_dict() if inst_json is None else inst_json
     data.update(
         uptime_seconds=uptime,
@@ -53,6 +51,13 @@ def instance_view(
             processes=len(resources.tree),
         )
     return InstanceView.model_validate(data)
+
+
+def uptime_of(inst: Instance) -> float | None:
+    """Seconds since a running instance's process started; None when it is not running."""
+    if inst.status is InstanceStatus.RUNNING and inst.started_at is not None:
+        return max((utcnow() - inst.started_at).total_seconds(), 0.0)
+    return None
 
 
 def missing_view(decl: InstanceDecl, error: str = "") -> InstanceView:

@@ -1,0 +1,87 @@
+"""Each managed instance's ``ps`` row, kept between listings while what it is made of stays the same.
+
+A listing at N = 200 spent most of its time building the same rows again (the JSON of the instance as last
+written, the declaration, the resource sample, validated into an `InstanceView`). A row is built again when
+one of them is replaced (the engine writes a new instance, the fleet file is read anew, the sampler takes
+a new sample), DRIFT changes or a probe moves last_seen; only the uptime is set on each listing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from supervisor.daemon.views import instance_view, uptime_of
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from supervisor.control.schema import InstanceView
+    from supervisor.engine.resources import ResourceSample
+    from supervisor.fleet import InstanceDecl
+    from supervisor.models import Instance
+
+__all__ = ["ViewCache"]
+
+
+class _Row:
+    __slots__ = ("decl", "drift", "inst", "last_seen", "resources", "view")
+
+    def __init__(
+        self,
+        inst: Instance,
+        decl: InstanceDecl | None,
+        drift: bool,
+        resources: ResourceSample | None,
+        last_seen: object,
+        view: InstanceView,
+    ) -> None:
+        self.inst, self.decl, self.drift, self.resources = inst, decl, drift, resources
+        self.last_seen, self.view = last_seen, view
+
+    def made_of(
+        self,
+        inst: Instance,
+        decl: InstanceDecl | None,
+        drift: bool,
+        resources: ResourceSample | None,
+        last_seen: object,
+    ) -> bool:
+        return (
+            self.inst is inst
+            and self.decl is decl
+            and self.resources is resources
+            and self.drift == drift
+            and self.last_seen == last_seen
+        )
+
+
+class ViewCache:
+    """Instance id → its last row; the instance as last written, its declaration and its sample are frozen
+    (replaced, never changed), so their identity says the row still holds."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+
+    def view(
+        self,
+        inst: Instance,
+        *,
+        decl: InstanceDecl | None,
+        drift: bool,
+        resources: ResourceSample | None,
+        inst_json: dict[str, Any],
+    ) -> InstanceView:
+        """The row of ``inst``; ``inst_json``: its JSON with the current last_seen (`Engine.get_json`)."""
+        last_seen = inst_json.get("last_seen")
+        row = self._rows.get(inst.id)
+        if row is not None and row.made_of(inst, decl, drift, resources, last_seen):
+            row.view.uptime_seconds = uptime_of(inst)
+            return row.view
+        view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        self._rows[inst.id] = _Row(inst, decl, drift, resources, last_seen, view)
+        return view
+
+    def keep_only(self, instance_ids: Collection[str]) -> None:
+        """Forget the rows of instances no longer managed."""
+        for gone in self._rows.keys() - set(instance_ids):
+            del self._rows[gone]
