@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import anyio
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -153,6 +154,8 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
             to_event: list[float] = []
             missed = 0
             load = os.getloadavg()[0]
+            daemon = psutil.Process(bench.proc.pid)
+            cpu_before = sum(daemon.cpu_times()[:2])
             async with ControlClient(bench.home) as client, client.events() as stream:
                 for i in range(samples):
                     name = names[i % len(names)]
@@ -172,6 +175,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
                                 break
                     pids[name] = pid
                     await anyio.sleep(0.03)
+            cpu = (sum(daemon.cpu_times()[:2]) - cpu_before) * 1000 / max(len(to_exec), 1)
             how = "confined" if confined else "sandbox: off"
             say(
                 f"N={n} {how}, initial_delay {initial_delay}, {len(to_exec)} samples"
@@ -184,6 +188,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
                     f"p95 {pct(to_exec, 0.95):.2f} ms, max {max(to_exec):.2f} ms"
                 )
                 say(f"  kill → old child exited (floor): p50 {statistics.median(to_exit):.2f} ms")
+                say(f"  daemon CPU per respawn (event stream included): {cpu:.2f} ms")
             if to_event:
                 say(
                     "  exec → `running` on the event stream (seen here): "

@@ -59,9 +59,16 @@ def serve(fd: int) -> None:
         sock.send(json.dumps(reply).encode())
 
 
+_CONFINERS: dict[tuple[int, bool], Confiner] = {}
+"""Built once per (ruleset fd number, capability drop): each request's ruleset arrives at a number the
+last one freed, and a confiner holds the number, not the ruleset."""
+
+
 def _spawn(request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-    ruleset = fds[1] if len(fds) > 1 else -1
-    confiner = Confiner(ruleset, drop_capabilities=request["drop_capabilities"])
+    key = (fds[1] if len(fds) > 1 else -1, bool(request["drop_capabilities"]))
+    confiner = _CONFINERS.get(key)
+    if confiner is None:
+        confiner = _CONFINERS[key] = Confiner(key[0], drop_capabilities=key[1])
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = _clone()
     if pid == 0:
