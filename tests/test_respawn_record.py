@@ -75,16 +75,21 @@ class TestDaemonGoneBetweenExecAndRecord:
         os.kill(recorded, signal.SIGKILL)
         await wait_for(lambda: reap(recorded))
         unrecorded = spawn(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path)
-        assert read_marker(unrecorded.pid) == marker_of(rt.env.get("EYRIE_HOME"), rt.instance_id)
-        assert store.get(rt.instance_id).pid == recorded
-        async with running_engine(store, claims=claims) as engine:
-            await engine.add(rt)
-            inst = await wait_instance(
-                engine,
-                rt.instance_id,
-                lambda i: i.status is InstanceStatus.RUNNING and i.pid not in (recorded, unrecorded.pid),
-                timeout=10,
-            )
+        try:
+            await wait_for(lambda: read_marker(unrecorded.pid) is not None)
+            assert read_marker(unrecorded.pid) == marker_of(rt.env.get("EYRIE_HOME"), rt.instance_id)
+            assert store.get(rt.instance_id).pid == recorded
+            async with running_engine(store, claims=claims) as engine:
+                await engine.add(rt)
+                inst = await wait_instance(
+                    engine,
+                    rt.instance_id,
+                    lambda i: i.status is InstanceStatus.RUNNING and i.pid not in (recorded, unrecorded.pid),
+                    timeout=20,
+                )
+                await unrecorded.wait()
+                assert process_gone(unrecorded.pid) and not process_gone(inst.pid or 0)
+                assert store.get(rt.instance_id).pid == inst.pid
+        finally:
+            unrecorded.send_signal(signal.SIGKILL)
             await unrecorded.wait()
-            assert process_gone(unrecorded.pid) and not process_gone(inst.pid or 0)
-            assert store.get(rt.instance_id).pid == inst.pid
