@@ -6,7 +6,11 @@ and CPU % of one core over an idle window with liveness probes every 10 s; crash
 the daemon (SIGKILL a child → ``running`` event with a new pid on the event stream, ``initial_delay`` at its
 10 ms floor); SIGHUP with no change (time, processes restarted); SIGKILL of the daemon → time until a new
 one has adopted all N (and how many it restarted). ``--unconfined`` runs the sleepers with ``sandbox: off``,
-to compare the cost of confinement.
+to compare the cost of confinement. Then the fleet stopped through the API as ``eyriectl stop --all``
+does (one request per instance, all at once, waiting) and, after a start, stopped by the daemon's own
+shutdown (SIGTERM → every child gone, and → the daemon exited). Adoption is also timed by the daemon's
+``fleet ready`` event (seconds from its exec, as the event says). The daemon's CPU seconds are printed
+beside the wall-clock figures, which a loaded machine stretches. Fleets take ports from 47000–48999.
 
     .venv/bin/python bench/daemon_bench.py --sizes 50 200 500 --idle 30 --samples 50
 """
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -32,6 +37,7 @@ from supervisor.paths import Home
 
 FLEET_HEAD = """\
 version: 1
+daemon: {ports: {first: 47000, last: 48999}}
 defaults:
   restart: {policy: always, initial_delay: 10ms, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
   health: {interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}
@@ -55,6 +61,8 @@ class Bench:
         self.home = Home(home)
         self.n = n
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_event: dict[str, object] | None = None
+        self.cpu = 0.0
 
     def start_daemon(self) -> float:
         env = {**os.environ, "EYRIE_HOME": str(self.home.root)}
@@ -80,7 +88,13 @@ class Bench:
         async with ControlClient(self.home) as client:
             return {v.name: v.pid for v in await client.list_instances() if v.status == "running" and v.pid}
 
-    async def wait_all_running(self, started: float) -> float:
+    def daemon_cpu(self) -> float:
+        """CPU seconds (user + system) the daemon has used so far."""
+        assert self.proc is not None
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
+    async def wait_all_running(self, started: float, *, want_ready: bool = False) -> float:
         """Seconds from ``started`` until all N are running, read off the event stream as soon as the
         control socket answers (one list when it connects, for what was running already). The daemon is
         not polled meanwhile: a list of N instances would compete with the start it measures."""
@@ -92,13 +106,23 @@ class Bench:
                         running = {v.name for v in views if v.status == "running"}
                         while len(running) < self.n:
                             event = await anext(events)
+                            if event.event == "daemon" and event.detail == "fleet ready":
+                                self.ready_event = dict(event.data or {})
                             if event.event != "transition" or not event.instance:
                                 continue
                             if event.to_status == "running":
                                 running.add(event.instance)
                             else:
                                 running.discard(event.instance)
-                        return time.perf_counter() - started
+                        elapsed = time.perf_counter() - started
+                        self.cpu = self.daemon_cpu()
+                        if want_ready:  # the daemon's own word for it follows the last transition
+                            with anyio.move_on_after(30):
+                                while self.ready_event is None:
+                                    event = await anext(events)
+                                    if event.event == "daemon" and event.detail == "fleet ready":
+                                        self.ready_event = dict(event.data or {})
+                        return elapsed
                 except DaemonNotRunning:
                     await anyio.sleep(0.005)
 
@@ -106,6 +130,33 @@ class Bench:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(120)
+
+    async def stop_all_via_api(self) -> float:
+        """Seconds for N stop requests sent at once (``eyriectl stop --all``), each waiting, to answer."""
+        async with ControlClient(self.home) as client:
+            names = [v.name for v in await client.list_instances()]
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for name in names:
+                    tg.start_soon(partial(client.stop, name, wait=True))
+            elapsed = time.perf_counter() - started
+            async with anyio.create_task_group() as tg:
+                for name in names:
+                    tg.start_soon(partial(client.start, name, wait=True))
+        return elapsed
+
+    async def shutdown_timed(self) -> tuple[float, float]:
+        """SIGTERM → every child gone, and → the daemon exited (seconds)."""
+        assert self.proc is not None
+        children = [psutil.Process(pid) for pid in (await self.pids()).values()]
+        cpu_before = self.daemon_cpu()
+        started = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        await anyio.to_thread.run_sync(lambda: psutil.wait_procs(children, timeout=60))
+        gone = time.perf_counter() - started
+        self.cpu = self.daemon_cpu() - cpu_before
+        await anyio.to_thread.run_sync(lambda: self.proc.wait(120) if self.proc else None)
+        return gone, time.perf_counter() - started
 
     async def idle(self, seconds: float) -> tuple[float, float]:
         assert self.proc is not None
@@ -161,7 +212,7 @@ class Bench:
         self.proc.kill()
         self.proc.wait(10)
         started = self.start_daemon()
-        elapsed = await self.wait_all_running(started)
+        elapsed = await self.wait_all_running(started, want_ready=True)
         after = await self.pids()
         return elapsed, sum(1 for name, pid in before.items() if after.get(name) != pid)
 
@@ -183,10 +234,16 @@ async def run_size(n: int, idle: float, samples: int, confined: bool) -> None:
         say(f"N={n}, {how} (load average {os.getloadavg()[0]:.2f})")
         try:
             cold = await bench.wait_all_running(bench.start_daemon())
-            say(f"  all running after cold start (provision + start): {cold:.2f} s")
+            say(
+                f"  all running after cold start (provision + start): {cold:.2f} s,"
+                f" daemon CPU {bench.cpu:.2f} s"
+            )
             bench.stop_daemon()
             warm = await bench.wait_all_running(bench.start_daemon())
-            say(f"  all running after warm start (provisioned):       {warm:.2f} s")
+            say(
+                f"  all running after warm start (provisioned):       {warm:.2f} s,"
+                f" daemon CPU {bench.cpu:.2f} s"
+            )
             await anyio.sleep(2.0)  # the start-up's deferred sweeps and writes finish before the idle window
             cpu, rss = await bench.idle(idle)
             say(f"  daemon idle over {idle:.0f} s: RSS {rss:.1f} MiB, CPU {cpu:.2f} % of one core")
@@ -204,8 +261,22 @@ async def run_size(n: int, idle: float, samples: int, confined: bool) -> None:
                 f"  SIGHUP-equivalent reload, no change: {round_trip:.1f} ms round trip "
                 f"({applied:.1f} ms applying), {restarted} restarted"
             )
+            bench.ready_event = None
             adopted, readopt_restarts = await bench.adoption_after_sigkill()
-            say(f"  kill -9 daemon → all adopted by a new one: {adopted:.2f} s, {readopt_restarts} restarted")
+            say(
+                f"  kill -9 daemon → all adopted by a new one: {adopted:.2f} s, daemon CPU {bench.cpu:.2f} s,"
+                f" {readopt_restarts} restarted"
+            )
+            if bench.ready_event is not None:
+                say(f"  the new daemon's 'fleet ready' event: {bench.ready_event}")
+            stop_all = await bench.stop_all_via_api()
+            say(f"  stop --all through the API (N requests at once, waiting): {stop_all:.3f} s")
+            gone, exited = await bench.shutdown_timed()
+            say(
+                f"  daemon shutdown (SIGTERM): all children gone {gone:.3f} s (daemon CPU {bench.cpu:.3f} s),"
+                f" daemon exited {exited:.3f} s"
+            )
+            say(f"  (load average at the end {os.getloadavg()[0]:.2f})")
         finally:
             if bench.proc is not None and bench.proc.poll() is None:
                 bench.stop_daemon()

@@ -43,15 +43,16 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, *, durable: b
         fsync_dir(path.parent)
 
 
-def write_new(path: Path, data: bytes | str, mode: int) -> None:
+def write_new(path: Path, data: bytes | str, mode: int, *, durable: bool = True) -> None:
     """Create ``path`` and write ``data`` durably, never following a symlink or replacing a file.
 
     For files built inside a directory that is then renamed into place (that rename is what readers see at
-    once); a file already there is an error, not something to overwrite.
+    once); a file already there is an error, not something to overwrite. ``durable=False`` leaves the
+    fsync to the caller, who syncs the whole directory before renaming it.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        _fill(fd, data, mode, durable=True)
+        _fill(fd, data, mode, durable=durable)
     finally:
         os.close(fd)
 

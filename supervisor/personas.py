@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +93,9 @@ def check_template(name: str, text: str) -> None:
         raise ValueError(f"does not render: {exc}") from None
 
 
+@lru_cache(maxsize=64)
 def _compile(text: str) -> jinja2.Template:
+    """Compiled once per text: provisioning a fleet renders the same few templates for every instance."""
     return _environment().from_string(text)
 
 

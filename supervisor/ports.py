@@ -15,7 +15,7 @@ import builtins
 import contextlib
 import errno
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ __all__ = [
     "InstanceSource",
     "PortRange",
     "allocate_port",
+    "first_free_port",
     "holder_pid",
     "port_holder",
     "port_in_use",
@@ -131,16 +132,30 @@ def allocate_port(
     Raises `PortsExhausted` naming the range. Call it inside `port_reservation` when the result will be
     saved; on its own it only answers "which port is free right now".
     """
-    used = {inst.port for inst in existing}
-    for port in range(start, end + 1):
-        if port in used or (claim is not None and not claim(port)):
+    taken = {inst.port for inst in existing}
+    return first_free_port(taken, PortRange(start, end), host=host, claim=claim, release=release)
+
+
+def first_free_port(
+    taken: Collection[int],
+    span: PortRange,
+    *,
+    host: str = _IPV4_LOOPBACK,
+    claim: Callable[[int], bool] | None = None,
+    release: Callable[[int], None] | None = None,
+) -> int:
+    """The first port in ``span`` not in ``taken`` (the store's ports, known to the caller), nothing has
+    bound and ``claim`` (when given) secures; a claimed port found bound is given back through ``release``.
+    Raises `PortsExhausted` naming the range."""
+    for port in range(span.first, span.last + 1):
+        if port in taken or (claim is not None and not claim(port)):
             continue
         if not port_in_use(port, host):
             return port
         if release is not None:
             release(port)
     raise PortsExhausted(
-        f"no free port in {start}-{end}: every port is used by an instance, claimed by another home or bound"
+        f"no free port in {span}: every port is used by an instance, claimed by another home or bound"
         " by another process"
     )
 

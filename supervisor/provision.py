@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
-import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from supervisor._fs import atomic_write, fsync_dir, write_new
+from supervisor._fs import atomic_write, locked
 from supervisor._resources import data_dir
 from supervisor._safe_read import read_bytes
+from supervisor._staging import DIR_MODE, SECRET_MODE, InstancePlan, Staging
 from supervisor.errors import (
     EyrieError,
+    NameExists,
     ProvisionError,
     RequiredField,
     UnsupportedFramework,
@@ -54,7 +53,7 @@ from supervisor.models import (
 from supervisor.paths import STATE_DIR, TMP_DIR, Home
 from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.port_claims import ClaimRegistry, PortOwner
-from supervisor.ports import PortRange, port_reservation
+from supervisor.ports import PortRange, first_free_port, port_reservation
 from supervisor.project_file import (
     PROJECT_FILE,
     ProjectContext,
@@ -62,18 +61,11 @@ from supervisor.project_file import (
     render_project_file,
     write_project_file,
 )
-from supervisor.store import TOKEN_FILE, Store
+from supervisor.store import TOKEN_FILE, NameIndex, Store
 from supervisor.trash import Trash, TrashEntry
 
-__all__ = ["Provisioner", "identity_templates", "sha256_text"]
+__all__ = ["ProvisionBatch", "Provisioner", "identity_templates", "sha256_text"]
 
-_STAGING = ".staging"
-_AGENT_DIRS = ("workspace", STATE_DIR, TMP_DIR)
-"""The directories of an instance its agent may write: its working directory, its framework's state and its
-private ``TMPDIR`` (docs/layout.md); everything else in the instance directory is the daemon's."""
-_DIR_MODE = 0o700
-_IDENTITY_MODE = 0o644
-_SECRET_MODE = 0o600
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 log = structlog.get_logger("supervisor.provision")
@@ -111,33 +103,9 @@ def identity_templates(role: HierarchyRole, *, persona: Persona | None = None) -
     return chosen
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """One instance and every file it gets, rendered in memory before anything touches disk."""
-
-    instance: Instance
-    identity: dict[str, str]  # workspace file name → text
-    config_file: str
-    config_text: str
-
-
-def _make_dir(path: Path) -> None:
-    path.mkdir(mode=_DIR_MODE)
-    path.chmod(_DIR_MODE)  # mkdir's mode is filtered by the umask
-
-
-def _write_new(path: Path, data: str, mode: int) -> None:
-    """One file of the instance being built: created, never replaced (its directory moves in whole)."""
-    write_new(path, data, mode)
-
-
 def _config_path(instance: Instance) -> Path | None:
     """The stored config path; eyrie may have written it with a leading ``~``."""
     return Path(instance.config_path).expanduser() if instance.config_path else None
-
-
-def _write_token(secrets_dir: Path, token: str) -> None:
-    _write_new(secrets_dir / TOKEN_FILE, token + "\n", _SECRET_MODE)
 
 
 class Provisioner:
@@ -178,26 +146,31 @@ class Provisioner:
     ) -> Instance:
         """Create the instance ``request`` describes; ``persona`` defaults to ``request.persona_id``'s,
         ``spec`` (a fleet file may override a framework's) to the framework's in ``frameworks``."""
-        spec = self._validate(request, spec)
-        if persona is None and request.persona_id:
-            persona = self.personas.get(request.persona_id)
-        instance_id = new_instance_id()
         try:
-            with self._reservation(instance_id) as port:
-                inst = self._provision_locked(request, persona, spec, port, instance_id)
+            with self.batch() as batch:
+                inst = batch.add(request, persona, spec=spec)
+                failed = batch.commit()
         except OSError as exc:  # the store lock or the store directory itself cannot be used
             where = f" ({exc.filename})" if exc.filename else ""
             raise ProvisionError(
                 f"provisioning {request.name!r} failed: {exc.strerror or exc}{where}"
             ) from exc
-        log.info(
-            "instance_provisioned",
-            instance=inst.name,
-            instance_id=inst.id,
-            framework=inst.framework,
-            port=inst.port,
-        )
+        if inst.id in failed:
+            raise failed[inst.id]
         return inst
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[ProvisionBatch]:
+        """Provision many instances under one hold of the store-wide lock (see `ProvisionBatch`); what was
+        added and not committed when the block ends is removed, its port claims given back."""
+        with locked(self.store.lock()):
+            staging = Staging(self.store)
+            staging.clear()
+            batch = ProvisionBatch(self, self.store.index(), staging)
+            try:
+                yield batch
+            finally:
+                batch.abandon()
 
     def port_owner(self, instance_id: str) -> PortOwner:
         """Whose a port claim of this instance is."""
@@ -212,25 +185,6 @@ class Provisioner:
             claim=lambda port: self.claims.claim(port, owner) is None,
             release=lambda port: self.claims.release(port, owner),
         )
-
-    def _provision_locked(
-        self,
-        request: CreateRequest,
-        persona: Persona | None,
-        spec: FrameworkSpec,
-        port: int,
-        instance_id: str,
-    ) -> Instance:
-        self._clear_staging()
-        self.store.check_name_free(request.name)
-        try:
-            plan = self._plan(request, persona, spec, port, instance_id)
-        except EyrieError:
-            raise
-        except Exception as exc:
-            raise ProvisionError(f"provisioning {request.name!r} failed (render files): {exc}") from exc
-        self._build(plan)
-        return plan.instance
 
     def _validate(self, request: CreateRequest, spec: FrameworkSpec | None) -> FrameworkSpec:
         if not request.name:
@@ -248,17 +202,6 @@ class Provisioner:
             )
         return spec
 
-    def _clear_staging(self) -> None:
-        """Remove debris of a crashed provisioning (the caller holds the store lock: none is running)."""
-        staging = self.store.root / _STAGING
-        try:
-            if staging.is_dir() and not staging.is_symlink():
-                shutil.rmtree(staging)
-            elif staging.is_symlink() or staging.exists():
-                staging.unlink()
-        except OSError as exc:
-            raise ProvisionError(f"cannot clear {staging}: {exc.strerror or exc}") from exc
-
     def _plan(
         self,
         request: CreateRequest,
@@ -266,7 +209,7 @@ class Provisioner:
         spec: FrameworkSpec,
         port: int,
         instance_id: str,
-    ) -> _Plan:
+    ) -> InstancePlan:
         final = self.store.dir(instance_id)
         workspace = final / "workspace"
         config_path = final / spec.config_file
@@ -300,7 +243,7 @@ class Provisioner:
         )
         inst.config_hash = sha256_text(config_text)
         identity = self._identity_files(request, persona, inst)
-        return _Plan(inst, identity, spec.config_file, config_text)
+        return InstancePlan(inst, identity, spec.config_file, config_text)
 
     def _identity_files(
         self, request: CreateRequest, persona: Persona | None, inst: Instance
@@ -364,45 +307,6 @@ class Provisioner:
             max_tokens=persona.max_tokens if persona else 0,
         )
 
-    def _build(self, plan: _Plan) -> None:
-        """Write everything into the staging directory, then rename it into place; on failure, remove it."""
-        inst = plan.instance
-        staging_root = self.store.root / _STAGING
-        built = staging_root / inst.id
-        final = self.store.dir(inst.id)
-        step = "create directories"
-        try:
-            _make_dir(staging_root)
-            for sub in ("", *_AGENT_DIRS, "workspace/memory", "workspace/sessions", "logs", "secrets"):
-                _make_dir(built / sub)
-            step = "write identity files"
-            for name, text in plan.identity.items():
-                _write_new(built / "workspace" / name, text, _IDENTITY_MODE)
-            step = f"write {plan.config_file}"
-            _write_new(built / plan.config_file, plan.config_text, _SECRET_MODE)
-            step = "write the auth token"
-            _write_token(built / "secrets", inst.auth_token)
-            step = "save instance.json"
-            Store(staging_root).save(inst)
-            step = "move the instance into place"
-            for sub in ("workspace", STATE_DIR, "secrets", ""):
-                fsync_dir(built / sub)
-            os.rename(built, final)
-            fsync_dir(self.store.root)
-        except BaseException as exc:
-            for leftover in (built, final):
-                shutil.rmtree(leftover, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                staging_root.rmdir()
-            if isinstance(exc, Exception) and not isinstance(exc, EyrieError):
-                reason = (
-                    f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else exc
-                )
-                raise ProvisionError(f"provisioning {inst.name!r} failed ({step}): {reason}") from exc
-            raise
-        with contextlib.suppress(OSError):
-            staging_root.rmdir()
-
     # --- after provisioning
 
     def rerender(
@@ -430,8 +334,8 @@ class Provisioner:
         if not token:  # an instance eyrie made has no token file: give it one
             token = secrets.token_urlsafe(32)
             secrets_dir = self.store.dir(instance.id) / "secrets"
-            secrets_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
-            atomic_write(secrets_dir / TOKEN_FILE, token + "\n", mode=_SECRET_MODE)
+            secrets_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+            atomic_write(secrets_dir / TOKEN_FILE, token + "\n", mode=SECRET_MODE)
         config_path = _config_path(instance) or self.store.dir(instance.id) / spec.config_file
         self.ensure_layout(instance.id)
         text = render_config(
@@ -440,7 +344,7 @@ class Provisioner:
             config_format=spec.config_format,
         )
         try:
-            atomic_write(config_path, text, mode=_SECRET_MODE)
+            atomic_write(config_path, text, mode=SECRET_MODE)
         except OSError as exc:
             raise ProvisionError(f"cannot write {config_path}: {exc.strerror or exc}") from exc
         return sha256_text(text)
@@ -454,12 +358,12 @@ class Provisioner:
             if path.is_dir() and not path.is_symlink():
                 continue
             try:
-                path.mkdir(mode=_DIR_MODE)
+                path.mkdir(mode=DIR_MODE)
             except FileExistsError:  # a symlink or a file planted there: refused, never followed
                 raise ProvisionError(f"{path} is not a directory; move it away") from None
             except OSError as exc:
                 raise ProvisionError(f"cannot create {path}: {exc.strerror or exc}") from exc
-            path.chmod(_DIR_MODE)
+            path.chmod(DIR_MODE)
 
     def assign_port(self, instance: Instance) -> Instance:
         """Give an instance without a port (eyrie makes its embedded agents with ``port: 0``) a free one,
@@ -540,3 +444,82 @@ class Provisioner:
             self.claims.release(old, owner)
         log.info("instance_port_moved", instance=inst.name, instance_id=instance_id, old_port=old, port=port)
         return inst
+
+
+class ProvisionBatch:
+    """Instances provisioned under one hold of the store-wide lock: the names and ports taken come from one
+    scan of the store, kept current as instances are added (nobody else can add one meanwhile), so N
+    instances cost one scan rather than N; each new port is still claimed machine-wide and checked unbound.
+    Files are written as each is added and made durable together by `commit`, which moves them into place."""
+
+    def __init__(self, provisioner: Provisioner, index: NameIndex, staging: Staging) -> None:
+        self._provisioner = provisioner
+        self._names = set(index.instances)
+        self._contested = dict(index.contested)
+        self._ports = set(index.ports)
+        self._staging = staging
+        self._staged: dict[str, tuple[Instance, PortOwner]] = {}
+
+    def add(
+        self, request: CreateRequest, persona: Persona | None = None, *, spec: FrameworkSpec | None = None
+    ) -> Instance:
+        """Stage the instance ``request`` describes (see `Provisioner.provision`); it exists once `commit`
+        says so. A refusal or failure raises and leaves nothing of it."""
+        prov = self._provisioner
+        spec = prov._validate(request, spec)
+        if persona is None and request.persona_id:
+            persona = prov.personas.get(request.persona_id)
+        if request.name in self._contested:
+            raise NameExists(self._contested[request.name])
+        if request.name in self._names:
+            raise NameExists(f"instance name {request.name!r} already exists")
+        instance_id = new_instance_id()
+        owner = prov.port_owner(instance_id)
+        port = first_free_port(
+            self._ports,
+            prov.ports,
+            claim=lambda port: prov.claims.claim(port, owner) is None,
+            release=lambda port: prov.claims.release(port, owner),
+        )
+        try:
+            try:
+                plan = prov._plan(request, persona, spec, port, instance_id)
+            except EyrieError:
+                raise
+            except Exception as exc:
+                raise ProvisionError(f"provisioning {request.name!r} failed (render files): {exc}") from exc
+            self._staging.stage(plan)
+        except BaseException:
+            prov.claims.release(port, owner)
+            raise
+        self._names.add(request.name)
+        self._ports.add(port)
+        self._staged[instance_id] = (plan.instance, owner)
+        return plan.instance
+
+    def commit(self) -> dict[str, EyrieError]:
+        """Make every instance added so far durable and move it into the store; the ids that could not be,
+        and why (their port claims given back)."""
+        failed = self._staging.place_all()
+        for instance_id, (inst, owner) in self._staged.items():
+            if instance_id in failed:
+                self._provisioner.claims.release(inst.port, owner)
+                self._names.discard(inst.name)
+                self._ports.discard(inst.port)
+                continue
+            log.info(
+                "instance_provisioned",
+                instance=inst.name,
+                instance_id=inst.id,
+                framework=inst.framework,
+                port=inst.port,
+            )
+        self._staged.clear()
+        return failed
+
+    def abandon(self) -> None:
+        """Remove what was added and not committed, giving back its port claims."""
+        for inst, owner in self._staged.values():
+            self._provisioner.claims.release(inst.port, owner)
+        self._staged.clear()
+        self._staging.close()

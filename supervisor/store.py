@@ -64,6 +64,8 @@ class NameIndex:
     contested: dict[str, str]
     """Names that must be neither looked up nor given out again, and why: held by several directories, or
     by one whose ``instance.json`` cannot be read."""
+    ports: frozenset[int] = frozenset()
+    """The ports readable instances hold (contested ones included)."""
 
 
 class Store:
@@ -135,7 +137,7 @@ class Store:
                     f"({p.reason}); repair or remove it",
                 )
         unique = {inst.name: inst for inst in instances if inst.name not in contested}
-        return NameIndex(unique, contested)
+        return NameIndex(unique, contested, frozenset(inst.port for inst in instances if inst.port))
 
     def list(self) -> list[Instance]:
         """Every readable instance, oldest first; unreadable ones are logged and left out (see `problems`)."""
@@ -229,13 +231,14 @@ class Store:
 
     # --- writing
 
-    def save(self, inst: Instance) -> None:
-        """Write the whole instance (creating its directory); the caller owns every field."""
+    def save(self, inst: Instance, *, durable: bool = True) -> None:
+        """Write the whole instance (creating its directory); the caller owns every field. ``durable=False``:
+        the caller syncs the directory later (an instance built in staging)."""
         _require(inst)
         directory = self.dir(inst.id)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with locked(directory / _LOCK_FILE):
-            _write(directory / INSTANCE_FILE, inst)
+            _write(directory / INSTANCE_FILE, inst, durable=durable)
 
     def create(self, inst: Instance) -> None:
         """Save a new instance, refusing a taken name (`NameExists`); callers hold `lock` around it."""

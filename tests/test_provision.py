@@ -21,6 +21,8 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+import supervisor._fs as fs_module
+import supervisor._staging as staging_module
 import supervisor.provision as provision_module
 from supervisor.errors import (
     InvalidID,
@@ -448,15 +450,25 @@ class TestRollback:
     """Whatever step fails, nothing is left behind: no directory, no reserved port, no half-written file."""
 
     @pytest.mark.parametrize(
-        ("target", "make", "error"),
+        ("module", "target", "make", "error"),
         [
-            ("render_config", lambda: _fail(RuntimeError("renderer broke")), ProvisionError),
-            ("render_template", lambda: _fail(PersonaError("template broke")), PersonaError),
-            ("_make_dir", lambda: _fail_on_call(4, provision_module._make_dir), ProvisionError),
-            ("_write_new", lambda: _fail_on_call(2, provision_module._write_new), ProvisionError),
-            ("_write_new", lambda: _fail_on_call(4, provision_module._write_new), ProvisionError),
-            ("_write_token", lambda: _fail(OSError(5, "Input/output error")), ProvisionError),
-            ("fsync_dir", lambda: _fail(OSError(5, "Input/output error")), ProvisionError),
+            (
+                provision_module,
+                "render_config",
+                lambda: _fail(RuntimeError("renderer broke")),
+                ProvisionError,
+            ),
+            (
+                provision_module,
+                "render_template",
+                lambda: _fail(PersonaError("template broke")),
+                PersonaError,
+            ),
+            (staging_module, "_make_dir", lambda: _fail_on_call(4, staging_module._make_dir), ProvisionError),
+            (staging_module, "write_new", lambda: _fail_on_call(2, fs_module.write_new), ProvisionError),
+            (staging_module, "write_new", lambda: _fail_on_call(4, fs_module.write_new), ProvisionError),
+            (staging_module, "write_new", lambda: _fail_on_call(5, fs_module.write_new), ProvisionError),
+            (staging_module, "fsync_dir", lambda: _fail(OSError(5, "Input/output error")), ProvisionError),
         ],
         ids=["render", "template", "mkdir", "identity-write", "config-write", "token", "fsync"],
     )
@@ -465,12 +477,13 @@ class TestRollback:
         provisioner: Provisioner,
         store: Store,
         monkeypatch: pytest.MonkeyPatch,
+        module: object,
         target: str,
         make: Callable[[], Callable[..., Any]],
         error: type[Exception],
     ) -> None:
         """A failure at this step raises, removes everything and frees the port for the next instance."""
-        monkeypatch.setattr(provision_module, target, make())
+        monkeypatch.setattr(module, target, make())
         with pytest.raises(error):
             provisioner.provision(_req())
         _assert_nothing_left(store)
@@ -501,7 +514,14 @@ class TestRollback:
         self, provisioner: Provisioner, store: Store, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Even a KeyboardInterrupt mid-way removes what was written, then propagates unchanged."""
-        monkeypatch.setattr(provision_module, "_write_token", _fail(KeyboardInterrupt()))
+        real = fs_module.write_new
+
+        def write_new(path: Path, *args: Any, **kwargs: Any) -> None:
+            if path.parent.name == "secrets":  # the token, after the identity files and the config
+                raise KeyboardInterrupt
+            real(path, *args, **kwargs)
+
+        monkeypatch.setattr(staging_module, "write_new", write_new)
         with pytest.raises(KeyboardInterrupt):
             provisioner.provision(_req())
         _assert_nothing_left(store)

@@ -23,10 +23,12 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, 
 from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
+from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, next_ending
+from supervisor.daemon._status_line import StatusLine
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
 from supervisor.daemon.inventory import Inventory
@@ -35,7 +37,6 @@ from supervisor.daemon.metrics import render_metrics
 from supervisor.daemon.outcome import Outcome, Reexec, Stopped
 from supervisor.daemon.reconciler import Reconciler
 from supervisor.daemon.relocation import PortRelocator
-from supervisor.daemon.views import status_summary
 from supervisor.engine import Engine
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
@@ -92,7 +93,7 @@ class Daemon:
         self.inventory = Inventory(self.reconciler, self.engine, self.store, self.provisioner)
         self._lock = anyio.Lock()  # one fleet change at a time
         self._edits = FleetEdits(self.fleet_path, self._lock, self.reconciler, self._reload_locked)
-        self._summary = ""
+        self._status_line = StatusLine(self.notifier, self.engine.all_written)
         self._inherited: InheritedChildren | None = None
         self._log_level = log_level
 
@@ -154,10 +155,11 @@ class Daemon:
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
+            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at)
             tg.start_soon(keep_trash, self.home, lambda: self.reconciler.fleet.daemon.trash_retention)
             self.notifier.ready()
-            self._publish_status()
-            self._log_ready()
+            self._status_line.publish()
+            log_ready(len(self.reconciler.managed()), self.home.socket_path, self.reexecuted_at)
             task_status.started()
             signum = await next_ending(signals, functools.partial(tg.start_soon, self.reload))
             reexec_began = await self._leave(signum)
@@ -179,12 +181,6 @@ class Daemon:
         log.info("daemon_reexec", pid=os.getpid())
         await self.engine.detach()
         return began
-
-    def _log_ready(self) -> None:
-        since = self.reexecuted_at
-        extra = {"reexec_seconds": round(time.monotonic() - since, 3)} if since else {}
-        managed = len(self.reconciler.managed())
-        log.info("daemon_ready", instances=managed, socket=str(self.home.socket_path), **extra)
 
     def _apply_daemon_settings(self, fleet: FleetFile) -> None:
         """The settings of eyried that apply live: the log level (unless given on the command line)."""
@@ -239,7 +235,7 @@ class Daemon:
                 result = await self._reload_locked()
         finally:
             self.notifier.ready()
-            self._publish_status()
+            self._status_line.publish()
         return result
 
     async def plan_reload(self) -> ReloadResult:
@@ -287,14 +283,6 @@ class Daemon:
 
     def _on_event(self, event: Event) -> None:
         self.hub.publish(event)
-        self._publish_status()
+        self._status_line.stale()
         if self._inherited is not None and self._inherited.waiting:
             self._inherited.reap()
-
-    def _publish_status(self) -> None:
-        if not self.notifier.enabled:
-            return
-        summary = status_summary(self.engine.instances())
-        if summary != self._summary:
-            self._summary = summary
-            self.notifier.status(summary)

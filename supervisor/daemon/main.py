@@ -25,6 +25,7 @@ import structlog
 from supervisor.daemon._signals import block_signals
 from supervisor.daemon.daemon import Daemon
 from supervisor.daemon.outcome import Reexec
+from supervisor.engine.open_files import raise_soft_limit, reexec_env
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.logconfig import configure_logging
 from supervisor.paths import Home
@@ -74,6 +75,8 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
     faulthandler.enable()
     configure_logging(dev=dev, level=log_level or "info")
     log = structlog.get_logger("supervisor.daemon")
+    limit = raise_soft_limit()  # a fleet of a few hundred needs more than 1024 (see `open_files`)
+    log.info("open_files_limit", soft=limit.soft, hard=limit.hard, agents=limit.agents)
     resolved = Home.resolve(home)
     if dev:
         os.environ.pop("NOTIFY_SOCKET", None)
@@ -116,6 +119,7 @@ def _reexec(outcome: Reexec) -> NoReturn:
     """
     log = structlog.get_logger("supervisor.daemon")
     os.environ[REEXEC_ENV] = repr(outcome.began)
+    os.environ.update(reexec_env())
     for signum in outcome.carried_signals:
         os.kill(os.getpid(), signum)  # process-directed: the next image's listener thread accepts it
     sys.stdout.flush()

@@ -17,14 +17,14 @@ import structlog
 
 from supervisor.control.schema import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
+from supervisor.daemon._fresh import provision_new
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon._project_context import sync_project_file
 from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
-from supervisor.engine.process import current_boot_id
 from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, diff_fleets
-from supervisor.models import CreateRequest, Instance, InstanceStatus, utcnow
+from supervisor.models import Instance, InstanceStatus, utcnow
 from supervisor.store import NameIndex
 
 if TYPE_CHECKING:
@@ -192,13 +192,15 @@ class Reconciler:
                 log.error("instance_removal_failed", instance=name, error=str(exc))
                 dropped.append(f"{name}: removal failed: {exc}")
             result.removed.append(name)
+        unrun = [name for name in [*diff.process_changed, *retry] if self.applied(name) is None]
+        fresh = await self._provision_new(new, index, [*diff.added, *unrun], hold)
         for name in diff.added:
             resolved = new.resolve(name)
-            if await self._adopt_or_provision(resolved, index, hold=name in hold, rerender=name in stale):
+            if await self._adopt_or_provision(resolved, index, fresh, rerender=name in stale):
                 (result.restarted if name in stale else result.added).append(name)
         for name in [*diff.process_changed, *retry]:
             if (applied := self.applied(name)) is None:
-                if await self._adopt_or_provision(new.resolve(name), index, hold=False):
+                if await self._adopt_or_provision(new.resolve(name), index, fresh):
                     result.added.append(name)
                 continue
             try:
@@ -295,19 +297,43 @@ class Reconciler:
         """The engine runs ``name`` from a new declaration; an earlier failure stays on record."""
         self._records.setdefault(name, InstanceRecord()).applied = applied
 
+    async def _provision_new(
+        self, fleet: FleetFile, index: NameIndex, names: list[str], hold: frozenset[str]
+    ) -> dict[str, Instance | Exception]:
+        """Provision, in one batch, those of ``names`` the store has no instance of (see `provision_new`)."""
+        wanted = [n for n in names if n not in index.instances and n not in index.contested]
+        if not wanted:
+            return {}
+
+        def running_id(name: str) -> str | None:
+            return applied.instance_id if (applied := self.applied(name)) is not None else None
+
+        return await anyio.to_thread.run_sync(
+            lambda: provision_new(self._provisioner, fleet, wanted, hold=hold, running_id=running_id)
+        )
+
     async def _adopt_or_provision(
-        self, resolved: ResolvedInstance, index: NameIndex, *, hold: bool, rerender: bool = False
+        self,
+        resolved: ResolvedInstance,
+        index: NameIndex,
+        fresh: dict[str, Instance | Exception],
+        *,
+        rerender: bool = False,
     ) -> bool:
-        """Run the stored instance, or provision it first; False (and the error recorded) if it fails, or if
-        the name is contested (two directories hold it, or an unreadable one does): never a second one.
-        ``rerender``: its declaration changed while no eyried applied it, so its config is rendered again
-        first (a process adopted from the old config then restarts: its launch hash differs)."""
+        """Run the stored instance, or the one just provisioned for it (in ``fresh``); False (and the error
+        recorded) if that failed, or if the name is contested (two directories hold it, or an unreadable one
+        does): never a second one. ``rerender``: its declaration changed while no eyried applied it, so its
+        config is rendered again first (a process adopted from the old config then restarts: its launch hash
+        differs)."""
         inst = index.instances.get(resolved.name)
         try:
             if resolved.name in index.contested:
                 raise NameExists(index.contested[resolved.name])
             if inst is None:
-                inst = await anyio.to_thread.run_sync(self._provision, resolved, hold)
+                provisioned = fresh[resolved.name]
+                if isinstance(provisioned, Exception):
+                    raise provisioned
+                inst = provisioned
             elif not inst.port:
                 inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
             if rerender:
@@ -336,36 +362,6 @@ class Reconciler:
             eyrie_url=self._provisioner.eyrie_url,
             files_digest=sync_project_file(self._provisioner, resolved, inst),
         )
-
-    def _provision(self, resolved: ResolvedInstance, hold: bool) -> Instance:
-        personas = self._provisioner.personas
-        persona = personas.get(resolved.persona) if resolved.persona else None
-        parent = self.applied(resolved.parent) if resolved.parent else None
-        request = CreateRequest(
-            name=resolved.name,
-            framework=resolved.framework,
-            persona_id=resolved.persona,
-            hierarchy_role=resolved.role,
-            project_id=resolved.project,
-            parent_id=parent.instance_id if parent is not None else resolved.parent,
-            model=resolved.model,
-            auto_start=resolved.autostart,
-            created_by=resolved.created_by,
-            parent_name=resolved.parent,
-            project_name=resolved.project_name,
-            project_goal=resolved.project_goal,
-            project_description=resolved.project_description,
-        )
-        inst = self._provisioner.provision(request, persona, spec=resolved.spec)
-        if hold:
-            boot_id = current_boot_id()
-
-            def held(i: Instance) -> None:
-                i.desired = "stopped"
-                i.desired_boot_id = boot_id
-
-            inst = self._store.update(inst.id, held)
-        return inst
 
     def _give_port(self, inst: Instance, resolved: ResolvedInstance) -> Instance:
         """A port for an instance made without one (eyrie's embedded agents), and its config re-rendered

@@ -33,13 +33,19 @@ class Crowd:
     size: int = 1
     window: float = 0.01
     recent: deque[float] = field(default_factory=deque)
+    surge_until: float = 0.0
 
     def crowded(self, now: float) -> bool:
         recent = self.recent
         while recent and now - recent[0] >= self.window:
             recent.popleft()
         recent.append(now)
-        return len(recent) > self.size
+        return len(recent) > self.size or now < self.surge_until
+
+    def surge(self, now: float, seconds: float) -> None:
+        """Calls are known to come in a crowd for the next ``seconds`` (a fleet stopping): when each takes
+        longer than ``window`` (a slow disk), the count alone would run them one by one on the loop."""
+        self.surge_until = max(self.surge_until, now + seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -446,9 +446,10 @@ class Actor:
     async def _sweep_port_holders(self) -> None:
         await self._sweep(pgid=None, before=procfs.uptime_ticks())
 
-    async def sweep_leftovers(self) -> None:
-        """End processes of earlier runs that outlived them (never the current run's, which started later)."""
-        before = self.proc.start_ticks - 1 if self.proc is not None else procfs.uptime_ticks()
+    async def sweep_leftovers(self, exited: int) -> None:
+        """End processes of earlier runs that outlived them: started before ``exited``, the tick the last
+        unplanned exit was seen (never the current run's, which started later, maybe still being spawned)."""
+        before = min(exited, self.proc.start_ticks if self.proc is not None else exited) - 1
         try:
             await self._sweep(pgid=None, before=before)
         except Exception:

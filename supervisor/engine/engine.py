@@ -20,7 +20,9 @@ import anyio
 import anyio.abc
 import structlog
 
+from supervisor.engine import procfs
 from supervisor.engine._services import Relocator
+from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
@@ -40,6 +42,8 @@ log = structlog.get_logger("supervisor.engine")
 
 _WAIT_MARGIN = 5.0
 _KILL_AND_PORT_WAIT = 10.0
+_SURGE = 2.0
+"""Seconds for which state writes go to worker threads once many instances are stopping at once."""
 
 
 class Engine:
@@ -74,10 +78,13 @@ class Engine:
         self._sweep_delay = sweep_delay
         self._claims = claims if claims is not None else ClaimRegistry()
         self._relocate = relocate
-        self._sweep_pending: set[str] = set()
+        self._sweep_pending: dict[str, int] = {}  # instance id → the tick its last unplanned exit was seen
         self._sweep_wanted: anyio.Event | None = None
         self._sweep_urgent: anyio.Event | None = None
         self._actors: dict[str, Actor] = {}
+        self._adopted: set[str] = set()  # instances whose process was running when they were added
+        self._settling: Settling | None = None
+        self._stops_in_flight = 0
         self._adding: set[str] = set()
         self._services: Services | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -124,6 +131,7 @@ class Engine:
             self._services = None
             self._task_group = None
             self._actors.clear()
+            self._adopted.clear()
 
     async def shutdown(self) -> None:
         """Stop every process in parallel (each within its stop timeout), record them ``stopped`` with their
@@ -132,6 +140,7 @@ class Engine:
             return
         self._closing = True
         actors = list(self._actors.values())
+        self._services.writing.surge(anyio.current_time(), _SURGE)
         for actor in actors:
             actor.close("shutdown")
         for actor in actors:
@@ -167,6 +176,8 @@ class Engine:
             actor = Actor(runtime, inst, services)
             actor.prepare()
             self._actors[key] = actor
+            if actor.proc is not None:
+                self._adopted.add(key)
         finally:
             self._adding.discard(key)
         assert self._task_group is not None
@@ -190,6 +201,16 @@ class Engine:
         actor.close("remove")
         await actor.done.wait()
         self._actors.pop(instance_id, None)
+        self._adopted.discard(instance_id)
+
+    async def settled(self) -> Settled:
+        """Wait until every instance supervised now has come to rest (adopted, started up to readiness,
+        given up on or waiting to retry, or not wanted running), and say how many of each."""
+        self._settling = Settling(lambda: self._actors, frozenset(self._adopted))
+        try:
+            return await self._settling.wait()
+        finally:
+            self._settling = None
 
     # ------------------------------------------------------------------ commands
 
@@ -207,6 +228,15 @@ class Engine:
         `StopIncomplete` when something outside it still holds the port."""
         actor = self._actor(instance_id)
         actor.stop_left = ""
+        self._stops_in_flight += 1
+        if self._stops_in_flight > 1 and self._services is not None:  # `stop --all`: many at once
+            self._services.writing.surge(anyio.current_time(), _SURGE)
+        try:
+            return await self._stop(actor, wait=wait)
+        finally:
+            self._stops_in_flight -= 1
+
+    async def _stop(self, actor: Actor, *, wait: bool) -> Instance:
         event = actor.stop()
         await actor.persist()
         if wait:
@@ -292,6 +322,8 @@ class Engine:
             await event.wait()
 
     def _emit(self, event: Event) -> None:
+        if self._settling is not None:
+            self._settling.noticed(event.instance_id)
         if self._on_event is not None:
             self._on_event(event)
 
@@ -303,7 +335,7 @@ class Engine:
                     await actor.rotate_log()
 
     def _request_sweep(self, instance_id: str, urgent: bool) -> None:
-        self._sweep_pending.add(instance_id)
+        self._sweep_pending[instance_id] = procfs.uptime_ticks()
         assert self._sweep_wanted is not None and self._sweep_urgent is not None
         self._sweep_wanted.set()
         if urgent:
@@ -319,8 +351,8 @@ class Engine:
             with anyio.move_on_after(self._sweep_delay):
                 await self._sweep_urgent.wait()
             self._sweep_wanted, self._sweep_urgent = anyio.Event(), anyio.Event()
-            pending, self._sweep_pending = self._sweep_pending, set()
+            pending, self._sweep_pending = self._sweep_pending, {}
             async with anyio.create_task_group() as tg:
-                for instance_id in pending:
+                for instance_id, exited in pending.items():
                     if (actor := self._actors.get(instance_id)) is not None:
-                        tg.start_soon(actor.sweep_leftovers)
+                        tg.start_soon(actor.sweep_leftovers, exited)

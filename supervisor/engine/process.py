@@ -22,6 +22,7 @@ import psutil
 
 from supervisor.engine import pidfd, procfs
 from supervisor.engine.child_setup import empty_signal_mask
+from supervisor.engine.open_files import child_command, child_open_files
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 from supervisor.sandbox.child import Confiner
@@ -313,10 +314,11 @@ def spawn(
     os.set_blocking(log_fd, True)  # the child inherits it as its stdout
     if confine is not None:
         return _spawn_confined(argv, executable or program, env, cwd, log_fd, confine)
+    command, executable = child_command(argv, executable)
     try:
         with empty_signal_mask():
             popen = subprocess.Popen(
-                list(argv),
+                command,
                 executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
@@ -338,7 +340,7 @@ def _spawn_confined(
 ) -> SpawnedProcess:
     program = argv[0]
     try:
-        pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd)
+        pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=child_open_files())
     except ConfinementFailed:
         raise StartFailed(f"{program}: the child could not confine itself before exec") from None
     except OSError as exc:

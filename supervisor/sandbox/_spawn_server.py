@@ -15,6 +15,7 @@ import ctypes
 import errno
 import json
 import os
+import resource
 import signal
 import socket
 from typing import Any
@@ -112,6 +113,8 @@ def _child(request: dict[str, Any], log_fd: int, confiner: Confiner, report: int
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.chdir(request["cwd"])
+        if request.get("open_files"):
+            resource.setrlimit(resource.RLIMIT_NOFILE, tuple(request["open_files"]))
         stage = "confine"
         confiner()
         stage = "exec"

@@ -82,7 +82,14 @@ class Confiner:
         self._strerror = os.strerror
 
     def spawn(
-        self, argv: Sequence[str], executable: str, *, env: Mapping[str, str], cwd: Path, log_fd: int
+        self,
+        argv: Sequence[str],
+        executable: str,
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_fd: int,
+        open_files: tuple[int, int] | None = None,
     ) -> int:
         """Start a child confined so, through the spawn helper; its pid (see `SpawnHelper.spawn`)."""
         assert self._helper is not None, "a confiner of the spawn helper's own"
@@ -92,6 +99,7 @@ class Confiner:
             env=env,
             cwd=cwd,
             log_fd=log_fd,
+            open_files=open_files,
             ruleset=self._ruleset,
             drop_capabilities=self._drop_capabilities,
         )

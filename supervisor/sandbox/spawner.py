@@ -60,8 +60,10 @@ class SpawnHelper:
         log_fd: int,
         ruleset: int,
         drop_capabilities: bool,
+        open_files: tuple[int, int] | None = None,
     ) -> int:
-        """Start ``argv`` confined, as a child of this process; its pid once it has exec'd.
+        """Start ``argv`` confined, as a child of this process; its pid once it has exec'd. ``open_files``:
+        the (soft, hard) limit on open files it starts with, when not this process's.
 
         Raises `OSError` when it cannot be forked or exec'd, `ConfinementFailed` when it could not confine
         itself (the child has been reaped in both cases)."""
@@ -72,6 +74,7 @@ class SpawnHelper:
                 "env": dict(env),
                 "cwd": str(cwd),
                 "drop_capabilities": drop_capabilities,
+                "open_files": open_files,
             }
         ).encode()
         fds = [log_fd] if ruleset < 0 else [log_fd, ruleset]

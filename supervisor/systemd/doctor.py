@@ -29,6 +29,7 @@ from supervisor.systemd._agent_checks import layout_check, projects_check, secre
 from supervisor.systemd._check import Check
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
+from supervisor.systemd._open_files_check import open_files_check
 from supervisor.systemd.install import legacy_unit, render_for
 from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME, served_home
@@ -57,7 +58,8 @@ def run_checks(
         checks.append(_daemon(the_home, name, environ, reachable=manager.ok))
     checks += _frameworks(the_home, facts, manager_path or environ.get("PATH", os.defpath), manager.ok)
     checks.append(_port_claims(the_home, ClaimRegistry()))
-    checks.append(_ports(the_home, facts.ports, ClaimRegistry()))
+    checks.append(_ports(the_home, facts.ports, ClaimRegistry(), declared=facts.instances))
+    checks.append(open_files_check(facts.instances, _daemon_pid(the_home)))
     checks.append(check_instances(the_home))
     checks.append(layout_check(the_home))
     checks += secrets_checks(the_home)
@@ -335,7 +337,13 @@ def _home_owns(home: Home, claim: Claim) -> bool:
     return claim.owner is not None and claim.owner.home == os.path.abspath(home.root)
 
 
-def _ports(home: Home, span: PortRange, registry: ClaimRegistry) -> Check:
+def _daemon_pid(home: Home) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(read_text(home.pid_file, limit=64).strip()) if _lock_held(home) else None
+    return None
+
+
+def _ports(home: Home, span: PortRange, registry: ClaimRegistry, *, declared: int) -> Check:
     bound = {
         conn.laddr.port
         for conn in psutil.net_connections(kind="inet")
@@ -350,6 +358,13 @@ def _ports(home: Home, span: PortRange, registry: ClaimRegistry) -> Check:
         f"{free} of {len(span)} ports free in {span}"
         f" ({len(ours)} assigned to instances, {len(strangers)} held or claimed by others)"
     )
+    if declared > len(span):
+        return Check(
+            "ports",
+            False,
+            f"{home.fleet_file} declares {declared} instances but daemon.ports holds {len(span)}: {detail}",
+            f"widen daemon.ports in fleet.yaml to at least {declared} ports",
+        )
     if free >= MIN_FREE_PORTS:
         return Check("ports", True, detail)
     return Check(
