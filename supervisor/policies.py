@@ -28,7 +28,7 @@ class RestartPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: Literal["always", "on-failure", "never"] = "on-failure"
-    initial_delay: Annotated[Duration, duration_within(0.01, _HOUR)] = 1.0
+    initial_delay: Annotated[Duration, duration_within(0.0, _HOUR)] = 1.0
     factor: float = Field(default=2.0, ge=1.0, le=100.0)
     max_delay: Annotated[Duration, duration_within(0.01, _DAY)] = 60.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -48,7 +48,10 @@ class RestartPolicy(BaseModel):
         return max(base, 0.0)
 
     def _backoff(self, steps: int) -> float:
-        """The delay before jitter, compared in log space so no power is computed past ``max_delay``."""
+        """The delay before jitter, compared in log space so no power is computed past ``max_delay``; an
+        ``initial_delay`` of 0 restarts at once every time (systemd's ``RestartSec=0``)."""
+        if not self.initial_delay:
+            return 0.0
         if self.initial_delay >= self.max_delay:
             return self.max_delay
         if self.factor == 1.0:

@@ -91,6 +91,7 @@ POLICIES = [
     RestartPolicy(initial_delay=3600, factor=100, max_delay=86400, jitter=1, max_retries=10**6),
     RestartPolicy(initial_delay=5, factor=1, max_delay=60, jitter=0, max_retries=10**6),
     RestartPolicy(initial_delay=90, factor=3, max_delay=30, jitter=0, max_retries=10**6),
+    RestartPolicy(initial_delay=0, factor=2, max_delay=60, jitter=0.1, max_retries=10**6),
 ]
 
 

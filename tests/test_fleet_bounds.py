@@ -13,7 +13,7 @@ BOUNDED = [
     ("defaults:\n  health:\n", "timeout", "0", "2h"),
     ("defaults:\n  health:\n", "start_timeout", "0", "1.0e308"),
     ("defaults:\n  health:\n", "failure_threshold", "0", "1000000"),
-    ("defaults:\n  restart:\n", "initial_delay", "0", "1.0e308"),
+    ("defaults:\n  restart:\n", "initial_delay", "-1", "1.0e308"),
     ("defaults:\n  restart:\n", "factor", "0.5", "1.0e300"),
     ("defaults:\n  restart:\n", "max_delay", "0", "1.0e308"),
     ("defaults:\n  restart:\n", "jitter", "-0.5", "2"),
@@ -61,7 +61,7 @@ class TestBoundsInDefaults:
         text = (
             "version: 1\ndefaults:\n"
             "  health: {interval: 100ms, timeout: 10ms, start_timeout: 24h, failure_threshold: 1000}\n"
-            "  restart: {initial_delay: 10ms, factor: 100, max_delay: 24h, jitter: 1, reset_after: 0,"
+            "  restart: {initial_delay: 0, factor: 100, max_delay: 24h, jitter: 1, reset_after: 0,"
             " max_retries: 1000000, cooldown: 168h}\n"
             "  logs: {max_bytes: 1024, backups: 1000}\n"
             "  stop_timeout: 1h\n"

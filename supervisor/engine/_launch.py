@@ -69,7 +69,10 @@ async def check_port(
     port = rt.port
     if not port:
         return None
-    claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
+    if services.writing.crowded(anyio.current_time()):
+        claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
+    else:  # a lone claim (a respawn: the claim is ours already) costs less than a thread's round trip
+        claimed = _claim(rt, services, log)
     if claimed is not None:
         return claimed
     if not port_in_use(port):

@@ -5,6 +5,9 @@ The actor runs one loop in the engine's task group. Commands (`start`, `stop`, `
 on one instance happens in order. What the loop is doing is its `Phase`, moved through the phase table; every
 status change goes through the state table, is written to ``instance.json`` (in order; not fsynced: runtime
 state, see docs/layout.md) with the phase before the next action, then emitted as an `Event` and a log line.
+One exception keeps a crash-to-respawn short: a restart without delay writes the crash together with the new
+process, after its exec; a daemon that dies in between finds the record naming the dead process, and ends the
+unrecorded one by its marker before starting again (`_recover`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ class Actor:
         self._scope: anyio.CancelScope | None = None  # the current supervision: a command cancels it
         self._sleeping = False  # in a backoff or cooldown wait, which a start cuts short
         self._waiters = Waiters()
+        self._unwritten: list[tuple[Instance, InstanceStatus, InstanceStatus, str]] = []
+        """Transitions made in memory, announced once the write that records them is done."""
 
     @property
     def inst(self) -> Instance:
@@ -295,7 +300,8 @@ class Actor:
         if d.completed:
             self._set_desired("stopped")
         self._move(d.phase)
-        await self._transition(d.status, d.detail, **changes)
+        at_once = d.delay == 0 and d.phase is Phase.BACKOFF  # recorded with the new process
+        await self._transition(d.status, d.detail, unwritten=at_once, **changes)
         self._note(f"restart in {d.delay:.1f}s" if d.phase is Phase.BACKOFF else d.detail)
         return d
 
@@ -458,9 +464,16 @@ class Actor:
         assign(self.inst, phase=new.value)
 
     async def _transition(
-        self, new: InstanceStatus, detail: str, *, via: InstanceStatus | None = None, **changes: Any
+        self,
+        new: InstanceStatus,
+        detail: str,
+        *,
+        via: InstanceStatus | None = None,
+        unwritten: bool = False,
+        **changes: Any,
     ) -> None:
-        """Move to ``new`` (through ``via`` first, recorded in the same write), persist, then announce."""
+        """Move to ``new`` (through ``via`` first, recorded in the same write), persist, then announce;
+        ``unwritten``: in memory only, announced after the next write."""
         old = self.inst.status
         if via is not None:
             check_transition(old, via)
@@ -468,6 +481,9 @@ class Actor:
         else:
             check_transition(old, new)
         assign(self.inst, **changes, status=new, status_detail=detail, status_updated_at=utcnow())
+        if unwritten:
+            self._unwritten.append((self.inst.model_copy(), old, new, detail))
+            return
         await self.persist()
         if via is not None:
             self._emit("transition", old, via, "spawned")
@@ -478,6 +494,11 @@ class Actor:
 
     async def persist(self) -> None:
         await self._record.persist()
+        unwritten, self._unwritten = self._unwritten, []
+        for inst, old, new, detail in unwritten:
+            announce(self.services.emit, self.log, self.runtime, inst, "transition", old, new, detail, {})
+            if new in SETTLED:
+                self._waiters.attempt_settled()
 
     def _note(self, text: str) -> None:
         self.logs.note(self.runtime, text)

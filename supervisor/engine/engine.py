@@ -126,6 +126,8 @@ class Engine:
                 await self._finished.wait()
                 tg.cancel_scope.cancel()
         finally:
+            if self._services is not None:
+                self._services.sandboxes.close()  # the rulesets, and the spawn helper
             self._services = None
             self._task_group = None
             self._actors.clear()

@@ -6,9 +6,10 @@ systemd, which raises its own soft limit to the hard limit and starts each servi
 the daemon raises its soft limit to the hard limit at start (`raise_soft_limit`) and starts its children with
 the soft limit it was started with: a program that uses ``select()`` breaks on a descriptor above 1023, so it
 must not be handed more than it expects. A confined child sets it between fork and exec, where it runs code
-anyway (`restore_in_child`). An unconfined child is forked with ``vfork``, which runs no code of ours before
-the exec, and a full fork of the daemon costs milliseconds (the price of a ``preexec_fn``), so its program is
-exec'd through util-linux's ``prlimit``, which sets the soft limit and execs the same argv (`child_command`).
+anyway (`child_open_files`, applied in the spawn helper's clone). An unconfined child is forked with
+``vfork``, which runs no code of ours before the exec, and a full fork of the daemon costs milliseconds (the
+price of a ``preexec_fn``), so its program is exec'd through util-linux's ``prlimit``, which sets the soft
+limit and execs the same argv (`child_command`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ __all__ = [
     "FDS_RESERVE",
     "OpenFilesLimit",
     "child_command",
+    "child_open_files",
     "fds_needed",
     "raise_soft_limit",
     "reexec_env",
-    "restore_in_child",
 ]
 
 FDS_PER_INSTANCE = 3
@@ -104,8 +105,8 @@ def child_command(argv: Sequence[str], executable: str | None) -> tuple[list[str
     return [_current.prlimit, f"--nofile={_current.inherited}:", "--", *argv], None
 
 
-def restore_in_child() -> None:
-    """Between fork and exec: the soft limit the daemon was started with (only system calls: see
-    `supervisor.engine.child_setup`)."""
-    if _current is not None and _current.raised:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (_current.inherited, _current.hard))
+def child_open_files() -> tuple[int, int] | None:
+    """The (soft, hard) limit a child sets between fork and exec; None when the daemon's is unchanged."""
+    if _current is None or not _current.raised:
+        return None
+    return _current.inherited, _current.hard

@@ -13,7 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,10 +21,12 @@ import anyio
 import psutil
 
 from supervisor.engine import pidfd, procfs
-from supervisor.engine.child_setup import confined_child_setup, empty_signal_mask
-from supervisor.engine.open_files import child_command
+from supervisor.engine.child_setup import empty_signal_mask
+from supervisor.engine.open_files import child_command, child_open_files
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
+from supervisor.sandbox.child import Confiner
+from supervisor.sandbox.spawner import ConfinementFailed
 
 __all__ = [
     "AdoptedProcess",
@@ -179,20 +181,29 @@ class _PidfdProcess:
 
 
 class SpawnedProcess(_PidfdProcess):
-    """Our own child: started in its own session, output appended to the instance's log file."""
+    """Our own child: started in its own session, output appended to the instance's log file; forked by
+    `subprocess.Popen` (``popen``) or, confined, by the spawn helper (then reaped through its pidfd)."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], start_time: float, start_ticks: int, cmdline: Sequence[str]
+        self,
+        pid: int,
+        start_time: float,
+        start_ticks: int,
+        cmdline: Sequence[str],
+        popen: subprocess.Popen[bytes] | None = None,
     ):
-        super().__init__(popen.pid, popen.pid, start_time, start_ticks, cmdline)
+        super().__init__(pid, pid, start_time, start_ticks, cmdline)
         self._popen = popen
 
     def release(self) -> None:
         super().release()
-        if self._status is None:
+        if self._status is None and self._popen is not None:
             _RELEASED.append(self._popen)
 
     def _reap(self) -> ExitStatus | None:
+        if self._popen is None:
+            assert self._fd is not None
+            return pidfd.collect(os.P_PIDFD, self._fd)
         code = self._popen.poll()
         if code is None:
             return None
@@ -272,12 +283,12 @@ def spawn(
     env: Mapping[str, str],
     cwd: Path,
     log_path: Path,
-    confine: Callable[[], None] | None = None,
+    confine: Confiner | None = None,
 ) -> SpawnedProcess:
     """Start ``argv`` in its own session in ``cwd``, stdin from /dev/null, output appended to ``log_path``.
 
-    ``env`` is the child's complete environment; ``confine`` runs in the child just before exec
-    (`supervisor.sandbox.child.Confiner`). A missing program, working directory or log file, or an
+    ``env`` is the child's complete environment; a child to be confined (``confine``) is forked by the
+    spawn helper and confines itself just before exec. A missing program, working directory or log file, or an
     exec failure, raises `StartFailed` with the text that belongs in ``last_error``.
     """
     program = argv[0]
@@ -301,7 +312,9 @@ def spawn(
         os.close(log_fd)
         raise StartFailed(f"log file {log_path} is not a regular file; move it away")
     os.set_blocking(log_fd, True)  # the child inherits it as its stdout
-    command, executable = (list(argv), executable) if confine else child_command(argv, executable)
+    if confine is not None:
+        return _spawn_confined(argv, executable or program, env, cwd, log_fd, confine)
+    command, executable = child_command(argv, executable)
     try:
         with empty_signal_mask():
             popen = subprocess.Popen(
@@ -314,26 +327,40 @@ def spawn(
                 env=dict(env),
                 close_fds=True,
                 start_new_session=True,
-                preexec_fn=None if confine is None else confined_child_setup(confine),
             )
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
-    except subprocess.SubprocessError:
-        raise StartFailed(f"{program}: the child could not confine itself before exec") from None
     finally:
         os.close(log_fd)
-    return _handle_for(popen, argv)
+    return _handle_for(popen.pid, argv, popen)
 
 
-def _handle_for(popen: subprocess.Popen[bytes], argv: Sequence[str]) -> SpawnedProcess:
+def _spawn_confined(
+    argv: Sequence[str], executable: str, env: Mapping[str, str], cwd: Path, log_fd: int, confine: Confiner
+) -> SpawnedProcess:
+    program = argv[0]
+    try:
+        pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=child_open_files())
+    except ConfinementFailed:
+        raise StartFailed(f"{program}: the child could not confine itself before exec") from None
+    except OSError as exc:
+        raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
+    finally:
+        os.close(log_fd)
+    return _handle_for(pid, argv)
+
+
+def _handle_for(
+    pid: int, argv: Sequence[str], popen: subprocess.Popen[bytes] | None = None
+) -> SpawnedProcess:
     """Identify the fresh child: start time (as psutil computes it: boot time + start ticks) and cmdline.
 
     The command line is ``argv``: what the child was just exec'ed with. Reading it back from /proc would
     wait for the child's dynamic loader to release its memory map (a millisecond or more).
     """
-    info = procfs.read_stat(popen.pid)
+    info = procfs.read_stat(pid)
     ticks = info.start_ticks if info is not None else 0
-    return SpawnedProcess(popen, _start_time(ticks), ticks, argv)
+    return SpawnedProcess(pid, _start_time(ticks), ticks, argv, popen)
 
 
 @functools.cache

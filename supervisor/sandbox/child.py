@@ -1,6 +1,7 @@
-"""The confinement a child applies to itself between fork and exec.
+"""The confinement a child applies to itself between fork and exec (in a clone of the spawn helper,
+`supervisor.sandbox.spawner`).
 
-Everything is prepared in the parent (function pointers, argument objects, the ruleset fd), so the child
+Everything is prepared before the fork (function pointers, argument objects, the ruleset fd), so the child
 only makes system calls: no imports, no large allocations, no locks, no logging. In order: no_new_privs
 (inherited by every descendant, and needed to restrict an unprivileged process); for root, every
 capability out of the bounding and ambient sets and the effective, permitted and inheritable sets emptied,
@@ -11,10 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor.sandbox._landlock import LIBC, SYS_RESTRICT_SELF
+
+if TYPE_CHECKING:
+    from supervisor.sandbox.spawner import SpawnHelper
 
 __all__ = ["Confiner"]
 
@@ -50,13 +55,17 @@ def _prctl(option: int, arg: int) -> tuple[Callable[..., int], tuple[object, ...
 
 
 class Confiner:
-    """A ``preexec_fn`` step: the calls above, with their arguments built now, in the parent.
+    """The calls above, with their arguments built now, in the parent; called in the child before exec.
 
     ``ruleset`` is a Landlock ruleset fd (-1: the kernel has none); ``drop_capabilities`` is for a root
     daemon. A failing call raises `OSError` (the spawn then fails: a child is never left half confined).
+    ``helper`` is the spawn helper that forks a child confined so (`spawn`).
     """
 
-    def __init__(self, ruleset: int, *, drop_capabilities: bool) -> None:
+    def __init__(self, ruleset: int, *, drop_capabilities: bool, helper: SpawnHelper | None = None) -> None:
+        self._ruleset = ruleset
+        self._drop_capabilities = drop_capabilities
+        self._helper = helper
         calls: list[tuple[Callable[..., int], tuple[object, ...]]] = [_prctl(_PR_SET_NO_NEW_PRIVS, 1)]
         if drop_capabilities:
             calls += [_prctl(_PR_CAPBSET_DROP, cap) for cap in range(_last_cap() + 1)]
@@ -71,6 +80,29 @@ class Confiner:
         self._calls = tuple(calls)
         self._get_errno = ctypes.get_errno
         self._strerror = os.strerror
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        executable: str,
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_fd: int,
+        open_files: tuple[int, int] | None = None,
+    ) -> int:
+        """Start a child confined so, through the spawn helper; its pid (see `SpawnHelper.spawn`)."""
+        assert self._helper is not None, "a confiner of the spawn helper's own"
+        return self._helper.spawn(
+            argv,
+            executable,
+            env=env,
+            cwd=cwd,
+            log_fd=log_fd,
+            open_files=open_files,
+            ruleset=self._ruleset,
+            drop_capabilities=self._drop_capabilities,
+        )
 
     def __call__(self) -> None:
         for function, args in self._calls:

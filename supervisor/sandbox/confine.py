@@ -19,6 +19,7 @@ from supervisor.sandbox import _landlock as ll
 from supervisor.sandbox.child import Confiner
 from supervisor.sandbox.policy import FULL, SandboxPolicy, grants
 from supervisor.sandbox.prefix import install_prefixes
+from supervisor.sandbox.spawner import SpawnHelper
 
 __all__ = ["OFF", "UNAVAILABLE", "Confinement", "Sandboxes", "landlock_abi", "missing_features"]
 
@@ -68,6 +69,7 @@ class Sandboxes:
         self._lock = threading.Lock()
         self._reported = False
         self._drop_capabilities = os.geteuid() == 0
+        self._helper = SpawnHelper()
 
     @property
     def abi(self) -> int:
@@ -90,7 +92,8 @@ class Sandboxes:
             self._report(warn)
             ruleset = self._build(policy, warn) if self._abi else -1
             confinement = Confinement(
-                self.label, Confiner(ruleset, drop_capabilities=self._drop_capabilities)
+                self.label,
+                Confiner(ruleset, drop_capabilities=self._drop_capabilities, helper=self._helper),
             )
             self._close(instance_id)
             self._cached[instance_id] = ((policy, _identities(policy)), confinement, ruleset)
@@ -102,9 +105,11 @@ class Sandboxes:
             self._close(instance_id)
 
     def close(self) -> None:
+        """Close every ruleset and end the spawn helper (the children it started go on)."""
         with self._lock:
             for instance_id in list(self._cached):
                 self._close(instance_id)
+        self._helper.close()
 
     def _close(self, instance_id: str) -> None:
         cached = self._cached.pop(instance_id, None)
