@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,9 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "bench.compare", "--quick", "--sizes", "3", "--managers", "eyried"]
 
 
-def _bench(tmp_path: Path) -> subprocess.Popen[str]:
-    """The bench with its run dir under ``tmp_path`` (TMPDIR), so what it starts is found by that path."""
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
+@pytest.fixture
+def run_parent() -> Iterator[Path]:
+    """A short dir for the bench's run dir (pytest's own tmp paths would push the daemon's control socket
+    past the 108 bytes of an AF_UNIX path): what the bench starts is found by this path."""
+    path = Path(tempfile.mkdtemp(prefix="ebc-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _bench(run_parent: Path) -> subprocess.Popen[str]:
+    """The bench with its run dir under ``run_parent`` (as TMPDIR)."""
+    env = {**os.environ, "TMPDIR": str(run_parent)}
     return subprocess.Popen(
         COMMAND, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -38,9 +50,9 @@ def _end(proc: subprocess.Popen[str]) -> None:
             proc.communicate()
 
 
-def _marked(tmp_path: Path) -> list[str]:
-    """Processes whose environment or command line names ``tmp_path``, described."""
-    needle = str(tmp_path).encode()
+def _marked(run_parent: Path) -> list[str]:
+    """Processes whose environment or command line names ``run_parent``, described."""
+    needle = str(run_parent).encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -56,8 +68,8 @@ def _marked(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.timeout(900)  # a real run: a daemon started, adopted and stopped several times
-def test_quick_run_prints_every_figure_and_leaves_nothing(tmp_path: Path) -> None:
-    proc = _bench(tmp_path)
+def test_quick_run_prints_every_figure_and_leaves_nothing(run_parent: Path) -> None:
+    proc = _bench(run_parent)
     try:
         output, _ = proc.communicate(timeout=600)
     finally:
@@ -69,12 +81,12 @@ def test_quick_run_prints_every_figure_and_leaves_nothing(tmp_path: Path) -> Non
     for heading in ("Growth", "Floors of this machine", "python -c pass", "SIGKILL → pidfd readable"):
         assert heading in output
     assert "load average" in output
-    assert not _marked(tmp_path)
+    assert not _marked(run_parent)
 
 
 @pytest.mark.timeout(600)
-def test_interrupted_run_ends_what_it_started(tmp_path: Path) -> None:
-    proc = _bench(tmp_path)
+def test_interrupted_run_ends_what_it_started(run_parent: Path) -> None:
+    proc = _bench(run_parent)
     seen = ""
     try:
         assert proc.stdout is not None
@@ -89,4 +101,4 @@ def test_interrupted_run_ends_what_it_started(tmp_path: Path) -> None:
         proc.communicate(timeout=120)
     finally:
         _end(proc)
-    assert not _marked(tmp_path), seen
+    assert not _marked(run_parent), seen

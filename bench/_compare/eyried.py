@@ -133,6 +133,9 @@ class Eyried:
     def close(self) -> None:
         self.stop_daemon()
 
+    def log_tail(self) -> str:
+        return _tail(self.home.root / "eyried.err")
+
     def running_pids(self) -> dict[str, int]:
         """Name → pid of every instance the daemon reports running (GET /v1/instances)."""
         return anyio.run(self._running_pids)
@@ -204,3 +207,10 @@ class Eyried:
 def own_env(marker: str) -> dict[str, str]:
     """This process's environment plus the run's marker, for every process the bench starts."""
     return {**os.environ, "EYRIE_BENCH_RUN": marker}
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

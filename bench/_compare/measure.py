@@ -44,9 +44,12 @@ def start_all(
     mark = watcher.mark()
     started = time.monotonic_ns()
     pid = launch()
-    execs = watcher.wait_sleeps(pid, n, mark, set(), timeout)
-    if len(execs) < n:
-        raise RuntimeError(f"only {len(execs)} of {n} children exec'd sleep within {timeout:.0f} s")
+    deadline = time.monotonic() + timeout
+    while len(execs := watcher.wait_sleeps(pid, n, mark, set(), 1.0)) < n:
+        if not procs.alive(pid):
+            raise RuntimeError(f"the manager exited after {len(execs)} of {n} children exec'd sleep")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(execs)} of {n} children exec'd sleep within {timeout:.0f} s")
     held = procs.sleep_children(pid)
     if len(held) != n:
         raise RuntimeError(f"the manager holds {len(held)} sleep children, expected {n}")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "alive",
     "ancestors",
     "children",
     "comm",
@@ -33,6 +34,12 @@ def _stat_fields(pid: int) -> tuple[str, list[str]] | None:
         return None
     open_paren, close_paren = raw.find("("), raw.rfind(")")
     return raw[open_paren + 1 : close_paren], raw[close_paren + 2 :].split()
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[1][0] != "Z"
 
 
 def comm(pid: int) -> str | None:

@@ -3,9 +3,11 @@ step needs it. Each run ends what it started before it returns or raises."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,15 @@ class Options:
     settle: float
     marker: str
     """In every manager's environment (so its children's too): a crashed run's leftovers are found by it."""
+
+
+@contextlib.contextmanager
+def _explained(log_tail: Callable[[], str]) -> Iterator[None]:
+    """A measurement that failed says so with the end of the manager's own log."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n--- the manager's log (tail) ---\n{log_tail()}") from exc
 
 
 def say(text: str) -> None:
@@ -61,11 +72,12 @@ def run_supervisord(
     manager = Supervisord(root, n, {**os.environ, "EYRIE_BENCH_RUN": opts.marker})
     out: dict[str, float] = {}
     try:
-        pid, out["start"] = measure.start_all(watcher, n, manager.launch)
-        say(f"    start: {out['start']:.2f} s")
-        _steady(watcher, pid, opts, out, storm=storm)
-        out["stop"] = measure.stop_all(pid, manager.stop_fleet)
-        say(f"    stop: {out['stop']:.2f} s")
+        with _explained(manager.log_tail):
+            pid, out["start"] = measure.start_all(watcher, n, manager.launch)
+            say(f"    start: {out['start']:.2f} s")
+            _steady(watcher, pid, opts, out, storm=storm)
+            out["stop"] = measure.stop_all(pid, manager.stop_fleet)
+            say(f"    stop: {out['stop']:.2f} s")
     finally:
         manager.close()
     return out
@@ -75,11 +87,12 @@ def run_systemd(root: Path, n: int, watcher: ExecWatcher, opts: Options, *, stor
     manager = Systemd(root, n, opts.marker)
     out: dict[str, float] = {}
     try:
-        pid, out["start"] = measure.start_all(watcher, n, manager.launch)
-        say(f"    start: {out['start']:.2f} s")
-        _steady(watcher, pid, opts, out, storm=storm)
-        out["stop"] = measure.stop_all(pid, manager.stop_fleet)
-        say(f"    stop: {out['stop']:.2f} s")
+        with _explained(manager.log_tail):
+            pid, out["start"] = measure.start_all(watcher, n, manager.launch)
+            say(f"    start: {out['start']:.2f} s")
+            _steady(watcher, pid, opts, out, storm=storm)
+            out["stop"] = measure.stop_all(pid, manager.stop_fleet)
+            say(f"    stop: {out['stop']:.2f} s")
     finally:
         manager.close()
     return out
@@ -91,20 +104,21 @@ def run_eyried(
     daemon = Eyried(root, n, {**os.environ, "EYRIE_BENCH_RUN": opts.marker})
     out: dict[str, float] = {}
     try:
-        _, out["first_start"] = measure.start_all(watcher, n, daemon.launch)
-        say(f"    first start (provisioning): {out['first_start']:.2f} s")
-        daemon.stop_daemon()
-        pid, out["start"] = measure.start_all(watcher, n, daemon.launch)
-        say(f"    start, provisioned: {out['start']:.2f} s")
-        _steady(watcher, pid, opts, out, storm=False)
-        if storm:
-            _eyried_storm(daemon, watcher, pid, opts, out)
-        _reloads(daemon, out)
-        out["stop"] = measure.stop_all(pid, daemon.stop_fleet)
-        say(f"    stop --all: {out['stop']:.2f} s")
-        _start_all(daemon, watcher, pid)
-        pid = _adoption(daemon, watcher, out, notes)
-        _confined(daemon, watcher, pid, opts, out)
+        with _explained(daemon.log_tail):
+            _, out["first_start"] = measure.start_all(watcher, n, daemon.launch)
+            say(f"    first start (provisioning): {out['first_start']:.2f} s")
+            daemon.stop_daemon()
+            pid, out["start"] = measure.start_all(watcher, n, daemon.launch)
+            say(f"    start, provisioned: {out['start']:.2f} s")
+            _steady(watcher, pid, opts, out, storm=False)
+            if storm:
+                _eyried_storm(daemon, watcher, pid, opts, out)
+            _reloads(daemon, out)
+            out["stop"] = measure.stop_all(pid, daemon.stop_fleet)
+            say(f"    stop --all: {out['stop']:.2f} s")
+            _start_all(daemon, watcher, pid)
+            pid = _adoption(daemon, watcher, out, notes)
+            _confined(daemon, watcher, pid, opts, out)
     finally:
         daemon.close()
     return out

@@ -144,6 +144,9 @@ class Supervisord:
     def stop_fleet(self) -> None:
         self.rpc().supervisor.stopAllProcesses()
 
+    def log_tail(self) -> str:
+        return _tail(self.root / "stderr.log") + "\n" + _tail(self.root / "supervisord.log")
+
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -152,3 +155,10 @@ class Supervisord:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -54,5 +54,8 @@ class Systemd:
     def stop_fleet(self) -> None:
         self.manager.systemctl("stop", "sleeper@*", timeout=300)
 
+    def log_tail(self) -> str:
+        return self.manager.log_tail()
+
     def close(self) -> None:
         self._stack.close()
