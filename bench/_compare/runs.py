@@ -147,7 +147,7 @@ def _settled_pids(daemon: Eyried, old: dict[str, int], timeout: float = 60) -> d
         if len(pids) == daemon.n and all(pids[name] != pid for name, pid in old.items() if name in pids):
             return pids
         time.sleep(0.05)
-    raise RuntimeError(f"the fleet did not settle within {timeout:.0f} s after a reload")
+    raise RuntimeError(f"the fleet did not settle (all {daemon.n} running) within {timeout:.0f} s")
 
 
 def _reloads(daemon: Eyried, out: dict[str, float]) -> None:
