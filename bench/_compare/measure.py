@@ -23,6 +23,7 @@ __all__ = [
     "idle",
     "pct",
     "respawns",
+    "settle",
     "start_all",
     "stop_all",
     "storm",
@@ -54,6 +55,19 @@ def start_all(
     if len(held) != n:
         raise RuntimeError(f"the manager holds {len(held)} sleep children, expected {n}")
     return pid, (execs[-1].at_ns - started) / 1e9
+
+
+def settle(pid: int, least: float, most: float = 30.0, quiet: float = 2.0) -> float:
+    """Wait ``least`` seconds, then until the manager used under ``quiet`` % of a core over a second (its
+    start-up's deferred work done), ``most`` seconds at most; returns the seconds waited."""
+    started = time.monotonic()
+    time.sleep(least)
+    while time.monotonic() - started < most:
+        cpu = procs.cpu_seconds(pid)
+        time.sleep(1.0)
+        if (procs.cpu_seconds(pid) - cpu) * 100 < quiet:
+            break
+    return time.monotonic() - started
 
 
 def idle(pid: int, seconds: float) -> tuple[float, float]:

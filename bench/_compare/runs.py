@@ -51,9 +51,12 @@ def _figures_of_respawns(out: dict[str, float], prefix: str, latencies: list[flo
 
 def _steady(watcher: ExecWatcher, pid: int, opts: Options, out: dict[str, float], *, storm: bool) -> None:
     """Idle footprint, respawn latency and (at the largest N) a crash storm: the same for every manager."""
-    time.sleep(opts.settle)
+    settled = measure.settle(pid, opts.settle)
     out["rss"], out["idle_cpu"] = measure.idle(pid, opts.idle)
-    say(f"    idle over {opts.idle:.0f} s: RSS {out['rss']:.1f} MiB, CPU {out['idle_cpu']:.3f} % of one core")
+    say(
+        f"    idle over {opts.idle:.0f} s (after {settled:.1f} s settling): RSS {out['rss']:.1f} MiB, "
+        f"CPU {out['idle_cpu']:.3f} % of one core"
+    )
     latencies, missed = measure.respawns(watcher, pid, opts.samples)
     _figures_of_respawns(out, "respawn", latencies)
     out["respawn_missed"] = missed
