@@ -30,7 +30,7 @@ version: 1
 daemon:
   ports: {{first: {PORTS[0]}, last: {PORTS[1]}}}
 defaults:
-  restart: {{policy: always, initial_delay: 10ms, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000000}}
+  restart: {{policy: always, initial_delay: 0, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000000}}
   health: {{interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}}
   stop_timeout: 5s
 frameworks:
