@@ -45,12 +45,12 @@ def _last_cap() -> int:
         return 63
 
 
-def _prctl(option: int, arg: int) -> tuple[Callable[..., int], tuple[object, ...]]:
+_Call = tuple[Callable[..., int], tuple[object, ...]]
+
+
+def _prctl(option: int, arg: int) -> _Call:
     ulong = ctypes.c_ulong
     return LIBC.prctl, (ctypes.c_int(option), ulong(arg), ulong(0), ulong(0), ulong(0))
-
-
-_Call = tuple[Callable[..., int], tuple[object, ...]]
 
 
 @functools.cache
@@ -77,8 +77,8 @@ class Confiner:
     def __init__(self, ruleset: int, *, drop_capabilities: bool) -> None:
         calls = _common_calls(drop_capabilities)
         if ruleset >= 0:
-            restrict = (LIBC.syscall, (ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)))
-            calls += (restrict,)
+            args = (ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0))
+            calls += ((LIBC.syscall, args),)
         self._calls = calls
         self._get_errno = ctypes.get_errno
         self._strerror = os.strerror
