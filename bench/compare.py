@@ -2,12 +2,12 @@
 
 The workload is the same for all three: N ``sleep infinity`` children, restarted whenever they die (eyried:
 the ``embedded`` framework, readiness ``process`` 0 s, liveness ``process`` every 10 s, restart ``always``
-with ``initial_delay: 0`` (its floor, as systemd's ``RestartSec=0``), ``sandbox: off``; supervisord: ``autorestart=true``,
-``startsecs=0``; systemd: a template unit with ``Restart=always``, ``RestartSec=0``). A manager's children
-are the processes that exec'd ``sleep`` below it; when they exec'd comes from the kernel's proc connector
-(its own ``CLOCK_MONOTONIC`` stamp), and every time runs from ``time.monotonic_ns()`` taken right before the
-cause (a launch, a command, a SIGKILL). Figures are printed, one table per N with eyried / anchor ratios, a
-growth table across N, and the floors of this machine. See bench/README.md.
+with ``initial_delay: 0`` (its floor, as systemd's ``RestartSec=0``), ``sandbox: off``; supervisord:
+``autorestart=true``, ``startsecs=0``; systemd: a template unit with ``Restart=always``, ``RestartSec=0``). A
+manager's children are the processes that exec'd ``sleep`` below it; when they exec'd comes from the kernel's
+proc connector (its own ``CLOCK_MONOTONIC`` stamp), and every time runs from ``time.monotonic_ns()`` taken
+right before the cause (a launch, a command, a SIGKILL). Figures are printed, one table per N with eyried /
+anchor ratios, a growth table across N, and the floors of this machine. See bench/README.md.
 
     .venv/bin/python -m bench.compare --sizes 50 200 1000
     .venv/bin/python -m bench.compare --quick --sizes 3 --managers eyried

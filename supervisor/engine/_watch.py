@@ -13,6 +13,7 @@ import anyio
 from supervisor.engine import probes
 from supervisor.engine._launch import child_env
 from supervisor.engine._logs import InstanceLog
+from supervisor.engine._record import assign
 from supervisor.engine.process import ExitStatus, ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.frameworks.spec import Probe, ProbeKind
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 _READY_POLL_FIRST = 0.02
 _READY_POLL_MAX = 0.5
-_LAST_SEEN_SAVE_EVERY = 60.0
+_LAST_SEEN_SAVE_EVERY = 300.0
 _TICK_GRID = 0.5
 
 
@@ -121,12 +122,13 @@ class Watch:
             if rt.live is None or now < next_live:
                 continue
             result = await self.check(rt.live)
-            actor.probe_results["liveness"] = (result, utcnow())
+            checked_at = utcnow()
+            actor.probe_results["liveness"] = (result, checked_at)
             next_live = _on_grid(anyio.current_time() + rt.health.interval, rt.health.interval)
             inst = actor.inst
             if result.ok:
                 failures = 0
-                inst.last_seen = utcnow()
+                assign(inst, last_seen=checked_at)
                 if inst.health_status is not HealthStatus.HEALTHY:
                     await actor.set_health(HealthStatus.HEALTHY, result.detail)
                 elif now - seen_saved >= max(_LAST_SEEN_SAVE_EVERY, rt.health.interval):

@@ -21,6 +21,7 @@ import anyio.abc
 import structlog
 
 from supervisor.engine import procfs
+from supervisor.engine._log_checks import LogChecks
 from supervisor.engine._services import Relocator
 from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
@@ -328,9 +329,14 @@ class Engine:
             self._on_event(event)
 
     async def _watch_logs(self) -> None:
+        checks = LogChecks(self._log_check_interval)
         while True:
             await anyio.sleep(self._log_check_interval)
+            now = anyio.current_time()
+            checks.keep_only(set(self._actors))
             for actor in list(self._actors.values()):
+                if actor.proc is None or not checks.over_limit(actor.runtime, now):
+                    continue
                 if actor.log_needs_rotation():
                     await actor.rotate_log()
 
