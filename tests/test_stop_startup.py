@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests._daemon import DaemonProcess, wait_for
+from tests._daemon import DaemonProcess, pid_alive, wait_for
 
 FLEET = 150
 
@@ -46,5 +46,24 @@ def test_sigterm_during_first_start_exits_and_the_next_start_carries_on(tmp_path
             return len(found) == FLEET and all(i.get("status") == "running" for i in found.values())
 
         wait_for(all_running, 180, f"all {FLEET} instances running after the second start")
+    finally:
+        daemon.close()
+
+
+def test_sigterm_during_adoption_leaves_no_process_unsupervised(tmp_path: Path) -> None:
+    """The daemon was SIGKILLed; its successor gets SIGTERM while adopting: every agent is stopped, none is
+    left running without a supervisor."""
+    daemon = DaemonProcess(tmp_path)
+    daemon.write_fleet(_fleet(30))
+    try:
+        daemon.start()
+        daemon.wait_serving()
+        pids = daemon.wait_running(*(f"sleeper-{i:03d}" for i in range(30)), timeout=120)
+        daemon.kill()
+        daemon.start()
+        wait_for(lambda: daemon.log().count("daemon_starting") == 2, 60, "the successor starting")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.terminate() == 0
+        wait_for(lambda: not any(pid_alive(pid) for pid in pids.values()), 30, "every adopted agent stopped")
     finally:
         daemon.close()
