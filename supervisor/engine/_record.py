@@ -120,6 +120,15 @@ class InstanceRecord:
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
 
+    async def flushed(self) -> None:
+        """Wait until the writes asked for so far have ended; write once more only if one of them failed."""
+        if self._written >= self._dirty:
+            return
+        async with self._lock:
+            pass
+        if self._written < self._dirty:
+            await self.persist()
+
     async def _store(self, snapshot: dict[str, Any]) -> Instance:
         """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
         fraction of a millisecond); otherwise in a worker thread."""

@@ -430,7 +430,11 @@ class Actor:
         self._move(Phase.STOPPING)
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
-        result = await stop_run(self.runtime, proc, self.services, self.log, on_slow=self.persist)
+        # an operator's stop is on disk before any signal; the /proc scan meanwhile is shared with the others
+        first = self._record.flushed if self.desired == "stopped" else None
+        result = await stop_run(
+            self.runtime, proc, self.services, self.log, on_slow=self.persist, before_signal=first
+        )
         self._note(stop_line(self.runtime, proc, result))
         self.proc = None
         self.logs.cursor = None
