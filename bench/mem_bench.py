@@ -106,6 +106,9 @@ async def traced(sizes: list[int], depth: int, settle: float, all_frames: bool, 
                     (bench.home.root / "fleet.yaml").write_text(fleet(n))
                     bench.n = n
                     bench.proc.send_signal(signal.SIGHUP)
+                    with anyio.fail_after(600):  # a listing during the reload is slow under tracemalloc
+                        while b"reload_applied" not in (bench.home.root / "eyried.err").read_bytes():  # noqa: ASYNC110
+                            await anyio.sleep(0.5)
                     await bench.wait_all_running(time.perf_counter())
                 await anyio.sleep(settle)
                 trigger.with_suffix(f".{i}").touch()
