@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine._services import Services
+from supervisor.engine._sparse import SparseLock
 from supervisor.engine.process import ExitStatus
 from supervisor.errors import EyrieError
 from supervisor.models import Instance, LastExit, rfc3339, utcnow
@@ -53,7 +54,7 @@ class InstanceRecord:
         self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
         self._services = services
-        self._lock = anyio.Lock()
+        self._lock = SparseLock()
         self._dirty = 0
         self._written = 0
 
@@ -146,7 +147,7 @@ class InstanceRecord:
 
         # Runtime state only: after a power loss the boot id changes and `prepare` discards it anyway, so the
         # write is atomic but not fsynced (see docs/layout.md).
-        return self._services.store.update(self._instance_id, apply, durable=False, wait=wait)
+        return self._services.store.update(self._instance_id, apply, durable=False, wait=wait, keep=True)
 
 
 def assign(inst: Instance, **values: Any) -> None:

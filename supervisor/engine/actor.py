@@ -25,6 +25,7 @@ from supervisor.engine._launch import check_port, relocate, spawn_child, spawned
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
+from supervisor.engine._sparse import SparseEvent
 from supervisor.engine._stopping import group_alive, stop_line, stop_run, sweep
 from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
@@ -66,7 +67,7 @@ class Actor:
         """What the last stop could not end (a port still held, and by whom); "" when it ended everything."""
         self.desired: DesiredState = "stopped"
         self.phase = Phase.IDLE
-        self.done = anyio.Event()
+        self.done = SparseEvent()
         self.logs = InstanceLog()
         self.limits = LimitWatch()  # the resource sampler trips it when the tree stays over its memory limit
         self.probe_results: dict[str, tuple[ProbeResult, datetime]] = {}
