@@ -24,7 +24,7 @@ from supervisor.daemon._statcache import StatCache
 from supervisor.daemon._view_cache import ViewCache
 from supervisor.daemon.metrics import ReloadCounts
 from supervisor.daemon.views import instance_view, missing_view
-from supervisor.errors import EyrieError, NameExists, NotFound
+from supervisor.errors import EyrieError, NotFound
 from supervisor.fleet import FleetFile, load_fleet
 from supervisor.models import utcnow
 from supervisor.sandbox.confine import landlock_abi, missing_features
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from supervisor.models import Instance
     from supervisor.paths import Home
     from supervisor.provision import Provisioner
-    from supervisor.store import Store
+    from supervisor.store import NameIndex, Store
 
 __all__ = ["Inventory"]
 
@@ -71,7 +71,9 @@ class Inventory:
         entries: list[tuple[str, InstanceDecl | None]] = [(d.name, d) for d in declared.instances]
         entries += [(name, None) for name in managed if name not in names]
         hashes = await self._config_hashes_now([name for name, decl in entries if decl is not None])
-        views = [await self._view(name, decl, declared, hashes) for name, decl in entries]
+        unapplied = [name for name in names if name not in managed]
+        stored = await anyio.to_thread.run_sync(self._store.index) if unapplied else None
+        views = [await self._view(name, decl, declared, hashes, stored) for name, decl in entries]
         managed_ids = {a.instance_id for a in managed.values()}
         views += await anyio.to_thread.run_sync(self._orphans, names, managed_ids)
         return views
@@ -83,7 +85,7 @@ class Inventory:
             name = found[0]
             declared = await self._declared_now()
             decl = declared.decl(name) if name in declared.names() else None
-            return await self._view(name, decl, declared, await self._config_hashes_now([name]))
+            return await self._view(name, decl, declared, await self._config_hashes_now([name]), None)
         for view in await self.instances():
             if ref in (view.name, view.id):
                 return view
@@ -128,14 +130,21 @@ class Inventory:
         return views
 
     async def _view(
-        self, name: str, decl: InstanceDecl | None, declared: FleetFile, config_hashes: dict[str, str]
+        self,
+        name: str,
+        decl: InstanceDecl | None,
+        declared: FleetFile,
+        config_hashes: dict[str, str],
+        stored: NameIndex | None,
     ) -> InstanceView:
+        """``stored``: the store's index, read once per listing for the names not applied yet (a reload
+        under way, or declared by hand since the last one)."""
         applied = self._reconciler.applied(name)
         if applied is None:
             assert decl is not None
             # provisioned, declared by hand since the last reload
-            with contextlib.suppress(NotFound, NameExists):
-                inst = await anyio.to_thread.run_sync(self._store.get_by_name, name)
+            inst = stored.instances.get(name) if stored is not None and name not in stored.contested else None
+            if inst is not None:
                 return instance_view(inst, decl=decl, drift=True)
             return missing_view(decl, self._reconciler.errors().get(name, ""))
         inst = self._engine.written(applied.instance_id)
