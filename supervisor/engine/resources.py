@@ -170,7 +170,8 @@ class ResourceSampler:
     async def run(self) -> None:
         """Sample until cancelled. A process started meanwhile is first sampled within ``_IDLE_WAKE``
         seconds; a pass that fails (a bug) is logged, and sampling goes on that much later."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eyrie-sampler") as reader:
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eyrie-sampler")
+        try:
             while True:
                 now = anyio.current_time()
                 try:
@@ -181,6 +182,8 @@ class ResourceSampler:
                         track.due = max(track.due, now + _IDLE_WAKE)
                 wake = min((t.due for t in self._tracks.values()), default=math.inf)
                 await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
+        finally:
+            reader.shutdown(wait=False)  # a pass under way ends on its own: a stop does not wait for it
 
     async def _pass(self, now: float, reader: ThreadPoolExecutor) -> None:
         due = self._due(now)
