@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -73,7 +74,7 @@ class Store:
 
     def __init__(self, root: Path | Home) -> None:
         self.root = root.instances_dir if isinstance(root, Home) else Path(root)
-        # id → (bytes of instance.json, what they parsed to): a scan re-parses only the files that changed
+        # id → (digest of instance.json, what it parsed to): a scan re-parses only the files that changed
         self._parsed: dict[str, tuple[bytes, Instance]] = {}
         # id → (stat signature of instance.json, the problem found in it then): see `problems`
         self._judged: dict[str, tuple[_Signature | None, StoreProblem | None]] = {}
@@ -103,7 +104,7 @@ class Store:
         except OSError as exc:
             raise CorruptInstance(f"{path}: cannot be read ({exc.strerror or exc})") from None
         cached = self._parsed.get(instance_id)
-        if cached is not None and cached[0] == raw:
+        if cached is not None and cached[0] == _digest(raw):
             return _copy(cached[1])
         return _parse(path, raw)
 
@@ -195,8 +196,9 @@ class Store:
         try:
             raw = _read(path)
             cached = self._parsed.get(entry.name)
-            if cached is None or cached[0] != raw:
-                cached = (raw, _parse(path, raw))
+            digest = _digest(raw)
+            if cached is None or cached[0] != digest:
+                cached = (digest, _parse(path, raw))
             parsed[entry.name] = cached
             return _copy(cached[1])
         except FileNotFoundError:
@@ -253,12 +255,15 @@ class Store:
         *,
         durable: bool = True,
         wait: bool = True,
+        keep: bool = False,
     ) -> Instance:
         """Read, change and write one instance under its lock, so concurrent writers lose nothing.
 
         ``durable=False`` skips the fsyncs (the write stays atomic): for runtime state that a reboot makes
         stale anyway, which the engine writes on every transition. ``wait=False`` raises `BlockingIOError`
-        instead of waiting when another writer holds the instance's lock.
+        instead of waiting when another writer holds the instance's lock. ``keep=True``: the caller never
+        changes the instance returned, so the store keeps that very one as its parse of the file written
+        (one record in memory for both, rather than a second parse at the next scan).
         """
         directory = self.dir(instance_id)
         file = directory / INSTANCE_FILE
@@ -276,7 +281,9 @@ class Store:
                 raise CorruptInstance(f"{file}: cannot be read ({exc.strerror or exc})") from None
             inst = _parse(file, raw)
             mutate(inst)
-            _write(file, inst, durable=durable)
+            written = _write(file, inst, durable=durable)
+        if keep:
+            self._parsed[instance_id] = (_digest(written), inst)
         return inst
 
     def update_status(self, instance_id: str, status: InstanceStatus | str) -> Instance:
@@ -360,8 +367,15 @@ def _in_moved_home(recorded: Path) -> Path | None:
     return None
 
 
-def _write(file: Path, inst: Instance, *, durable: bool = True) -> None:
-    atomic_write(file, _dump(inst), mode=0o600, durable=durable)
+def _write(file: Path, inst: Instance, *, durable: bool = True) -> bytes:
+    data = _dump(inst)
+    atomic_write(file, data, mode=0o600, durable=durable)
+    return data
+
+
+def _digest(raw: bytes) -> bytes:
+    """What the cache keeps of a file to tell whether it changed: 16 bytes rather than the whole file."""
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _dump(inst: Instance) -> bytes:

@@ -483,8 +483,9 @@ class _FaultyStore(Store):
         *,
         durable: bool = True,
         wait: bool = True,
+        keep: bool = False,
     ) -> Instance:
-        result = super().update(instance_id, mutate, durable=durable, wait=wait)
+        result = super().update(instance_id, mutate, durable=durable, wait=wait, keep=keep)
         if instance_id == self.fail_on_running and result.status is InstanceStatus.RUNNING:
             self.fail_on_running = ""
             raise RuntimeError("injected store fault")

@@ -1,6 +1,6 @@
-"""The daemon's limit on open files: raised to the hard limit for itself, the original given to its agents
-(confined or not, before and after a re-exec), the unit's ``LimitNOFILE=``, and ``doctor``'s checks of the
-limit and of the port range against the fleet's size."""
+"""The daemon's limit on open files: raised to the hard limit for itself once its fleet needs it, the
+original given to its agents (confined or not, before and after a re-exec), the unit's ``LimitNOFILE=``, and
+``doctor``'s checks of the limit and of the port range against the fleet's size."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from supervisor.systemd.doctor import run_checks
 from supervisor.systemd.unit import render_unit
 from tests._daemon import FAST_DEFAULTS, DaemonProcess, fleet_yaml, kill_quietly, running_daemon, wait_for
 
-SOFT, HARD = 512, 2048
+SOFT, HARD = 128, 2048
+"""A soft limit two instances need more than (`fds_needed`), as a few hundred need more than 1024."""
 REPORT = "grep 'Max open files' /proc/self/limits > limits.txt; exec sleep 600"
 
 
@@ -32,14 +33,14 @@ def _agent(name: str, sandbox: str) -> str:
     )
 
 
-def _start_limited(d: DaemonProcess) -> None:
-    """eyried started with a soft limit of SOFT and a hard limit of HARD (as systemd gives 1024:524288)."""
+def _start_limited(d: DaemonProcess, soft: int = SOFT) -> None:
+    """eyried started with a soft limit of ``soft``, a hard limit of HARD (as systemd gives 1024:524288)."""
     env = {**os.environ, "EYRIE_HOME": str(d.home)}
     env.pop("NOTIFY_SOCKET", None)
     argv = [sys.executable, "-m", "supervisor.daemon", "--home", str(d.home)]
     with open(d.output, "ab") as out:
         d.proc = subprocess.Popen(
-            ["prlimit", f"--nofile={SOFT}:{HARD}", "--", *argv],
+            ["prlimit", f"--nofile={soft}:{HARD}", "--", *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -57,8 +58,9 @@ def _reported(d: DaemonProcess, name: str) -> tuple[int, int] | None:
 @pytest.mark.skipif(not os.path.exists("/usr/bin/prlimit"), reason="needs util-linux prlimit")
 class TestDaemonLimit:
     def test_raised_for_the_daemon_and_restored_for_its_agents(self, tmp_path: Path) -> None:
-        """eyried raises its soft limit to the hard one; an unconfined and a confined agent each read the soft
-        limit eyried was started with, also when spawned by the image a re-exec made."""
+        """eyried raises its soft limit to the hard one when its fleet needs more; an unconfined and a
+        confined agent each read the soft limit eyried was started with, also when spawned by the image a
+        re-exec made."""
         d = DaemonProcess(tmp_path)
         d.write_fleet(fleet_yaml(_agent("loose", "off"), _agent("confined", "on"), defaults=FAST_DEFAULTS))
         try:
@@ -79,6 +81,21 @@ class TestDaemonLimit:
                 d.wait_new_pid(name, pid)
                 assert wait_for(functools.partial(_reported, d, name), what="limits") == (SOFT, HARD)
             assert "open_files_limit" in d.log()
+        finally:
+            d.close()
+
+    def test_left_alone_while_the_fleet_fits(self, tmp_path: Path) -> None:
+        """A fleet that fits in the soft limit leaves it as it is: agents are then exec'd directly."""
+        d = DaemonProcess(tmp_path)
+        d.write_fleet(fleet_yaml(_agent("loose", "off"), defaults=FAST_DEFAULTS))
+        try:
+            soft = fds_needed(1) + 64
+            _start_limited(d, soft=soft)
+            d.wait_serving()
+            d.wait_running("loose")
+            assert d.proc is not None
+            assert process_limit(d.proc.pid) == (soft, HARD)
+            assert wait_for(functools.partial(_reported, d, "loose"), what="limits") == (soft, HARD)
         finally:
             d.close()
 

@@ -115,6 +115,20 @@ class Eyried:
     def stop_fleet(self) -> None:
         self.ctl("stop", "--all")
 
+    def stop_fleet_api(self) -> None:
+        """The fleet stopped through one API request from this process, as supervisord's XML-RPC call is: the
+        figure without a CLI's start-up."""
+        anyio.run(self._stop_many)
+
+    async def _stop_many(self) -> None:
+        async with ControlClient(self.home) as client:
+            names = [view.name for view in await client.list_instances()]
+            answers = await client.stop_many(names, wait=True)
+        if answers is None:
+            raise RuntimeError("this eyried has no POST /v1/stop")
+        if failed := [answer for answer in answers if isinstance(answer, Exception)]:
+            raise RuntimeError(f"{len(failed)} stops failed, the first: {failed[0]}")
+
     def stop_daemon(self) -> None:
         """SIGTERM: the daemon stops its fleet and exits, releasing its port claims."""
         if self.proc is not None and self.proc.poll() is None:

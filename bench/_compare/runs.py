@@ -117,8 +117,11 @@ def run_eyried(
             if storm:
                 _eyried_storm(daemon, watcher, pid, opts, out)
             _reloads(daemon, out)
-            out["stop"] = measure.stop_all(pid, daemon.stop_fleet)
-            say(f"    stop --all: {out['stop']:.2f} s")
+            out["stop"] = measure.stop_all(pid, daemon.stop_fleet_api)
+            say(f"    stop of all (POST /v1/stop): {out['stop']:.2f} s")
+            _start_all(daemon, watcher, pid)
+            out["stop_cli"] = measure.stop_all(pid, daemon.stop_fleet)
+            say(f"    eyriectl stop --all: {out['stop_cli']:.2f} s")
             _start_all(daemon, watcher, pid)
             pid = _adoption(daemon, watcher, out, notes)
             _confined(daemon, watcher, pid, opts, out)

@@ -38,6 +38,7 @@ FIGURES = (
     Figure("reload_one", "reload, one instance changed (round trip)", "ms", 1),
     Figure("reload_one_restarted", "  instances restarted by it", "", 0),
     Figure("stop", "stop of the whole fleet: command → all children gone", "s", 2),
+    Figure("stop_cli", "  the same by `eyriectl stop --all` (its start-up included)", "s", 2),
     Figure("storm_all_back", "crash storm: all back", "ms", 1),
     Figure("storm_p95", "crash storm: p95 of each one's respawn", "ms", 1),
     Figure("storm_missing", "crash storm: never came back", "", 0),

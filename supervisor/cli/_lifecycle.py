@@ -39,6 +39,8 @@ _UNMANAGED = frozenset({"MISSING", "ORPHAN"})
 _PAST = {"start": "started", "restart": "restarted", "stop": "stopped"}
 _DOING = {"start": "starting", "restart": "restarting", "stop": "stopping"}
 _REFRESH = 0.5
+_BATCH = 500
+"""Names per stop request (eyried takes at most 1000; a request body stays small)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +180,21 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
                     if progress is not None:
                         progress.print(_result_line(name, outcomes[name]))
 
+                async def together() -> None:
+                    for name, outcome in (await _stopped_together(client, targets, block, timeout)).items():
+                        outcomes[name] = outcome
+                        pending.remove(name)
+                        if progress is not None:
+                            progress.print(_result_line(name, outcome))
+
                 with progress.shown() if progress is not None else contextlib.nullcontext():
                     async with anyio.create_task_group() as tg:
                         if progress is not None:
                             tg.start_soon(progress.poll, client)
+                        if action == "stop" and len(targets) > 1:
+                            await together()
                         async with anyio.create_task_group() as acts:
-                            for name in targets:
+                            for name in list(pending):
                                 acts.start_soon(one, name)
                         tg.cancel_scope.cancel()
                 return targets, outcomes
@@ -217,6 +228,38 @@ def _lifecycle_command(action: str, summary: str) -> click.Command:
         f"\n  eyriectl {action} scout-sam coder-cat --timeout 30\n  eyriectl {action} --all --no-block"
     )
     return command
+
+
+async def _stopped_together(
+    client: ControlClient, names: list[str], wait: bool, seconds: float | None
+) -> dict[str, Outcome]:
+    """Stop ``names`` through one request per `_BATCH` names, so that eyried begins every stop at once;
+    nothing when eyried predates that request (the caller stops them one by one). Names not answered within
+    ``seconds`` come back as where they stand then."""
+    outcomes: dict[str, Outcome] = {}
+    batches = [names[i : i + _BATCH] for i in range(0, len(names), _BATCH)]
+
+    async def batch(part: list[str]) -> None:
+        try:
+            answers = await client.stop_many(part, wait=wait)
+        except EyrieError as exc:
+            answers = [exc] * len(part)
+        if answers is not None:
+            outcomes.update(zip(part, answers, strict=True))
+
+    with anyio.move_on_after(seconds) as bound:
+        async with anyio.create_task_group() as tg:
+            for part in batches:
+                tg.start_soon(batch, part)
+    if bound.cancelled_caught:
+        assert seconds is not None
+        for name in names:
+            if name not in outcomes:
+                try:
+                    outcomes[name] = TimedOut(await client.get_instance(name), seconds)
+                except EyrieError as exc:
+                    outcomes[name] = exc
+    return outcomes
 
 
 def _view(outcome: Outcome) -> InstanceView | None:

@@ -12,6 +12,7 @@ Routes::
     GET    /v1/instances/{ref}/status            InstanceDetail: process tree, probes, log tail
     DELETE /v1/instances/{ref}?purge=1           204 (the directory goes to the trash unless purge)
     POST   /v1/instances/{ref}/{action}?wait=1   start | stop | restart | enable | disable → InstanceView
+    POST   /v1/stop?wait=1                       {"names": [..]} → per name {name, instance} or {name, error}
     POST   /v1/reload                            ReloadResult (200 even when the fleet file is invalid)
     GET    /v1/reload/plan                       ReloadResult with dry_run: what a reload would do now
     GET    /v1/status                            DaemonStatus, with the instances not as desired
@@ -40,6 +41,7 @@ from supervisor import errors
 from supervisor.control._desired import not_as_desired
 from supervisor.control._error_answer import details_headers
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
+from supervisor.control._stop_many import MAX_NAMES, stop_each
 from supervisor.control.schema import AddRequest, InstanceView, ReloadResult
 from supervisor.control.validation import validated
 from supervisor.models import check_name
@@ -160,6 +162,19 @@ async def _add_request(request: Request) -> AddRequest:
     return add
 
 
+async def _names(request: Request) -> list[str]:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _BadRequest("the request body must be a JSON object") from None
+    names = body.get("names") if isinstance(body, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise _BadRequest('the request body must be {"names": [instance names or ids, at least one]}')
+    if len(names) > MAX_NAMES:
+        raise _BadRequest(f"at most {MAX_NAMES} names per request, not {len(names)}")
+    return names
+
+
 def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int = 200) -> Starlette:
     """The control API over ``target``; ``keepalive`` s between SSE comments, ``history`` events kept."""
     streams = EventStreams()
@@ -198,6 +213,11 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         if action == "restart":
             return _model(await target.restart(ref, wait=wait))
         raise _BadRequest(f"unknown action {action!r} (use one of: {', '.join(_ACTIONS)})", status=404)
+
+    async def stop_many(request: Request) -> Response:
+        wait = _flag(request, "wait")
+        names = await _names(request)
+        return JSONResponse(await stop_each(lambda name: target.stop(name, wait=wait), names))
 
     async def reload(request: Request) -> Response:
         try:
@@ -255,6 +275,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
         Route("/v1/instances/{ref}", _guarded(delete_instance), methods=["DELETE"]),
         Route("/v1/instances/{ref}/status", _guarded(instance_status), methods=["GET"]),
         Route("/v1/instances/{ref}/{action}", _guarded(act), methods=["POST"]),
+        Route("/v1/stop", _guarded(stop_many), methods=["POST"]),
         Route("/v1/reload", _guarded(reload), methods=["POST"]),
         Route("/v1/reload/plan", _guarded(plan_reload), methods=["GET"]),
         Route("/v1/status", _guarded(status), methods=["GET"]),

@@ -28,6 +28,7 @@ from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, next_ending
+from supervisor.daemon._startup import never, nothing_to_adopt, start_up
 from supervisor.daemon._status_line import StatusLine
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
@@ -148,10 +149,12 @@ class Daemon:
             await tg.start(run_agent_api, self, initial.fleet)  # before the fleet: agents get EYRIE_URL
             await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
             await stop_unreadable(self.store)
-            async with self._lock:
-                started = await self.reconciler.start(initial)
-            if not started.ok:
-                self.last_reload = started  # `status` shows it until a reload succeeds
+            start = functools.partial(self.reconciler.start, initial)
+            boot = self.engine.boot_id
+            cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
+            startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
+            if startup.result is not None and not startup.result.ok:
+                self.last_reload = startup.result  # `status` shows it until a reload succeeds
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
@@ -161,7 +164,10 @@ class Daemon:
             self._status_line.publish()
             log_ready(len(self.reconciler.managed()), self.home.socket_path, self.reexecuted_at)
             task_status.started()
-            signum = await next_ending(signals, functools.partial(tg.start_soon, self.reload))
+            if startup.reload:
+                tg.start_soon(self.reload)  # a SIGHUP during the start-up
+            reload = functools.partial(tg.start_soon, self.reload)
+            signum = startup.ending or await next_ending(signals, reload)
             reexec_began = await self._leave(signum)
             tg.cancel_scope.cancel()
         log.info("daemon_stopped")

@@ -55,6 +55,7 @@ class Inventory:
         self._store = store
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
+        self._fleets_for: FleetFile | None = None  # the applied fleet the cached ones were compared with
         self._config_hashes = StatCache[str]()
         self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
         self._views = ViewCache()
@@ -166,9 +167,11 @@ class Inventory:
 
     async def _declared_now(self) -> FleetFile:
         """``fleet.yaml`` as on disk now; the applied one if it is unreadable or invalid."""
-        path = self._reconciler.fleet_path
-        fleet = await anyio.to_thread.run_sync(self._fleets.get, path, lambda: _load_or_none(path))
-        return fleet or self._reconciler.fleet
+        path, applied = self._reconciler.fleet_path, self._reconciler.fleet
+        if self._fleets_for is not applied:  # a reload: what equals the new fleet is the new fleet itself
+            self._fleets, self._fleets_for = StatCache[FleetFile | None](), applied
+        fleet = await anyio.to_thread.run_sync(self._fleets.get, path, lambda: _load_or_none(path, applied))
+        return fleet or applied
 
     async def _config_hashes_now(self, names: list[str]) -> dict[str, str]:
         """Instance id → the hash of its config file as on disk now, for the managed ones of ``names``; one
@@ -194,8 +197,10 @@ class Inventory:
             return set()
 
 
-def _load_or_none(path: os.PathLike[str]) -> FleetFile | None:
+def _load_or_none(path: os.PathLike[str], applied: FleetFile) -> FleetFile | None:
+    """The fleet file; ``applied`` itself when it says the same (one copy of a large fleet in memory)."""
     try:
-        return load_fleet(path)
+        fleet = load_fleet(path)
     except EyrieError:
         return None
+    return applied if fleet == applied else fleet

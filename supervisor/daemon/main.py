@@ -31,7 +31,7 @@ _pydantic_plugins._plugins = {}
 from supervisor.daemon._signals import block_signals
 from supervisor.daemon.daemon import Daemon
 from supervisor.daemon.outcome import Reexec
-from supervisor.engine.open_files import raise_soft_limit, reexec_env
+from supervisor.engine.open_files import reexec_env, take_note
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.logconfig import configure_logging
 from supervisor.paths import Home
@@ -81,7 +81,7 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
     faulthandler.enable()
     configure_logging(dev=dev, level=log_level or "info")
     log = structlog.get_logger("supervisor.daemon")
-    limit = raise_soft_limit()  # a fleet of a few hundred needs more than 1024 (see `open_files`)
+    limit = take_note()  # raised once the fleet needs it (see `open_files`)
     log.info("open_files_limit", soft=limit.soft, hard=limit.hard, agents=limit.agents)
     resolved = Home.resolve(home)
     if dev:

@@ -22,6 +22,7 @@ from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon._project_context import sync_project_file
 from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
+from supervisor.engine.open_files import make_room
 from supervisor.errors import EyrieError, NameExists, NotFound
 from supervisor.fleet import FleetFile, diff_fleets
 from supervisor.models import Instance, InstanceStatus, utcnow
@@ -169,6 +170,8 @@ class Reconciler:
         diff = diff_fleets(self.fleet if self.managed() else None, new)
         result = ReloadResult(ok=True, at=utcnow())
         old, self.fleet = self.fleet, new
+        if (limit := make_room(len(new.names()))) is not None:
+            log.info("open_files_limit", soft=limit.soft, hard=limit.hard, agents=limit.agents)
         removed, withdrawn, stale = diff.removed, frozenset[str](), frozenset[str]()
         if self._first_apply:  # what the previous image applied and the file no longer declares, or not so
             self._first_apply = False

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine import procfs
+from supervisor.engine._sparse import SparseLock
 from supervisor.engine._supervisor_lines import SupervisorLines
 from supervisor.engine.logfile import LogCursor, rotate
 from supervisor.engine.process import ProcessHandle
@@ -22,7 +23,7 @@ class InstanceLog:
 
     def __init__(self) -> None:
         self.cursor: LogCursor | None = None
-        self.lock = anyio.Lock()
+        self.lock = SparseLock()
         self.lines = SupervisorLines()
 
     def note(self, rt: InstanceRuntime, text: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from supervisor.engine._services import Services
+from supervisor.engine._sparse import SparseLock
 from supervisor.engine.process import ExitStatus
 from supervisor.errors import EyrieError
 from supervisor.models import Instance, LastExit, rfc3339, utcnow
@@ -53,7 +54,7 @@ class InstanceRecord:
         self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
         self._services = services
-        self._lock = anyio.Lock()
+        self._lock = SparseLock()
         self._dirty = 0
         self._written = 0
 
@@ -120,6 +121,15 @@ class InstanceRecord:
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
 
+    async def flushed(self) -> None:
+        """Wait until the writes asked for so far have ended; write once more only if one of them failed."""
+        if self._written >= self._dirty:
+            return
+        async with self._lock:
+            pass
+        if self._written < self._dirty:
+            await self.persist()
+
     async def _store(self, snapshot: dict[str, Any]) -> Instance:
         """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
         fraction of a millisecond); otherwise in a worker thread."""
@@ -137,7 +147,7 @@ class InstanceRecord:
 
         # Runtime state only: after a power loss the boot id changes and `prepare` discards it anyway, so the
         # write is atomic but not fsynced (see docs/layout.md).
-        return self._services.store.update(self._instance_id, apply, durable=False, wait=wait)
+        return self._services.store.update(self._instance_id, apply, durable=False, wait=wait, keep=True)
 
 
 def assign(inst: Instance, **values: Any) -> None:

@@ -26,9 +26,11 @@ async def stop_run(
     log: Any,
     *,
     on_slow: Callable[[], Awaitable[None]],
+    before_signal: Callable[[], Awaitable[None]] | None = None,
 ) -> StopResult:
     """Stop ``proc`` and its tree and free the port; ``on_slow`` runs once the stop has taken longer than
-    most (milliseconds), so that the actor can record "stopping" meanwhile."""
+    most (milliseconds), so that the actor can record "stopping" meanwhile; ``before_signal`` is awaited
+    after the tree was found and before the first signal."""
 
     async def slow() -> None:
         await anyio.sleep(_SLOW_STOP)
@@ -45,6 +47,7 @@ async def stop_run(
                 stop_timeout=rt.stop_timeout,
                 port=rt.port or None,
                 scanner=services.scanner,
+                before_signal=before_signal,
             )
             tg.cancel_scope.cancel()
     status = proc.exit_status

@@ -79,14 +79,19 @@ class Doorbell:
 
     def __init__(self) -> None:
         self._rung = False
-        self._event = anyio.Event()
+        self._event: anyio.Event | None = None  # only while the loop waits: an idle one costs no queue
 
     def ring(self) -> None:
         self._rung = True
-        self._event.set()
+        if self._event is not None:
+            self._event.set()
 
     async def wait(self) -> None:
         if not self._rung:
-            self._event = anyio.Event()
-            await self._event.wait()
+            self._event = event = anyio.Event()
+            try:
+                await event.wait()
+            finally:
+                if self._event is event:
+                    self._event = None
         self._rung = False

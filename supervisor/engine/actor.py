@@ -25,6 +25,7 @@ from supervisor.engine._launch import check_port, relocate, spawn_child, spawned
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import OWNED_FIELDS, InstanceRecord, assign
 from supervisor.engine._services import Crowd, Services
+from supervisor.engine._sparse import SparseEvent
 from supervisor.engine._stopping import group_alive, stop_line, stop_run, sweep
 from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
@@ -66,7 +67,7 @@ class Actor:
         """What the last stop could not end (a port still held, and by whom); "" when it ended everything."""
         self.desired: DesiredState = "stopped"
         self.phase = Phase.IDLE
-        self.done = anyio.Event()
+        self.done = SparseEvent()
         self.logs = InstanceLog()
         self.limits = LimitWatch()  # the resource sampler trips it when the tree stays over its memory limit
         self.probe_results: dict[str, tuple[ProbeResult, datetime]] = {}
@@ -430,7 +431,11 @@ class Actor:
         self._move(Phase.STOPPING)
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
-        result = await stop_run(self.runtime, proc, self.services, self.log, on_slow=self.persist)
+        # an operator's stop is on disk before any signal; the /proc scan meanwhile is shared with the others
+        first = self._record.flushed if self.desired == "stopped" else None
+        result = await stop_run(
+            self.runtime, proc, self.services, self.log, on_slow=self.persist, before_signal=first
+        )
         self._note(stop_line(self.runtime, proc, result))
         self.proc = None
         self.logs.cursor = None

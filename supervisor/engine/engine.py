@@ -107,7 +107,8 @@ class Engine:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 threads = anyio.CapacityLimiter(self._threads)
-                self.scanner.limiter = threads
+                # a thread of its own: stops wait on the scan, which must not queue behind their writes
+                self.scanner.limiter = anyio.CapacityLimiter(1)
                 self._services = Services(
                     store=self.store,
                     boot_id=self.boot_id,

@@ -3,13 +3,13 @@
 eyried holds about three descriptors per instance (two pidfds and its log file) besides its sockets, so a
 fleet of a few hundred passes the soft limit of 1024 that systemd and most shells give a process. Like
 systemd, which raises its own soft limit to the hard limit and starts each service with a soft limit of 1024,
-the daemon raises its soft limit to the hard limit at start (`raise_soft_limit`) and starts its children with
-the soft limit it was started with: a program that uses ``select()`` breaks on a descriptor above 1023, so it
-must not be handed more than it expects. A confined child sets it between fork and exec, where it runs code
-anyway (`child_open_files`, applied in the spawn helper's clone). An unconfined child is forked with
-``vfork``, which runs no code of ours before the exec, and a full fork of the daemon costs milliseconds (the
-price of a ``preexec_fn``), so its program is exec'd through util-linux's ``prlimit``, which sets the soft
-limit and execs the same argv (`child_command`).
+the daemon raises its soft limit to the hard limit once its fleet needs more than it has (`make_room`) and
+starts its children with the soft limit it was started with: a program that uses ``select()`` breaks on a
+descriptor above 1023, so it must not be handed more than it expects. A confined child sets it between fork
+and exec, where it runs code anyway (`child_open_files`, applied in the spawn helper's clone). An unconfined
+child is forked with ``vfork``, which runs no code of ours before the exec, and a full fork of the daemon
+costs milliseconds (the price of a ``preexec_fn``), so its program is exec'd through util-linux's ``prlimit``,
+which sets the soft limit and execs the same argv (`child_command`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ __all__ = [
     "child_command",
     "child_open_files",
     "fds_needed",
-    "raise_soft_limit",
+    "make_room",
     "reexec_env",
+    "take_note",
 ]
 
 FDS_PER_INSTANCE = 3
@@ -42,7 +43,7 @@ CARRIED_ENV = "EYRIE_OPEN_FILES_SOFT"
 
 @dataclass(frozen=True)
 class OpenFilesLimit:
-    """The daemon's limit on open files after `raise_soft_limit`."""
+    """The daemon's limit on open files, and what its children get."""
 
     inherited: int
     """The soft limit eyried was started with: what its children get."""
@@ -69,21 +70,35 @@ def fds_needed(instances: int) -> int:
     return FDS_PER_INSTANCE * instances + FDS_RESERVE
 
 
-def raise_soft_limit() -> OpenFilesLimit:
-    """Raise this process's soft limit on open files to its hard limit; from now on the children this process
-    spawns get the soft limit it had (or, after a re-exec, the one the first image had)."""
+def take_note() -> OpenFilesLimit:
+    """Note this process's limit on open files at start: its children get the soft limit it has now (or,
+    after a re-exec, the one the first image had)."""
     global _current
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     inherited = min(_carried(soft), soft)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass  # a hard limit above the kernel's nr_open: keep what we have
-    prlimit = shutil.which("prlimit", path=os.defpath + ":/usr/sbin:/sbin") if soft > inherited else None
-    _current = OpenFilesLimit(inherited=inherited, soft=soft, hard=hard, prlimit=prlimit)
+    _current = OpenFilesLimit(inherited=inherited, soft=soft, hard=hard, prlimit=_prlimit(soft, inherited))
     return _current
+
+
+def make_room(instances: int) -> OpenFilesLimit | None:
+    """Raise the soft limit to the hard limit when ``instances`` need more than it allows; the new limit, or
+    None when nothing changed. Raised only when needed: once raised, each unconfined child is exec'd through
+    ``prlimit`` (an exec more per spawn)."""
+    global _current
+    current = _current or take_note()
+    if fds_needed(instances) <= current.soft or current.soft >= current.hard:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (current.hard, current.hard))
+    except (ValueError, OSError):
+        return None  # a hard limit above the kernel's nr_open: keep what we have
+    soft = current.hard
+    _current = OpenFilesLimit(current.inherited, soft, current.hard, _prlimit(soft, current.inherited))
+    return _current
+
+
+def _prlimit(soft: int, inherited: int) -> str | None:
+    return shutil.which("prlimit", path=os.defpath + ":/usr/sbin:/sbin") if soft > inherited else None
 
 
 def _carried(default: int) -> int:

@@ -116,35 +116,30 @@ class Sampled(Protocol):
 
 
 class LimitWatch:
-    """Ends an actor's liveness watch when the sampler finds its tree over a limit, with the reason."""
+    """Ends an actor's liveness watch when the sampler finds its tree over a limit, with the reason.
+
+    A trip cancels the watch's scope directly: no task waits for it (one per running instance)."""
 
     def __init__(self) -> None:
-        self._tripped: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
         self.reason = ""
 
     def trip(self, reason: str) -> None:
-        if self._tripped is not None and not self._tripped.is_set():
+        if self._scope is not None and not self._scope.cancel_called:
             self.reason = reason
-            self._tripped.set()
+            self._scope.cancel()
 
     async def watch(self, body: Callable[[], Awaitable[ProbeResult]]) -> ProbeResult:
         """Run ``body`` (the liveness watch) until it returns, or a limit trips: then fail with the reason."""
-        self._tripped = tripped = anyio.Event()
         self.reason = ""
-        result: list[ProbeResult] = []
-        try:
-            async with anyio.create_task_group() as tg:
-
-                async def wait_trip() -> None:
-                    await tripped.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(wait_trip)
-                result.append(await body())
-                tg.cancel_scope.cancel()
-        finally:
-            self._tripped = None
-        return result[0] if result else ProbeResult(False, self.reason)
+        result: ProbeResult | None = None
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                result = await body()
+            finally:
+                self._scope = None
+        return result if result is not None else ProbeResult(False, self.reason)
 
 
 @dataclass(slots=True)

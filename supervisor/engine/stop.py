@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -132,10 +132,13 @@ async def stop_tree(
     port: int | None,
     scanner: ProcScanner,
     started_before: int | None = None,
+    before_signal: Callable[[], Awaitable[None]] | None = None,
 ) -> StopResult:
     """Stop everything that belongs to instance ``marker``; reap ``main`` when it is our child.
 
     ``started_before`` (clock ticks since boot) limits the stop to leftovers of an earlier run.
+    ``before_signal`` is awaited between reading the process table and the first signal (a write that must
+    come first overlaps the scan, which many stops share).
     """
     began = time.monotonic()
     fds = _Pidfds()
@@ -153,6 +156,8 @@ async def stop_tree(
         if not found and (main is None or not main.alive()):
             return await _finish(port, began, 0, 0, main)
         fds.add(table, found)
+        if before_signal is not None:
+            await before_signal()
         signalled = len(fds.fds)
         group = _group_is_ours(table, pgid, marker, main) and started_before is None
         # each process gets the stop signal exactly once (a second SIGTERM means "now!" to many programs):

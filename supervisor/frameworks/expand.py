@@ -107,15 +107,15 @@ def expand_pattern(pattern: str, values: PlaceholderValues, *, where: str = "pat
 
 
 def expand_probe(probe: Probe, values: PlaceholderValues, *, where: str = "probe") -> Probe:
-    """The probe with its ``path``, ``pattern`` and ``command`` expanded for one instance."""
-    return probe.model_copy(
-        update={
-            "path": expand(probe.path, values, where=f"{where}.path"),
-            "pattern": expand_pattern(probe.pattern, values, where=f"{where}.pattern")
-            if probe.pattern
-            else "",
-            "command": [
-                expand(arg, values, where=f"{where}.command[{i}]") for i, arg in enumerate(probe.command)
-            ],
-        }
-    )
+    """The probe with its ``path``, ``pattern`` and ``command`` expanded for one instance; the probe itself
+    (frozen, so shared by every instance) when it has no placeholder to expand."""
+    update: dict[str, object] = {
+        "path": expand(probe.path, values, where=f"{where}.path"),
+        "pattern": expand_pattern(probe.pattern, values, where=f"{where}.pattern") if probe.pattern else "",
+        "command": [
+            expand(arg, values, where=f"{where}.command[{i}]") for i, arg in enumerate(probe.command)
+        ],
+    }
+    if all(value == getattr(probe, key) for key, value in update.items()):
+        return probe
+    return probe.model_copy(update=update)
