@@ -75,9 +75,10 @@ async def _idle(seconds: float) -> float:
 
 async def _sampled(actors: list[_Actor], seconds: float, per_tree: int) -> tuple[float, int]:
     sampler = ResourceSampler(lambda: cast("list[Sampled]", actors))
+    limiter = anyio.CapacityLimiter(8)
     before = time.process_time()
     with anyio.move_on_after(seconds):
-        await sampler.run()
+        await sampler.run(limiter)
     used = time.process_time() - before
     processes = sum(len(s.processes) for s in sampler.samples.values())
     assert processes == per_tree * len(actors), f"found {processes} processes in {len(actors)} trees"

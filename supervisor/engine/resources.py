@@ -1,19 +1,15 @@
 """What each instance's process tree uses (CPU, memory, processes), sampled on its liveness interval, and the
 memory limit that restarts a tree staying above it.
 
-One sampler serves the whole engine: each wake-up reads, in the sampler's own thread, the trees of every
-instance whose interval is due (instances with the same interval are due together, on a shared grid), so a
-fleet costs one wake-up per interval rather than one timer per instance. That thread lives as long as the
-sampler: a worker thread of the shared pool would expire between two passes 10 s apart, and each pass would
-start a new one.
+One sampler serves the whole engine: each wake-up reads, in one worker thread, the trees of every instance
+whose interval is due (instances with the same interval are due together, on a shared grid), so a fleet costs
+one wake-up per interval rather than one timer per instance.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -162,30 +158,26 @@ class ResourceSampler:
         self.samples: dict[str, ResourceSample] = {}
         self.passes = 0
 
-    async def run(self) -> None:
+    async def run(self, threads: anyio.CapacityLimiter) -> None:
         """Sample until cancelled. A process started meanwhile is first sampled within ``_IDLE_WAKE``
         seconds; a pass that fails (a bug) is logged, and sampling goes on that much later."""
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eyrie-sampler")
-        try:
-            while True:
-                now = anyio.current_time()
-                try:
-                    await self._pass(now, reader)
-                except Exception:
-                    _log.exception("resource_sampling_failed")
-                    for track in self._tracks.values():
-                        track.due = max(track.due, now + _IDLE_WAKE)
-                wake = min((t.due for t in self._tracks.values()), default=math.inf)
-                await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
-        finally:
-            reader.shutdown(wait=False)  # a pass under way ends on its own: a stop does not wait for it
+        while True:
+            now = anyio.current_time()
+            try:
+                await self._pass(now, threads)
+            except Exception:
+                _log.exception("resource_sampling_failed")
+                for track in self._tracks.values():
+                    track.due = max(track.due, now + _IDLE_WAKE)
+            wake = min((t.due for t in self._tracks.values()), default=math.inf)
+            await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
 
-    async def _pass(self, now: float, reader: ThreadPoolExecutor) -> None:
+    async def _pass(self, now: float, threads: anyio.CapacityLimiter) -> None:
         due = self._due(now)
         if due:
             walks = [self._walk(actor.runtime.instance_id) for actor, _ in due]
             keys = [(*key, walk) for (_, key), walk in zip(due, walks, strict=True)]
-            trees = await asyncio.wrap_future(reader.submit(_read_trees, keys))
+            trees = await anyio.to_thread.run_sync(_read_trees, keys, limiter=threads)
             self._record(due, trees, anyio.current_time())
             self.passes += 1
 
