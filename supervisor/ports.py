@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import psutil
-
 from supervisor._fs import locked
 from supervisor.errors import PortsExhausted
 from supervisor.models import Instance
@@ -201,6 +199,8 @@ def port_holder(port: int) -> str | None:
     A listening socket is preferred over other sockets with that local port (e.g. a client's
     ephemeral port).
     """
+    import psutil  # only to name who holds a port: the daemon starts without it
+
     for pid, _ in _socket_owners(port, "inet"):
         try:
             return f"pid {pid} ({psutil.Process(pid).name()})"
@@ -214,6 +214,8 @@ def port_holder(port: int) -> str | None:
 def _socket_owners(port: int, kind: str) -> list[tuple[int, bool]]:
     """``(pid, listening)`` for every process with a ``kind`` socket on local port ``port``, listeners first,
     then by pid; [] when the sockets cannot be seen."""
+    import psutil  # see `port_holder`
+
     try:
         conns = psutil.net_connections(kind=kind)
     except (psutil.Error, OSError):

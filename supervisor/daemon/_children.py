@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import anyio
-import psutil
 import structlog
 
 from supervisor.engine.pidfd import collect
@@ -54,6 +53,8 @@ class InheritedChildren:
     @classmethod
     def take(cls, busy: Callable[[], Collection[int]]) -> InheritedChildren:
         """Hold every current child of this process. Call it before the process spawns children of its own."""
+        import psutil  # a re-exec's alone: a plain start does without it
+
         fds: dict[int, int] = {}
         for child in psutil.Process().children():
             with contextlib.suppress(OSError):  # only we reap our children, so the pid is still this child

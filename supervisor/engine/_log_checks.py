@@ -4,11 +4,15 @@ A fleet of quiet agents would otherwise cost one ``stat`` per instance at every 
 an idle daemon's CPU at a few hundred instances. A log that grew, or that holds more than half its limit, is
 looked at on every check; one that stayed the same size below half its limit is looked at half as often
 each time, up to `QUIET_CHECKS` checks apart (8 s at the default interval of 1 s), and on every check again
-as soon as it grows.
+as soon as it grows. Quiet logs at that widest gap fall due together, on a grid of that many checks, so an
+idle fleet's checker wakes once per grid step rather than once per check; a log not looked at yet (a new
+instance's) gets its first look at the next grid step.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from supervisor.engine._logs import log_size
@@ -42,12 +46,28 @@ class LogChecks:
             return False
         size = log_size(rt.log_path)
         limit = rt.logs.max_bytes
+        widest = self._interval * QUIET_CHECKS
         if seen is None or size != seen.size or size * 2 >= limit:
             gap = self._interval
         else:
-            gap = min(seen.gap * 2, self._interval * QUIET_CHECKS)
-        self._seen[rt.instance_id] = _Seen(size, gap, now + gap - self._interval / 2)
+            gap = min(seen.gap * 2, widest)
+        due = self._grid_step(now, gap) if gap >= widest else now + gap - self._interval / 2
+        self._seen[rt.instance_id] = _Seen(size, gap, due)
         return size >= limit
+
+    def next_due(self, instance_ids: Iterable[str], now: float) -> float:
+        """When the next look is due among ``instance_ids``; one never looked at (new, or without a process
+        until now) is due at the next step of the quiet logs' grid."""
+        seen = self._seen
+        unseen = self._grid_step(now, self._interval * QUIET_CHECKS)
+        return min((seen[i].due if i in seen else unseen for i in instance_ids), default=unseen)
+
+    def _grid_step(self, now: float, within: float) -> float:
+        """The last step of the shared grid (`QUIET_CHECKS` checks apart) at most ``within`` after ``now``,
+        half a check early, as every due time is, so that a check at that moment counts."""
+        half = self._interval / 2
+        widest = self._interval * QUIET_CHECKS
+        return math.floor((now + within + half) / widest) * widest - half
 
     def keep_only(self, instance_ids: set[str]) -> None:
         """Forget the instances no longer supervised."""

@@ -21,7 +21,7 @@ import anyio.abc
 import structlog
 
 from supervisor.engine import procfs
-from supervisor.engine._log_checks import LogChecks
+from supervisor.engine._log_checks import QUIET_CHECKS, LogChecks
 from supervisor.engine._services import Relocator
 from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
@@ -330,9 +330,14 @@ class Engine:
             self._on_event(event)
 
     async def _watch_logs(self) -> None:
+        """Look at log sizes when a look is due (see `LogChecks`): an idle fleet's quiet logs together."""
         checks = LogChecks(self._log_check_interval)
+        interval = self._log_check_interval
         while True:
-            await anyio.sleep(self._log_check_interval)
+            now = anyio.current_time()
+            live = [key for key, actor in self._actors.items() if actor.proc is not None]
+            wait = checks.next_due(live, now) + interval / 2 - now  # due times are half a check early
+            await anyio.sleep(min(max(wait, interval / 2), interval * QUIET_CHECKS))
             now = anyio.current_time()
             checks.keep_only(set(self._actors))
             for actor in list(self._actors.values()):

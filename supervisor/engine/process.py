@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio
-import psutil
 
 from supervisor.engine import pidfd, procfs
 from supervisor.engine.child_setup import empty_signal_mask
@@ -365,8 +364,13 @@ def _handle_for(
 
 @functools.cache
 def _boot_time() -> float:
-    """psutil's boot time (read from /proc/stat), once: it is the base of every process start time."""
-    return psutil.boot_time()
+    """The boot time as psutil reads it (``btime`` in /proc/stat), once: it is the base of every process
+    start time, recorded ones included."""
+    with open("/proc/stat", "rb") as stat:
+        for line in stat:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise RuntimeError("no btime line in /proc/stat")
 
 
 def _start_time(start_ticks: int) -> float:
