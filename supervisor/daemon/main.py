@@ -17,16 +17,10 @@ from typing import NoReturn
 
 import anyio
 import click
-import pydantic.plugin._loader as _pydantic_plugins
 
 # The daemon renders no rich tracebacks; structlog imports rich (and pygments, ~3 MiB) whenever it can.
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 import structlog
-
-# Nor does it load pydantic plugins: its models are its own, and finding plugins scans the entry points of
-# every installed distribution (~50 ms of each start) when the first model is built. An empty cache of
-# found plugins is what pydantic keeps after a scan that found none.
-_pydantic_plugins._plugins = {}
 
 from supervisor.daemon._signals import block_signals
 from supervisor.daemon.daemon import Daemon
