@@ -183,17 +183,22 @@ class Eyried:
             f"eyriectl ps did not show all {len(old)} instances adopted within {timeout:.0f} s"
         )
 
-    def daemon_event_ns(self, after_ns: int) -> int | None:
+    def daemon_event_ns(self, after_ns: int, timeout: float = 30) -> int | None:
         """When the daemon announced its fleet up (a ``daemon`` event naming adoption or readiness), in
-        monotonic ns, or None when this daemon emits no such event."""
-        events = anyio.run(self._recent)
-        offset = time.time_ns() - time.monotonic_ns()
-        for event in events:
-            words = f"{event.detail} {json.dumps(event.data)}".lower()
-            at = int(event.time.timestamp() * 1e9) - offset
-            if event.event == "daemon" and at >= after_ns and ("adopt" in words or "ready" in words):
-                return at
-        return None
+        monotonic ns, or None when this daemon emits no such event within ``timeout`` (it may come after every
+        instance is seen running: it waits until all have come to rest)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = anyio.run(self._recent)
+            offset = time.time_ns() - time.monotonic_ns()
+            for event in events:
+                words = f"{event.detail} {json.dumps(event.data)}".lower()
+                at = int(event.time.timestamp() * 1e9) - offset
+                if event.event == "daemon" and at >= after_ns and ("adopt" in words or "ready" in words):
+                    return at
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     async def _recent(self) -> list[Event]:
         async with ControlClient(self.home) as client:
