@@ -76,7 +76,7 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
     configure_logging(dev=dev, level=log_level or "info")
     log = structlog.get_logger("supervisor.daemon")
     limit = take_note()  # raised once the fleet needs it (see `open_files`)
-    log.info("open_files_limit", soft=limit.soft, hard=limit.hard, agents=limit.agents)
+    log.debug("open_files_limit", soft=limit.soft, hard=limit.hard, agents=limit.agents)
     resolved = Home.resolve(home)
     if dev:
         os.environ.pop("NOTIFY_SOCKET", None)

@@ -42,8 +42,11 @@ class _CloneArgs(ctypes.Structure):
 def serve(fd: int) -> None:
     """Answer spawn requests on the socket ``fd`` until the daemon closes its end."""
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # what subprocess's restore_signals does for a child
-        signal.signal(sig, signal.SIG_DFL)
+    # Children start with no signal ignored: neither Python's own (SIGPIPE, SIGXFSZ) nor one the daemon was
+    # started with (SIGHUP under nohup), which an exec would pass on.
+    for sig in signal.valid_signals():
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     sock = socket.socket(fileno=fd)
     while True:
         try:
