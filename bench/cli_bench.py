@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -84,7 +85,7 @@ async def all_running(bench: Bench) -> None:
 def run(n: int, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix=f"eyrie-cli-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
-        fleet = fleet_text(n).replace("version: 1\n", "version: 1\n" + PORTS, 1)
+        fleet = re.sub(r"^daemon: .*\n", PORTS, fleet_text(n), count=1, flags=re.MULTILINE)
         (bench.home.root / "fleet.yaml").write_text(fleet)
         say(f"N={n} (load average {os.getloadavg()[0]:.2f})")
         try:
