@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bench._compare import measure, storms
 from bench._compare.eyried import Eyried
@@ -69,36 +70,41 @@ def _steady(watcher: ExecWatcher, pid: int, opts: Options, out: dict[str, float]
         say("    " + storms.storm_figures(results, out))
 
 
+class _Anchor(Protocol):
+    """What the bench asks of an anchor manager (`Supervisord`, `Systemd`)."""
+
+    def launch(self) -> int: ...
+    def stop_fleet(self) -> None: ...
+    def log_tail(self) -> str: ...
+    def close(self) -> None: ...
+
+
+def _run_anchor(
+    manager: _Anchor, n: int, watcher: ExecWatcher, opts: Options, *, storm: bool
+) -> dict[str, float]:
+    """Start, the steady figures and the stop of an anchor; it is closed whatever happens."""
+    out: dict[str, float] = {}
+    try:
+        with _explained(manager.log_tail):
+            pid, out["start"] = measure.start_all(watcher, n, manager.launch)
+            say(f"    start: {out['start']:.2f} s")
+            _steady(watcher, pid, opts, out, storm=storm)
+            out["stop"] = measure.stop_all(pid, manager.stop_fleet)
+            say(f"    stop: {out['stop']:.2f} s")
+    finally:
+        manager.close()
+    return out
+
+
 def run_supervisord(
     root: Path, n: int, watcher: ExecWatcher, opts: Options, *, storm: bool
 ) -> dict[str, float]:
     manager = Supervisord(root, n, {**os.environ, "EYRIE_BENCH_RUN": opts.marker})
-    out: dict[str, float] = {}
-    try:
-        with _explained(manager.log_tail):
-            pid, out["start"] = measure.start_all(watcher, n, manager.launch)
-            say(f"    start: {out['start']:.2f} s")
-            _steady(watcher, pid, opts, out, storm=storm)
-            out["stop"] = measure.stop_all(pid, manager.stop_fleet)
-            say(f"    stop: {out['stop']:.2f} s")
-    finally:
-        manager.close()
-    return out
+    return _run_anchor(manager, n, watcher, opts, storm=storm)
 
 
 def run_systemd(root: Path, n: int, watcher: ExecWatcher, opts: Options, *, storm: bool) -> dict[str, float]:
-    manager = Systemd(root, n, opts.marker)
-    out: dict[str, float] = {}
-    try:
-        with _explained(manager.log_tail):
-            pid, out["start"] = measure.start_all(watcher, n, manager.launch)
-            say(f"    start: {out['start']:.2f} s")
-            _steady(watcher, pid, opts, out, storm=storm)
-            out["stop"] = measure.stop_all(pid, manager.stop_fleet)
-            say(f"    stop: {out['stop']:.2f} s")
-    finally:
-        manager.close()
-    return out
+    return _run_anchor(Systemd(root, n, opts.marker), n, watcher, opts, storm=storm)
 
 
 def run_eyried(
