@@ -22,8 +22,16 @@ from supervisor.paths import Home
 __all__ = ["EYRIECTL", "Eyried", "fleet_text"]
 
 EYRIECTL = str(Path(sys.executable).parent / "eyriectl")
-PORTS = (45000, 46999)
-"""This benchmark's sub-range, far from the test suites' 43000–43999."""
+
+
+def _ports() -> tuple[int, int]:
+    """This benchmark's port range, far from the test suites' 43000–43999; ``EYRIE_BENCH_PORTS=FIRST-LAST``
+    moves it (two runs side by side must not share one)."""
+    first, _, last = os.environ.get("EYRIE_BENCH_PORTS", "45000-46999").partition("-")
+    return int(first), int(last)
+
+
+PORTS = _ports()
 
 _FLEET_HEAD = f"""\
 version: 1
