@@ -488,7 +488,7 @@ class ProvisionBatch:
                 raise
             except Exception as exc:
                 raise ProvisionError(f"provisioning {request.name!r} failed (render files): {exc}") from exc
-            self._staging.stage(plan)
+            self._staging.stage_soon(plan)
         except BaseException:
             prov.claims.release(port, owner)
             raise
