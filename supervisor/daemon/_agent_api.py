@@ -1,4 +1,4 @@
-"""The daemon's side of the agent API: its listener, started before the fleet so every agent is given its
+"""The daemon's side of the agent API: its listener, bound before the fleet so every agent is given its
 ``EYRIE_URL``, and the `AgentTarget` it serves, made of the daemon's own parts.
 
 Whether it runs and on which port is read at start (a change takes effect at the next start or re-exec);
@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import structlog
 
-from supervisor.agentapi.app import create_agent_app
+from supervisor.agentapi._listen import AgentListener, bind_agent_api
 from supervisor.agentapi.permissions import Member
-from supervisor.agentapi.server import bind_agent_api, serve_agent_api
 from supervisor.control.target import ControlTarget
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from supervisor.provision import Provisioner
     from supervisor.store import Store
 
-__all__ = ["DaemonAgents", "run_agent_api"]
+__all__ = ["DaemonAgents", "bind_agents", "serve_agents"]
 
 log = structlog.get_logger("supervisor.agentapi")
 
@@ -97,20 +96,14 @@ class DaemonAgents:
         self._daemon.hub.publish(event)
 
 
-async def run_agent_api(
-    daemon: DaemonParts,
-    fleet: FleetFile,
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Listen (when ``fleet`` has it on), give the provisioner the URL agents are told, serve until
-    cancelled."""
+async def bind_agents(daemon: DaemonParts, fleet: FleetFile) -> AgentListener | None:
+    """Bind the agent API's port (when ``fleet`` has it on) and give the provisioner the URL agents are
+    told; None when it is off."""
     settings = fleet.daemon.agent_api
     if not settings.enabled:
         daemon.provisioner.eyrie_url = ""
         log.info("agent_api_off")
-        task_status.started()
-        return
+        return None
     provisioner = daemon.provisioner
     listener = await anyio.to_thread.run_sync(
         functools.partial(
@@ -122,4 +115,18 @@ async def run_agent_api(
         )
     )
     provisioner.eyrie_url = listener.url
+    return listener
+
+
+async def serve_agents(
+    daemon: DaemonParts,
+    listener: AgentListener,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the agent API on ``listener`` until cancelled."""
+    # the HTTP stack is imported once the fleet is taken over (see `supervisor.daemon._listeners`)
+    from supervisor.agentapi.app import create_agent_app
+    from supervisor.agentapi.server import serve_agent_api
+
     await serve_agent_api(create_agent_app(DaemonAgents(daemon)), listener, task_status=task_status)

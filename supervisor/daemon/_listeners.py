@@ -1,0 +1,72 @@
+"""The daemon's listeners, the control API and the agent API: bound before the fleet is taken over, served
+once the HTTP stack is imported (Starlette, uvicorn, h11 and both apps: about 0.25 s of CPU and 8 MiB).
+
+A daemon that follows one that did not stop (killed, crashed, re-executed) has agents waiting to be
+adopted: it binds, adopts, then serves, so the adoption does not wait on those imports. Meanwhile a request
+waits in its socket's backlog instead of being refused, and an agent spawned meanwhile is given its
+``EYRIE_URL`` from the bound port. Any other start serves before the fleet, so that ``eyriectl ps`` answers
+during a long first start.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from supervisor.daemon._agent_api import bind_agents, serve_agents
+from supervisor.daemon._settings import bind_control_api
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from supervisor.agentapi._listen import AgentListener
+    from supervisor.control._listen import ControlSockets
+    from supervisor.daemon._agent_api import DaemonParts
+    from supervisor.fleet import FleetFile
+
+__all__ = ["Listeners"]
+
+
+class Listeners:
+    """Bound by `bind`, served by `serve`; what was bound and never served is closed on leaving the
+    ``async with``."""
+
+    def __init__(self, daemon: DaemonParts, fleet: FleetFile) -> None:
+        self._daemon = daemon
+        self._fleet = fleet
+        self._control: ControlSockets | None = None
+        self._agents: AgentListener | None = None
+
+    async def bind(self) -> None:
+        """Bind the operator's sockets and the agent API's port (agents are given its URL from now on)."""
+        self._control = bind_control_api(self._fleet, self._daemon.home)
+        self._agents = await bind_agents(self._daemon, self._fleet)
+
+    async def serve(self, tg: TaskGroup) -> None:
+        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends."""
+        from supervisor.control.app import create_app
+        from supervisor.control.server import serve_bound
+
+        control, self._control = self._control, None
+        if control is not None:
+            await tg.start(functools.partial(serve_bound, create_app(self._daemon), control))
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            await tg.start(serve_agents, self._daemon, agents)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            agents.sock.close()
