@@ -3,10 +3,11 @@
 One home of N ``sleep infinity`` instances (``sandbox: off``, as ``bench.compare`` runs them) is started once;
 then, per round, the daemon is SIGKILLed and a new one launched, and printed: the ``seconds`` of its
 ``fleet ready`` event (from its exec, its own count), the launch → that event seen on the event stream, the
-daemon's CPU seconds until then, how many instances it restarted, and its RSS (``smaps_rollup``) once
+daemon's CPU seconds until the event (its ``cpu_seconds``; read from ``/proc`` when it is seen, for a daemon
+whose event lacks them), how many instances it restarted, and its RSS (``smaps_rollup``) once
 settled. ``--cli`` adds the same adoption as the CLI sees it: ``eyriectl ps --json`` run in a loop from the
 launch until it shows every instance running with its old pid. Last, the floors measured the same way:
-``python -c pass`` and import-only processes (wall, CPU and peak RSS of the child). Fleets take ports from
+``python -c pass`` and import-only processes (wall, CPU and RSS at the end of each). Fleets take ports from
 51000–52999.
 
     .venv/bin/python -m bench.adopt_bench --size 200 --rounds 5 --cli
@@ -38,6 +39,9 @@ FLOORS = {
     "import the required libraries": "import anyio, pydantic, structlog, ruamel.yaml",
     "import supervisor.daemon.main": "import supervisor.daemon.main",
 }
+
+
+_RSS = "\nimport sys; sys.stdout.write(open('/proc/self/status').read().split('VmRSS:')[1])"
 
 
 def fleet(n: int) -> str:
@@ -107,7 +111,7 @@ async def rounds(n: int, count: int, settle: float, cli: bool) -> None:
                     say(f"  CLI round: launch → `ps` shows all adopted {clis[-1]:.3f} s")
                     continue
                 data, at = await fleet_ready(bench)
-                cpu = bench.daemon_cpu()
+                cpu = float(str(data.get("cpu_seconds", bench.daemon_cpu())))
                 after = await bench.pids()
                 restarted = sum(1 for name, pid in before.items() if after.get(name) != pid)
                 await anyio.sleep(settle)
@@ -135,16 +139,17 @@ def floor(code: str, runs: int) -> None:
     walls, cpus, peaks = [], [], []
     for _ in range(runs):
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code])
+        proc = subprocess.Popen([sys.executable, "-c", code + _RSS], stdout=subprocess.PIPE)
+        out = proc.stdout.read() if proc.stdout else b""
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         walls.append(time.perf_counter() - started)
         cpus.append(usage.ru_utime + usage.ru_stime)
-        peaks.append(usage.ru_maxrss / 1024)
+        peaks.append(int(out.split()[0]) / 1024)
     label = next(k for k, v in FLOORS.items() if v == code)
     say(
         f"  {label}: wall {statistics.median(walls):.3f} s, CPU {statistics.median(cpus):.3f} s, "
-        f"peak RSS {statistics.median(peaks):.1f} MiB (median of {runs})"
+        f"RSS {statistics.median(peaks):.1f} MiB (median of {runs})"
     )
 
 
@@ -161,8 +166,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed bench still stops its daemon
     say(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     anyio.run(rounds, args.size, args.rounds, args.settle, args.cli)
-    say("floors:")
-    for code in FLOORS.values():
+    if args.floor_runs:
+        say("floors:")
+    for code in FLOORS.values() if args.floor_runs else ():
         floor(code, args.floor_runs)
 
 

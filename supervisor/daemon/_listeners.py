@@ -14,6 +14,8 @@ import functools
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+import anyio
+
 from supervisor.daemon._agent_api import bind_agents, serve_agents
 from supervisor.daemon._settings import bind_control_api
 
@@ -25,7 +27,11 @@ if TYPE_CHECKING:
     from supervisor.daemon._agent_api import DaemonParts
     from supervisor.fleet import FleetFile
 
-__all__ = ["Listeners"]
+__all__ = ["ADOPTION_GRACE", "Listeners"]
+
+ADOPTION_GRACE = 1.0
+"""Seconds the APIs wait, at most, for the fleet to come to rest before they are served after an adoption
+(an instance restarted meanwhile may take its readiness timeout to come to rest)."""
 
 
 class Listeners:
@@ -43,14 +49,19 @@ class Listeners:
         self._control = bind_control_api(self._fleet, self._daemon.home)
         self._agents = await bind_agents(self._daemon, self._fleet)
 
-    async def serve(self, tg: TaskGroup) -> None:
-        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends."""
+    async def serve(self, tg: TaskGroup, *, after: anyio.Event | None = None) -> None:
+        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends;
+        ``after`` that event, or `ADOPTION_GRACE` seconds."""
+        if after is not None:
+            with anyio.move_on_after(ADOPTION_GRACE):
+                await after.wait()
         from supervisor.control.app import create_app
         from supervisor.control.server import serve_bound
 
         control, self._control = self._control, None
         if control is not None:
             await tg.start(functools.partial(serve_bound, create_app(self._daemon), control))
+        self._daemon.hub.served()  # its history has what the hub kept: no stream is open yet
         agents, self._agents = self._agents, None
         if agents is not None:
             await tg.start(serve_agents, self._daemon, agents)

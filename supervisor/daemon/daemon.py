@@ -75,7 +75,7 @@ class Daemon:
         self.home = home
         self.fleet_path = fleet_path or home.fleet_file
         self.store = Store(home)
-        self.hub = EventHub()
+        self.hub = EventHub(keep_until_served=True)  # the API may be served after the start-up
         self.notifier = Notifier.from_env()
         self.started_at = utcnow()
         self.last_reload: ReloadResult | None = None
@@ -151,14 +151,15 @@ class Daemon:
             boot = self.engine.boot_id
             cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
             startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
-            if adopt_first:
-                await listeners.serve(tg)
+            announced = anyio.Event()
+            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
+            if adopt_first:  # the adopted come to rest before the HTTP stack's imports hold the loop up
+                await listeners.serve(tg, after=announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
-            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at)
             tg.start_soon(keep_trash, self.home, lambda: self.reconciler.fleet.daemon.trash_retention)
             self.notifier.ready()
             self._status_line.publish()
