@@ -1,7 +1,8 @@
 """The ``fleet ready`` event: once per daemon image, when every instance it took over at start has come to
 rest (adopted, started up to readiness, failed, or not wanted running), with the counts, the seconds since
-the image began (the process's exec, or the re-exec's start) and the CPU seconds the process has used. What a benchmark, a script or ``eyriectl
-events`` waits on to know that a start, an adoption after a crash or an upgrade in place is over."""
+the image began (the process's exec, or the re-exec's start) and the CPU seconds the process has used. What
+a benchmark, a script or ``eyriectl events`` waits on to know that a start, an adoption after a crash or an
+upgrade in place is over."""
 
 from __future__ import annotations
 

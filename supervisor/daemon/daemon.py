@@ -23,6 +23,7 @@ from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
 from supervisor.daemon._listeners import Listeners
+from supervisor.daemon._memory import release_startup_memory
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SignalListener, next_ending
@@ -142,7 +143,7 @@ class Daemon:
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
         async with Listeners(self, initial.fleet) as listeners, anyio.create_task_group() as tg:
             await tg.start(self.engine.run)
-            await listeners.bind()  # before the fleet: agents get EYRIE_URL
+            await listeners.bind(control=adopt_first)  # before the fleet: agents get EYRIE_URL
             if not adopt_first:  # READY=1 still waits until the fleet is started or adopted
                 await listeners.serve(tg)
             await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
@@ -164,6 +165,7 @@ class Daemon:
             self.notifier.ready()
             self._status_line.publish()
             log_ready(len(self.reconciler.managed()), self.home.socket_path, self.reexecuted_at)
+            tg.start_soon(release_startup_memory, announced)
             task_status.started()
             if startup.reload:
                 tg.start_soon(self.reload)  # a SIGHUP during the start-up
