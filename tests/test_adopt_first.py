@@ -1,9 +1,8 @@
 """A daemon that follows one that did not stop adopts its agents before it imports and serves its APIs; the
-event history still has the whole start-up; what the start-up left behind is given back."""
+event history still has the whole start-up."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import time
@@ -14,7 +13,6 @@ import anyio
 import pytest
 
 from supervisor.control.hub import EventHub
-from supervisor.daemon._memory import release_startup_memory
 from supervisor.daemon.lock import DaemonLock
 from supervisor.engine.events import Event
 from supervisor.models import utcnow
@@ -152,17 +150,3 @@ class TestKeptEvents:
             hub.publish(_event("after"))
             with anyio.fail_after(5):
                 assert (await anext(events)).detail == "after"
-
-
-class TestStartupMemory:
-    @pytest.mark.anyio
-    async def test_released_once_settled(self) -> None:
-        """Once the fleet is at rest, what survived the start-up is frozen out of later collections."""
-        settled = anyio.Event()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(release_startup_memory, settled)
-                settled.set()
-            assert gc.get_freeze_count() > 0
-        finally:
-            gc.unfreeze()

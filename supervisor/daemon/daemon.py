@@ -23,7 +23,6 @@ from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
 from supervisor.daemon._listeners import Listeners
-from supervisor.daemon._memory import release_startup_memory
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SignalListener, next_ending
@@ -165,7 +164,6 @@ class Daemon:
             self.notifier.ready()
             self._status_line.publish()
             log_ready(len(self.reconciler.managed()), self.home.socket_path, self.reexecuted_at)
-            tg.start_soon(release_startup_memory, announced)
             task_status.started()
             if startup.reload:
                 tg.start_soon(self.reload)  # a SIGHUP during the start-up
