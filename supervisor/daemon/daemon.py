@@ -154,7 +154,7 @@ class Daemon:
             announced = anyio.Event()
             tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
             if adopt_first:  # the adopted come to rest before the HTTP stack's imports hold the loop up
-                await listeners.serve(tg, after=announced)
+                await listeners.serve(tg, after=None if startup.ending else announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
             if self._inherited is not None:
