@@ -8,7 +8,7 @@ whose event lacks them), how many instances it restarted, and its RSS (``smaps_r
 settled. ``--cli`` adds the same adoption as the CLI sees it: ``eyriectl ps --json`` run in a loop from the
 launch until it shows every instance running with its old pid. Last, the floors measured the same way:
 ``python -c pass`` and import-only processes (wall, CPU and RSS at the end of each). Fleets take ports from
-51000–52999.
+51000–52999 (``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them).
 
     .venv/bin/python -m bench.adopt_bench --size 200 --rounds 5 --cli
 """
@@ -45,7 +45,8 @@ _RSS = "\nimport sys; sys.stdout.write(open('/proc/self/status').read().split('V
 
 
 def fleet(n: int) -> str:
-    text = fleet_text(n, confined=False).replace("first: 47000, last: 48999", "first: 51000, last: 52999")
+    first, _, last = os.environ.get("EYRIE_BENCH_PORTS", "51000-52999").partition("-")
+    text = fleet_text(n, confined=False).replace("first: 47000, last: 48999", f"first: {first}, last: {last}")
     return text.replace("initial_delay: 10ms", "initial_delay: 0")
 
 
