@@ -219,12 +219,13 @@ class TestFleetReady:
             d.wait_serving()
             again = wait_for(lambda: _fleet_ready_events(tmp_path), 20, "the new daemon's fleet ready event")
             assert len(again) == 1
-            assert again[0]["data"] | {"seconds": 0} == {
+            assert again[0]["data"] | {"seconds": 0, "cpu_seconds": 0} == {
                 "adopted": 2,
                 "started": 0,
                 "failed": 0,
                 "stopped": 0,
                 "seconds": 0,
+                "cpu_seconds": 0,
             }
             assert d.wait_running("alpha", "beta") == pids
 

@@ -8,6 +8,7 @@ and a client resuming from an id can tell that it missed a restart.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -36,10 +37,19 @@ def parse_event_id(text: str) -> tuple[str, int] | None:
 class EventHub:
     """A slow subscriber misses what comes past its backlog of `_BUFFER`, never slows the engine down."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_until_served: bool = False) -> None:
+        """``keep_until_served``: the events published until `served` are replayed to each subscriber
+        (the API's history, when the API is served after the daemon's start-up)."""
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self.start = str(time.time_ns())
         self._seq = 0
+        self._kept: collections.deque[Event] | None = (
+            collections.deque(maxlen=_BUFFER) if keep_until_served else None
+        )
+
+    def served(self) -> None:
+        """The API records its own history from now on: what was kept for it is dropped."""
+        self._kept = None
 
     @property
     def subscriber_count(self) -> int:
@@ -48,6 +58,8 @@ class EventHub:
     def publish(self, event: Event) -> None:
         self._seq += 1
         event = event.model_copy(update={"id": f"{self.start}-{self._seq}"})
+        if self._kept is not None:
+            self._kept.append(event)
         for stream in list(self._subscribers):
             try:
                 stream.send_nowait(event)
@@ -59,6 +71,8 @@ class EventHub:
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
         send, receive = anyio.create_memory_object_stream[Event](_BUFFER)
+        for event in self._kept or ():
+            send.send_nowait(event)
         self._subscribers.add(send)
         try:
             async with receive:

@@ -5,21 +5,16 @@ those) and wakes up ten times a second. Instead each listener is a uvicorn ``Ser
 ``startup``/``shutdown`` from an anyio task, so the daemon's task group starts and cancels it like any other
 task, and an idle control plane costs no wake-ups at all.
 
-The pathname socket is bound under a temporary name, set to 0600 and renamed into place, so it is never
-reachable with looser permissions, and a stale socket left by a crash is replaced atomically. It refuses
-peers running with ``no_new_privs`` (agents: see `_access`). The operator's abstract socket, when given, has
-no file at all: only the uid check guards it, and Landlock's scope keeps confined agents from connecting.
-If its name is taken (by a process that squats it), eyried serves without it and says so.
+The sockets are bound by `supervisor.control._listen` (`serve` binds them itself; `serve_bound` serves
+sockets bound earlier). It refuses peers running with ``no_new_privs`` (agents: see `_access`). The
+operator's abstract socket, when given, has no file at all: only the uid check guards it, and Landlock's
+scope keeps confined agents from connecting. If its name is taken (by a process that squats it), eyried
+serves without it and says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import ipaddress
-import os
 import socket
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,44 +33,23 @@ from supervisor.control._access import (
     read_token_file,
 )
 from supervisor.control._header_timeout import HEADER_TIMEOUT, HeaderTimeoutProtocol
+from supervisor.control._listen import BACKLOG, ControlSockets, TcpSettings, bind_control, shown
 from supervisor.control.app import close_event_streams
-from supervisor.errors import EyrieError
 
-__all__ = ["BACKLOG", "SHUTDOWN_GRACE", "Listening", "TcpSettings", "build_server", "serve"]
+__all__ = [
+    "BACKLOG",
+    "SHUTDOWN_GRACE",
+    "Listening",
+    "TcpSettings",
+    "build_server",
+    "serve",
+    "serve_bound",
+]
 
 log = structlog.get_logger("supervisor.control")
 
-_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 SHUTDOWN_GRACE = 5.0
 """Seconds a listener gives requests in flight when it is cancelled."""
-BACKLOG = 128
-
-
-@dataclass(frozen=True)
-class TcpSettings:
-    """The optional TCP listener: loopback only, every request needs the bearer token in ``token_file``.
-
-    ``port`` 0 picks a free port (the bound address is reported by `serve`); ``localhost`` means 127.0.0.1.
-    A missing token file is created with a random token, mode 0600.
-    """
-
-    port: int
-    token_file: Path
-    host: str = "127.0.0.1"
-
-    def __post_init__(self) -> None:
-        if self.host == "localhost":
-            object.__setattr__(self, "host", "127.0.0.1")
-        try:
-            loopback = ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise EyrieError(
-                f"control TCP host {self.host!r} is not a loopback address (use 127.0.0.1 or ::1)"
-            )
-        if not 0 <= self.port <= 65535:
-            raise EyrieError(f"control TCP port {self.port} is out of range")
 
 
 @dataclass(frozen=True)
@@ -105,35 +79,45 @@ async def serve(
 
     Run it in a task group: ``listening = await tg.start(functools.partial(serve, app, socket_path=...))``.
     """
-    token = read_token_file(tcp.token_file) if tcp else None
-    unix_sock, inode = _bind_unix(socket_path)
+    bound = bind_control(socket_path, abstract_socket=abstract_socket, tcp=tcp)
+    await serve_bound(app, bound, header_timeout=header_timeout, task_status=task_status)
+
+
+async def serve_bound(
+    app: Starlette,
+    bound: ControlSockets,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    task_status: TaskStatus[Listening] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """`serve` on sockets bound earlier (`bind_control`), which it closes when it ends."""
     listeners: list[tuple[uvicorn.Server, socket.socket]] = []
-    abstract_sock = None
     try:
-        abstract_sock = _bind_abstract(abstract_socket) if abstract_socket else None
-        tcp_sock = _bind_tcp(tcp) if tcp else None
+        tcp = bound.tcp_settings
+        token = read_token_file(tcp.token_file) if tcp else None
         timeout = {"header_timeout": header_timeout}
         unix_protocol = type("UnixProtocol", (NoAgentsProtocol,), timeout)
         abstract_protocol = type("AbstractProtocol", (OwnerOnlyProtocol,), timeout)
         tcp_protocol = type("TcpProtocol", (HeaderTimeoutProtocol,), timeout)
-        listeners.append((build_server(app, http=unix_protocol, lifespan="on"), unix_sock))
-        if abstract_sock is not None:
-            listeners.append((build_server(app, http=abstract_protocol, lifespan="off"), abstract_sock))
-        if tcp_sock is not None and token is not None:
+        listeners.append((build_server(app, http=unix_protocol, lifespan="on"), bound.unix))
+        if bound.abstract is not None:
+            listeners.append((build_server(app, http=abstract_protocol, lifespan="off"), bound.abstract))
+        if bound.tcp is not None and token is not None:
             tcp_app = BearerTokenMiddleware(app, token)
-            listeners.append((build_server(tcp_app, http=tcp_protocol, lifespan="off"), tcp_sock))
+            listeners.append((build_server(tcp_app, http=tcp_protocol, lifespan="off"), bound.tcp))
         for server, sock in listeners:
             await server.startup(sockets=[sock])
-        tcp_address = _address(tcp_sock) if tcp_sock is not None else None
-        served_abstract = abstract_socket if abstract_sock is not None else None
+        tcp_address = _address(bound.tcp) if bound.tcp is not None else None
         log.info(
             "control_listening",
-            socket=str(socket_path),
-            abstract_socket=_shown(served_abstract) if served_abstract else None,
+            socket=str(bound.socket_path),
+            abstract_socket=shown(bound.abstract_name) if bound.abstract_name else None,
             tcp=f"{tcp_address[0]}:{tcp_address[1]}" if tcp_address else None,
         )
         task_status.started(
-            Listening(socket_path=socket_path, tcp_address=tcp_address, abstract_socket=served_abstract)
+            Listening(
+                socket_path=bound.socket_path, tcp_address=tcp_address, abstract_socket=bound.abstract_name
+            )
         )
         await anyio.sleep_forever()
     finally:
@@ -143,11 +127,7 @@ async def serve(
                 if server.started:
                     with anyio.move_on_after(SHUTDOWN_GRACE + 1):
                         await server.shutdown(sockets=[sock])
-                sock.close()
-            unix_sock.close()
-            if abstract_sock is not None:
-                abstract_sock.close()
-            _unlink_if_ours(socket_path, inode)
+            bound.close()
 
 
 def build_server(
@@ -174,90 +154,6 @@ def build_server(
     return server
 
 
-def _bind_unix(path: Path) -> tuple[socket.socket, int]:
-    """A listening socket at ``path``, mode 0600 in a 0700 directory; returns it and its inode."""
-    if len(os.fsencode(path)) > _SUN_PATH_MAX:
-        raise EyrieError(
-            f"control socket path {path} is {len(os.fsencode(path))} bytes long; Unix sockets allow"
-            f" {_SUN_PATH_MAX}: use a shorter home directory"
-        )
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    directory.chmod(0o700)
-    with contextlib.suppress(FileNotFoundError):
-        existing = path.lstat()
-        if not stat.S_ISSOCK(existing.st_mode):
-            raise EyrieError(f"{path} exists and is not a socket; move it away and start again")
-        if _answers(path):
-            raise EyrieError(f"another server is already listening on {path}")
-    temp = directory / f".sock-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(os.fspath(temp))
-        temp.chmod(0o600)
-        inode = temp.stat().st_ino
-        os.replace(temp, path)
-        sock.listen(BACKLOG)
-    except BaseException:
-        sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    return sock, inode
-
-
-def _bind_abstract(name: str) -> socket.socket | None:
-    """A listening socket on the abstract address ``name``, or None (logged) when another process holds it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(name)
-        sock.listen(BACKLOG)
-    except OSError as exc:
-        sock.close()
-        if exc.errno != errno.EADDRINUSE:
-            raise EyrieError(f"cannot listen on the abstract socket {_shown(name)}: {exc.strerror}") from None
-        log.error(
-            "operator_socket_taken",
-            abstract_socket=_shown(name),
-            hint="another process holds the name; eyriectl falls back to the socket file",
-        )
-        return None
-    return sock
-
-
-def _shown(name: str) -> str:
-    """An abstract address as tools print it (``ss -x``): ``@`` for the leading NUL."""
-    return "@" + name.removeprefix("\0")
-
-
-def _answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(os.fspath(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def _bind_tcp(settings: TcpSettings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        return socket.create_server((settings.host, settings.port), family=family, backlog=BACKLOG)
-    except OSError as exc:
-        raise EyrieError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-
-
 def _address(sock: socket.socket) -> tuple[str, int]:
     host, port = sock.getsockname()[:2]
     return str(host), int(port)
-
-
-def _unlink_if_ours(path: Path, inode: int) -> None:
-    """Remove the socket file unless something else has replaced it meanwhile."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.lstat().st_ino == inode:
-            path.unlink()

@@ -1,5 +1,6 @@
-"""The daemon's side of the agent API: its listener, started before the fleet so every agent is given its
-``EYRIE_URL``, and the `AgentTarget` it serves, made of the daemon's own parts.
+"""The daemon's side of the agent API: its listener, bound before the fleet so every agent is given its
+``EYRIE_URL``, and the `AgentTarget` it serves, made of the daemon's own parts. Loaded with the HTTP stack
+(see `supervisor.daemon._listeners`); binding is `supervisor.agentapi._listen`'s, which needs none of it.
 
 Whether it runs and on which port is read at start (a change takes effect at the next start or re-exec);
 ``max_children`` is read from the fleet in force at each creation.
@@ -11,27 +12,24 @@ import functools
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
-import structlog
 
 from supervisor.agentapi.app import create_agent_app
 from supervisor.agentapi.permissions import Member
-from supervisor.agentapi.server import bind_agent_api, serve_agent_api
+from supervisor.agentapi.server import serve_agent_api
 from supervisor.control.target import ControlTarget
 
 if TYPE_CHECKING:
+    from supervisor.agentapi._listen import AgentListener
     from supervisor.control.hub import EventHub
     from supervisor.control.schema import AddRequest, Event, InstanceView
     from supervisor.daemon.reconciler import Reconciler
     from supervisor.engine import Engine
-    from supervisor.fleet import FleetFile
     from supervisor.models import Instance
     from supervisor.paths import Home
     from supervisor.provision import Provisioner
     from supervisor.store import Store
 
-__all__ = ["DaemonAgents", "run_agent_api"]
-
-log = structlog.get_logger("supervisor.agentapi")
+__all__ = ["DaemonAgents", "serve_agents"]
 
 
 class DaemonParts(ControlTarget, Protocol):
@@ -97,29 +95,11 @@ class DaemonAgents:
         self._daemon.hub.publish(event)
 
 
-async def run_agent_api(
+async def serve_agents(
     daemon: DaemonParts,
-    fleet: FleetFile,
+    listener: AgentListener,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen (when ``fleet`` has it on), give the provisioner the URL agents are told, serve until
-    cancelled."""
-    settings = fleet.daemon.agent_api
-    if not settings.enabled:
-        daemon.provisioner.eyrie_url = ""
-        log.info("agent_api_off")
-        task_status.started()
-        return
-    provisioner = daemon.provisioner
-    listener = await anyio.to_thread.run_sync(
-        functools.partial(
-            bind_agent_api,
-            daemon.home,
-            pinned=settings.port,
-            span=fleet.daemon.ports.span(),
-            claims=provisioner.claims,
-        )
-    )
-    provisioner.eyrie_url = listener.url
+    """Serve the agent API on ``listener`` until cancelled."""
     await serve_agent_api(create_agent_app(DaemonAgents(daemon)), listener, task_status=task_status)

@@ -1,7 +1,8 @@
 """The ``fleet ready`` event: once per daemon image, when every instance it took over at start has come to
-rest (adopted, started up to readiness, failed, or not wanted running), with the counts and the seconds since
-the image began (the process's exec, or the re-exec's start). What a benchmark, a script or ``eyriectl
-events`` waits on to know that a start, an adoption after a crash or an upgrade in place is over."""
+rest (adopted, started up to readiness, failed, or not wanted running), with the counts, the seconds since
+the image began (the process's exec, or the re-exec's start) and the CPU seconds the process has used. What
+a benchmark, a script or ``eyriectl events`` waits on to know that a start, an adoption after a crash or an
+upgrade in place is over."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import anyio
 import structlog
 
 from supervisor.engine.events import Event
@@ -37,9 +39,13 @@ def seconds_since_exec() -> float:
 
 
 async def announce_fleet_ready(
-    engine: Engine, publish: Callable[[Event], None], reexecuted_at: float | None
+    engine: Engine,
+    publish: Callable[[Event], None],
+    reexecuted_at: float | None,
+    announced: anyio.Event | None = None,
 ) -> None:
-    """Wait for the fleet the engine supervises now to come to rest, then publish and log it once.
+    """Wait for the fleet the engine supervises now to come to rest, then publish and log it once, and set
+    ``announced``.
 
     ``reexecuted_at``: when a re-exec began (``time.monotonic()``), for an image that followed one; the
     seconds then count from it rather than from the process's creation, which the re-exec kept."""
@@ -51,9 +57,12 @@ async def announce_fleet_ready(
         "failed": settled.failed,
         "stopped": settled.stopped,
         "seconds": round(time.monotonic() - began, 4),
+        "cpu_seconds": round(time.process_time(), 3),
     }
     publish(Event(time=utcnow(), event="daemon", detail=FLEET_READY, data=data))
     log.info("fleet_ready", **data)
+    if announced is not None:
+        announced.set()
 
 
 def log_ready(instances: int, socket: Path, reexecuted_at: float | None) -> None:

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from supervisor.control.server import TcpSettings, serve
+from supervisor.control._listen import ControlSockets, TcpSettings, bind_control
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
     from supervisor.fleet import FleetFile
     from supervisor.paths import Home
 
-__all__ = ["control_api", "tcp_settings"]
+__all__ = ["bind_control_api", "tcp_settings"]
 
 
-def control_api(app: Starlette, fleet: FleetFile, home: Home) -> functools.partial[Coroutine[Any, Any, None]]:
-    """`serve` for ``app`` on the home's operator sockets (the file and the abstract one) and the TCP
-    listener ``fleet`` asks for."""
-    return functools.partial(
-        serve,
-        app,
-        socket_path=home.socket_path,
-        abstract_socket=home.operator_socket,
-        tcp=tcp_settings(fleet, home),
-    )
+def bind_control_api(fleet: FleetFile, home: Home) -> ControlSockets:
+    """Bind the home's operator sockets (the file and the abstract one) and the TCP listener ``fleet`` asks
+    for."""
+    return bind_control(home.socket_path, abstract_socket=home.operator_socket, tcp=tcp_settings(fleet, home))
 
 
 def tcp_settings(fleet: FleetFile, home: Home) -> TcpSettings | None:

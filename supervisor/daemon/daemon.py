@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from supervisor.control.app import create_app
 from supervisor.control.hub import EventHub
 from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, InstanceView, ReloadResult
-from supervisor.daemon._agent_api import run_agent_api
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
+from supervisor.daemon._listeners import Listeners
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
-from supervisor.daemon._settings import control_api
 from supervisor.daemon._signals import SignalListener, next_ending
 from supervisor.daemon._startup import never, nothing_to_adopt, start_up
 from supervisor.daemon._status_line import StatusLine
@@ -77,7 +75,7 @@ class Daemon:
         self.home = home
         self.fleet_path = fleet_path or home.fleet_file
         self.store = Store(home)
-        self.hub = EventHub()
+        self.hub = EventHub(keep_until_served=True)  # the API may be served after the start-up
         self.notifier = Notifier.from_env()
         self.started_at = utcnow()
         self.last_reload: ReloadResult | None = None
@@ -126,8 +124,9 @@ class Daemon:
                 lambda: {i.pid for i in self.engine.instances() if i.pid}
             )
         reexec_began = None
+        adopt_first = self.reexecuted_at is not None or lock.predecessor_left  # see `_listeners`
         try:
-            reexec_began = await self._serve_fleet(signals, task_status)
+            reexec_began = await self._serve_fleet(signals, task_status, adopt_first=adopt_first)
         finally:
             if self._inherited is not None:
                 self._inherited.close()
@@ -136,29 +135,31 @@ class Daemon:
         return reexec_began
 
     async def _serve_fleet(
-        self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None]
+        self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None], *, adopt_first: bool
     ) -> float | None:
         initial = await self.reconciler.initial()
         self._apply_daemon_settings(initial.fleet)
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
-        async with anyio.create_task_group() as tg:
+        async with Listeners(self, initial.fleet) as listeners, anyio.create_task_group() as tg:
             await tg.start(self.engine.run)
-            # The API comes up first, so its event history has the whole start-up and `eyriectl ps` answers
-            # during a long one; READY=1 still waits until the fleet is started or adopted.
-            await tg.start(control_api(create_app(self), initial.fleet, self.home))
-            await tg.start(run_agent_api, self, initial.fleet)  # before the fleet: agents get EYRIE_URL
+            await listeners.bind(control=adopt_first)  # before the fleet: agents get EYRIE_URL
+            if not adopt_first:  # READY=1 still waits until the fleet is started or adopted
+                await listeners.serve(tg)
             await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
             await stop_unreadable(self.store)
             start = functools.partial(self.reconciler.start, initial)
             boot = self.engine.boot_id
             cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
             startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
+            announced = anyio.Event()
+            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
+            if adopt_first:  # the adopted come to rest before the HTTP stack's imports hold the loop up
+                await listeners.serve(tg, after=None if startup.ending else announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
-            tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at)
             tg.start_soon(keep_trash, self.home, lambda: self.reconciler.fleet.daemon.trash_retention)
             self.notifier.ready()
             self._status_line.publish()

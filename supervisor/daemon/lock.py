@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
+from typing import TYPE_CHECKING
 
 from supervisor._safe_read import read_text
 from supervisor.errors import DaemonRunning
 from supervisor.paths import Home
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["DaemonLock", "read_daemon_pid"]
 
@@ -28,6 +33,9 @@ class DaemonLock:
     def __init__(self, home: Home) -> None:
         self.home = home
         self._fd: int | None = None
+        self.predecessor_left = False
+        """Set by `acquire`: the pid file of a daemon of this boot was still there, so that daemon did not
+        stop (it was killed, crashed or re-executed) and its agents may be waiting to be adopted."""
 
     def acquire(self) -> None:
         self.home.ensure_run_dir()
@@ -38,6 +46,7 @@ class DaemonLock:
             os.close(fd)
             raise DaemonRunning(read_daemon_pid(self.home), str(self.home.root)) from None
         self._fd = fd
+        self.predecessor_left = _written_since_boot(self.home.pid_file)
         # tempfile loads with it: eyriectl reads the pid on every call but never writes it
         from supervisor._fs import atomic_write
 
@@ -52,3 +61,11 @@ class DaemonLock:
                 self.home.pid_file.unlink()
         os.close(self._fd)
         self._fd = None
+
+
+def _written_since_boot(path: Path) -> bool:
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return False
+    return written >= time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)

@@ -10,6 +10,7 @@ request that arrives meanwhile waits, pending, for the new image (`supervisor.da
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
         reexecuted_at=reexecuted_at,
         log_level=log_level,
     )
+    gc.freeze()  # what the imports made lives as long as the process: the start-up's collections skip it
     try:
         outcome = anyio.run(daemon.run)
     except DaemonRunning as exc:

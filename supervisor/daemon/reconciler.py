@@ -176,7 +176,8 @@ class Reconciler:
         if self._first_apply:  # what the previous image applied and the file no longer declares, or not so
             self._first_apply = False
             if (before := await last_applied(self._run_dir)) is not None:
-                old, removed = before, tuple(name for name in before.names() if name not in new.names())
+                declared = frozenset(new.names())  # not a list per name: O(N) at N = 1000
+                old, removed = before, tuple(name for name in before.names() if name not in declared)
                 withdrawn, stale = frozenset(removed), _process_changed(before, new)
         failed = self.errors()
         retry = [name for name in diff.unchanged if name in failed]  # a failure is retried, never "unchanged"

@@ -1,0 +1,102 @@
+"""The daemon's listeners, the control API and the agent API: bound before the fleet is taken over, served
+once the HTTP stack is imported (Starlette, uvicorn, h11 and both apps: about 0.25 s of CPU and 8 MiB).
+
+A daemon that follows one that did not stop (killed, crashed, re-executed) has agents waiting to be
+adopted: it binds both, adopts, then serves, so the adoption does not wait on those imports. Meanwhile a
+request waits in its socket's backlog instead of being refused by the stale socket file, and an agent
+spawned meanwhile is given its ``EYRIE_URL`` from the bound port. Any other start serves before the fleet,
+so that ``eyriectl ps`` answers during a long first start; its socket file appears when it is served.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import anyio
+import structlog
+
+from supervisor.agentapi._listen import AgentListener, bind_agent_api
+from supervisor.daemon._settings import bind_control_api
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from supervisor.control._listen import ControlSockets
+    from supervisor.daemon._agent_api import DaemonParts
+    from supervisor.fleet import FleetFile
+
+__all__ = ["ADOPTION_GRACE", "Listeners"]
+
+log = structlog.get_logger("supervisor.agentapi")
+
+ADOPTION_GRACE = 1.0
+"""Seconds the APIs wait, at most, for the fleet to come to rest before they are served after an adoption
+(an instance restarted meanwhile may take its readiness timeout to come to rest)."""
+
+
+class Listeners:
+    """Bound by `bind`, served by `serve`; what was bound and never served is closed on leaving the
+    ``async with``."""
+
+    def __init__(self, daemon: DaemonParts, fleet: FleetFile) -> None:
+        self._daemon = daemon
+        self._fleet = fleet
+        self._control: ControlSockets | None = None
+        self._agents: AgentListener | None = None
+
+    async def bind(self, *, control: bool) -> None:
+        """Bind the agent API's port (agents are given its URL from now on) and, with ``control``, the
+        operator's sockets (else `serve` binds them)."""
+        if control:
+            self._control = bind_control_api(self._fleet, self._daemon.home)
+        settings, provisioner = self._fleet.daemon.agent_api, self._daemon.provisioner
+        if not settings.enabled:
+            provisioner.eyrie_url = ""
+            log.info("agent_api_off")
+            return
+        self._agents = await anyio.to_thread.run_sync(
+            functools.partial(
+                bind_agent_api,
+                self._daemon.home,
+                pinned=settings.port,
+                span=self._fleet.daemon.ports.span(),
+                claims=provisioner.claims,
+            )
+        )
+        provisioner.eyrie_url = self._agents.url
+
+    async def serve(self, tg: TaskGroup, *, after: anyio.Event | None = None) -> None:
+        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends;
+        ``after`` that event, or `ADOPTION_GRACE` seconds."""
+        if after is not None:
+            with anyio.move_on_after(ADOPTION_GRACE):
+                await after.wait()
+        from supervisor.control.app import create_app
+        from supervisor.control.server import serve_bound
+        from supervisor.daemon._agent_api import serve_agents
+
+        app = create_app(self._daemon)
+        control, self._control = self._control or bind_control_api(self._fleet, self._daemon.home), None
+        await tg.start(functools.partial(serve_bound, app, control))
+        self._daemon.hub.served()  # its history has what the hub kept: no stream is open yet
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            await tg.start(serve_agents, self._daemon, agents)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        agents, self._agents = self._agents, None
+        if agents is not None:
+            agents.sock.close()
