@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from supervisor.engine._liveness_pass import LivenessPass
 from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
@@ -63,3 +64,4 @@ class Services:
     claims: ClaimRegistry  # machine-wide port claims
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
+    liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe
