@@ -2,8 +2,9 @@
 memory limit that restarts a tree staying above it.
 
 One sampler serves the whole engine: each wake-up reads, in one worker thread, the trees of every instance
-whose interval is due (instances with the same interval are due together, on a shared grid), so a fleet costs
-one wake-up per interval rather than one timer per instance.
+whose interval is due (instances with the same interval are due together, on the grid of the liveness pass,
+`pass_tick`), so a fleet costs one wake-up per interval, the one its liveness checks take, rather than one
+timer per instance.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 import structlog
 
 from supervisor.engine._announce import announce
+from supervisor.engine._liveness_pass import pass_tick
 from supervisor.engine._services import Services
 from supervisor.engine._usage import Usage, tree_usage
 from supervisor.engine.probes import ProbeResult
@@ -29,8 +31,7 @@ from supervisor.models import Instance
 __all__ = ["LimitWatch", "ProcessUsage", "ResourceSample", "ResourceSampler", "Sampled"]
 
 _log = structlog.get_logger("supervisor.engine")
-_GRID = 0.5
-_IDLE_WAKE = 3.0
+_IDLE_WAKE = 5.0
 _REWALK = 3
 
 
@@ -170,7 +171,8 @@ class ResourceSampler:
                 for track in self._tracks.values():
                     track.due = max(track.due, now + _IDLE_WAKE)
             wake = min((t.due for t in self._tracks.values()), default=math.inf)
-            await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
+            look = math.floor(now / _IDLE_WAKE + 1) * _IDLE_WAKE  # on a grid the liveness pass shares
+            await anyio.sleep(max(min(wake, look) - anyio.current_time(), 0.0))
 
     async def _pass(self, now: float, threads: anyio.CapacityLimiter) -> None:
         due = self._due(now)
@@ -220,7 +222,7 @@ class ResourceSampler:
             if track is None or track.key != key:
                 continue
             interval = actor.runtime.health.interval
-            track.due = _on_grid(now + interval, interval)
+            track.due = pass_tick(now + interval, interval)
             previous = self.samples.get(instance_id)
             before = previous.tree if previous is not None else None
             sample = self.samples[instance_id] = ResourceSample(tree, before, now - track.at)
@@ -259,9 +261,3 @@ class ResourceSampler:
 
 def _read_trees(keys: list[tuple[int, int, bool]]) -> list[list[Usage]]:
     return [tree_usage(pid, start_ticks, walk=walk) for pid, start_ticks, walk in keys]
-
-
-def _on_grid(when: float, interval: float) -> float:
-    """Round up onto a grid every instance shares, so that instances of one interval are sampled together."""
-    grid = min(_GRID, interval / 20) or interval
-    return math.ceil(when / grid) * grid
