@@ -62,6 +62,7 @@ class Watch:
         """When liveness is next checked, on the event loop's clock."""
         self._failures = 0
         self._seen_saved = since
+        self._alive: probes.ProbeResult | None = None
         actor.probe_results.clear()
 
     async def check(self, probe: Probe) -> probes.ProbeResult:
@@ -140,11 +141,16 @@ class Watch:
                 return failed
 
     def check_now(self) -> probes.ProbeResult | None:
-        """The shared pass's check: the ``process`` probe now (None: the probe is no longer one)."""
+        """The shared pass's check: the ``process`` probe now (None: the probe is no longer one). A probe
+        that any live process passes gives the same answer each time: it is made once."""
         live = self._actor.runtime.live
         if live is None or live.kind is not ProbeKind.PROCESS:
             return None
-        return probes.process_alive(live, self._proc)
+        if live.seconds <= 0 and self._alive is not None and self._proc.alive():
+            return self._alive
+        result = probes.process_alive(live, self._proc)
+        self._alive = result if result.ok and live.seconds <= 0 else None
+        return result
 
     def absorb(self, result: probes.ProbeResult, checked_at: datetime, now: float) -> bool:
         """Take a check's result in place when it needs nothing written or announced (most checks of a
@@ -152,11 +158,16 @@ class Watch:
         actor = self._actor
         actor.probe_results["liveness"] = (result, checked_at)
         inst = actor.inst
-        if not result.ok or inst.health_status is not HealthStatus.HEALTHY or self._save_due(now):
+        interval = actor.runtime.health.interval
+        if (
+            not result.ok
+            or inst.health_status is not HealthStatus.HEALTHY
+            or now - self._seen_saved >= max(_LAST_SEEN_SAVE_EVERY, interval)
+        ):
             return False
         self._failures = 0
         assign(inst, last_seen=checked_at)
-        self.next_live = self._next_check(now)
+        self.next_live = pass_tick(now + interval, interval)
         return True
 
     async def _act_on(
