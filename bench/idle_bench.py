@@ -90,6 +90,11 @@ def _window(pid: int, seconds: float) -> None:
     print(f"  event-loop wake-ups:      {(main_after.voluntary - main_before.voluntary) * per_s:.2f} /s")
     print(f"  other threads' wake-ups:  {others_wakes * per_s:.2f} /s")
     print(f"  threads: {len(before)} at the start, {len(after)} at the end, {born} born, {ended} ended")
+    for tid, t in sorted(after.items()):
+        was = before.get(tid, zero)
+        used = (t.run_ns - was.run_ns) / 1e9 * per_s * 100
+        wakes = (t.voluntary - was.voluntary) * per_s
+        print(f"    thread {tid} {t.name!r}: {used:.3f} %, {wakes:.2f} wake-ups/s")
     print(f"  RSS {procs.rss_mib(pid):.1f} MiB")
 
 
