@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ private ``TMPDIR`` (docs/layout.md); everything else in the instance directory i
 DIR_MODE = 0o700
 _IDENTITY_MODE = 0o644
 SECRET_MODE = 0o600
+_STAGING_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Staging:
         self.store = store
         self.root = store.root / _STAGING
         self._staged: dict[str, tuple[Path, str]] = {}  # id → (its staging directory, its name)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, tuple[Future[None], str]] = {}  # id → (its staging, its name)
+        self._order: list[str] = []  # ids in the order they were given: the order they are placed in
 
     def clear(self) -> None:
         """Remove debris of a crashed provisioning (the caller holds the store lock: none is running)."""
@@ -91,6 +96,46 @@ class Staging:
             raise
         self._staged[inst.id] = (built, inst.name)
 
+    def stage_soon(self, plan: InstancePlan) -> None:
+        """`stage` ``plan`` in a worker thread; `place_all` waits for it and reports its failure. Creating a
+        dozen files and directories is mostly the filesystem's work, which two threads do side by side."""
+        inst = plan.instance
+        if self._pool is None:
+            try:
+                if not self.root.is_dir():  # made here: two threads must not race to make it
+                    _make_dir(self.root)
+            except OSError as exc:
+                raise ProvisionError(
+                    f"provisioning {inst.name!r} failed (create directories): {_reason(exc)}"
+                ) from exc
+            self._pool = ThreadPoolExecutor(_STAGING_THREADS, thread_name_prefix="staging")
+        self._order.append(inst.id)
+        self._pending[inst.id] = (self._pool.submit(self.stage, plan), inst.name)
+
+    def _staged_soon(self) -> dict[str, EyrieError]:
+        """Wait for every `stage_soon`; the ids that could not be staged, and why (nothing of them left). An
+        interrupt in a staging thread is raised once all have ended."""
+        pending, self._pending = self._pending, {}
+        failed: dict[str, EyrieError] = {}
+        interrupted: BaseException | None = None
+        for instance_id, (future, name) in pending.items():
+            try:
+                future.result()
+            except EyrieError as exc:
+                failed[instance_id] = exc
+            except Exception as exc:
+                failed[instance_id] = ProvisionError(f"provisioning {name!r} failed: {_reason(exc)}")
+            except BaseException as exc:
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
+        return failed
+
+    def _in_order(self) -> list[str]:
+        """The staged ids in the order given (staged one by one, or soon in any order by two threads)."""
+        rank = {instance_id: n for n, instance_id in enumerate(self._order)}
+        return sorted(self._staged, key=lambda instance_id: rank.get(instance_id, len(rank)))
+
     def discard(self, instance_id: str) -> None:
         """Remove what was staged for ``instance_id``."""
         if (staged := self._staged.pop(instance_id, None)) is not None:
@@ -99,10 +144,11 @@ class Staging:
     def place_all(self) -> dict[str, EyrieError]:
         """Sync every staged instance, rename each into the store, then sync the store directory; the ids
         that could not be placed, and why (nothing of them is left)."""
-        failed: dict[str, EyrieError] = {}
+        failed = self._staged_soon()
         placed: list[str] = []
         synced = bool(self._staged) and _sync_filesystem(self.root)
-        for instance_id, (built, name) in self._staged.items():
+        for instance_id in self._in_order():
+            built, name = self._staged[instance_id]
             try:
                 if not synced:
                     _sync_tree(built)
@@ -114,6 +160,7 @@ class Staging:
                     f"provisioning {name!r} failed (move the instance into place): {_reason(exc)}"
                 )
         self._staged.clear()
+        self._order.clear()
         try:
             if placed:
                 fsync_dir(self.store.root)
@@ -125,6 +172,10 @@ class Staging:
 
     def close(self) -> None:
         """Remove whatever is still staged, and the staging directory when it is empty."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)  # what runs ends; what waits never starts
+            self._pool = None
+        self._pending.clear()
         for instance_id in list(self._staged):
             self.discard(instance_id)
         with contextlib.suppress(OSError):

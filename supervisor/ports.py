@@ -141,15 +141,24 @@ def first_free_port(
     host: str = _IPV4_LOOPBACK,
     claim: Callable[[int], bool] | None = None,
     release: Callable[[int], None] | None = None,
+    passed_over: set[int] | None = None,
 ) -> int:
     """The first port in ``span`` not in ``taken`` (the store's ports, known to the caller), nothing has
     bound and ``claim`` (when given) secures; a claimed port found bound is given back through ``release``.
-    Raises `PortsExhausted` naming the range."""
+    Raises `PortsExhausted` naming the range.
+
+    ``passed_over``: ports found claimed by others or bound are added to it and not tried again, so a batch
+    of N new instances beside another fleet's claims tries each of them once rather than N times."""
+    skip = passed_over if passed_over is not None else set()
     for port in range(span.first, span.last + 1):
-        if port in taken or (claim is not None and not claim(port)):
+        if port in taken or port in skip:
+            continue
+        if claim is not None and not claim(port):
+            skip.add(port)
             continue
         if not port_in_use(port, host):
             return port
+        skip.add(port)
         if release is not None:
             release(port)
     raise PortsExhausted(

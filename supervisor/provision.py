@@ -457,6 +457,7 @@ class ProvisionBatch:
         self._names = set(index.instances)
         self._contested = dict(index.contested)
         self._ports = set(index.ports)
+        self._passed_over: set[int] = set()  # claimed by other homes or bound when this batch tried them
         self._staging = staging
         self._staged: dict[str, tuple[Instance, PortOwner]] = {}
 
@@ -480,6 +481,7 @@ class ProvisionBatch:
             prov.ports,
             claim=lambda port: prov.claims.claim(port, owner) is None,
             release=lambda port: prov.claims.release(port, owner),
+            passed_over=self._passed_over,
         )
         try:
             try:
@@ -488,7 +490,7 @@ class ProvisionBatch:
                 raise
             except Exception as exc:
                 raise ProvisionError(f"provisioning {request.name!r} failed (render files): {exc}") from exc
-            self._staging.stage(plan)
+            self._staging.stage_soon(plan)
         except BaseException:
             prov.claims.release(port, owner)
             raise

@@ -153,6 +153,7 @@ class Store:
         A file is read again only when its stat signature (device, inode, size, mtime) changed since it was
         last judged: the daemon's status answer asks on every call, and every write replaces the file."""
         judged: dict[str, tuple[_Signature | None, StoreProblem | None]] = {}
+        parsed: dict[str, tuple[bytes, Instance]] = {}
         for entry in self._entries():
             try:
                 signature = _signature(entry)
@@ -160,10 +161,11 @@ class Store:
                 signature = None
             cached = self._judged.get(entry.name)
             if signature is None or cached is None or cached[0] != signature:
-                loaded = self._load(entry, {})
+                loaded = self._load(entry, parsed)
                 cached = (signature, loaded if isinstance(loaded, StoreProblem) else None)
             judged[entry.name] = cached
         self._judged = judged
+        self._parsed.update(parsed)  # the daemon's first look: its first scan then parses nothing again
         return [problem for _, problem in judged.values() if problem is not None]
 
     def _entries(self) -> builtins.list[os.DirEntry[str]]:
@@ -279,12 +281,21 @@ class Store:
                 if isinstance(exc, BlockingIOError):
                     raise
                 raise CorruptInstance(f"{file}: cannot be read ({exc.strerror or exc})") from None
-            inst = _parse(file, raw)
+            inst = self._as_written(instance_id, raw) or _parse(file, raw)
             mutate(inst)
             written = _write(file, inst, durable=durable)
         if keep:
             self._parsed[instance_id] = (_digest(written), inst)
         return inst
+
+    def _as_written(self, instance_id: str, raw: bytes) -> Instance | None:
+        """A copy of the instance kept for ``raw`` when ``raw`` is exactly what the store last read or wrote
+        for it: a file that changed in any byte since (a hand edit, another tool) is parsed and checked
+        again. Parsing and the containment check were two thirds of the CPU of an engine write."""
+        cached = self._parsed.get(instance_id)
+        if cached is None or cached[0] != _digest(raw):
+            return None
+        return _copy(cached[1])
 
     def update_status(self, instance_id: str, status: InstanceStatus | str) -> Instance:
         new = InstanceStatus(status)

@@ -118,6 +118,35 @@ class TestBatch:
             provisioner.claims.release(span.first + 1, other)
         assert [inst.port for inst in made] == [span.first + 2, span.first + 3]
 
+    def test_another_homes_claims_are_tried_once_per_batch(
+        self, provisioner: Provisioner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ten ports claimed by another home, then twenty new instances: each of the ten is tried once in
+        the batch, not once per instance (the first start of a big fleet beside another fleet's claims)."""
+        span = _free_span(40)
+        provisioner.ports = span
+        other = PortOwner.of(tmp_path / "other-home", tmp_path / "other-home" / "x", "x")
+        foreign = range(span.first, span.first + 10)
+        for port in foreign:
+            assert provisioner.claims.claim(port, other) is None
+        tried: list[int] = []
+        real_claim = provisioner.claims.claim
+
+        def claim(port: int, owner: PortOwner) -> Any:
+            tried.append(port)
+            return real_claim(port, owner)
+
+        monkeypatch.setattr(provisioner.claims, "claim", claim)
+        try:
+            with provisioner.batch() as batch:
+                made = [batch.add(_req(f"agent-{i:02d}")) for i in range(20)]
+                assert batch.commit() == {}
+        finally:
+            for port in foreign:
+                provisioner.claims.release(port, other)
+        assert all(tried.count(port) == 1 for port in foreign)
+        assert [inst.port for inst in made] == list(range(span.first + 10, span.first + 30))
+
     def test_one_bad_request_leaves_the_others_alone(self, provisioner: Provisioner, store: Store) -> None:
         provisioner.ports = _free_span(10)
         with provisioner.batch() as batch:

@@ -3,6 +3,7 @@ order, with writes that pile up coalesced into one."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -132,13 +133,14 @@ class InstanceRecord:
 
     async def _store(self, snapshot: dict[str, Any]) -> Instance:
         """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
-        fraction of a millisecond); otherwise in a worker thread."""
-        if not self._services.writing.crowded(anyio.current_time()):
-            try:
+        fraction of a millisecond); in a crowd, in worker threads with the others' (`WriteBatch`)."""
+        services = self._services
+        try:
+            if not services.writing.crowded(anyio.current_time()):
                 return self._write(snapshot, wait=False)
-            except BlockingIOError:  # another process is writing this instance: wait for it off the loop
-                pass
-        return await anyio.to_thread.run_sync(self._write, snapshot, True, limiter=self._services.threads)
+            return await services.batch.run(functools.partial(self._write, snapshot, False))
+        except BlockingIOError:  # another process is writing this instance: wait for it off the loop
+            return await anyio.to_thread.run_sync(self._write, snapshot, True, limiter=services.threads)
 
     def _write(self, snapshot: dict[str, Any], wait: bool) -> Instance:
         def apply(inst: Instance) -> None:

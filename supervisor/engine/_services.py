@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 import anyio
 
 from supervisor.engine._liveness_pass import LivenessPass
+from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
+from supervisor.models import Instance
 from supervisor.port_claims import ClaimRegistry
 from supervisor.sandbox.confine import Sandboxes
 from supervisor.store import Store
@@ -62,6 +64,7 @@ class Services:
     writing: Crowd  # instance.json writes
     emit: Callable[[Event], None]
     claims: ClaimRegistry  # machine-wide port claims
+    batch: WriteBatch[Instance]  # crowded state writes, written together
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
     liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe

@@ -25,6 +25,7 @@ from supervisor.engine._log_checks import QUIET_CHECKS, LogChecks
 from supervisor.engine._services import Relocator
 from supervisor.engine._settle import Settled, Settling
 from supervisor.engine._supervision import supervise
+from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.actor import Actor, Crowd, Services
 from supervisor.engine.events import Event
 from supervisor.engine.probes import ProbeResult
@@ -119,6 +120,7 @@ class Engine:
                     writing=Crowd(size=4),
                     emit=self._emit,
                     claims=self._claims,
+                    batch=WriteBatch(threads),
                     relocate=self._relocate,
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")

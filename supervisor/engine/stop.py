@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import anyio
 
 from supervisor.engine import pidfd, procfs
-from supervisor.engine.process import ProcessHandle
+from supervisor.engine.process import ProcessHandle, SpawnedProcess
 from supervisor.ports import port_holder, port_in_use
 
 __all__ = ["ProcScanner", "StopResult", "stop_tree"]
@@ -122,6 +122,21 @@ def _group_is_ours(
     )
 
 
+def _leads_own_group(main: ProcessHandle | None, pgid: int | None) -> bool:
+    """Whether ``main`` is our own child, not reaped yet, leading group ``pgid``: then no other process can
+    have that group id (a group's id is its leader's pid, which stays ours until we reap it), so the group
+    may be signalled before any look at ``/proc``."""
+    return isinstance(main, SpawnedProcess) and main.exit_status is None and main.pid == main.pgid == pgid
+
+
+def _signal_group(pgid: int, stop_signal: signal.Signals) -> None:
+    for sig in (stop_signal, signal.SIGCONT):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        if stop_signal == signal.SIGKILL:
+            break
+
+
 async def stop_tree(
     *,
     marker: str,
@@ -137,13 +152,22 @@ async def stop_tree(
     """Stop everything that belongs to instance ``marker``; reap ``main`` when it is our child.
 
     ``started_before`` (clock ticks since boot) limits the stop to leftovers of an earlier run.
-    ``before_signal`` is awaited between reading the process table and the first signal (a write that must
-    come first overlaps the scan, which many stops share).
+    ``before_signal`` is awaited before the first signal: for our own child leading its group, before the
+    scan (the group is signalled at once); otherwise between reading the process table and the signals (a
+    write that must come first overlaps the scan, which many stops share).
     """
     began = time.monotonic()
     fds = _Pidfds()
     signalled = killed = 0
+    early = started_before is None and bool(pgid) and _leads_own_group(main, pgid)
     try:
+        if early and pgid:
+            # the stop signal reaches the group at once, without waiting for the /proc scan, which then
+            # finds what left the group
+            if before_signal is not None:
+                await before_signal()
+                before_signal = None
+            _signal_group(pgid, stop_signal)
         table = await scanner.table()
         main_id = (main.pid, main.start_ticks) if main is not None and main.alive() else None
 
@@ -154,18 +178,18 @@ async def stop_tree(
 
         found = members(table)
         if not found and (main is None or not main.alive()):
-            return await _finish(port, began, 0, 0, main)
+            return await _finish(port, began, int(early), 0, main)
         fds.add(table, found)
         if before_signal is not None:
             await before_signal()
-        signalled = len(fds.fds)
-        group = _group_is_ours(table, pgid, marker, main) and started_before is None
+        signalled = max(len(fds.fds), int(early))
+        group = early or (_group_is_ours(table, pgid, marker, main) and started_before is None)
         # each process gets the stop signal exactly once (a second SIGTERM means "now!" to many programs):
         # the group through killpg, which also reaches members forked meanwhile; the rest one by one
         in_group = frozenset(pid for pid in fds.fds if table[pid].pgid == pgid) if group else frozenset()
         for sig in (stop_signal, signal.SIGCONT):
             fds.signal(sig, skip=in_group)
-            if group and pgid:
+            if group and pgid and not early:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, sig)
             if stop_signal == signal.SIGKILL:
