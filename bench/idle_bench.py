@@ -26,6 +26,7 @@ from pathlib import Path
 from bench._compare import measure, procs
 from bench._compare.eyried import Eyried, own_env
 from supervisor.errors import DaemonNotRunning
+from supervisor.port_claims import ClaimRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,15 @@ def run(n: int, idle: float, settle: float) -> None:
         finally:
             daemon.stop_daemon()
             procs.kill_marked(marker)
+            _release_claims(daemon.home.root)
+
+
+def _release_claims(home: Path) -> None:
+    """The machine-wide port claims of the run's instances: its home is about to be deleted."""
+    registry = ClaimRegistry()
+    for claim in registry.claims():
+        if claim.owner is not None and Path(claim.owner.home) == home:
+            registry.release(claim.port, claim.owner)
 
 
 def main() -> None:
