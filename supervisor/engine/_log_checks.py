@@ -28,7 +28,7 @@ what it writes in that time, starting from under half of the limit."""
 @dataclass(slots=True)
 class _Seen:
     size: int
-    gap: float
+    gap: float  # checks apart, in seconds (0: not looked at yet)
     due: float
 
 
@@ -37,6 +37,8 @@ class LogChecks:
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
+        self._half = interval / 2
+        self._widest = interval * QUIET_CHECKS
         self._seen: dict[str, _Seen] = {}
 
     def over_limit(self, rt: InstanceRuntime, now: float) -> bool:
@@ -46,13 +48,14 @@ class LogChecks:
             return False
         size = log_size(rt.log_path)
         limit = rt.logs.max_bytes
-        widest = self._interval * QUIET_CHECKS
-        if seen is None or size != seen.size or size * 2 >= limit:
-            gap = self._interval
+        if seen is None:
+            seen = self._seen[rt.instance_id] = _Seen(size, 0.0, 0.0)
+        if seen.gap == 0.0 or size != seen.size or size * 2 >= limit:
+            seen.gap = self._interval
         else:
-            gap = min(seen.gap * 2, widest)
-        due = self._grid_step(now, gap) if gap >= widest else now + gap - self._interval / 2
-        self._seen[rt.instance_id] = _Seen(size, gap, due)
+            seen.gap = min(seen.gap * 2, self._widest)
+        seen.size = size
+        seen.due = self._grid_step(now, seen.gap) if seen.gap >= self._widest else now + seen.gap - self._half
         return size >= limit
 
     def next_due(self, instance_ids: Iterable[str], now: float) -> float:
@@ -65,9 +68,8 @@ class LogChecks:
     def _grid_step(self, now: float, within: float) -> float:
         """The last step of the shared grid (`QUIET_CHECKS` checks apart) at most ``within`` after ``now``,
         half a check early, as every due time is, so that a check at that moment counts."""
-        half = self._interval / 2
-        widest = self._interval * QUIET_CHECKS
-        return math.floor((now + within + half) / widest) * widest - half
+        widest = self._widest
+        return math.floor((now + within + self._half) / widest) * widest - self._half
 
     def keep_only(self, instance_ids: set[str]) -> None:
         """Forget the instances no longer supervised."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from supervisor.engine._liveness_pass import LivenessPass
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
@@ -66,3 +67,4 @@ class Services:
     batch: WriteBatch[Instance]  # crowded state writes, written together
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
+    liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe

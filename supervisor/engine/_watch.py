@@ -12,8 +12,10 @@ import anyio
 
 from supervisor.engine import probes
 from supervisor.engine._launch import child_env
+from supervisor.engine._liveness_pass import pass_tick
 from supervisor.engine._logs import InstanceLog
 from supervisor.engine._record import assign
+from supervisor.engine._services import Services
 from supervisor.engine.process import ExitStatus, ProcessHandle
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.frameworks.spec import Probe, ProbeKind
@@ -33,6 +35,7 @@ class Watched(Protocol):
     """What watching needs of the actor; ``runtime`` is read afresh, policies apply live."""
 
     runtime: InstanceRuntime
+    services: Services
     logs: InstanceLog
     probe_results: dict[str, tuple[probes.ProbeResult, datetime]]
     """``readiness``/``liveness`` → what the probe found last during this process's life, and when."""
@@ -55,6 +58,11 @@ class Watch:
         self._actor = actor
         self._proc = proc
         self._since = since
+        self.next_live = math.inf
+        """When liveness is next checked, on the event loop's clock."""
+        self._failures = 0
+        self._seen_saved = since
+        self._alive: probes.ProbeResult | None = None
         actor.probe_results.clear()
 
     async def check(self, probe: Probe) -> probes.ProbeResult:
@@ -92,24 +100,29 @@ class Watch:
 
     async def liveness(self) -> probes.ProbeResult:
         """Until liveness fails ``failure_threshold`` times in a row; meanwhile keep health, the restart
-        count reset and last_seen current."""
+        count reset and last_seen current. A ``process`` probe is checked by the engine's shared pass."""
         actor = self._actor
         running_since = anyio.current_time()
-        next_live = _on_grid(running_since + actor.runtime.health.interval, actor.runtime.health.interval)
-        seen_saved = running_since
-        failures = 0
+        self._seen_saved = running_since
+        self._failures = 0
+        self.next_live = self._next_check(running_since)
+        shared = actor.services.liveness
         while True:
             rt, inst = actor.runtime, actor.inst
-            wake = []
-            if rt.live is not None:
-                wake.append(next_live)
-            if inst.restart_count > 0:
-                wake.append(running_since + rt.restart.reset_after)
-            if wake:
-                await anyio.sleep(max(min(wake) - anyio.current_time(), 0.0))
+            reset_at = running_since + rt.restart.reset_after if inst.restart_count > 0 else math.inf
+            if rt.live is not None and rt.live.kind is ProbeKind.PROCESS and shared.running:
+                result = await shared.next_result(self, reset_at)
+                now = anyio.current_time()
             else:
-                await anyio.sleep_forever()
-            now = anyio.current_time()
+                wake = min(self.next_live if rt.live is not None else math.inf, reset_at)
+                if math.isinf(wake):
+                    await anyio.sleep_forever()
+                await anyio.sleep(max(wake - anyio.current_time(), 0.0))
+                now = anyio.current_time()
+                result = None
+                if rt.live is not None and now >= self.next_live:
+                    result = await self.check(rt.live)
+                    actor.probe_results["liveness"] = (result, utcnow())
             inst = actor.inst
             if (
                 inst.restart_count > 0
@@ -119,27 +132,79 @@ class Watch:
                 inst.restart_count = 0
                 actor.log.info("restart_count_reset", pid=inst.pid)
                 await actor.persist()
-            if rt.live is None or now < next_live:
+            if result is None:
+                if now >= self.next_live:  # the probe changed kind: checked afresh on its own grid
+                    self.next_live = self._next_check(now)
                 continue
-            result = await self.check(rt.live)
-            checked_at = utcnow()
-            actor.probe_results["liveness"] = (result, checked_at)
-            next_live = _on_grid(anyio.current_time() + rt.health.interval, rt.health.interval)
-            inst = actor.inst
-            if result.ok:
-                failures = 0
-                assign(inst, last_seen=checked_at)
-                if inst.health_status is not HealthStatus.HEALTHY:
-                    await actor.set_health(HealthStatus.HEALTHY, result.detail)
-                elif now - seen_saved >= max(_LAST_SEEN_SAVE_EVERY, rt.health.interval):
-                    seen_saved = now
-                    await actor.persist()
-                continue
-            failures += 1
-            if inst.health_status is not HealthStatus.UNHEALTHY:
-                await actor.set_health(HealthStatus.UNHEALTHY, result.detail)
-            if failures >= rt.health.failure_threshold:
-                return probes.ProbeResult(False, f"liveness failed {failures} times: {result.detail}")
+            failed = await self._act_on(result, actor.probe_results["liveness"][1], now)
+            if failed is not None:
+                return failed
+
+    def check_now(self) -> probes.ProbeResult | None:
+        """The shared pass's check: the ``process`` probe now (None: the probe is no longer one). A probe
+        that any live process passes gives the same answer each time: it is made once."""
+        live = self._actor.runtime.live
+        if live is None or live.kind is not ProbeKind.PROCESS:
+            return None
+        if live.seconds <= 0 and self._alive is not None and self._proc.alive():
+            return self._alive
+        result = probes.process_alive(live, self._proc)
+        self._alive = result if result.ok and live.seconds <= 0 else None
+        return result
+
+    def absorb(self, result: probes.ProbeResult, checked_at: datetime, now: float) -> bool:
+        """Take a check's result in place when it needs nothing written or announced (most checks of a
+        healthy process); False when `liveness` must act on it."""
+        actor = self._actor
+        actor.probe_results["liveness"] = (result, checked_at)
+        inst = actor.inst
+        interval = actor.runtime.health.interval
+        if (
+            not result.ok
+            or inst.health_status is not HealthStatus.HEALTHY
+            or now - self._seen_saved >= max(_LAST_SEEN_SAVE_EVERY, interval)
+        ):
+            return False
+        self._failures = 0
+        assign(inst, last_seen=checked_at)
+        self.next_live = pass_tick(now + interval, interval)
+        return True
+
+    async def _act_on(
+        self, result: probes.ProbeResult, checked_at: datetime, now: float
+    ) -> probes.ProbeResult | None:
+        """Count a check's result, keep health and last_seen; the failure that ends the watch, if it does."""
+        actor = self._actor
+        rt, inst = actor.runtime, actor.inst
+        self.next_live = self._next_check(anyio.current_time())
+        if result.ok:
+            self._failures = 0
+            assign(inst, last_seen=checked_at)
+            if inst.health_status is not HealthStatus.HEALTHY:
+                await actor.set_health(HealthStatus.HEALTHY, result.detail)
+            elif self._save_due(now):
+                self._seen_saved = now
+                await actor.persist()
+            return None
+        self._failures += 1
+        if inst.health_status is not HealthStatus.UNHEALTHY:
+            await actor.set_health(HealthStatus.UNHEALTHY, result.detail)
+        if self._failures >= rt.health.failure_threshold:
+            return probes.ProbeResult(False, f"liveness failed {self._failures} times: {result.detail}")
+        return None
+
+    def _save_due(self, now: float) -> bool:
+        """Whether last_seen is due to be written (it moves in memory at every check)."""
+        return now - self._seen_saved >= max(_LAST_SEEN_SAVE_EVERY, self._actor.runtime.health.interval)
+
+    def _next_check(self, now: float) -> float:
+        """An interval after ``now``: on the shared pass's grid, or (a probe with I/O to wait for) on a finer
+        one that spreads the fleet's probes over the interval by when each instance started."""
+        interval = self._actor.runtime.health.interval
+        live = self._actor.runtime.live
+        if live is not None and live.kind is ProbeKind.PROCESS and self._actor.services.liveness.running:
+            return pass_tick(now + interval, interval)
+        return _on_grid(now + interval, interval)
 
 
 async def race(proc: ProcessHandle, body: Callable[[], Awaitable[T]]) -> T | ExitStatus:

@@ -126,6 +126,7 @@ class Engine:
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
                 tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")
                 tg.start_soon(self.sampler.run, threads, name="engine resource sampler")
+                tg.start_soon(self._services.liveness.run, name="engine liveness pass")
                 task_status.started()
                 await self._finished.wait()
                 tg.cancel_scope.cancel()

@@ -2,8 +2,9 @@
 
 Kinds: ``http`` (GET 127.0.0.1:port+path, status == expect), ``tcp`` (connect), ``log`` (regex on output
 appended to the log since the previous check; the first check sees everything since the process started),
-``exec`` (a command, no shell, exits 0), ``process`` (alive for ``seconds``). Every check is bounded by the
-context's timeout and never raises for a failing target: a failure is a result with a reason.
+``exec`` (a command, no shell, exits 0), ``process`` (alive for ``seconds``; `process_alive` answers it
+without awaiting). Every check is bounded by the context's timeout and never raises for a failing target: a
+failure is a result with a reason.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import ProcessHandle
 from supervisor.frameworks.spec import Probe, ProbeKind
 
-__all__ = ["ProbeContext", "ProbeResult", "check", "expand", "validate"]
+__all__ = ["ProbeContext", "ProbeResult", "check", "expand", "process_alive", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +121,19 @@ async def _log(probe: Probe, ctx: ProbeContext) -> ProbeResult:
 
 
 async def _process(probe: Probe, ctx: ProbeContext) -> ProbeResult:
-    if not ctx.process.alive():
-        return ProbeResult(False, f"process {ctx.process.pid} is not running")
+    return process_alive(probe, ctx.process)
+
+
+def process_alive(probe: Probe, process: ProcessHandle) -> ProbeResult:
+    """The ``process`` probe, which has nothing to wait for: a look at the process's pidfd (and its age)."""
+    if not process.alive():
+        return ProbeResult(False, f"process {process.pid} is not running")
     if probe.seconds <= 0:
-        return ProbeResult(True, f"process {ctx.process.pid} is running")
-    age = procfs.age(ctx.process.start_ticks)
+        return ProbeResult(True, f"process {process.pid} is running")
+    age = procfs.age(process.start_ticks)
     if age < probe.seconds:
         return ProbeResult(False, f"process alive for {age:.1f}s of {probe.seconds:g}s")
-    return ProbeResult(True, f"process {ctx.process.pid} alive for {age:.1f}s")
+    return ProbeResult(True, f"process {process.pid} alive for {age:.1f}s")
 
 
 async def _exec(probe: Probe, ctx: ProbeContext) -> ProbeResult:

@@ -2,8 +2,9 @@
 memory limit that restarts a tree staying above it.
 
 One sampler serves the whole engine: each wake-up reads, in one worker thread, the trees of every instance
-whose interval is due (instances with the same interval are due together, on a shared grid), so a fleet costs
-one wake-up per interval rather than one timer per instance.
+whose interval is due (instances with the same interval are due together, on the grid of the liveness pass,
+`pass_tick`), so a fleet costs one wake-up per interval, the one its liveness checks take, rather than one
+timer per instance.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 import structlog
 
 from supervisor.engine._announce import announce
+from supervisor.engine._liveness_pass import pass_tick
 from supervisor.engine._services import Services
 from supervisor.engine._usage import Usage, tree_usage
 from supervisor.engine.probes import ProbeResult
@@ -29,8 +31,9 @@ from supervisor.models import Instance
 __all__ = ["LimitWatch", "ProcessUsage", "ResourceSample", "ResourceSampler", "Sampled"]
 
 _log = structlog.get_logger("supervisor.engine")
-_GRID = 0.5
-_IDLE_WAKE = 3.0
+_IDLE_WAKE = 10.0
+"""Seconds between two looks for processes not sampled yet: the default liveness interval, so that an idle
+fleet's looks fall in its sampling passes and cost no wake-up of their own."""
 _REWALK = 3
 
 
@@ -142,11 +145,12 @@ class LimitWatch:
 class _Track:
     """What the sampler remembers of one instance between samples."""
 
-    key: tuple[int, int]  # (pid, start ticks) of the main process sampled
+    proc: ProcessHandle  # the main process sampled
     due: float
     at: float = 0.0  # when the last sample was taken
     samples: int = 0
     over: int = 0  # samples in a row above the memory limit
+    look: int = 0  # the last look that found the instance with this process
 
 
 class ResourceSampler:
@@ -155,12 +159,14 @@ class ResourceSampler:
     def __init__(self, actors: Callable[[], Iterable[Sampled]]) -> None:
         self._actors = actors
         self._tracks: dict[str, _Track] = {}
+        self._looks = 0
         self.samples: dict[str, ResourceSample] = {}
         self.passes = 0
 
     async def run(self, threads: anyio.CapacityLimiter) -> None:
-        """Sample until cancelled. A process started meanwhile is first sampled within ``_IDLE_WAKE``
-        seconds; a pass that fails (a bug) is logged, and sampling goes on that much later."""
+        """Sample until cancelled. A process started meanwhile is first sampled at the next step of a grid
+        ``_IDLE_WAKE`` seconds apart; a pass that fails (a bug) is logged, and sampling goes on that much
+        later."""
         while True:
             now = anyio.current_time()
             try:
@@ -170,13 +176,14 @@ class ResourceSampler:
                 for track in self._tracks.values():
                     track.due = max(track.due, now + _IDLE_WAKE)
             wake = min((t.due for t in self._tracks.values()), default=math.inf)
-            await anyio.sleep(max(min(wake, now + _IDLE_WAKE) - anyio.current_time(), 0.0))
+            look = math.floor(now / _IDLE_WAKE + 1) * _IDLE_WAKE  # with the default interval's pass
+            await anyio.sleep(max(min(wake, look) - anyio.current_time(), 0.0))
 
     async def _pass(self, now: float, threads: anyio.CapacityLimiter) -> None:
         due = self._due(now)
         if due:
             walks = [self._walk(actor.runtime.instance_id) for actor, _ in due]
-            keys = [(*key, walk) for (_, key), walk in zip(due, walks, strict=True)]
+            keys = [(proc.pid, proc.start_ticks, walk) for (_, proc), walk in zip(due, walks, strict=True)]
             trees = await anyio.to_thread.run_sync(_read_trees, keys, limiter=threads)
             self._record(due, trees, anyio.current_time())
             self.passes += 1
@@ -189,43 +196,48 @@ class ResourceSampler:
         previous = self.samples.get(instance_id)
         return previous is None or len(previous.tree) > 1 or track.samples % _REWALK == 1
 
-    def _due(self, now: float) -> list[tuple[Sampled, tuple[int, int]]]:
+    def _due(self, now: float) -> list[tuple[Sampled, ProcessHandle]]:
         """The actors whose sample is due now, each with its main process; forgets those without one."""
-        live: set[str] = set()
-        due: list[tuple[Sampled, tuple[int, int]]] = []
+        self._looks += 1
+        look = self._looks
+        tracks = self._tracks
+        due: list[tuple[Sampled, ProcessHandle]] = []
+        found = 0
         for actor in self._actors():
             proc = actor.proc
             if proc is None:
                 continue
-            key = (proc.pid, proc.start_ticks)
             instance_id = actor.runtime.instance_id
-            live.add(instance_id)
-            track = self._tracks.get(instance_id)
-            if track is None or track.key != key:  # a new process: its figures start afresh
-                track = self._tracks[instance_id] = _Track(key=key, due=now)
-                self.samples.pop(instance_id, None)
+            track = tracks.get(instance_id)
+            if track is None or track.proc is not proc:
+                if track is None or (track.proc.pid, track.proc.start_ticks) != (proc.pid, proc.start_ticks):
+                    track = tracks[instance_id] = _Track(proc, due=now)  # a new process: figures afresh
+                    self.samples.pop(instance_id, None)
+                track.proc = proc
+            track.look = look
+            found += 1
             if track.due <= now:
-                due.append((actor, key))
-        for gone in self._tracks.keys() - live:
-            del self._tracks[gone]
-            self.samples.pop(gone, None)
+                due.append((actor, proc))
+        if found < len(tracks):
+            for gone in [key for key, track in tracks.items() if track.look != look]:
+                del tracks[gone]
+                self.samples.pop(gone, None)
         return due
 
-    def _record(
-        self, due: list[tuple[Sampled, tuple[int, int]]], trees: list[list[Usage]], now: float
-    ) -> None:
-        for (actor, key), tree in zip(due, trees, strict=True):
-            instance_id = actor.runtime.instance_id
+    def _record(self, due: list[tuple[Sampled, ProcessHandle]], trees: list[list[Usage]], now: float) -> None:
+        for (actor, proc), tree in zip(due, trees, strict=True):
+            runtime = actor.runtime
+            instance_id = runtime.instance_id
             track = self._tracks.get(instance_id)
-            if track is None or track.key != key:
+            if track is None or track.proc is not proc:
                 continue
-            interval = actor.runtime.health.interval
-            track.due = _on_grid(now + interval, interval)
+            interval = runtime.health.interval
+            track.due = pass_tick(now + interval, interval)
             previous = self.samples.get(instance_id)
             before = previous.tree if previous is not None else None
             sample = self.samples[instance_id] = ResourceSample(tree, before, now - track.at)
             track.at = now
-            if actor.runtime.memory.max_memory is not None:
+            if runtime.memory.max_memory is not None:
                 self._check_memory(actor, track, sample.memory_bytes)
             else:
                 track.over = 0
@@ -259,9 +271,3 @@ class ResourceSampler:
 
 def _read_trees(keys: list[tuple[int, int, bool]]) -> list[list[Usage]]:
     return [tree_usage(pid, start_ticks, walk=walk) for pid, start_ticks, walk in keys]
-
-
-def _on_grid(when: float, interval: float) -> float:
-    """Round up onto a grid every instance shares, so that instances of one interval are sampled together."""
-    grid = min(_GRID, interval / 20) or interval
-    return math.ceil(when / grid) * grid
