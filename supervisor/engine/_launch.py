@@ -126,14 +126,26 @@ def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
     return None if found is None else f"a claim of {found.describe()}"
 
 
+_ours: dict[int, tuple[PortOwner, tuple[int, int, int]]] = {}
+"""Claim files seen to be ours, by port: the owner, and the file's inode, size and mtime when it was read."""
+
+
 def _claimed_by(services: Services, port: int, owner: PortOwner) -> bool:
-    """Whether the claim on ``port`` is ``owner``'s already (a respawn): one read, where a claim writes a file
-    and links it (a claim would find the same and change nothing)."""
+    """Whether the claim on ``port`` is ``owner``'s already (a respawn): a claim writes a file and links it,
+    and would find the same and change nothing. A claim file seen to be ours is not read again while its
+    inode, size and mtime stay (another claimer's file is a new inode): one ``stat``."""
     try:
+        st = os.stat(services.claims.root / str(port), follow_symlinks=False)
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if _ours.get(port) == (owner, seen):
+            return True
         held = services.claims.read(port)
     except OSError:
         return False  # the claim says why
-    return held is not None and owner.owns(held)
+    if held is None or not owner.owns(held):
+        return False
+    _ours[port] = (owner, seen)
+    return True
 
 
 async def relocate(rt: InstanceRuntime, holder: str, services: Services) -> InstanceRuntime:
