@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -115,37 +116,33 @@ def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
     holder's description when another home or user has it. An unusable claims directory is logged and
     leaves only the bind check."""
     store = services.store
+    path = os.path.join(services.claims.root, str(rt.port))
+    key = (rt.instance_id, store.root, path)
+    seen = _identity(path)
+    if seen is not None and _ours.get(rt.port) == (key, seen):
+        return None  # a respawn: the claim is ours, as it was when last read
     owner = PortOwner.of(store.root.parent, store.dir(rt.instance_id), rt.instance_id)
-    if _claimed_by(services, rt.port, owner):
-        return None
     try:
         found = services.claims.claim(rt.port, owner)
     except PortClaimsUnusable as exc:
         log.warning("port_claims_unusable", error=str(exc))
         return None
+    if found is None and seen is not None:
+        _ours[rt.port] = (key, seen)
     return None if found is None else f"a claim of {found.describe()}"
 
 
-_ours: dict[int, tuple[PortOwner, tuple[int, int, int]]] = {}
-"""Claim files seen to be ours, by port: the owner, and the file's inode, size and mtime when it was read."""
+_ours: dict[int, tuple[tuple[str, Path, str], tuple[int, int, int]]] = {}
+"""Claims found to be ours, by port: whose (instance id, store, claim file), and the file's inode, size and
+mtime then. While those stay, the claim is ours without a read: another claimer's file is a new inode."""
 
 
-def _claimed_by(services: Services, port: int, owner: PortOwner) -> bool:
-    """Whether the claim on ``port`` is ``owner``'s already (a respawn): a claim writes a file and links it,
-    and would find the same and change nothing. A claim file seen to be ours is not read again while its
-    inode, size and mtime stay (another claimer's file is a new inode): one ``stat``."""
+def _identity(path: str) -> tuple[int, int, int] | None:
     try:
-        st = os.stat(services.claims.root / str(port), follow_symlinks=False)
-        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if _ours.get(port) == (owner, seen):
-            return True
-        held = services.claims.read(port)
+        st = os.stat(path, follow_symlinks=False)
     except OSError:
-        return False  # the claim says why
-    if held is None or not owner.owns(held):
-        return False
-    _ours[port] = (owner, seen)
-    return True
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 async def relocate(rt: InstanceRuntime, holder: str, services: Services) -> InstanceRuntime:
