@@ -21,6 +21,7 @@ from typing import Protocol
 import anyio
 
 from supervisor.engine import _posix_spawn, pidfd, procfs
+from supervisor.engine._confined_spawn import spawn_confined
 from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.open_files import child_command, child_open_files
 from supervisor.engine.pidfd import ExitStatus
@@ -372,7 +373,11 @@ def _spawn_once(
     confine: Confiner | None,
 ) -> SpawnedProcess:
     if confine is not None:
-        pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=child_open_files())
+        open_files = child_open_files()
+        if open_files is None and _posix_spawn.AVAILABLE:
+            pid = spawn_confined(confine, executable, argv, env, cwd=cwd, log_fd=log_fd)
+        else:
+            pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=open_files)
         return _handle_for(pid, argv)
     command, through = child_command(argv, executable)
     if _posix_spawn.AVAILABLE:
