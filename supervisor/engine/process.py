@@ -292,8 +292,9 @@ def spawn(
 ) -> SpawnedProcess:
     """Start ``argv`` in its own session in ``cwd``, stdin from /dev/null, output appended to ``log_path``.
 
-    ``env`` is the child's complete environment; a child to be confined (``confine``) is forked by the
-    spawn helper and confines itself just before exec. A missing program, working directory or log file, or an
+    ``env`` is the child's complete environment; a child to be confined (``confine``) is started from a
+    thread that confined itself (`supervisor.engine._confined_spawn`), or forked by the spawn helper when it
+    needs a limit on open files other than the daemon's. A missing program, working directory or log file, or an
     exec failure, raises `StartFailed` with the text that belongs in ``last_error``. What can be checked after
     a failure (the program, the working directory) is checked only then: a respawn pays for none of it.
     """
