@@ -294,9 +294,10 @@ def spawn(
 
     ``env`` is the child's complete environment; a child to be confined (``confine``) is started from a
     thread that confined itself (`supervisor.engine._confined_spawn`), or forked by the spawn helper when it
-    needs a limit on open files other than the daemon's. A missing program, working directory or log file, or an
-    exec failure, raises `StartFailed` with the text that belongs in ``last_error``. What can be checked after
-    a failure (the program, the working directory) is checked only then: a respawn pays for none of it.
+    needs a limit on open files other than the daemon's. A missing program, working directory or log file,
+    or an exec failure, raises `StartFailed` with the text that belongs in ``last_error``. What can be
+    checked after a failure (the program, the working directory) is checked only then: a respawn pays for
+    none of it.
     """
     program = argv[0]
     search = env.get("PATH", os.defpath)
