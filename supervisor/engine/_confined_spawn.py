@@ -12,7 +12,7 @@ open files other than the daemon's, which belongs to a process.
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,21 +29,25 @@ def spawn_confined(
     """Start ``argv`` confined by ``confine``; its pid once it has exec'd. `ConfinementFailed` when the
     confinement could not be applied (nothing was started), `OSError` when the exec failed."""
     outcome: list[int | BaseException] = []
+    done = _thread.allocate_lock()
+    done.acquire()
 
     def confine_and_spawn() -> None:
+        confined = False
         try:
             confine()
-        except OSError as exc:
-            outcome.append(ConfinementFailed(exc.strerror or str(exc)))
-            return
-        try:
+            confined = True
             outcome.append(posix_spawn(executable, argv, env, cwd=str(cwd), log_fd=log_fd))
+        except OSError as exc:
+            outcome.append(exc if confined else ConfinementFailed(exc.strerror or str(exc)))
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)
+        finally:
+            done.release()
 
-    thread = threading.Thread(target=confine_and_spawn, name="eyried-confined-spawn", daemon=True)
-    thread.start()
-    thread.join()
+    # a bare thread: `threading.Thread` would make the caller wait for it to start, a wake-up more
+    _thread.start_new_thread(confine_and_spawn, ())
+    done.acquire()
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
