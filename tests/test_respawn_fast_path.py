@@ -119,6 +119,24 @@ class TestChildStartsClean:
             await proc.wait()
 
 
+class TestWithoutPosixSpawn:
+    async def test_popen_starts_the_child_the_same_way(
+        self, tmp_path: Path, dirty_parent: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Where the C library lacks what posix_spawn needs, Popen starts it: own session, /dev/null, the
+        log, no descriptor but 0–2, no signal blocked, and its end collected."""
+        monkeypatch.setattr(_posix_spawn, "AVAILABLE", False)
+        proc = spawn(["sleep", "30"], env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "log")
+        try:
+            assert os.getsid(proc.pid) == proc.pid
+            assert os.readlink(f"/proc/{proc.pid}/fd/0") == os.devnull
+            assert sorted(os.listdir(f"/proc/{proc.pid}/fd")) == ["0", "1", "2"]
+            assert status_fields(f"/proc/{proc.pid}/status")["SigBlk"] == "0" * 16
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            assert (await proc.wait()).signal == signal.SIGKILL
+
+
 class TestProgramMoved:
     async def test_a_program_found_once_is_looked_for_again_when_it_moves(self, tmp_path: Path) -> None:
         """The PATH lookup is kept between spawns; a program that left that place is found where it went."""
