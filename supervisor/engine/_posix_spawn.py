@@ -66,7 +66,9 @@ def _check(result: int) -> None:
 
 def _load() -> _Calls | None:
     try:
-        return _Calls(ctypes.CDLL(None, use_errno=True))
+        # with the GIL held throughout: letting go of it around each call could cost a switch interval
+        # (5 ms) to get it back from a busy worker thread, and a spawn is over in a fraction of that
+        return _Calls(ctypes.PyDLL(None, use_errno=True))
     except (AttributeError, OSError):
         return None
 
