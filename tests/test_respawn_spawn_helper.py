@@ -1,10 +1,11 @@
-"""Confined children are forked by the spawn helper as this process's own children: their exit codes are
-ours to collect, a helper that dies loses none of them, and a failed spawn says why as an unconfined one
-does."""
+"""Confined children are this process's own children, started from a thread that confined itself or, when
+they need a limit on open files of their own, forked by the spawn helper: their exit codes are ours to
+collect, a helper that dies loses none of them, and a failed spawn says why as an unconfined one does."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor.engine.process import spawn
+from supervisor.engine.process import SpawnedProcess, spawn
 from supervisor.errors import StartFailed
 from supervisor.sandbox.child import Confiner
 from supervisor.sandbox.spawner import SpawnHelper
@@ -35,6 +36,20 @@ def confiner(helper: SpawnHelper) -> Confiner:
 def status_fields(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def through_helper(helper: SpawnHelper, argv: list[str], cwd: Path) -> SpawnedProcess:
+    """A child forked by the helper itself (`spawn` asks it only for a limit on open files of its own)."""
+    program = shutil.which(argv[0])
+    assert program is not None
+    log_fd = os.open(cwd / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        pid = helper.spawn(
+            argv, program, env=dict(os.environ), cwd=cwd, log_fd=log_fd, ruleset=-1, drop_capabilities=False
+        )
+    finally:
+        os.close(log_fd)
+    return SpawnedProcess(pid, 0.0, 0, argv)
 
 
 def parent_of(pid: int) -> int:
@@ -81,24 +96,12 @@ class TestHelperGone:
         self, helper: SpawnHelper, tmp_path: Path
     ) -> None:
         """Killing the helper ends none of its children (they are ours); the next spawn replaces it."""
-        first = spawn(
-            ["sleep", "60"],
-            env=dict(os.environ),
-            cwd=tmp_path,
-            log_path=tmp_path / "log",
-            confine=confiner(helper),
-        )
+        first = through_helper(helper, ["sleep", "60"], tmp_path)
         old = helper.pid
         assert old is not None
         os.kill(old, signal.SIGKILL)
         await wait_for(lambda: process_gone(old))
-        second = spawn(
-            ["sleep", "60"],
-            env=dict(os.environ),
-            cwd=tmp_path,
-            log_path=tmp_path / "log",
-            confine=confiner(helper),
-        )
+        second = through_helper(helper, ["sleep", "60"], tmp_path)
         assert helper.pid not in (None, old)
         for proc in (first, second):
             assert parent_of(proc.pid) == os.getpid()
@@ -106,9 +109,7 @@ class TestHelperGone:
             assert (await proc.wait()).signal == signal.SIGKILL
 
     async def test_close_ends_the_helper(self, helper: SpawnHelper, tmp_path: Path) -> None:
-        proc = spawn(
-            ["true"], env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "log", confine=confiner(helper)
-        )
+        proc = through_helper(helper, ["true"], tmp_path)
         pid = helper.pid
         assert pid is not None
         helper.close()

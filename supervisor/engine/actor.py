@@ -7,17 +7,21 @@ status change goes through the state table, is written to ``instance.json`` (in 
 state, see docs/layout.md) with the phase before the next action, then emitted as an `Event` and a log line.
 One exception keeps a crash-to-respawn short: a restart without delay writes the crash together with the new
 process, after its exec; a daemon that dies in between finds the record naming the dead process, and ends the
-unrecorded one by its marker before starting again (`_recover`).
+unrecorded one by its marker before starting again (`_recover`). What is said about the crash (the log line,
+the instance log's lines) and the request to sweep its leftovers also wait until that exec (`_say`).
 """
 
 from __future__ import annotations
 
+import functools
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from supervisor.engine import procfs
 from supervisor.engine._announce import announce, bound_log
@@ -86,6 +90,8 @@ class Actor:
         self._waiters = Waiters()
         self._unwritten: list[tuple[Instance, InstanceStatus, InstanceStatus, str]] = []
         """Transitions made in memory, announced once the write that records them is done."""
+        self._unsaid: list[Callable[[], None]] = []
+        """What is said about an ended process, held while a restart without delay spawns (`_say`)."""
 
     @property
     def inst(self) -> Instance:
@@ -197,6 +203,7 @@ class Actor:
                         await self._supervise()
                     finally:
                         self._scope = None
+                        self._say()
                 if scope.cancel_called or commands != self._commands:
                     self._release()  # somebody asked for more since it began: a hold does not stand
                 continue
@@ -281,7 +288,10 @@ class Actor:
         """Sleep through a backoff or cooldown; at the end of a cooldown the restart count starts over."""
         self._sleeping = True
         try:
-            await anyio.sleep(max(seconds, 0.0))
+            if seconds > 0:
+                await anyio.sleep(seconds)
+            else:  # a restart without delay: a stop asked for meanwhile counts; no other task runs first
+                await checkpoint_if_cancelled()
         finally:
             self._sleeping = False
         if self.phase is Phase.COOLDOWN:
@@ -291,6 +301,9 @@ class Actor:
     async def _decide(self, outcome: _Outcome) -> Decision:
         """After the process ended: back off and retry, give up in ``error``, or stay stopped."""
         d = self._policy(failed=outcome.failed, reason=outcome.reason)
+        at_once = d.delay == 0 and d.phase is Phase.BACKOFF  # recorded with the new process
+        if not at_once:
+            self._say()
         changes: dict[str, Any] = {
             "restart_count": d.restart_count,
             "total_restarts": d.total_restarts,
@@ -301,9 +314,12 @@ class Actor:
         if d.completed:
             self._set_desired("stopped")
         self._move(d.phase)
-        at_once = d.delay == 0 and d.phase is Phase.BACKOFF  # recorded with the new process
         await self._transition(d.status, d.detail, unwritten=at_once, **changes)
-        self._note(f"restart in {d.delay:.1f}s" if d.phase is Phase.BACKOFF else d.detail)
+        line = f"restart in {d.delay:.1f}s" if d.phase is Phase.BACKOFF else d.detail
+        if at_once:
+            self._unsaid.append(functools.partial(self._note, line))
+        else:
+            self._note(line)
         return d
 
     def _policy(self, *, failed: bool, reason: str) -> Decision:
@@ -323,10 +339,12 @@ class Actor:
             try:
                 proc = await self._launch()
             except StartFailed as exc:
+                self._say()
                 self.log.warning("start_failed", error=str(exc))
                 self._note(f"start failed: {exc}")
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
+            self._say()
             self._note(f"started pid {proc.pid} on port {self.runtime.port}")
             spawned = spawned_fields(proc, self.runtime, self.services)
             if ready_at_spawn(self.runtime.ready) and proc.alive():
@@ -371,10 +389,20 @@ class Actor:
         self.proc = None
         self.logs.cursor = None
         self._record.process_ended(status)
+        self._unsaid.append(functools.partial(self._say_exited, proc, status))
+        return _Outcome(exit=status, failed=status.failed, reason=status.describe())
+
+    def _say_exited(self, proc: ProcessHandle, status: ExitStatus) -> None:
         self.log.warning("process_exited", pid=proc.pid, exit=status.describe())
         self._note(f"pid {proc.pid} exited: {status.describe()}")
         self.services.request_sweep(self.runtime.instance_id, group_alive(proc.pgid))
-        return _Outcome(exit=status, failed=status.failed, reason=status.describe())
+
+    def _say(self) -> None:
+        """Say what was held back about the process that ended, in order: at once, or, when it restarts
+        without delay, once the new one has exec'd (or failed to)."""
+        unsaid, self._unsaid = self._unsaid, []
+        for call in unsaid:
+            call()
 
     async def _launch(self) -> ProcessHandle:
         holder = await check_port(self.runtime, self.services, self._sweep_port_holders, self.log)

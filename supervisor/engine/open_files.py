@@ -111,13 +111,13 @@ def reexec_env() -> dict[str, str]:
     return {} if _current is None or not _current.raised else {CARRIED_ENV: str(_current.inherited)}
 
 
-def child_command(argv: Sequence[str], executable: str | None) -> tuple[list[str], str | None]:
+def child_command(argv: Sequence[str], executable: str) -> tuple[Sequence[str], str]:
     """The argv and executable that start ``argv`` unconfined with the soft limit the daemon was started with:
     unchanged unless the daemon raised its own."""
     if _current is None or not _current.raised or _current.prlimit is None:
-        return list(argv), executable
+        return argv, executable
     # prlimit finds the program on the child's PATH as the executable was found, and keeps its argv[0]
-    return [_current.prlimit, f"--nofile={_current.inherited}:", "--", *argv], None
+    return [_current.prlimit, f"--nofile={_current.inherited}:", "--", *argv], _current.prlimit
 
 
 def child_open_files() -> tuple[int, int] | None:

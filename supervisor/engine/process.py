@@ -7,6 +7,7 @@ found alive after a daemon restart — is usually not our child, so its exit cod
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -19,7 +20,8 @@ from typing import Protocol
 
 import anyio
 
-from supervisor.engine import pidfd, procfs
+from supervisor.engine import _posix_spawn, pidfd, procfs
+from supervisor.engine._confined_spawn import spawn_confined
 from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.open_files import child_command, child_open_files
 from supervisor.engine.pidfd import ExitStatus
@@ -180,8 +182,9 @@ class _PidfdProcess:
 
 
 class SpawnedProcess(_PidfdProcess):
-    """Our own child: started in its own session, output appended to the instance's log file; forked by
-    `subprocess.Popen` (``popen``) or, confined, by the spawn helper (then reaped through its pidfd)."""
+    """Our own child: started in its own session, output appended to the instance's log file; started by
+    ``posix_spawn`` or, confined, by the spawn helper (both reaped through the pidfd), or by
+    `subprocess.Popen` (``popen``) where the C library lacks what ``posix_spawn`` needs here."""
 
     def __init__(
         self,
@@ -202,7 +205,10 @@ class SpawnedProcess(_PidfdProcess):
     def _reap(self) -> ExitStatus | None:
         if self._popen is None:
             assert self._fd is not None
-            return pidfd.collect(os.P_PIDFD, self._fd)
+            try:
+                return pidfd.collect(os.P_PIDFD, self._fd)
+            except ChildProcessError:
+                return ExitStatus()  # reaped through another handle: how it ended is not known here
         code = self._popen.poll()
         if code is None:
             return None
@@ -286,67 +292,112 @@ def spawn(
 ) -> SpawnedProcess:
     """Start ``argv`` in its own session in ``cwd``, stdin from /dev/null, output appended to ``log_path``.
 
-    ``env`` is the child's complete environment; a child to be confined (``confine``) is forked by the
-    spawn helper and confines itself just before exec. A missing program, working directory or log file, or an
-    exec failure, raises `StartFailed` with the text that belongs in ``last_error``.
+    ``env`` is the child's complete environment; a child to be confined (``confine``) is started from a
+    thread that confined itself (`supervisor.engine._confined_spawn`), or forked by the spawn helper when it
+    needs a limit on open files other than the daemon's. A missing program, working directory or log file,
+    or an exec failure, raises `StartFailed` with the text that belongs in ``last_error``. What can be
+    checked after a failure (the program, the working directory) is checked only then: a respawn pays for
+    none of it.
     """
     program = argv[0]
-    executable = None
-    if "/" in program:
-        if not os.path.exists(program):
-            raise StartFailed(f"{program}: no such file")
-    else:
-        # found once here, so the child (during which a vfork parent waits) does not search PATH again
-        executable = shutil.which(program, path=env.get("PATH", os.defpath))
-        if executable is None:
-            raise StartFailed(f"{program}: command not found on PATH")
-    if not cwd.is_dir():
-        raise StartFailed(f"{program}: working directory {cwd} does not exist")
+    search = env.get("PATH", os.defpath)
+    executable = program if "/" in program else _resolve(program, search)
+    log_fd = _open_log(log_path)
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_fd = os.open(log_path, _LOG_FLAGS, 0o600)
-    except OSError as exc:
-        raise StartFailed(f"cannot open log file {log_path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(log_fd).st_mode):
-        os.close(log_fd)
-        raise StartFailed(f"log file {log_path} is not a regular file; move it away")
-    os.set_blocking(log_fd, True)  # the child inherits it as its stdout
-    if confine is not None:
-        return _spawn_confined(argv, executable or program, env, cwd, log_fd, confine)
-    command, executable = child_command(argv, executable)
-    try:
-        with empty_signal_mask():
-            popen = subprocess.Popen(
-                command,
-                executable=executable,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                cwd=cwd,
-                env=dict(env),
-                close_fds=True,
-                start_new_session=True,
-            )
-    except OSError as exc:
-        raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
-    finally:
-        os.close(log_fd)
-    return _handle_for(popen.pid, argv, popen)
-
-
-def _spawn_confined(
-    argv: Sequence[str], executable: str, env: Mapping[str, str], cwd: Path, log_fd: int, confine: Confiner
-) -> SpawnedProcess:
-    program = argv[0]
-    try:
-        pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=child_open_files())
+        try:
+            return _spawn_once(argv, executable, env, cwd, log_fd, confine)
+        except OSError as exc:
+            _diagnose(program, cwd, exc)
+            if "/" in program or _resolved.pop((program, search), None) is None:
+                raise
+        # what was found on PATH before has moved or gone since: look again
+        return _spawn_once(argv, _resolve(program, search), env, cwd, log_fd, confine)
     except ConfinementFailed:
         raise StartFailed(f"{program}: the child could not confine itself before exec") from None
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
     finally:
         os.close(log_fd)
-    return _handle_for(pid, argv)
+
+
+_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
+_resolved: dict[tuple[str, str], str] = {}
+"""Programs found on PATH, by (name, PATH): looked up at their first start, and again when an exec of what
+was found fails as if it had gone."""
+
+
+def _resolve(program: str, search: str) -> str:
+    """Where ``program`` is on ``search`` (found here, so the child, during which a vfork parent waits, does
+    not search PATH); `StartFailed` when it is nowhere."""
+    found = _resolved.get((program, search))
+    if found is None:
+        found = shutil.which(program, path=search)
+        if found is None:
+            raise StartFailed(f"{program}: command not found on PATH")
+        _resolved[(program, search)] = found
+    return found
+
+
+def _diagnose(program: str, cwd: Path, failure: OSError) -> None:
+    """After an exec failed as if something was missing: `StartFailed` naming what is."""
+    if failure.errno not in _NOT_FOUND:
+        return
+    if "/" in program and not os.path.exists(program):
+        raise StartFailed(f"{program}: no such file")
+    if not cwd.is_dir():
+        raise StartFailed(f"{program}: working directory {cwd} does not exist")
+
+
+def _open_log(log_path: Path) -> int:
+    """The log file opened for appending (its directory made if missing); a blocking fd the child inherits
+    as its stdout and stderr."""
+    try:
+        try:
+            log_fd = os.open(log_path, _LOG_FLAGS, 0o600)
+        except FileNotFoundError:
+            log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            log_fd = os.open(log_path, _LOG_FLAGS, 0o600)
+    except OSError as exc:
+        raise StartFailed(f"cannot open log file {log_path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(log_fd).st_mode):
+        os.close(log_fd)
+        raise StartFailed(f"log file {log_path} is not a regular file; move it away")
+    os.set_blocking(log_fd, True)
+    return log_fd
+
+
+def _spawn_once(
+    argv: Sequence[str],
+    executable: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_fd: int,
+    confine: Confiner | None,
+) -> SpawnedProcess:
+    if confine is not None:
+        open_files = child_open_files()
+        if open_files is None and _posix_spawn.AVAILABLE:
+            pid = spawn_confined(confine, executable, argv, env, cwd=cwd, log_fd=log_fd)
+        else:
+            pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=open_files)
+        return _handle_for(pid, argv)
+    command, through = child_command(argv, executable)
+    if _posix_spawn.AVAILABLE:
+        pid = _posix_spawn.posix_spawn(through, command, env, cwd=str(cwd), log_fd=log_fd)
+        return _handle_for(pid, argv)
+    with empty_signal_mask():
+        popen = subprocess.Popen(
+            command,
+            executable=through,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            cwd=cwd,
+            env=dict(env),
+            close_fds=True,
+            start_new_session=True,
+        )
+    return _handle_for(popen.pid, argv, popen)
 
 
 def _handle_for(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor.sandbox._landlock import LIBC, SYS_RESTRICT_SELF
+from supervisor.sandbox._landlock import SYS_RESTRICT_SELF
 
 if TYPE_CHECKING:
     from supervisor.sandbox.spawner import SpawnHelper
@@ -52,10 +52,14 @@ def _last_cap() -> int:
 
 _Call = tuple[Callable[..., int], tuple[object, ...]]
 
+_LIBC = ctypes.PyDLL(None, use_errno=True)
+"""The C library, called with the GIL held: each call is a few microseconds, and a call that let go of the
+GIL could wait a switch interval (5 ms) for it behind a busy worker thread."""
+
 
 def _prctl(option: int, arg: int) -> _Call:
     ulong = ctypes.c_ulong
-    return LIBC.prctl, (ctypes.c_int(option), ulong(arg), ulong(0), ulong(0), ulong(0))
+    return _LIBC.prctl, (ctypes.c_int(option), ulong(arg), ulong(0), ulong(0), ulong(0))
 
 
 @functools.cache
@@ -68,7 +72,7 @@ def _common_calls(drop_capabilities: bool) -> tuple[_Call, ...]:
         calls.append(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL))
         header = _CapHeader(_CAP_VERSION_3, 0)
         data = (_CapData * 2)()
-        calls.append((LIBC.capset, (ctypes.byref(header), ctypes.byref(data))))
+        calls.append((_LIBC.capset, (ctypes.byref(header), ctypes.byref(data))))
     return tuple(calls)
 
 
@@ -87,7 +91,7 @@ class Confiner:
         calls = _common_calls(drop_capabilities)
         if ruleset >= 0:
             args = (ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0))
-            calls += ((LIBC.syscall, args),)
+            calls += ((_LIBC.syscall, args),)
         self._calls = calls
         self._get_errno = ctypes.get_errno
         self._strerror = os.strerror
