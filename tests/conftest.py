@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,11 @@ import pytest
 
 from supervisor.paths import Home
 from supervisor.port_claims import ClaimRegistry
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # started as a shell's background job, which ignores Ctrl-C: the CLI's children would inherit that, and
+    # the tests that press Ctrl-C need it to reach them as it does in a terminal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

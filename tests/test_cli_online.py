@@ -207,15 +207,19 @@ class TestDaemonCommands:
         async with await anyio.open_process(
             [str(EYRIECTL), "--home", str(home.root), "events", "-f", "-n", "0"]
         ) as proc:
-            await _wait_subscribers(daemon, 2)
-            daemon.publish(
-                Event(time=datetime.now(UTC), event="transition", instance="beta", to_status="error")
-            )
-            line = await _read_line(proc)
-            assert "beta" in line and "→ error" in line
-            proc.send_signal(signal.SIGINT)
-            with anyio.fail_after(5):
-                assert await proc.wait() == 0
+            try:
+                await _wait_subscribers(daemon, 2)
+                daemon.publish(
+                    Event(time=datetime.now(UTC), event="transition", instance="beta", to_status="error")
+                )
+                line = await _read_line(proc)
+                assert "beta" in line and "→ error" in line
+                proc.send_signal(signal.SIGINT)
+                with anyio.fail_after(5):
+                    assert await proc.wait() == 0
+            finally:
+                if proc.returncode is None:  # a failed check must not leave the test waiting on it
+                    proc.kill()
 
 
 async def _wait_subscribers(target: MemoryTarget, count: int) -> None:
