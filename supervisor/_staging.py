@@ -70,7 +70,7 @@ class Staging:
         except OSError as exc:
             raise ProvisionError(f"cannot clear {self.root}: {exc.strerror or exc}") from exc
 
-    def stage(self, plan: InstancePlan) -> None:
+    def _stage(self, plan: InstancePlan) -> None:
         """Write every file of ``plan`` (not yet synced); on failure nothing of it is left."""
         inst = plan.instance
         built = self.root / inst.id
@@ -97,7 +97,7 @@ class Staging:
         self._staged[inst.id] = (built, inst.name)
 
     def stage_soon(self, plan: InstancePlan) -> None:
-        """`stage` ``plan`` in a worker thread; `place_all` waits for it and reports its failure. Creating a
+        """Stage ``plan`` in a worker thread; `place_all` waits for it and reports its failure. Creating a
         dozen files and directories is mostly the filesystem's work, which two threads do side by side."""
         inst = plan.instance
         if self._pool is None:
@@ -110,7 +110,7 @@ class Staging:
                 ) from exc
             self._pool = ThreadPoolExecutor(_STAGING_THREADS, thread_name_prefix="staging")
         self._order.append(inst.id)
-        self._pending[inst.id] = (self._pool.submit(self.stage, plan), inst.name)
+        self._pending[inst.id] = (self._pool.submit(self._stage, plan), inst.name)
 
     def _staged_soon(self) -> dict[str, EyrieError]:
         """Wait for every `stage_soon`; the ids that could not be staged, and why (nothing of them left). An
@@ -131,11 +131,6 @@ class Staging:
             raise interrupted
         return failed
 
-    def _in_order(self) -> list[str]:
-        """The staged ids in the order given (staged one by one, or soon in any order by two threads)."""
-        rank = {instance_id: n for n, instance_id in enumerate(self._order)}
-        return sorted(self._staged, key=lambda instance_id: rank.get(instance_id, len(rank)))
-
     def discard(self, instance_id: str) -> None:
         """Remove what was staged for ``instance_id``."""
         if (staged := self._staged.pop(instance_id, None)) is not None:
@@ -147,7 +142,8 @@ class Staging:
         failed = self._staged_soon()
         placed: list[str] = []
         synced = bool(self._staged) and _sync_filesystem(self.root)
-        for instance_id in self._in_order():
+        # in the order given: two threads stage in any order
+        for instance_id in [i for i in self._order if i in self._staged]:
             built, name = self._staged[instance_id]
             try:
                 if not synced:
@@ -176,6 +172,7 @@ class Staging:
             self._pool.shutdown(cancel_futures=True)  # what runs ends; what waits never starts
             self._pool = None
         self._pending.clear()
+        self._order.clear()
         for instance_id in list(self._staged):
             self.discard(instance_id)
         with contextlib.suppress(OSError):

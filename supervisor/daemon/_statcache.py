@@ -23,13 +23,30 @@ class StatCache(Generic[T]):
 
     def get(self, path: str | os.PathLike[str], compute: Callable[[], T]) -> T | None:
         """``compute()`` for the file as it is now, or the value kept for it; None if it cannot be stat'ed."""
-        try:
-            st = os.stat(path)
-        except OSError:
+        key = _key(path)
+        if key is None:
             return None
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._entries.get(os.fspath(path))
         if cached is None or cached[0] != key:
             cached = (key, compute())
             self._entries[os.fspath(path)] = cached
         return cached[1]
+
+    def kept(self, path: str | os.PathLike[str]) -> tuple[bool, T | None]:
+        """Whether `get` would answer without computing, and its answer, by one ``stat``: a caller on the
+        event loop computes in a worker thread only when the file changed."""
+        key = _key(path)
+        if key is None:
+            return True, None
+        cached = self._entries.get(os.fspath(path))
+        if cached is None or cached[0] != key:
+            return False, None
+        return True, cached[1]
+
+
+def _key(path: str | os.PathLike[str]) -> _FileKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from supervisor.store import NameIndex, Store
 
 __all__ = ["Inventory"]
-
-T = TypeVar("T")
 
 
 class Inventory:
@@ -182,7 +180,7 @@ class Inventory:
         path, applied = self._reconciler.fleet_path, self._reconciler.fleet
         if self._fleets_for is not applied:  # a reload: what equals the new fleet is the new fleet itself
             self._fleets, self._fleets_for = StatCache[FleetFile | None](), applied
-        unchanged, fleet = _kept(self._fleets, path)
+        unchanged, fleet = self._fleets.kept(path)  # a listing in a crash storm waits for no thread
         if not unchanged:
             fleet = await anyio.to_thread.run_sync(
                 self._fleets.get, path, lambda: _load_or_none(path, applied)
@@ -201,7 +199,7 @@ class Inventory:
         found: dict[str, str] = {}
         changed = []
         for inst in instances:
-            kept = _kept(self._config_hashes, inst.config_path)
+            kept = self._config_hashes.kept(inst.config_path)
             if kept[0]:
                 found[inst.id] = kept[1] or ""
             else:
@@ -222,24 +220,6 @@ class Inventory:
             return {e.name for e in os.scandir(self._store.root) if e.is_dir() and not e.name.startswith(".")}
         except FileNotFoundError:
             return set()
-
-
-class _Changed(Exception):
-    """The file changed since its value was kept: it must be read, in a worker thread."""
-
-
-def _changed() -> NoReturn:
-    raise _Changed
-
-
-def _kept(cache: StatCache[T], path: str | os.PathLike[str]) -> tuple[bool, T | None]:
-    """Whether the file is as it was when ``cache`` kept its value, and that value, by one ``stat`` on the
-    loop: a listing during a crash storm then waits for no worker thread (each hop there waited for a loop
-    busy with the respawns, up to ~150 ms at 500 instances) unless a file changed."""
-    try:
-        return True, cache.get(path, _changed)
-    except _Changed:
-        return False, None
 
 
 def _load_or_none(path: os.PathLike[str], applied: FleetFile) -> FleetFile | None:
