@@ -158,15 +158,11 @@ class Watch:
         actor = self._actor
         actor.probe_results["liveness"] = (result, checked_at)
         inst = actor.inst
-        interval = actor.runtime.health.interval
-        if (
-            not result.ok
-            or inst.health_status is not HealthStatus.HEALTHY
-            or now - self._seen_saved >= max(_LAST_SEEN_SAVE_EVERY, interval)
-        ):
+        if not result.ok or inst.health_status is not HealthStatus.HEALTHY or self._save_due(now):
             return False
         self._failures = 0
         assign(inst, last_seen=checked_at)
+        interval = actor.runtime.health.interval
         self.next_live = pass_tick(now + interval, interval)
         return True
 
