@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Set up .venv, write a demo fleet of three embedded agents into ./.eyrie-demo, run eyried in the foreground.
+# Set up .venv, write a demo fleet of three embedded agents into ~/.eyrie-demo, run eyried in the foreground.
+# The home lies outside the checkout: a confined agent may read the checkout (the editable install's source),
+# and a home inside it would keep the sandbox from granting more than the package directory itself.
 # Once up, the commander creates a fourth agent, talon-hopper, through the agent API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e .
-export EYRIE_HOME="$PWD/.eyrie-demo"
+export EYRIE_HOME="${EYRIE_DEMO_HOME:-$HOME/.eyrie-demo}"
 mkdir -p "$EYRIE_HOME"
 [ -f "$EYRIE_HOME/fleet.yaml" ] || cp config/fleet.demo.yaml "$EYRIE_HOME/fleet.yaml"
 cat <<MSG
