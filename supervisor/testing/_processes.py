@@ -42,12 +42,20 @@ def hostile(*flags: str) -> tuple[str, ...]:
     return (sys.executable, "-m", HOSTILE_AGENT, *flags)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port that nothing on 127.0.0.1 uses right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that nothing on 127.0.0.1 uses right now, and not one handed out before in this process:
+    the kernel may give the same port to two binds in a row, and two instances made one after the other
+    must not share one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def reap(pid: int) -> bool:
