@@ -261,7 +261,8 @@ class Store:
     ) -> Instance:
         """Read, change and write one instance under its lock, so concurrent writers lose nothing.
 
-        ``durable=False`` skips the fsyncs (the write stays atomic): for runtime state that a reboot makes
+        ``durable=False`` skips the fsyncs (the write stays atomic), and the write itself when the file holds
+        those very bytes already (an adoption that changes nothing): for runtime state that a reboot makes
         stale anyway, which the engine writes on every transition. ``wait=False`` raises `BlockingIOError`
         instead of waiting when another writer holds the instance's lock. ``keep=True``: the caller never
         changes the instance returned, so the store keeps that very one as its parse of the file written
@@ -283,7 +284,9 @@ class Store:
                 raise CorruptInstance(f"{file}: cannot be read ({exc.strerror or exc})") from None
             inst = self._as_written(instance_id, raw) or _parse(file, raw)
             mutate(inst)
-            written = _write(file, inst, durable=durable)
+            written = _dump(inst)
+            if durable or written != raw:  # runtime state already on disk byte for byte is not rewritten
+                atomic_write(file, written, mode=0o600, durable=durable)
         if keep:
             self._parsed[instance_id] = (_digest(written), inst)
         return inst

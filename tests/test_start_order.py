@@ -15,8 +15,9 @@ from supervisor.daemon._listeners import Listeners
 from supervisor.daemon.daemon import Daemon
 from supervisor.engine.events import Event
 from supervisor.fleet import FleetFile
-from supervisor.models import utcnow
+from supervisor.models import Instance, utcnow
 from supervisor.paths import Home
+from supervisor.store import INSTANCE_FILE, Store
 from tests._cli import eyriectl
 from tests._daemon import DaemonProcess, embedded, fleet_yaml, wait_for
 
@@ -150,3 +151,31 @@ class TestStartOrder:
             assert _order(daemon.log(), "fleet_ready", "control_listening") == ["control_listening"]
         finally:
             daemon.close()
+
+
+class TestUnchangedRuntimeWrites:
+    def test_a_runtime_write_that_changes_no_byte_leaves_the_file(self, tmp_path: Path) -> None:
+        """An update without fsync whose result is the file as it is replaces nothing (same inode); one
+        that changes a field writes it."""
+        store = Store(tmp_path)
+        store.save(Instance(id="a1", name="alpha", framework="embedded"))
+        path = store.dir("a1") / INSTANCE_FILE
+        before = path.stat().st_ino
+        store.update("a1", lambda i: None, durable=False)
+        assert path.stat().st_ino == before
+
+        def detail(i: Instance) -> None:
+            i.status_detail = "adopted pid 1"
+
+        store.update("a1", detail, durable=False)
+        assert path.stat().st_ino != before
+        assert store.get("a1").status_detail == "adopted pid 1"
+
+    def test_a_durable_write_is_made_even_when_nothing_changed(self, tmp_path: Path) -> None:
+        """A durable update always writes (and syncs): the bytes on disk may not have been synced yet."""
+        store = Store(tmp_path)
+        store.save(Instance(id="a1", name="alpha", framework="embedded"), durable=False)
+        path = store.dir("a1") / INSTANCE_FILE
+        before = path.stat().st_ino
+        store.update("a1", lambda i: None)
+        assert path.stat().st_ino != before
