@@ -14,6 +14,7 @@ import pytest
 from supervisor.daemon._listeners import Listeners
 from supervisor.daemon.daemon import Daemon
 from supervisor.engine.events import Event
+from supervisor.errors import CorruptInstance
 from supervisor.fleet import FleetFile
 from supervisor.models import Instance, utcnow
 from supervisor.paths import Home
@@ -179,3 +180,26 @@ class TestUnchangedRuntimeWrites:
         before = path.stat().st_ino
         store.update("a1", lambda i: None)
         assert path.stat().st_ino != before
+
+
+class TestContainmentOnRead:
+    def test_plain_paths_inside_are_read_and_a_symlinked_part_is_still_resolved(self, tmp_path: Path) -> None:
+        """An instance whose paths lie plainly in its directory is read; one whose config path passes a
+        symlinked directory that leads out is refused, as a resolved path shows."""
+        store = Store(tmp_path / "instances")
+        directory = store.dir("a1")
+        inst = Instance(
+            id="a1",
+            name="alpha",
+            framework="embedded",
+            config_path=str(directory / "state" / "config.toml"),
+            workspace_path=str(directory / "workspace"),
+        )
+        store.save(inst)
+        (directory / "workspace").mkdir()
+        assert Store(store.root).get("a1").config_path == inst.config_path
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (directory / "state").symlink_to(outside)
+        with pytest.raises(CorruptInstance, match="outside the instance directory"):
+            Store(store.root).get("a1")

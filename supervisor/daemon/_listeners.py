@@ -35,7 +35,7 @@ ADOPTION_GRACE = 1.0
 """Seconds the APIs wait, at most, for the fleet to come to rest before they are served after an adoption
 (an instance restarted meanwhile may take its readiness timeout to come to rest)."""
 
-START_GRACE = 2.0
+START_GRACE = 5.0
 """Seconds from binding after which a start that is not over is served all the same (a first start of many
 instances provisions for seconds; its requests must not wait for all of it)."""
 
