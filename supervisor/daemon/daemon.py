@@ -153,10 +153,10 @@ class Daemon:
             cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
             startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
             tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
-            # the fleet comes to rest before the HTTP stack's imports hold the loop up
-            await listeners.serve(tg, after=None if startup.ending else announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
+            # the fleet comes to rest before the HTTP stack's imports hold the loop up
+            await listeners.serve(tg, after=None if startup.ending else announced)
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
