@@ -22,7 +22,7 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, 
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
-from supervisor.daemon._listeners import START_GRACE, Listeners
+from supervisor.daemon._listeners import ADOPTION_GRACE, START_GRACE, Listeners
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SignalListener, next_ending
@@ -156,7 +156,8 @@ class Daemon:
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
             # the fleet comes to rest before the HTTP stack's imports hold the loop up
-            await listeners.serve(tg, after=None if startup.ending else announced)
+            grace = ADOPTION_GRACE if adopt_first else START_GRACE
+            await listeners.serve(tg, after=None if startup.ending else announced, within=grace)
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
