@@ -37,6 +37,10 @@ __all__ = [
     "spawned_fields",
 ]
 
+_STORM_WRITES = 0.05
+"""Seconds for which state writes go to worker threads after a spawn in a crowd ends (a crash storm): each
+of them waits on the disk, and on the loop it would hold back the respawns behind it."""
+
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -170,6 +174,7 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
     start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
         proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
+        services.writing.surge(anyio.current_time(), _STORM_WRITES)
     else:
         proc = start()
     logs.cursor = LogCursor(rt.log_path, offset)
