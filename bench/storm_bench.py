@@ -136,22 +136,25 @@ def top(path: str, count: int = 40) -> None:
     total: collections.Counter[str] = collections.Counter()
     samples = 0
     for line in Path(path).read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
+        stack, _, count_text = line.rpartition(" ")
         frames = stack.split(";")
-        samples += int(n)
-        own[frames[-1]] += int(n)
+        seen = int(count_text)
+        samples += seen
+        own[frames[-1]] += seen
         for frame in set(frames):
-            total[frame] += int(n)
+            total[frame] += seen
     say(f"{samples} samples\n\nown:")
-    for frame, n in own.most_common(count):
-        say(f"{n / samples * 100:6.1f}%  {frame}")
+    for frame, seen in own.most_common(count):
+        say(f"{seen / samples * 100:6.1f}%  {frame}")
     say("\ntotal:")
-    for frame, n in total.most_common(count):
-        say(f"{n / samples * 100:6.1f}%  {frame}")
+    for frame, seen in total.most_common(count):
+        say(f"{seen / samples * 100:6.1f}%  {frame}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--kill", type=int, default=100, help="agents SIGKILLed at once per storm")
     parser.add_argument("--storms", type=int, default=5)
