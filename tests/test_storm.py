@@ -60,7 +60,7 @@ class TestListingDuringAStorm:
                 nonlocal listings
                 rows = _listing(tmp_path)
                 listings += 1
-                names = [row["name"] for row in rows]
+                names = [str(row["name"]) for row in rows]
                 assert sorted(names) == NAMES, names
                 running = {str(row["name"]): row["pid"] for row in rows if row["status"] == "running"}
                 for name, pid in running.items():
