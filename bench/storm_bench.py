@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         pid, took = measure.start_all(watcher, args.size, daemon.launch)
         say(f"N = {args.size}: all exec'd in {took:.2f} s (first start, provisioning)")
         measure.settle(pid, 2.0)
+        say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
         spy = _profiler(pid, args.profile)
         _storms(daemon, watcher, pid, args)
         return 0

@@ -174,7 +174,7 @@ class Inventory:
         if kept is not None and kept[0] is declared and kept[1] is applied.resolved:
             return kept[2]
         now = declared.resolve(name)
-        drifted = (
+        drifted = now is not applied.resolved and (  # the applied file itself: no digest to compute
             now.process_fingerprint() != applied.resolved.process_fingerprint()
             or now.context_fingerprint() != applied.resolved.context_fingerprint()
         )
