@@ -78,7 +78,7 @@ class ViewCache:
         last_seen = inst_json.get("last_seen")
         row = self._rows.get(inst.id)
         if row is not None and row.made_of(inst, decl, drift, resources, last_seen):
-            row.view.uptime_seconds = uptime_of(inst)
+            row.view.__dict__["uptime_seconds"] = uptime_of(inst)  # unvalidated either way, minus the setter
             return row.view
         view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
         self._rows[inst.id] = _Row(inst, decl, drift, resources, last_seen, view)
