@@ -12,7 +12,7 @@ import anyio
 from supervisor.engine._services import Services
 from supervisor.engine._sparse import SparseLock
 from supervisor.engine.process import ExitStatus
-from supervisor.errors import EyrieError
+from supervisor.errors import EyrieError, NotFound
 from supervisor.models import Instance, LastExit, rfc3339, utcnow
 
 __all__ = ["OWNED_FIELDS", "InstanceRecord", "assign"]
@@ -58,6 +58,7 @@ class InstanceRecord:
         self._lock = SparseLock()
         self._dirty = 0
         self._written = 0
+        self._stopped_on_disk = False  # the last write recorded "stopped" for this boot
 
     def show_memory(self) -> None:
         """Show what memory holds now, before it is written (what the actor wants shows at once)."""
@@ -103,15 +104,22 @@ class InstanceRecord:
         """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""
         self._dirty += 1
         mine = self._dirty
+        journals = self._services.journals
+        if journals is not None and self.inst.desired == "stopped" and not self._stopped_on_disk:
+            journals.cover(self._instance_id)  # a stop: its signal need not wait for this write
         async with self._lock:
             if self._written >= mine:
                 return
             target = self._dirty
             snapshot = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
+            if journals is not None and snapshot["desired"] != "stopped":
+                await journals.release(self._instance_id)
             try:
                 disk = await self._store(snapshot)
             except (OSError, EyrieError) as exc:
                 self.log.error("state_not_saved", error=str(exc))
+                if journals is not None and isinstance(exc, NotFound):
+                    journals.forget(self._instance_id)
                 self.show_memory()  # memory stays the truth until a write succeeds
                 return
             except BaseException:
@@ -121,6 +129,20 @@ class InstanceRecord:
             self._view = disk
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
+            desired, boot_id = snapshot["desired"], snapshot["desired_boot_id"]
+            self._stopped_on_disk = desired == "stopped" and boot_id == self._services.boot_id
+            if journals is not None:
+                await journals.landed(self._instance_id, desired, boot_id)
+
+    async def desired_saved(self) -> None:
+        """Wait until the desired state in memory is on disk, in ``instance.json`` or in a stop journal
+        (`StopJournals`): what an operator's stop waits for before its first signal."""
+        if self._written >= self._dirty:
+            return
+        journals = self._services.journals
+        if journals is not None and await journals.saved(self._instance_id):
+            return
+        await self.flushed()
 
     async def flushed(self) -> None:
         """Wait until the writes asked for so far have ended; write once more only if one of them failed."""
