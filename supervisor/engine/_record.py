@@ -11,6 +11,7 @@ import anyio
 
 from supervisor.engine._services import Services
 from supervisor.engine._sparse import SparseLock
+from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine.process import ExitStatus
 from supervisor.errors import EyrieError, NotFound
 from supervisor.models import Instance, LastExit, rfc3339, utcnow
@@ -58,7 +59,6 @@ class InstanceRecord:
         self._lock = SparseLock()
         self._dirty = 0
         self._written = 0
-        self._stopped_on_disk = False  # the last write recorded "stopped" for this boot
 
     def show_memory(self) -> None:
         """Show what memory holds now, before it is written (what the actor wants shows at once)."""
@@ -105,17 +105,18 @@ class InstanceRecord:
         self._dirty += 1
         mine = self._dirty
         journals = self._services.journals
-        if journals is not None and self.inst.desired == "stopped" and not self._stopped_on_disk:
-            journals.cover(self._instance_id)  # a stop: its signal need not wait for this write
+        if journals is not None and self._stopping():
+            journals.cover(self._instance_id)  # its signal need not wait for this write
         async with self._lock:
             if self._written >= mine:
                 return
             target = self._dirty
             snapshot = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
-            if journals is not None and snapshot["desired"] != "stopped":
-                await journals.release(self._instance_id)
+            crowded = self._services.writing.crowded(anyio.current_time())
+            if journals is not None:
+                await self._journal_first(journals, snapshot["desired"], crowded)
             try:
-                disk = await self._store(snapshot)
+                disk = await self._store(snapshot, crowded)
             except (OSError, EyrieError) as exc:
                 self.log.error("state_not_saved", error=str(exc))
                 if journals is not None and isinstance(exc, NotFound):
@@ -129,10 +130,25 @@ class InstanceRecord:
             self._view = disk
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
-            desired, boot_id = snapshot["desired"], snapshot["desired_boot_id"]
-            self._stopped_on_disk = desired == "stopped" and boot_id == self._services.boot_id
             if journals is not None:
-                await journals.landed(self._instance_id, desired, boot_id)
+                journals.landed(self._instance_id, snapshot["desired"], snapshot["desired_boot_id"])
+
+    def _stopping(self) -> bool:
+        """Whether memory wants the instance stopped and what others can read does not say so yet: an
+        operator's stop, not written."""
+        inst, view = self.inst, self._view
+        return inst.desired == "stopped" and (
+            view.desired != "stopped" or view.desired_boot_id != inst.desired_boot_id
+        )
+
+    async def _journal_first(self, journals: StopJournals, desired: str | None, crowded: bool) -> None:
+        """What must be on disk before this record: a wish to run takes the instance out of its stop
+        journal; in a crowd of stops, their journal is written first, so that the records' writes in
+        worker threads begin once the signals have gone out rather than contend with them."""
+        if desired != "stopped":
+            journals.release(self._instance_id)
+        elif crowded:
+            await journals.saved(self._instance_id)
 
     async def desired_saved(self) -> None:
         """Wait until the desired state in memory is on disk, in ``instance.json`` or in a stop journal
@@ -153,12 +169,12 @@ class InstanceRecord:
         if self._written < self._dirty:
             await self.persist()
 
-    async def _store(self, snapshot: dict[str, Any]) -> Instance:
+    async def _store(self, snapshot: dict[str, Any], crowded: bool) -> Instance:
         """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
         fraction of a millisecond); in a crowd, in worker threads with the others' (`WriteBatch`)."""
         services = self._services
         try:
-            if not services.writing.crowded(anyio.current_time()):
+            if not crowded:
                 return self._write(snapshot, wait=False)
             return await services.batch.run(functools.partial(self._write, snapshot, False))
         except BlockingIOError:  # another process is writing this instance: wait for it off the loop

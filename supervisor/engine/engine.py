@@ -123,7 +123,7 @@ class Engine:
                     claims=self._claims,
                     batch=WriteBatch(threads),
                     relocate=self._relocate,
-                    journals=StopJournals(self.store.root, self.boot_id, threads),
+                    journals=StopJournals(self.store.root, self.boot_id),
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
                 tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")
