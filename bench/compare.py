@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watcher.close()
         procs.kill_marked(str(run_dir))
+        procs.release_claims(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
