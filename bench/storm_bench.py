@@ -10,7 +10,7 @@ storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
     .venv/bin/python -m bench.storm_bench --size 1000 --kill 100 --storms 5
 
 The fleet uses ``EYRIE_BENCH_PORTS`` (default 45000–46999); every process the run starts is ended in a
-``finally``, Ctrl-C included.
+``finally``, Ctrl-C included, and its home's port claims are removed.
 """
 
 from __future__ import annotations
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.close()
         procs.kill_marked(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
+        procs.release_claims(str(run_dir))
 
 
 if __name__ == "__main__":
