@@ -1,7 +1,7 @@
 """A small synchronous reader of eyried's API for the commands that must answer at once (``ps``, ``list``,
-``status``): HTTP/1.1 GET requests written and read by hand over the operator's Unix socket, returning the
-JSON as it comes. It spares those commands httpx, anyio and pydantic, and ``http.client`` with the ``email``
-package it loads (a quarter of ``eyriectl ps``'s imports; see bench/cli_bench.py and docs/decisions.md).
+``status``): the standard library's ``http.client`` over the operator's Unix socket, returning the JSON as
+it comes. It spares those commands httpx, anyio and pydantic, most of their start-up (see bench/cli_bench.py
+and docs/decisions.md).
 
 It dials exactly as `supervisor.client.ControlClient` does: the abstract socket first, kept only when the
 process listening there is the pid in ``run/eyried.pid`` (`listener_is_daemon`), else the socket file.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, Self
 
 from supervisor.control._answers import (
     closed_without_answer,
@@ -33,102 +34,36 @@ from supervisor.paths import Home
 __all__ = ["QuickClient"]
 
 
+def _import_http_client_without_tls() -> None:
+    """Import ``http.client`` with ``ssl`` held absent, as on a Python built without it: it loads ssl only to
+    offer HTTPS, about a twentieth of ``eyriectl ps``, and a Unix socket never needs it. Only the first
+    import is shaped so (an interpreter that has loaded either already keeps what it has); ssl itself stays
+    importable afterwards."""
+    if "http.client" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # the documented way to make an import fail
+    try:
+        import http.client  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
+_import_http_client_without_tls()
+import http.client  # noqa: E402
+
 _TIMEOUT = 30.0
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
 
 
-class _NoAnswer(Exception):
-    """The answer ended early or is not HTTP/1.x."""
-
-
-class _Answer:
-    """One HTTP answer: status, reason, headers (names in lower case), body; ``last``: the server closes the
-    connection after it."""
-
-    def __init__(self, reader: BinaryIO) -> None:
-        line = reader.readline(_MAX_HEADER_LINE)
-        if not line:
-            raise _NoAnswer("the connection closed without an answer")
-        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-        code, _, self.reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise _NoAnswer(f"not an HTTP answer: {line[:40]!r}")
-        self.status = int(code)
-        self.headers: dict[str, str] = {}
-        for _ in range(_MAX_HEADERS):
-            field = reader.readline(_MAX_HEADER_LINE).decode("latin-1").rstrip("\r\n")
-            if not field:
-                break
-            name, _, value = field.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
-        else:
-            raise _NoAnswer("too many header lines")
-        self.last = self.headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-        self.body = self._body(reader)
-
-    def _body(self, reader: BinaryIO) -> bytes:
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            return _chunks(reader)
-        length = self.headers.get("content-length")
-        if length is None:
-            self.last = True
-            return reader.read()
-        body = reader.read(int(length))
-        if len(body) != int(length):
-            raise _NoAnswer("the answer ended early")
-        return body
-
-
-def _chunks(reader: BinaryIO) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int(reader.readline(_MAX_HEADER_LINE).split(b";")[0].strip() or b"x", 16)
-        if size == 0:
-            while reader.readline(_MAX_HEADER_LINE).strip():  # trailers
-                pass
-            return b"".join(parts)
-        chunk = reader.read(size)
-        if len(chunk) != size:
-            raise _NoAnswer("the answer ended early")
-        parts.append(chunk)
-        reader.readline(_MAX_HEADER_LINE)
-
-
-class _OperatorConnection:
-    """An HTTP/1.1 connection to eyried over its operator sockets, opened at the first request and again
-    after the server closed it."""
+class _OperatorConnection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection to eyried over its operator sockets."""
 
     def __init__(self, home: Home, timeout: float) -> None:
+        super().__init__("eyried", timeout=timeout)
         self.home = home
-        self.timeout = timeout
         self.used: str | None = None
-        self._sock: socket.socket | None = None
-        self._reader: BinaryIO | None = None
 
-    def get(self, path: str) -> _Answer:
-        if self._sock is None:
-            self._sock = self._abstract() or self._socket_file()
-            self._reader = self._sock.makefile("rb")
-        assert self._reader is not None
-        request = f"GET {path} HTTP/1.1\r\nHost: eyried\r\nAccept: application/json\r\n\r\n"
-        try:
-            self._sock.sendall(request.encode("ascii"))
-            answer = _Answer(self._reader)
-        except BaseException:
-            self.close()
-            raise
-        if answer.last:
-            self.close()
-        return answer
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def connect(self) -> None:
+        self.sock = self._abstract() or self._socket_file()
 
     def _abstract(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -185,16 +120,18 @@ class QuickClient:
         """The JSON answer to ``GET path``; raises what the daemon's error answer stands for."""
         socket_path = self.home.socket_path
         try:
-            answer = self._connection.get(path)
+            self._connection.request("GET", path, headers={"Accept": "application/json"})
+            response = self._connection.getresponse()
+            content = response.read()
         except TimeoutError:
             raise no_answer_in_time(socket_path) from None
-        except (_NoAnswer, ValueError, ConnectionError) as exc:
+        except (http.client.HTTPException, ConnectionError) as exc:
             raise closed_without_answer(socket_path, exc) from None
-        if answer.status >= 400:
-            details = answer.headers.get(DETAILS_HEADER.lower())
+        if response.status >= 400:
+            details = response.getheader(DETAILS_HEADER)
             headers = {DETAILS_HEADER: details} if details else {}
-            raise error_answer(answer.status, answer.reason, answer.body, headers)
+            raise error_answer(response.status, response.reason, content, headers)
         try:
-            return json.loads(answer.body)
+            return json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise not_json("GET", path) from None
