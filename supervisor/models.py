@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
