@@ -7,9 +7,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from supervisor.control.hub import EventHub
 from supervisor.control.schema import InstanceView
 from supervisor.engine._record import assign
-from supervisor.models import Instance, InstanceStatus, LastExit
+from supervisor.engine.events import Event
+from supervisor.models import Instance, InstanceStatus, LastExit, utcnow
 
 RECORD = {
     "id": "13fa23d6-477e-4b9f-9e9a-7cd9cafc2d50",
@@ -85,3 +89,17 @@ def test_the_daemon_keeps_to_one_malloc_arena_and_its_threads_still_allocate() -
     command = [sys.executable, "-c", script]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.split() == ["True", str(4 << 20)]
+
+
+@pytest.mark.anyio
+async def test_events_kept_for_the_api_replay_whole_and_in_order() -> None:
+    hub = EventHub(keep_until_served=True)
+    for i in range(300):
+        event = Event(time=utcnow(), event="transition", instance=f"a-{i}", pid=i, to_status="running")
+        hub.publish(event.model_copy(update={"data": {"i": i}}))
+    async with hub.subscribe() as stream:
+        got = [await anext(stream) for _ in range(300)]
+    assert [e.id for e in got] == [f"{hub.start}-{n}" for n in range(1, 301)]
+    last = json.loads(got[-1].model_dump_json())
+    assert (last["instance"], last["pid"], last["data"]) == ("a-299", 299, {"i": 299})
+    assert last["to_status"] == "running"
