@@ -8,6 +8,7 @@ the allocations that grew in between, per instance, grouped by the traceback's i
 
     .venv/bin/python bench/mem_bench.py --sizes 50 200
     .venv/bin/python bench/mem_bench.py --trace --sizes 50 200
+    .venv/bin/python bench/mem_bench.py --trace --structures --depth 10 --sizes 50 250
 """
 
 from __future__ import annotations
@@ -46,6 +47,47 @@ main()
 """
 
 
+STRUCTURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the listing's cached rows", ("daemon/views.py", "daemon/_view_cache.py")),
+    (
+        "records: store cache, engine memory, last written, its JSON",
+        ("store.py", "engine/_record.py", "models.py"),
+    ),
+    ("fleet declaration and its resolution", ("fleet/",)),
+    ("runtime (launch data and policies)", ("engine/runtime.py", "daemon/runtime.py")),
+    ("confinement (policy, ruleset, calls)", ("sandbox/",)),
+    ("events kept (hub, history)", ("control/hub.py", "control/_sse.py")),
+    (
+        "process handle, pidfd, spawn",
+        ("engine/process.py", "engine/_launch.py", "engine/_posix_spawn.py", "engine/pidfd.py"),
+    ),
+    (
+        "liveness pass, resource sampler",
+        ("engine/_liveness_pass.py", "engine/resources.py", "engine/_usage.py"),
+    ),
+    (
+        "actor tasks: task groups, cancel scopes, coroutines",
+        (
+            "engine/actor.py",
+            "engine/_watch.py",
+            "engine/_supervision.py",
+            "engine/engine.py",
+            "daemon/reconciler.py",
+        ),
+    ),
+)
+"""What holds an allocation, by the innermost ``supervisor`` module of its traceback that names one."""
+
+
+def structure_of(filenames: list[str]) -> str:
+    ours = [f.split("/supervisor/")[1] for f in filenames if "/supervisor/" in f]
+    for module in reversed(ours):
+        for name, prefixes in STRUCTURES:
+            if module.startswith(prefixes):
+                return name
+    return f"other ({ours[-1] if ours else Path(filenames[-1]).name})"
+
+
 def rollup(pid: int) -> dict[str, float]:
     """MiB per field of ``smaps_rollup``."""
     fields: dict[str, float] = {}
@@ -81,7 +123,9 @@ async def rss_of(n: int, settle: float) -> None:
             bench.stop_daemon()
 
 
-async def traced(sizes: list[int], depth: int, settle: float, all_frames: bool, keep: str) -> None:
+async def traced(
+    sizes: list[int], depth: int, settle: float, all_frames: bool, keep: str, structures: bool
+) -> None:
     import tracemalloc
 
     first, last = sizes[0], sizes[-1]
@@ -121,10 +165,10 @@ async def traced(sizes: list[int], depth: int, settle: float, all_frames: bool, 
                 say(f"N={n}: RSS {rollup(bench.proc.pid)['Rss']:.1f} MiB (tracemalloc on)")
         finally:
             bench.stop_daemon()
-    report(snaps[0], snaps[1], last - first, all_frames)
+    report(snaps[0], snaps[1], last - first, all_frames, structures)
 
 
-def report(before: object, after: object, grown: int, all_frames: bool) -> None:
+def report(before: object, after: object, grown: int, all_frames: bool, structures: bool) -> None:
     import tracemalloc
 
     assert isinstance(before, tracemalloc.Snapshot) and isinstance(after, tracemalloc.Snapshot)
@@ -141,7 +185,7 @@ def report(before: object, after: object, grown: int, all_frames: bool) -> None:
 
     grouped: dict[str, int] = {}
     for stat in after.compare_to(before, "traceback"):
-        key = where(stat.traceback)
+        key = structure_of([f.filename for f in stat.traceback]) if structures else where(stat.traceback)
         grouped[key] = grouped.get(key, 0) + stat.size_diff
     for key, size in sorted(grouped.items(), key=lambda kv: -kv[1])[:40]:
         print(f"  {size / grown:8.0f} B/instance  {key}")
@@ -157,10 +201,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=25, help="traceback depth under --trace")
     parser.add_argument("--keep", default="", help="--trace: dump the snapshots to KEEP.0/.1")
     parser.add_argument("--all-frames", action="store_true", help="group by any frames")
+    parser.add_argument("--structures", action="store_true", help="--trace: group by what holds them")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed bench still stops its daemon
     if args.trace:
-        anyio.run(traced, args.sizes, args.depth, args.settle, args.all_frames, args.keep)
+        anyio.run(traced, args.sizes, args.depth, args.settle, args.all_frames, args.keep, args.structures)
         return
     for n in args.sizes:
         anyio.run(rss_of, n, args.settle)

@@ -1,6 +1,7 @@
-"""The daemon's limit on open files: raised to the hard limit for itself once its fleet needs it, the
-original given to its agents (confined or not, before and after a re-exec), the unit's ``LimitNOFILE=``, and
-``doctor``'s checks of the limit and of the port range against the fleet's size."""
+"""The daemon's limit on open files: room made once its fleet needs it (what it holds placed above its soft
+limit; the soft limit raised to the hard one for the image a re-exec makes), the original given to its agents
+(confined or not, before and after a re-exec), the unit's ``LimitNOFILE=``, and ``doctor``'s checks of the
+limit and of the port range against the fleet's size."""
 
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ def _reported(d: DaemonProcess, name: str) -> tuple[int, int] | None:
 @pytest.mark.skipif(not os.path.exists("/usr/bin/prlimit"), reason="needs util-linux prlimit")
 class TestDaemonLimit:
     def test_raised_for_the_daemon_and_restored_for_its_agents(self, tmp_path: Path) -> None:
-        """eyried raises its soft limit to the hard one when its fleet needs more; an unconfined and a
-        confined agent each read the soft limit eyried was started with, also when spawned by the image a
-        re-exec made."""
+        """eyried keeps its soft limit when its fleet needs more (what it holds goes above it), and raises it
+        to the hard one for the image a re-exec makes; an unconfined and a confined agent each read the soft
+        limit eyried was started with, also when spawned by that image."""
         d = DaemonProcess(tmp_path)
         d.write_fleet(fleet_yaml(_agent("loose", "off"), _agent("confined", "on"), defaults=FAST_DEFAULTS))
         try:
@@ -68,7 +69,7 @@ class TestDaemonLimit:
             d.wait_serving()
             pids = d.wait_running("loose", "confined")
             assert d.proc is not None
-            assert process_limit(d.proc.pid) == (HARD, HARD)
+            assert process_limit(d.proc.pid) == (SOFT, HARD)
             for name in pids:
                 assert wait_for(functools.partial(_reported, d, name), what="limits") == (SOFT, HARD)
             readies = d.log().count('"event": "daemon_ready"')

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.engine.events import Event
-from supervisor.models import HierarchyRole, LastExit
+from supervisor.models import HierarchyRole, LastExit, LeanModel
 
 if TYPE_CHECKING:
     from supervisor.fleet import InstanceDecl
@@ -31,7 +31,7 @@ MISSING: declared in the fleet file, not provisioned. ORPHAN: provisioned or run
 DISABLED: running now, will not come back after a reboot (autostart false)."""
 
 
-class InstanceView(BaseModel):
+class InstanceView(LeanModel):
     """One row of ``eyriectl ps --json``: the instance JSON keys (no secrets) plus derived fields."""
 
     model_config = ConfigDict(extra="allow")

@@ -3,13 +3,15 @@
 A listing at N = 200 spent most of its time building the same rows again (the JSON of the instance as last
 written, the declaration, the resource sample, validated into an `InstanceView`). A row is built again when
 one of them is replaced (the engine writes a new instance, the fleet file is read anew, the sampler takes
-a new sample), DRIFT changes or a probe moves last_seen; only the uptime is set on each listing.
+a new sample), DRIFT changes or a probe moves last_seen; only the uptime is set on each listing. A row
+keeps its JSON too (`supervisor.control._listing`): a listing encodes only the uptimes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from supervisor.control._listing import Encoded, encode_row
 from supervisor.daemon.views import instance_view, uptime_of
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ __all__ = ["ViewCache"]
 
 
 class _Row:
-    __slots__ = ("decl", "drift", "inst", "last_seen", "resources", "view")
+    __slots__ = ("decl", "drift", "encoded", "inst", "last_seen", "resources", "view")
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class _Row:
     ) -> None:
         self.inst, self.decl, self.drift, self.resources = inst, decl, drift, resources
         self.last_seen, self.view = last_seen, view
+        self.encoded = encode_row(view)
 
     def made_of(
         self,
@@ -75,11 +78,15 @@ class ViewCache:
         last_seen = inst_json.get("last_seen")
         row = self._rows.get(inst.id)
         if row is not None and row.made_of(inst, decl, drift, resources, last_seen):
-            row.view.uptime_seconds = uptime_of(inst)
+            row.view.__dict__["uptime_seconds"] = uptime_of(inst)  # unvalidated either way, minus the setter
             return row.view
         view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
         self._rows[inst.id] = _Row(inst, decl, drift, resources, last_seen, view)
         return view
+
+    def encoded(self, instance_id: str) -> Encoded:
+        """The JSON of the row `view` last returned for the instance, but its uptime."""
+        return self._rows[instance_id].encoded
 
     def keep_only(self, instance_ids: Collection[str]) -> None:
         """Forget the rows of instances no longer managed."""

@@ -44,6 +44,7 @@ from supervisor.fleet import FleetFile
 from supervisor.logconfig import set_log_level
 from supervisor.models import utcnow
 from supervisor.provision import Provisioner
+from supervisor.stop_journal import apply_journals
 from supervisor.store import Store
 from supervisor.systemd.notify import Notifier, watchdog_loop
 
@@ -147,6 +148,7 @@ class Daemon:
             if not adopt_first:  # a long start is served before it is over
                 tg.start_soon(functools.partial(listeners.serve, tg, after=announced, within=START_GRACE))
             await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
+            await anyio.to_thread.run_sync(apply_journals, self.store)  # a stop a crash cut short
             await stop_unreadable(self.store)
             start = functools.partial(self.reconciler.start, initial)
             boot = self.engine.boot_id

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 import supervisor
+from supervisor.control._listing import Listing
 from supervisor.control.schema import DaemonStatus, ReloadResult
 from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
@@ -32,6 +33,7 @@ from supervisor.sandbox.confine import landlock_abi, missing_features
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from supervisor.control._listing import Encoded
     from supervisor.control.schema import InstanceDetail, InstanceView
     from supervisor.daemon.reconciler import Applied, Reconciler
     from supervisor.engine import Engine
@@ -73,7 +75,9 @@ class Inventory:
         hashes = await self._config_hashes_now([name for name, decl in entries if decl is not None])
         unapplied = [name for name in names if name not in managed]
         stored = await anyio.to_thread.run_sync(self._store.index) if unapplied else None
-        views = [await self._view(name, decl, declared, hashes, stored) for name, decl in entries]
+        views = Listing()
+        for name, decl in entries:
+            views.add(*await self._view(name, decl, declared, hashes, stored))
         unmanaged = self._stored_ids() - {a.instance_id for a in managed.values()}
         if unmanaged:
             views += await anyio.to_thread.run_sync(self._orphans, names, unmanaged)
@@ -86,7 +90,8 @@ class Inventory:
             name = found[0]
             declared = await self._declared_now()
             decl = declared.decl(name) if name in declared.names() else None
-            return await self._view(name, decl, declared, await self._config_hashes_now([name]), None)
+            view, _ = await self._view(name, decl, declared, await self._config_hashes_now([name]), None)
+            return view
         for view in await self.instances():
             if ref in (view.name, view.id):
                 return view
@@ -137,22 +142,23 @@ class Inventory:
         declared: FleetFile,
         config_hashes: dict[str, str],
         stored: NameIndex | None,
-    ) -> InstanceView:
-        """``stored``: the store's index, read once per listing for the names not applied yet (a reload
-        under way, or declared by hand since the last one)."""
+    ) -> tuple[InstanceView, Encoded | None]:
+        """The row and its JSON when kept; ``stored``: the store's index, read once per listing for the names
+        not applied yet (a reload under way, or declared by hand since the last one)."""
         applied = self._reconciler.applied(name)
         if applied is None:
             assert decl is not None
             # provisioned, declared by hand since the last reload
             inst = stored.instances.get(name) if stored is not None and name not in stored.contested else None
             if inst is not None:
-                return instance_view(inst, decl=decl, drift=True)
-            return missing_view(decl, self._reconciler.errors().get(name, ""))
+                return instance_view(inst, decl=decl, drift=True), None
+            return missing_view(decl, self._reconciler.errors().get(name, "")), None
         inst = self._engine.written(applied.instance_id)
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
         resources = self._engine.resources(inst.id)
         inst_json = self._engine.get_json(inst.id)
-        return self._views.view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        view = self._views.view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        return view, self._views.encoded(inst.id)
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
         """The process runs from settings other than the file's now, or its config file was edited."""
@@ -168,7 +174,7 @@ class Inventory:
         if kept is not None and kept[0] is declared and kept[1] is applied.resolved:
             return kept[2]
         now = declared.resolve(name)
-        drifted = (
+        drifted = now is not applied.resolved and (  # the applied file itself: no digest to compute
             now.process_fingerprint() != applied.resolved.process_fingerprint()
             or now.context_fingerprint() != applied.resolved.context_fingerprint()
         )

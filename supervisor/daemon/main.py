@@ -23,6 +23,7 @@ import click
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 import structlog
 
+from supervisor.daemon._malloc import one_malloc_arena
 from supervisor.daemon._signals import block_signals
 from supervisor.daemon.daemon import Daemon
 from supervisor.daemon.outcome import Reexec
@@ -71,6 +72,7 @@ def main(home: Path | None, fleet: Path | None, dev: bool, log_level: str | None
       kill -HUP $(cat ~/.eyrie/run/eyried.pid)    # reload fleet.yaml
     """
     block_signals()  # before any thread starts, so that every thread has them blocked (see `_signals`)
+    one_malloc_arena()
     reexecuted_at = _reexec_marker()
     # When systemd's watchdog ends a stuck daemon (SIGABRT), the journal shows where its threads were stuck.
     faulthandler.enable()

@@ -37,6 +37,10 @@ __all__ = [
     "spawned_fields",
 ]
 
+_STORM_WRITES = 0.05
+"""Seconds for which state writes go to worker threads after a spawn in a crowd ends (a crash storm): each
+of them waits on the disk, and on the loop it would hold back the respawns behind it."""
+
 _CHILD_ENV_DROP = (
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
@@ -87,9 +91,11 @@ async def check_port(
     port = rt.port
     if not port:
         return None
-    if services.writing.crowded(anyio.current_time()):
+    if _still_ours(rt, services):  # a respawn: one stat, on the loop even in a crash storm
+        claimed = None
+    elif services.writing.crowded(anyio.current_time()):
         claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
-    else:  # a lone claim (a respawn: the claim is ours already) costs less than a thread's round trip
+    else:  # a lone claim costs less than a thread's round trip
         claimed = _claim(rt, services, log)
     if claimed is not None:
         return claimed
@@ -111,6 +117,13 @@ async def check_port(
     return holder or "another process"
 
 
+def _still_ours(rt: InstanceRuntime, services: Services) -> bool:
+    """The port's claim is ours, as it was when last read (`_ours`)."""
+    path = os.path.join(services.claims.root, str(rt.port))
+    seen = _identity(path)
+    return seen is not None and _ours.get(rt.port) == ((rt.instance_id, services.store.root, path), seen)
+
+
 def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
     """Claim the port for this instance (instances made before claims existed get theirs here); the
     holder's description when another home or user has it. An unusable claims directory is logged and
@@ -119,8 +132,6 @@ def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
     path = os.path.join(services.claims.root, str(rt.port))
     key = (rt.instance_id, store.root, path)
     seen = _identity(path)
-    if seen is not None and _ours.get(rt.port) == (key, seen):
-        return None  # a respawn: the claim is ours, as it was when last read
     owner = PortOwner.of(store.root.parent, store.dir(rt.instance_id), rt.instance_id)
     try:
         found = services.claims.claim(rt.port, owner)
@@ -170,6 +181,7 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
     start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
         proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
+        services.writing.surge(anyio.current_time(), _STORM_WRITES)
     else:
         proc = start()
     logs.cursor = LogCursor(rt.log_path, offset)

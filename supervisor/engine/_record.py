@@ -11,8 +11,9 @@ import anyio
 
 from supervisor.engine._services import Services
 from supervisor.engine._sparse import SparseLock
+from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine.process import ExitStatus
-from supervisor.errors import EyrieError
+from supervisor.errors import EyrieError, NotFound
 from supervisor.models import Instance, LastExit, rfc3339, utcnow
 
 __all__ = ["OWNED_FIELDS", "InstanceRecord", "assign"]
@@ -103,15 +104,23 @@ class InstanceRecord:
         """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""
         self._dirty += 1
         mine = self._dirty
+        journals = self._services.journals
+        if journals is not None and self._stopping():
+            journals.cover(self._instance_id)  # its signal need not wait for this write
         async with self._lock:
             if self._written >= mine:
                 return
             target = self._dirty
             snapshot = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
+            crowded = self._services.writing.crowded(anyio.current_time())
+            if journals is not None:
+                await self._journal_first(journals, snapshot["desired"], crowded)
             try:
-                disk = await self._store(snapshot)
+                disk = await self._store(snapshot, crowded)
             except (OSError, EyrieError) as exc:
                 self.log.error("state_not_saved", error=str(exc))
+                if journals is not None and isinstance(exc, NotFound):
+                    journals.forget(self._instance_id)
                 self.show_memory()  # memory stays the truth until a write succeeds
                 return
             except BaseException:
@@ -121,6 +130,35 @@ class InstanceRecord:
             self._view = disk
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
+            if journals is not None:
+                journals.landed(self._instance_id, snapshot["desired"], snapshot["desired_boot_id"])
+
+    def _stopping(self) -> bool:
+        """Whether memory wants the instance stopped and what others can read does not say so yet: an
+        operator's stop, not written."""
+        inst, view = self.inst, self._view
+        return inst.desired == "stopped" and (
+            view.desired != "stopped" or view.desired_boot_id != inst.desired_boot_id
+        )
+
+    async def _journal_first(self, journals: StopJournals, desired: str | None, crowded: bool) -> None:
+        """What must be on disk before this record: a wish to run takes the instance out of its stop
+        journal; in a crowd of stops, their journal is written first, so that the records' writes in
+        worker threads begin once the signals have gone out rather than contend with them."""
+        if desired != "stopped":
+            journals.release(self._instance_id)
+        elif crowded:
+            await journals.saved(self._instance_id)
+
+    async def desired_saved(self) -> None:
+        """Wait until the desired state in memory is on disk, in ``instance.json`` or in a stop journal
+        (`StopJournals`): what an operator's stop waits for before its first signal."""
+        if self._written >= self._dirty:
+            return
+        journals = self._services.journals
+        if journals is not None and await journals.saved(self._instance_id):
+            return
+        await self.flushed()
 
     async def flushed(self) -> None:
         """Wait until the writes asked for so far have ended; write once more only if one of them failed."""
@@ -131,12 +169,12 @@ class InstanceRecord:
         if self._written < self._dirty:
             await self.persist()
 
-    async def _store(self, snapshot: dict[str, Any]) -> Instance:
+    async def _store(self, snapshot: dict[str, Any], crowded: bool) -> Instance:
         """Write on the loop when the write is a lone one and nobody else holds the instance's lock (a
         fraction of a millisecond); in a crowd, in worker threads with the others' (`WriteBatch`)."""
         services = self._services
         try:
-            if not services.writing.crowded(anyio.current_time()):
+            if not crowded:
                 return self._write(snapshot, wait=False)
             return await services.batch.run(functools.partial(self._write, snapshot, False))
         except BlockingIOError:  # another process is writing this instance: wait for it off the loop

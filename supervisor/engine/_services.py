@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from supervisor.engine._liveness_pass import LivenessPass
+from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.events import Event
 from supervisor.engine.runtime import InstanceRuntime
@@ -68,3 +69,4 @@ class Services:
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
     liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe
+    journals: StopJournals | None = None  # a crowd of stops on disk in one file before their signals

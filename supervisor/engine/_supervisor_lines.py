@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from supervisor.engine.open_files import place_high
+
 __all__ = ["MARK", "SupervisorLines", "format_line"]
 
 MARK = "eyried:"
@@ -90,6 +92,6 @@ def _open_regular(path: Path) -> int | None:
     except OSError:
         return None
     if stat.S_ISREG(os.fstat(fd).st_mode):
-        return fd
+        return place_high(fd)
     os.close(fd)
     return None

@@ -460,7 +460,7 @@ class Actor:
         if self.inst.status in ACTIVE:
             self.inst.status_detail = detail
         # an operator's stop is on disk before any signal; the /proc scan meanwhile is shared with the others
-        first = self._record.flushed if self.desired == "stopped" else None
+        first = self._record.desired_saved if self.desired == "stopped" else None
         result = await stop_run(
             self.runtime, proc, self.services, self.log, on_slow=self.persist, before_signal=first
         )

@@ -24,6 +24,7 @@ from supervisor.engine import procfs
 from supervisor.engine._log_checks import QUIET_CHECKS, LogChecks
 from supervisor.engine._services import Relocator
 from supervisor.engine._settle import Settled, Settling
+from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine._supervision import supervise
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.actor import Actor, Crowd, Services
@@ -122,6 +123,7 @@ class Engine:
                     claims=self._claims,
                     batch=WriteBatch(threads),
                     relocate=self._relocate,
+                    journals=StopJournals(self.store.root, self.boot_id),
                 )
                 tg.start_soon(self._watch_logs, name="engine log rotation check")
                 tg.start_soon(self._sweep_leftovers, name="engine leftover sweep")

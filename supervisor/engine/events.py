@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from supervisor.models import LeanModel
 
 __all__ = ["Event"]
 
 
-class Event(BaseModel):
+class Event(LeanModel):
     """One lifecycle event, sent on the event stream as one JSON object."""
 
     id: str = ""  # "<daemon start>-<sequence>", set when the daemon publishes it; SSE's id for resuming

@@ -1,24 +1,31 @@
-"""The daemon's limit on open files: raised for itself, given back as it was to the agents it starts.
+"""The daemon's limit on open files: room made for its fleet, the limit it was started with for its agents.
 
-eyried holds about three descriptors per instance (two pidfds and its log file) besides its sockets, so a
-fleet of a few hundred passes the soft limit of 1024 that systemd and most shells give a process. Like
-systemd, which raises its own soft limit to the hard limit and starts each service with a soft limit of 1024,
-the daemon raises its soft limit to the hard limit once its fleet needs more than it has (`make_room`) and
-starts its children with the soft limit it was started with: a program that uses ``select()`` breaks on a
-descriptor above 1023, so it must not be handed more than it expects. A confined child sets it between fork
-and exec, where it runs code anyway (`child_open_files`, applied in the spawn helper's clone). An unconfined
-child is forked with ``vfork``, which runs no code of ours before the exec, and a full fork of the daemon
-costs milliseconds (the price of a ``preexec_fn``), so its program is exec'd through util-linux's ``prlimit``,
-which sets the soft limit and execs the same argv (`child_command`).
+eyried holds about three descriptors per instance (a pidfd and its log file, and a pidfd while a re-exec's
+children are taken over) besides its sockets, so a fleet of a few hundred passes the soft limit of 1024 that
+systemd and most shells give a process. Its agents must start with the soft limit eyried was started with, as
+systemd's services do: a program that uses ``select()`` breaks on a descriptor above 1023. A child starts
+with the limit of the process that forks it, so once the fleet needs more, eyried keeps its soft limit and
+places each descriptor it holds for an instance above it (`place_high`: the soft limit is raised to the hard
+one for one ``fcntl(F_DUPFD)``, and lowered again; a spawn waits for that window, `spawning`). A child is
+then started directly, with no code between fork and exec, and new descriptors still come from below the soft
+limit, where few are held.
+
+Should the room below the soft limit run short all the same, or after a re-exec, the soft limit is raised to
+the hard limit for good (`make_room` did only that before): a confined child then sets the original limit
+between fork and exec (`child_open_files`, applied in the spawn helper's clone), and an unconfined one is
+exec'd through util-linux's ``prlimit``, which sets it and execs the same argv (`child_command`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import resource
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 __all__ = [
     "CARRIED_ENV",
@@ -29,7 +36,9 @@ __all__ = [
     "child_open_files",
     "fds_needed",
     "make_room",
+    "place_high",
     "reexec_env",
+    "spawning",
     "take_note",
 ]
 
@@ -51,6 +60,8 @@ class OpenFilesLimit:
     hard: int
     prlimit: str | None = None
     """The ``prlimit`` that gives unconfined children ``inherited`` (None: not needed, or not found)."""
+    placing: bool = False
+    """Descriptors held for instances are placed above ``inherited``, which stays the soft limit."""
 
     @property
     def raised(self) -> bool:
@@ -81,20 +92,68 @@ def take_note() -> OpenFilesLimit:
 
 
 def make_room(instances: int) -> OpenFilesLimit | None:
-    """Raise the soft limit to the hard limit when ``instances`` need more than it allows; the new limit, or
-    None when nothing changed. Raised only when needed: once raised, each unconfined child is exec'd through
-    ``prlimit`` (an exec more per spawn)."""
+    """Make room for the descriptors ``instances`` need when the soft limit does not: from now on they are
+    placed above it (`place_high`). The new state, or None when nothing changed."""
     global _current
     current = _current or take_note()
-    if fds_needed(instances) <= current.soft or current.soft >= current.hard:
+    if current.placing or fds_needed(instances) <= current.soft or current.soft >= current.hard:
         return None
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (current.hard, current.hard))
-    except (ValueError, OSError):
-        return None  # a hard limit above the kernel's nr_open: keep what we have
-    soft = current.hard
-    _current = OpenFilesLimit(current.inherited, soft, current.hard, _prlimit(soft, current.inherited))
+    _current = replace(current, placing=True)
     return _current
+
+
+_WINDOW = threading.Lock()
+"""Held while the soft limit is raised to place a descriptor, and while a child is forked: a child forked
+then would start with the raised limit."""
+_LOW_SPARE = 8
+"""Once a descriptor to be placed comes from the top eighth below the soft limit, that room is running short
+(something else holds many): the soft limit is raised for good."""
+
+
+def place_high(fd: int) -> int:
+    """``fd``, or a copy of it placed above the inherited soft limit (``fd`` is then closed) while the fleet
+    needs the room: a descriptor the daemon holds for as long as an instance runs."""
+    current = _current
+    if current is None or not current.placing:
+        return fd
+    limit = current.inherited
+    if fd >= limit - limit // _LOW_SPARE:
+        _raise_for_good(current)
+        return fd
+    command = fcntl.F_DUPFD if os.get_inheritable(fd) else fcntl.F_DUPFD_CLOEXEC
+    with _WINDOW:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (current.hard, current.hard))
+        except (ValueError, OSError):
+            return fd
+        try:
+            high = fcntl.fcntl(fd, command, limit)
+        except OSError:
+            return fd  # the hard limit is full too: keep it where it is
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, current.hard))
+    os.close(fd)
+    return high
+
+
+@contextlib.contextmanager
+def spawning() -> Iterator[None]:
+    """Around a fork: never while the soft limit is raised to place a descriptor."""
+    with _WINDOW:
+        yield
+
+
+def _raise_for_good(current: OpenFilesLimit) -> None:
+    """Raise the soft limit to the hard one for the rest of this image (children then get theirs back
+    through ``prlimit`` or the spawn helper)."""
+    global _current
+    with _WINDOW:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (current.hard, current.hard))
+        except (ValueError, OSError):
+            return  # a hard limit above the kernel's nr_open: keep what we have
+        soft = current.hard
+        _current = OpenFilesLimit(current.inherited, soft, current.hard, _prlimit(soft, current.inherited))
 
 
 def _prlimit(soft: int, inherited: int) -> str | None:
@@ -107,7 +166,11 @@ def _carried(default: int) -> int:
 
 
 def reexec_env() -> dict[str, str]:
-    """What the next image of the daemon needs in its environment to give children the original limit."""
+    """What the next image of the daemon needs in its environment to give children the original limit. While
+    descriptors are placed above the soft limit, it is raised for good now: the next image takes over its
+    children before it knows how many it will hold."""
+    if _current is not None and _current.placing and not _current.raised:
+        _raise_for_good(_current)
     return {} if _current is None or not _current.raised else {CARRIED_ENV: str(_current.inherited)}
 
 

@@ -7,6 +7,7 @@ found alive after a daemon restart — is usually not our child, so its exit cod
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import os
@@ -14,7 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +24,7 @@ import anyio
 from supervisor.engine import _posix_spawn, pidfd, procfs
 from supervisor.engine._confined_spawn import spawn_confined
 from supervisor.engine.child_setup import empty_signal_mask
-from supervisor.engine.open_files import child_command, child_open_files
+from supervisor.engine.open_files import child_command, child_open_files, place_high, spawning
 from supervisor.engine.pidfd import ExitStatus
 from supervisor.errors import StartFailed
 from supervisor.sandbox.child import Confiner
@@ -93,6 +94,11 @@ class ProcessHandle(Protocol):
         """Until the process ends; safe to call again (returns the same status) and to cancel."""
         ...
 
+    def on_end(self, callback: Callable[[], object]) -> Callable[[], None] | None:
+        """Have the event loop call ``callback`` once when the process ends, until the returned function is
+        called (by the same task); None when it has ended already or another task waits for it."""
+        ...
+
     def alive(self) -> bool: ...
 
     def send_signal(self, sig: signal.Signals) -> None:
@@ -122,7 +128,7 @@ class _PidfdProcess:
         self._start_ticks = start_ticks
         self._cmdline = tuple(cmdline)
         self._status: ExitStatus | None = None
-        self._fd: int | None = os.pidfd_open(pid) if pidfd is None else pidfd
+        self._fd: int | None = place_high(os.pidfd_open(pid) if pidfd is None else pidfd)
         self._lock = anyio.Lock()
 
     @property
@@ -164,15 +170,48 @@ class _PidfdProcess:
             self._fd = None
 
     async def wait(self) -> ExitStatus:
+        if self._status is None and not self._lock.locked():
+            self._collect()  # ended already (`on_end` said so): no wait for the loop's next turn
+        if self._status is not None:
+            return self._status
         async with self._lock:
             while self._status is None:
                 assert self._fd is not None
                 await anyio.wait_readable(self._fd)
-                self._status = self._reap()
-                if self._status is not None:
-                    os.close(self._fd)
-                    self._fd = None
+                self._collect()
         return self._status
+
+    def on_end(self, callback: Callable[[], object]) -> Callable[[], None] | None:
+        # the pidfd's readiness calls ``callback`` straight from the loop: no task waits for it; the lock
+        # keeps `wait` in another task from registering the same descriptor meanwhile
+        fd = self._fd
+        if self._status is not None or fd is None:
+            return None
+        try:
+            self._lock.acquire_nowait()
+        except anyio.WouldBlock:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def ended() -> None:
+            loop.remove_reader(fd)  # the descriptor stays readable: once is enough
+            callback()
+
+        def stop() -> None:
+            loop.remove_reader(fd)
+            self._lock.release()
+
+        loop.add_reader(fd, ended)
+        return stop
+
+    def _collect(self) -> None:
+        """Reap the process if it has ended, closing the pidfd; `_status` says whether it did."""
+        if self._fd is None:
+            return
+        self._status = self._reap()
+        if self._status is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _reap(self) -> ExitStatus | None:
         raise NotImplementedError
@@ -374,30 +413,33 @@ def _spawn_once(
     log_fd: int,
     confine: Confiner | None,
 ) -> SpawnedProcess:
-    if confine is not None:
-        open_files = child_open_files()
-        if open_files is None and _posix_spawn.AVAILABLE:
-            pid = spawn_confined(confine, executable, argv, env, cwd=cwd, log_fd=log_fd)
+    popen = None
+    with spawning():  # how the child gets its limit on open files is decided with the fork
+        if confine is not None:
+            open_files = child_open_files()
+            if open_files is None and _posix_spawn.AVAILABLE:
+                pid = spawn_confined(confine, executable, argv, env, cwd=cwd, log_fd=log_fd)
+            else:
+                pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=open_files)
+        elif _posix_spawn.AVAILABLE:
+            command, through = child_command(argv, executable)
+            pid = _posix_spawn.posix_spawn(through, command, env, cwd=str(cwd), log_fd=log_fd)
         else:
-            pid = confine.spawn(argv, executable, env=env, cwd=cwd, log_fd=log_fd, open_files=open_files)
-        return _handle_for(pid, argv)
-    command, through = child_command(argv, executable)
-    if _posix_spawn.AVAILABLE:
-        pid = _posix_spawn.posix_spawn(through, command, env, cwd=str(cwd), log_fd=log_fd)
-        return _handle_for(pid, argv)
-    with empty_signal_mask():
-        popen = subprocess.Popen(
-            command,
-            executable=through,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            cwd=cwd,
-            env=dict(env),
-            close_fds=True,
-            start_new_session=True,
-        )
-    return _handle_for(popen.pid, argv, popen)
+            command, through = child_command(argv, executable)
+            with empty_signal_mask():
+                popen = subprocess.Popen(
+                    command,
+                    executable=through,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=log_fd,
+                    cwd=cwd,
+                    env=dict(env),
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            pid = popen.pid
+    return _handle_for(pid, argv, popen)
 
 
 def _handle_for(

@@ -31,7 +31,7 @@ from supervisor.frameworks.expand import PlaceholderValues, expand, expand_probe
 from supervisor.frameworks.registry import builtin_frameworks
 from supervisor.frameworks.sandbox_paths import expand_sandbox_paths
 from supervisor.frameworks.spec import FrameworkSpec, merge_overrides
-from supervisor.models import HierarchyRole
+from supervisor.models import HierarchyRole, LeanModel
 from supervisor.policies import HealthPolicy, LogPolicy, MemoryPolicy, RestartPolicy
 from supervisor.project_file import ProjectContext
 
@@ -46,7 +46,7 @@ Loc = tuple[str | int, ...]
 _P = TypeVar("_P", RestartPolicy, HealthPolicy, LogPolicy)
 
 
-class ResolvedInstance(BaseModel):
+class ResolvedInstance(LeanModel):
     """One instance as it runs: its effective framework definition, policies and identity."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -30,6 +30,7 @@ from supervisor.systemd._check import Check
 from supervisor.systemd._commands import linger_enabled, systemctl, unit_dir, user_name
 from supervisor.systemd._fleet import FleetFacts, Program, fleet_facts
 from supervisor.systemd._open_files_check import open_files_check
+from supervisor.systemd._package_check import package_reach_check
 from supervisor.systemd.install import legacy_unit, render_for
 from supervisor.systemd.names import unit_name
 from supervisor.systemd.unit import UNIT_NAME, served_home
@@ -66,6 +67,7 @@ def run_checks(
     if (projects := projects_check(the_home)) is not None:
         checks.append(projects)
     checks.append(check_sandbox(landlock_abi()))
+    checks.append(package_reach_check(home))
     return checks
 
 

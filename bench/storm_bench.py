@@ -1,0 +1,201 @@
+"""Crash storms at N = 1000: ``--kill`` agents SIGKILLed at once, ``--storms`` times, on one real ``eyried``.
+
+Prints per storm: all back (the last replacement's exec, by the kernel's clock), the p95 of each one's
+respawn, the daemon's CPU from the kills until all are back and until it is quiet again, and the wall time
+of each client request run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the
+default), ``GET /v1/instances`` from this process (``--during get``: the daemon's share without the CLI's
+start-up) or nothing (``--during none``). ``--profile PATH`` records the daemon with py-spy during the
+storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
+
+    .venv/bin/python -m bench.storm_bench --size 1000 --kill 100 --storms 5
+
+The fleet uses ``EYRIE_BENCH_PORTS`` (default 45000–46999); every process the run starts is ended in a
+``finally``, Ctrl-C included, and its home's port claims are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+
+from bench._compare import measure, procs
+from bench._compare.eyried import Eyried, own_env
+from bench._compare.proc_events import ExecWatcher
+from supervisor.client import ControlClient
+
+_QUIET_PERCENT = 5.0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _quiet_cpu(pid: int, most: float = 10.0) -> float:
+    """Wait until the daemon uses under `_QUIET_PERCENT` % of a core over 0.2 s; its CPU seconds then."""
+    deadline = time.monotonic() + most
+    while True:
+        before = procs.cpu_seconds(pid)
+        time.sleep(0.2)
+        now = procs.cpu_seconds(pid)
+        if (now - before) / 0.2 * 100 < _QUIET_PERCENT or time.monotonic() > deadline:
+            return now
+
+
+def _get_ms(daemon: Eyried) -> float:
+    async def get() -> None:
+        async with ControlClient(daemon.home) as client:
+            await client.list_instances()
+
+    started = time.perf_counter()
+    anyio.run(get)
+    return (time.perf_counter() - started) * 1000
+
+
+def _client(daemon: Eyried, during: str, times: list[float]) -> Callable[[], None] | None:
+    if during == "ps":
+        return lambda: times.append(daemon.ps_ms())
+    if during == "get":
+        return lambda: times.append(_get_ms(daemon))
+    return None
+
+
+def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Namespace) -> None:
+    all_back: list[float] = []
+    latencies: list[float] = []
+    cpu_back: list[float] = []
+    cpu_quiet: list[float] = []
+    client_times: list[float] = []
+    for i in range(args.storms):
+        victims = sorted(procs.sleep_children(pid))[: args.kill]
+        times: list[float] = []
+        cpu = procs.cpu_seconds(pid)
+        result = measure.storm(watcher, pid, victims, during=_client(daemon, args.during, times))
+        back_cpu = procs.cpu_seconds(pid) - cpu
+        quiet_cpu = _quiet_cpu(pid) - cpu
+        all_back.append(result.all_back_ms)
+        latencies += result.latencies
+        cpu_back.append(back_cpu * 1000)
+        cpu_quiet.append(quiet_cpu * 1000)
+        client_times += times
+        client = (
+            f", {args.during} p50 {statistics.median(times):.0f} max {max(times):.0f} ms ({len(times)} runs)"
+            if times
+            else ""
+        )
+        say(
+            f"storm {i + 1}: {result.killed} killed, all back {result.all_back_ms:.0f} ms, "
+            f"p95 {measure.pct(result.latencies, 0.95) if result.latencies else float('nan'):.0f} ms, "
+            f"{result.missing} never back, daemon CPU {back_cpu * 1000:.0f} ms to all back, "
+            f"{quiet_cpu * 1000:.0f} ms to quiet{client} ({_load()})"
+        )
+        time.sleep(0.5)
+    say(
+        f"\n{args.storms} storms of {args.kill} at N = {args.size}: all back median "
+        f"{statistics.median(all_back):.0f} ms, p95 of each respawn {measure.pct(latencies, 0.95):.0f} ms, "
+        f"daemon CPU per storm {statistics.median(cpu_back):.0f} ms to all back, "
+        f"{statistics.median(cpu_quiet):.0f} ms to quiet"
+    )
+    if client_times:
+        say(
+            f"{args.during} during the storms ({len(client_times)} runs): p50 "
+            f"{statistics.median(client_times):.0f} ms, p95 {measure.pct(client_times, 0.95):.0f} ms"
+        )
+    say(f"({_load()})")
+
+
+def _profiler(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
+    if path is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-r", "500", "-f", "raw", "-o", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def top(path: str, count: int = 40) -> None:
+    """The functions with most samples in a py-spy raw file: own (the frame on top) and total (anywhere)."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        seen = int(count_text)
+        samples += seen
+        own[frames[-1]] += seen
+        for frame in set(frames):
+            total[frame] += seen
+    say(f"{samples} samples\n\nown:")
+    for frame, seen in own.most_common(count):
+        say(f"{seen / samples * 100:6.1f}%  {frame}")
+    say("\ntotal:")
+    for frame, seen in total.most_common(count):
+        say(f"{seen / samples * 100:6.1f}%  {frame}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--kill", type=int, default=100, help="agents SIGKILLed at once per storm")
+    parser.add_argument("--storms", type=int, default=5)
+    parser.add_argument("--during", choices=["ps", "get", "none"], default="ps")
+    parser.add_argument("--profile", metavar="PATH", help="py-spy raw stacks of the daemon during the storms")
+    parser.add_argument("--top", metavar="PATH", help="print the top functions of a py-spy raw file; no run")
+    args = parser.parse_args(argv)
+    if args.top:
+        top(args.top)
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    procs.raise_nofile()
+    say(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {_load()}")
+    watcher = ExecWatcher()
+    if not watcher.kernel_clock:
+        say(f"exec times: {watcher.unavailable}")
+    run_dir = Path(tempfile.mkdtemp(prefix="eyrie-storm-"))
+    daemon = Eyried(run_dir, args.size, own_env(str(run_dir)))
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        pid, took = measure.start_all(watcher, args.size, daemon.launch)
+        say(f"N = {args.size}: all exec'd in {took:.2f} s (first start, provisioning)")
+        measure.settle(pid, 2.0)
+        say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
+        spy = _profiler(pid, args.profile)
+        _storms(daemon, watcher, pid, args)
+        return 0
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+        daemon.close()
+        watcher.close()
+        procs.kill_marked(str(run_dir))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        procs.release_claims(str(run_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
