@@ -67,22 +67,6 @@ class TestAdoptionFirst:
         finally:
             daemon.close()
 
-    def test_a_first_start_serves_before_the_fleet(self, tmp_path: Path) -> None:
-        """No daemon before it: the API is served before the fleet comes to rest, as it always was."""
-        daemon = DaemonProcess(tmp_path)
-        daemon.write_fleet(fleet_yaml(embedded("alpha")))
-        try:
-            daemon.start()
-            daemon.wait_serving()
-            daemon.wait_running("alpha")
-            wait_for(lambda: "fleet_ready" in daemon.log(), 20, "fleet ready")
-            assert _order(daemon.log(), "fleet_ready", "control_listening") == [
-                "control_listening",
-                "fleet_ready",
-            ]
-        finally:
-            daemon.close()
-
 
 class TestPredecessor:
     def test_a_pid_file_of_this_boot_says_a_daemon_did_not_stop(self, tmp_path: Path) -> None:

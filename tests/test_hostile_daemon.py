@@ -215,7 +215,8 @@ class TestDaemonSettings:
         fleet = fleet_yaml(embedded("alpha")).replace("version: 1\n", f"version: 1\n{settings}")
         with running_daemon(tmp_path, fleet) as d:
             d.wait_running("alpha")
-            token = (tmp_path / "run" / "control.token").read_text().strip()
+            token_file = tmp_path / "run" / "control.token"  # made when the API is served, after the fleet
+            token = wait_for(lambda: token_file.exists() and token_file.read_text().strip(), 30, "the token")
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
                 answer = http.get("/v1/instances", headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 200 and answer.json()[0]["name"] == "alpha"

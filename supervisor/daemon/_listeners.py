@@ -1,11 +1,11 @@
 """The daemon's listeners, the control API and the agent API: bound before the fleet is taken over, served
 once the HTTP stack is imported (Starlette, uvicorn, h11 and both apps: about 0.25 s of CPU and 8 MiB).
 
-A daemon that follows one that did not stop (killed, crashed, re-executed) has agents waiting to be
-adopted: it binds both, adopts, then serves, so the adoption does not wait on those imports. Meanwhile a
-request waits in its socket's backlog instead of being refused by the stale socket file, and an agent
-spawned meanwhile is given its ``EYRIE_URL`` from the bound port. Any other start serves before the fleet,
-so that ``eyriectl ps`` answers during a long first start; its socket file appears when it is served.
+Every start binds both, starts or adopts the fleet, then serves, so the fleet's spawns and adoptions do not
+wait on those imports. Meanwhile a request waits in its socket's backlog instead of being refused (or, after
+a daemon that did not stop, refused by the stale socket file), and an agent spawned meanwhile is given its
+``EYRIE_URL`` from the bound port. A start that takes long is served before it is over (`START_GRACE`), so
+that ``eyriectl ps`` answers during a long first start; an adoption is never interrupted by the imports.
 """
 
 from __future__ import annotations
@@ -27,13 +27,17 @@ if TYPE_CHECKING:
     from supervisor.daemon._agent_api import DaemonParts
     from supervisor.fleet import FleetFile
 
-__all__ = ["ADOPTION_GRACE", "Listeners"]
+__all__ = ["ADOPTION_GRACE", "START_GRACE", "Listeners"]
 
 log = structlog.get_logger("supervisor.agentapi")
 
 ADOPTION_GRACE = 1.0
 """Seconds the APIs wait, at most, for the fleet to come to rest before they are served after an adoption
 (an instance restarted meanwhile may take its readiness timeout to come to rest)."""
+
+START_GRACE = 5.0
+"""Seconds from binding after which a start that is not over is served all the same (a first start of many
+instances provisions for seconds; its requests must not wait for all of it)."""
 
 
 class Listeners:
@@ -45,12 +49,12 @@ class Listeners:
         self._fleet = fleet
         self._control: ControlSockets | None = None
         self._agents: AgentListener | None = None
+        self._serving = False
+        self._served = anyio.Event()
 
-    async def bind(self, *, control: bool) -> None:
-        """Bind the agent API's port (agents are given its URL from now on) and, with ``control``, the
-        operator's sockets (else `serve` binds them)."""
-        if control:
-            self._control = bind_control_api(self._fleet, self._daemon.home)
+    async def bind(self) -> None:
+        """Bind the operator's sockets and the agent API's port (agents are given its URL from now on)."""
+        self._control = bind_control_api(self._fleet, self._daemon.home)
         settings, provisioner = self._fleet.daemon.agent_api, self._daemon.provisioner
         if not settings.enabled:
             provisioner.eyrie_url = ""
@@ -67,12 +71,19 @@ class Listeners:
         )
         provisioner.eyrie_url = self._agents.url
 
-    async def serve(self, tg: TaskGroup, *, after: anyio.Event | None = None) -> None:
-        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends;
-        ``after`` that event, or `ADOPTION_GRACE` seconds."""
-        if after is not None:
-            with anyio.move_on_after(ADOPTION_GRACE):
-                await after.wait()
+    async def serve(
+        self, tg: TaskGroup, *, after: anyio.Event | None = None, within: float = ADOPTION_GRACE
+    ) -> None:
+        """Import the HTTP stack and serve both APIs in ``tg``, each closing its sockets when it ends:
+        ``after`` that event, or ``within`` seconds, whichever comes first. Returns once they are served,
+        by this call or by another one made earlier."""
+        if after is not None and not self._serving:
+            with anyio.move_on_after(within):
+                await _first_of(after, self._served)
+        if self._serving:
+            await self._served.wait()
+            return
+        self._serving = True
         from supervisor.control.app import create_app
         from supervisor.control.server import serve_bound
         from supervisor.daemon._agent_api import serve_agents
@@ -84,6 +95,7 @@ class Listeners:
         agents, self._agents = self._agents, None
         if agents is not None:
             await tg.start(serve_agents, self._daemon, agents)
+        self._served.set()
 
     async def __aenter__(self) -> Self:
         return self
@@ -100,3 +112,15 @@ class Listeners:
         agents, self._agents = self._agents, None
         if agents is not None:
             agents.sock.close()
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)

@@ -22,7 +22,7 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, 
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
-from supervisor.daemon._listeners import Listeners
+from supervisor.daemon._listeners import ADOPTION_GRACE, START_GRACE, Listeners
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SignalListener, next_ending
@@ -143,9 +143,10 @@ class Daemon:
         log.info("daemon_starting", home=str(self.home.root), pid=os.getpid())
         async with Listeners(self, initial.fleet) as listeners, anyio.create_task_group() as tg:
             await tg.start(self.engine.run)
-            await listeners.bind(control=adopt_first)  # before the fleet: agents get EYRIE_URL
-            if not adopt_first:  # READY=1 still waits until the fleet is started or adopted
-                await listeners.serve(tg)
+            await listeners.bind()  # before the fleet: agents get EYRIE_URL, requests wait in the backlog
+            announced = anyio.Event()
+            if not adopt_first:  # a long start is served before it is over
+                tg.start_soon(functools.partial(listeners.serve, tg, after=announced, within=START_GRACE))
             await tg.start(Notifications(lambda: self.reconciler.fleet, self.home.root).run, self.subscribe)
             await anyio.to_thread.run_sync(apply_journals, self.store)  # a stop a crash cut short
             await stop_unreadable(self.store)
@@ -153,12 +154,12 @@ class Daemon:
             boot = self.engine.boot_id
             cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
             startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
-            announced = anyio.Event()
             tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
-            if adopt_first:  # the adopted come to rest before the HTTP stack's imports hold the loop up
-                await listeners.serve(tg, after=None if startup.ending else announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
+            # the fleet comes to rest before the HTTP stack's imports hold the loop up
+            grace = ADOPTION_GRACE if adopt_first else START_GRACE
+            await listeners.serve(tg, after=None if startup.ending else announced, within=grace)
             if self._inherited is not None:
                 tg.start_soon(self._inherited.watch)
             tg.start_soon(watchdog_loop, self.notifier)
