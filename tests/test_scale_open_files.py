@@ -75,7 +75,8 @@ class TestDaemonLimit:
             readies = d.log().count('"event": "daemon_ready"')
             d.signal(signal.SIGUSR2)
             wait_for(lambda: d.log().count('"event": "daemon_ready"') > readies, 30, "the new image")
-            assert process_limit(d.proc.pid) == (HARD, HARD)
+            proc = d.proc
+            wait_for(lambda: process_limit(proc.pid) == (HARD, HARD), 30, "the new image's raised limit")
             for name, pid in pids.items():
                 (Path(d.instance(name)["workspace_path"]) / "limits.txt").unlink()
                 kill_quietly(pid)
