@@ -51,6 +51,19 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "con
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 
+def logged_order(log: str, *events: str) -> list[str]:
+    """The given log events of the last daemon image in ``log`` (JSON lines), in the order it logged them."""
+    seen: list[str] = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line).get("event")
+            if event == "daemon_starting":
+                seen = []
+            if event in events:
+                seen.append(event)
+    return seen
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False

@@ -18,7 +18,7 @@ from supervisor.engine.events import Event
 from supervisor.models import utcnow
 from supervisor.paths import Home
 from tests._cli import eyriectl
-from tests._daemon import DaemonProcess, embedded, fleet_yaml, wait_for
+from tests._daemon import DaemonProcess, embedded, fleet_yaml, logged_order, wait_for
 
 
 def _events(home: Path) -> list[dict[str, Any]]:
@@ -26,19 +26,6 @@ def _events(home: Path) -> list[dict[str, Any]]:
     if result.returncode != 0:
         return []
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
-def _order(log: str, *events: str) -> list[str]:
-    """The given log events of the last daemon image, in the order it logged them."""
-    seen: list[str] = []
-    for line in log.splitlines():
-        if line.startswith("{"):
-            event = json.loads(line).get("event")
-            if event == "daemon_starting":
-                seen = []
-            if event in events:
-                seen.append(event)
-    return seen
 
 
 class TestAdoptionFirst:
@@ -59,7 +46,7 @@ class TestAdoptionFirst:
 
             event = wait_for(ready, 30, "the successor's fleet ready event")[0]
             assert event["data"]["adopted"] == 2 and event["data"]["cpu_seconds"] > 0
-            order = _order(daemon.log(), "fleet_ready", "control_listening", "agent_api_listening")
+            order = logged_order(daemon.log(), "fleet_ready", "control_listening", "agent_api_listening")
             assert order == ["fleet_ready", "control_listening", "agent_api_listening"]
             adopted = [e for e in _events(tmp_path) if (e.get("detail") or "").startswith("adopted pid")]
             assert {e["instance"] for e in adopted} == {"alpha", "beta"}

@@ -20,7 +20,7 @@ from supervisor.models import Instance, utcnow
 from supervisor.paths import Home
 from supervisor.store import INSTANCE_FILE, Store
 from tests._cli import eyriectl
-from tests._daemon import DaemonProcess, embedded, fleet_yaml, wait_for
+from tests._daemon import DaemonProcess, embedded, fleet_yaml, logged_order, wait_for
 
 NEVER_READY = """\
 frameworks:
@@ -30,19 +30,6 @@ frameworks:
     live: {kind: process, seconds: 0}
     sandbox: off
 """
-
-
-def _order(log: str, *events: str) -> list[str]:
-    """The given log events of the last daemon image, in the order it logged them."""
-    seen: list[str] = []
-    for line in log.splitlines():
-        if line.startswith("{"):
-            event = json.loads(line).get("event")
-            if event == "daemon_starting":
-                seen = []
-            if event in events:
-                seen.append(event)
-    return seen
 
 
 def _ask(path: Path, request: bytes) -> socket.socket:
@@ -117,7 +104,7 @@ class TestStartOrder:
             daemon.wait_serving()
             pids = daemon.wait_running("alpha", "beta")
             wait_for(lambda: "control_listening" in daemon.log(), 30, "the API served")
-            assert _order(daemon.log(), "fleet_ready", "control_listening") == [
+            assert logged_order(daemon.log(), "fleet_ready", "control_listening") == [
                 "fleet_ready",
                 "control_listening",
             ]
@@ -126,7 +113,7 @@ class TestStartOrder:
 
             def successor_ready() -> bool:
                 log = daemon.log()
-                return log.count('"daemon_starting"') == 2 and bool(_order(log, "fleet_ready"))
+                return log.count('"daemon_starting"') == 2 and bool(logged_order(log, "fleet_ready"))
 
             wait_for(successor_ready, 30, "the successor's fleet ready")
             assert daemon.wait_running("alpha", "beta") == pids
@@ -149,7 +136,7 @@ class TestStartOrder:
             result = eyriectl(tmp_path, "ps", "--json")
             assert result.returncode == 0, result.stderr
             assert [row["name"] for row in json.loads(result.stdout)] == ["slow"]
-            assert _order(daemon.log(), "fleet_ready", "control_listening") == ["control_listening"]
+            assert logged_order(daemon.log(), "fleet_ready", "control_listening") == ["control_listening"]
         finally:
             daemon.close()
 
