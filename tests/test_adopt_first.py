@@ -3,6 +3,7 @@ event history still has the whole start-up."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from supervisor.control._sse import EventHistory
 from supervisor.control.hub import EventHub
 from supervisor.daemon.lock import DaemonLock
 from supervisor.engine.events import Event
@@ -93,13 +95,12 @@ def _event(detail: str) -> Event:
 class TestKeptEvents:
     @pytest.mark.anyio
     async def test_a_subscriber_gets_what_was_kept_until_served(self) -> None:
-        """Events published before the API's history subscribed are replayed to it; after `served`, a new
-        subscriber gets only what comes next."""
+        """Events published before the API's history subscribed are replayed to it (it asks for them); a
+        client subscribing before `served` too gets only what comes next."""
         hub = EventHub(keep_until_served=True)
         hub.publish(_event("one"))
         hub.publish(_event("two"))
-        async with hub.subscribe() as history:
-            hub.served()
+        async with hub.subscribe(kept=True) as history:
             hub.publish(_event("three"))
             async with hub.subscribe() as later:
                 hub.publish(_event("four"))
@@ -111,6 +112,31 @@ class TestKeptEvents:
                         "four",
                     ]
                     assert (await anext(later)).detail == "four"
+
+    @pytest.mark.anyio
+    async def test_a_client_that_subscribes_before_served_gets_nothing_kept(self) -> None:
+        """A client whose connection waited in the backlog may subscribe before `served`: it gets only the
+        events published after it subscribed, not the start-up the history was kept for."""
+        hub = EventHub(keep_until_served=True)
+        hub.publish(_event("start-up"))
+        async with hub.subscribe(kept=True), hub.subscribe() as client:
+            hub.publish(_event("after"))
+            with anyio.fail_after(5):
+                assert (await anext(client)).detail == "after"
+
+    @pytest.mark.anyio
+    async def test_the_history_holds_what_was_kept_once_it_has_subscribed(self) -> None:
+        """The API's history has taken in every kept event by the time it reports itself subscribed (before
+        the API answers a request): a stream opened then starts after them, not behind them."""
+        hub = EventHub(keep_until_served=True)
+        for n in range(80):
+            hub.publish(_event(f"start-up {n}"))
+        history = EventHistory(200)
+        async with anyio.create_task_group() as tg:
+            await tg.start(history.record, functools.partial(hub.subscribe, kept=True))
+            assert history.last_id == f"{hub.start}-80"
+            assert len(history.all()) == 80
+            tg.cancel_scope.cancel()
 
     @pytest.mark.anyio
     async def test_a_hub_that_keeps_nothing_replays_nothing(self) -> None:

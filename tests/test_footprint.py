@@ -97,7 +97,7 @@ async def test_events_kept_for_the_api_replay_whole_and_in_order() -> None:
     for i in range(300):
         event = Event(time=utcnow(), event="transition", instance=f"a-{i}", pid=i, to_status="running")
         hub.publish(event.model_copy(update={"data": {"i": i}}))
-    async with hub.subscribe() as stream:
+    async with hub.subscribe(kept=True) as stream:
         got = [await anext(stream) for _ in range(300)]
     assert [e.id for e in got] == [f"{hub.start}-{n}" for n in range(1, 301)]
     last = json.loads(got[-1].model_dump_json())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
 from starlette.responses import Response
 
 from supervisor.control.hub import parse_event_id
@@ -102,6 +103,10 @@ class EventHistory:
         started = False
         try:
             async with subscribe() as events:
+                if isinstance(events, MemoryObjectReceiveStream):
+                    # what the hub kept while the API was not served is history before any request is
+                    # answered: a stream's position (and the gaps it fills from here) must not lag behind
+                    self._take_waiting(events)
                 task_status.started()
                 started = True
                 async for event in events:
@@ -110,6 +115,13 @@ class EventHistory:
             log.exception("event_history_failed")
             if not started:
                 task_status.started()
+
+    def _take_waiting(self, events: MemoryObjectReceiveStream[Event]) -> None:
+        while True:
+            try:
+                self._append(events.receive_nowait())
+            except anyio.WouldBlock:
+                return
 
 
 class EventStreams:

@@ -24,6 +24,7 @@ Routes::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -260,7 +261,7 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
-            await tg.start(recent_events.record, target.subscribe)
+            await tg.start(recent_events.record, functools.partial(target.subscribe, kept=True))
             yield
             streams.close_all()
             tg.cancel_scope.cancel()

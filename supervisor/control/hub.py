@@ -38,8 +38,10 @@ class EventHub:
     """A slow subscriber misses what comes past its backlog of `_BUFFER`, never slows the engine down."""
 
     def __init__(self, *, keep_until_served: bool = False) -> None:
-        """``keep_until_served``: the events published until `served` are replayed to each subscriber
-        (the API's history, when the API is served after the daemon's start-up)."""
+        """``keep_until_served``: the events published until `served` are replayed to a subscriber that asks
+        for them (``subscribe(kept=True)``: the API's history, when the API is served after the daemon's
+        start-up). A client whose connection waited in the backlog meanwhile gets, as any other, only what
+        comes after it subscribed."""
         self._subscribers: set[MemoryObjectSendStream[Event]] = set()
         self.start = str(time.time_ns())
         self._seq = 0
@@ -69,9 +71,10 @@ class EventHub:
                 self._subscribers.discard(stream)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+    async def subscribe(self, *, kept: bool = False) -> AsyncIterator[AsyncIterator[Event]]:
+        """Every event from now on; ``kept``: first those kept until `served`."""
         send, receive = anyio.create_memory_object_stream[Event](_BUFFER)
-        for event in self._kept or ():
+        for event in (self._kept or ()) if kept else ():
             send.send_nowait(event)
         self._subscribers.add(send)
         try:

@@ -59,8 +59,9 @@ class ControlTarget(Protocol):
 
     def status(self) -> DaemonStatus: ...
 
-    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
-        """Every event from now on, until the context exits."""
+    def subscribe(self, *, kept: bool = False) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """Every event from now on, until the context exits; ``kept``: first those published before the API
+        was served (for its history)."""
         ...
 
     async def metrics_text(self) -> bytes:

@@ -91,7 +91,7 @@ class Listeners:
         app = create_app(self._daemon)
         control, self._control = self._control or bind_control_api(self._fleet, self._daemon.home), None
         await tg.start(functools.partial(serve_bound, app, control))
-        self._daemon.hub.served()  # its history has what the hub kept: no stream is open yet
+        self._daemon.hub.served()  # the API's history took what the hub kept (it subscribes first)
         agents, self._agents = self._agents, None
         if agents is not None:
             await tg.start(serve_agents, self._daemon, agents)

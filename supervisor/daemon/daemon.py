@@ -208,8 +208,10 @@ class Daemon:
     def status(self) -> DaemonStatus:
         return self.inventory.status(self.home, started_at=self.started_at, last_reload=self.last_reload)
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
-        return self.hub.subscribe()
+    def subscribe(
+        self, *, kept: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
+        return self.hub.subscribe(kept=kept)
 
     async def instance_status(self, ref: str) -> InstanceDetail:
         return await self.inventory.detail(ref)

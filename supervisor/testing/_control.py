@@ -141,8 +141,10 @@ class MemoryTarget:
             last_reload=self.reload_result,
         )
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
-        return self._hub.subscribe()
+    def subscribe(
+        self, *, kept: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
+        return self._hub.subscribe(kept=kept)
 
     async def metrics_text(self) -> bytes:
         registry = CollectorRegistry(auto_describe=False)
