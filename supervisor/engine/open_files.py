@@ -11,9 +11,9 @@ then started directly, with no code between fork and exec, and new descriptors s
 limit, where few are held.
 
 Should the room below the soft limit run short all the same, or after a re-exec, the soft limit is raised to
-the hard limit for good (`make_room` did only that before): a confined child then sets the original limit
-between fork and exec (`child_open_files`, applied in the spawn helper's clone), and an unconfined one is
-exec'd through util-linux's ``prlimit``, which sets it and execs the same argv (`child_command`).
+the hard limit for good: a confined child then sets the original limit between fork and exec
+(`child_open_files`, applied in the spawn helper's clone), and an unconfined one is exec'd through
+util-linux's ``prlimit``, which sets it and execs the same argv (`child_command`).
 """
 
 from __future__ import annotations
