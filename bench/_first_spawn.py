@@ -2,7 +2,9 @@
 daemon's own arguments). The note (JSON, to ``$EYRIE_BENCH_FIRST_SPAWN``): the process's CPU seconds and
 ``time.monotonic()`` at the first call of the C library's ``posix_spawn`` (or ``subprocess.Popen``), and every
 module loaded by then, in import order. A ``first-spawn`` line on stderr marks the moment among ``-X
-importtime``'s. The spawn module (ctypes and its own few lines) is imported first, to wrap its call."""
+importtime``'s. The spawn module (ctypes and its own few lines) is imported first, to wrap its call. With
+``EYRIE_BENCH_EXIT_AT_SPAWN=1`` the process ends there, spawning nothing (for counting instructions up to it
+under valgrind; the home is left as it was)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,13 @@ from typing import Any
 from supervisor.engine import _posix_spawn
 
 NOTE = os.environ.pop("EYRIE_BENCH_FIRST_SPAWN", "")
+EXIT_AT_SPAWN = os.environ.pop("EYRIE_BENCH_EXIT_AT_SPAWN", "") == "1"
 
 
 def _take_note() -> None:
     global NOTE
+    if EXIT_AT_SPAWN:
+        os._exit(0)
     if not NOTE:
         return
     path, NOTE = NOTE, ""

@@ -5,7 +5,9 @@ round, a daemon is launched under ``bench._first_spawn`` and stopped once all N 
 spawn (wall), the daemon's CPU until then, and how many modules it had loaded, as medians over the rounds;
 then the import-only floors measured spawn → exit (wall and CPU, median of ``--floor-runs``). ``--importtime``
 adds the largest ``-X importtime`` entries (self time) among the imports before the first spawn, by top-level
-package. ``--modules FILE`` writes the modules loaded by the first spawn. Ports from ``EYRIE_BENCH_PORTS``
+package. ``--instructions`` adds the instructions the daemon executes up to its first spawn, counted by
+``valgrind --tool=callgrind`` (one run that ends at the spawn; deterministic to ~1 %, whatever the load).
+``--modules FILE`` writes the modules loaded by the first spawn. Ports from ``EYRIE_BENCH_PORTS``
 (default 45000–46999).
 
     .venv/bin/python -m bench.start_imports --size 200 --rounds 5 --importtime
@@ -76,6 +78,19 @@ def one_round(daemon: Eyried, note: Path, importtime: bool) -> tuple[float, floa
     return taken["monotonic"] - launched, taken["cpu"], taken["modules"], lines
 
 
+def instructions(daemon: Eyried) -> int:
+    """Instructions from exec to the first spawn (the process ends there), by callgrind."""
+    home = str(daemon.home.root)
+    env = {**daemon.env, "EYRIE_BENCH_EXIT_AT_SPAWN": "1"}
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m"]
+    argv += ["bench._first_spawn", "--home", home, "--log-level", "warning"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1])
+    raise RuntimeError(f"callgrind reported no count: {done.stderr[-2000:]}")
+
+
 def by_package(lines: list[str]) -> collections.Counter[str]:
     """Self time (µs) of each importtime entry, summed by top-level package (``supervisor.x`` kept apart)."""
     spent: collections.Counter[str] = collections.Counter()
@@ -109,6 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--modules", type=Path)
+    parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--floor-runs", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="eyrie-start-imports-") as tmp:
@@ -126,6 +142,7 @@ def main() -> None:
                 spent.update(by_package(lines))
                 if args.modules:
                     args.modules.write_text("\n".join(modules) + "\n")
+            counted = instructions(daemon) if args.instructions else None
         finally:
             daemon.close()
             release_claims(tmp)
@@ -134,6 +151,8 @@ def main() -> None:
         f" (min {min(walls):.0f}), CPU by then {statistics.median(cpus):.0f} ms (min {min(cpus):.0f}),"
         f" {statistics.median(counts):.0f} modules loaded"
     )
+    if counted is not None:
+        say(f"N={args.size}: {counted:,} instructions from exec to the first spawn (callgrind)")
     for name, micros in spent.most_common(25):
         print(f"  {micros / 1000 / args.rounds:7.1f} ms  {name}")
     for label, code in FLOORS.items() if args.floor_runs else ():
