@@ -5,12 +5,13 @@ round, a daemon is launched under ``bench._first_spawn`` and stopped once all N 
 spawn (wall), the daemon's CPU until then, and how many modules it had loaded, as medians over the rounds;
 then the import-only floors measured spawn → exit (wall and CPU, median of ``--floor-runs``). ``--importtime``
 adds the largest ``-X importtime`` entries (self time) among the imports before the first spawn, by top-level
-package. ``--instructions`` adds the instructions the daemon executes up to its first spawn, counted by
-``valgrind --tool=callgrind`` (one run that ends at the spawn; deterministic to ~1 %, whatever the load).
+package. ``--instructions RUNS`` adds the instructions the daemon executes up to its first spawn, counted by
+``valgrind --tool=callgrind`` in RUNS runs that end at the spawn: whatever the load, though the worker
+threads' share before the spawn varies by ~5 % from run to run (the import alone varies by 0.3 %).
 ``--modules FILE`` writes the modules loaded by the first spawn. Ports from ``EYRIE_BENCH_PORTS``
 (default 45000–46999).
 
-    .venv/bin/python -m bench.start_imports --size 200 --rounds 5 --importtime
+    .venv/bin/python -m bench.start_imports --size 200 --rounds 5 --importtime --instructions 3
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--modules", type=Path)
-    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--instructions", type=int, default=0, metavar="RUNS")
     parser.add_argument("--floor-runs", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="eyrie-start-imports-") as tmp:
@@ -142,7 +143,7 @@ def main() -> None:
                 spent.update(by_package(lines))
                 if args.modules:
                     args.modules.write_text("\n".join(modules) + "\n")
-            counted = instructions(daemon) if args.instructions else None
+            counted = [instructions(daemon) for _ in range(args.instructions)]
         finally:
             daemon.close()
             release_claims(tmp)
@@ -151,8 +152,11 @@ def main() -> None:
         f" (min {min(walls):.0f}), CPU by then {statistics.median(cpus):.0f} ms (min {min(cpus):.0f}),"
         f" {statistics.median(counts):.0f} modules loaded"
     )
-    if counted is not None:
-        say(f"N={args.size}: {counted:,} instructions from exec to the first spawn (callgrind)")
+    if counted:
+        say(
+            f"N={args.size}: {statistics.median(counted):,.0f} instructions from exec to the first spawn"
+            f" (callgrind, median of {len(counted)}; {min(counted):,}–{max(counted):,})"
+        )
     for name, micros in spent.most_common(25):
         print(f"  {micros / 1000 / args.rounds:7.1f} ms  {name}")
     for label, code in FLOORS.items() if args.floor_runs else ():
