@@ -1,7 +1,9 @@
 """The instance data model, compatible with the JSON that eyrie's Go ``instance`` package writes.
 
 Models hold data and do no I/O. Times that Go writes as its zero value (``0001-01-01T00:00:00Z``) read as
-``None``; keys this version does not know are kept and written back unchanged.
+``None``; keys this version does not know are kept and written back unchanged. The models a daemon's
+start-up does not validate (`CreateRequest`, `MigrationResult`) build their validators on first use
+(``defer_build``).
 """
 
 from __future__ import annotations
@@ -371,7 +373,7 @@ class Instance(LeanModel):
 class CreateRequest(BaseModel):
     """What provisioning a new instance needs; names are validated here, before anything touches disk."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = ""
     framework: str = ""
@@ -392,6 +394,8 @@ class CreateRequest(BaseModel):
 
 class MigrationResult(BaseModel):
     """What migrating one instance did."""
+
+    model_config = ConfigDict(defer_build=True)
 
     instance_id: str
     instance_name: str = ""

@@ -108,9 +108,11 @@ def render_template(name: str, text: str, ctx: TemplateContext) -> str:
 
 
 class Persona(BaseModel):
-    """A named agent personality. JSON keys are eyrie's (``identity_template`` is read as ``templates``)."""
+    """A named agent personality. JSON keys are eyrie's (``identity_template`` is read as ``templates``).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    Its validator is built on first use (``defer_build``): a fleet without personas never needs it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     id: str
     name: str = ""

@@ -1,4 +1,5 @@
-"""The agent API's request bodies: plain models that refuse unknown keys, no I/O."""
+"""The agent API's request bodies: plain models that refuse unknown keys, no I/O; each builds its validator
+on its first request (``defer_build``), not in the daemon's start-up."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class CreateChild(BaseModel):
     """``POST /v1/instances``: a talon or captain for the calling agent; its parent and ``created_by`` are
     the caller's, never the body's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
     role: HierarchyRole = HierarchyRole.TALON
@@ -33,7 +34,7 @@ class Note(BaseModel):
     """``POST /v1/self/note``: one line of text, at most `MAX_NOTE_CHARS` characters, no control or
     format characters (they could rewrite what a terminal shows of ``eyriectl ps``); empty clears it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     note: str
 

@@ -1,4 +1,7 @@
-"""The control API's data: what the daemon serves and ``eyriectl`` reads. Plain models, no I/O."""
+"""The control API's data: what the daemon serves and ``eyriectl`` reads. Plain models, no I/O.
+
+A start validates none of them but `ReloadResult`: the others build their validators on first use
+(``defer_build``), after the fleet has started."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ DISABLED: running now, will not come back after a reboot (autostart false)."""
 class InstanceView(LeanModel):
     """One row of ``eyriectl ps --json``: the instance JSON keys (no secrets) plus derived fields."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     name: str
     id: str = ""
@@ -70,7 +73,7 @@ class InstanceView(LeanModel):
 class AddRequest(BaseModel):
     """``POST /instances``: declare an instance in the fleet file, provision it, maybe start it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
     framework: str = "embedded"
@@ -124,6 +127,8 @@ class ReloadResult(BaseModel):
 
 
 class DaemonStatus(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     pid: int
     version: str
     home: str
@@ -144,6 +149,8 @@ class DaemonStatus(BaseModel):
 class ProcessRow(BaseModel):
     """One process of the instance's tree at the last resource sample."""
 
+    model_config = ConfigDict(defer_build=True)
+
     pid: int
     ppid: int
     command: str = ""
@@ -155,6 +162,8 @@ class ProcessRow(BaseModel):
 
 class ProbeState(BaseModel):
     """A readiness or liveness probe, and what it found last."""
+
+    model_config = ConfigDict(defer_build=True)
 
     role: str  # "readiness" or "liveness"
     kind: str
@@ -168,7 +177,7 @@ class ProbeState(BaseModel):
 class InstanceDetail(BaseModel):
     """What ``eyriectl status NAME`` shows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
     id: str = ""

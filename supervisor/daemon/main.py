@@ -9,8 +9,12 @@ request that arrives meanwhile waits, pending, for the new image (`supervisor.da
 
 from __future__ import annotations
 
-import faulthandler
 import gc
+
+_COLLECTING = gc.isenabled()
+gc.disable()  # until the imports below are done: their ~120 collections free almost nothing, 3 % of their CPU
+
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -31,6 +35,9 @@ from supervisor.engine.open_files import reexec_env, take_note
 from supervisor.errors import DaemonRunning, EyrieError, FleetFileError
 from supervisor.logconfig import configure_logging
 from supervisor.paths import Home
+
+if _COLLECTING:
+    gc.enable()
 
 __all__ = ["main"]
 

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from supervisor._safe_read import read_text
 from supervisor.errors import FleetFileError, HierarchyError
-from supervisor.fleet._locate import fleet_error
 from supervisor.fleet._yaml import YamlSyntaxError, fast_load
 from supervisor.fleet.hierarchy import check_hierarchy
 from supervisor.fleet.schema import FleetFile
@@ -46,6 +45,8 @@ def parse_fleet(text: str, *, path: str | os.PathLike[str] = "<fleet>") -> Fleet
     try:
         fleet = FleetFile.model_validate(data)
     except ValidationError as exc:
+        from supervisor.fleet._locate import fleet_error  # difflib and a second parse: for errors only
+
         raise fleet_error(exc, text, where, FleetFile) from None
     except RecursionError:
         raise FleetFileError("nested too deeply to be a fleet file", path=where) from None
