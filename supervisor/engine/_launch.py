@@ -15,7 +15,7 @@ from supervisor.engine import procfs
 from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline
-from supervisor.engine._services import Services
+from supervisor.engine._services import PortCheck, Services
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn
 from supervisor.engine.recovery import same_program
@@ -91,15 +91,16 @@ async def check_port(
     port = rt.port
     if not port:
         return None
+    bound: bool | None = None
     if _still_ours(rt, services):  # a respawn: one stat, on the loop even in a crash storm
         claimed = None
-    elif services.writing.crowded(anyio.current_time()):
-        claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
+    elif services.writing.crowded(anyio.current_time()):  # a fleet starting: one thread call for many
+        claimed, bound = await services.port_checks.run(functools.partial(_claim_and_probe, rt, services, log))
     else:  # a lone claim costs less than a thread's round trip
         claimed = _claim(rt, services, log)
     if claimed is not None:
         return claimed
-    if not port_in_use(port):
+    if not (port_in_use(port) if bound is None else bound):
         return None
     pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
     if pid is not None and procfs.read_marker(pid) == rt.marker:
@@ -122,6 +123,12 @@ def _still_ours(rt: InstanceRuntime, services: Services) -> bool:
     path = os.path.join(services.claims.root, str(rt.port))
     seen = _identity(path)
     return seen is not None and _ours.get(rt.port) == ((rt.instance_id, services.store.root, path), seen)
+
+
+def _claim_and_probe(rt: InstanceRuntime, services: Services, log: Any) -> PortCheck:
+    """`_claim`, then, when the claim is ours, the bind check, in the same worker-thread call."""
+    claimed = _claim(rt, services, log)
+    return claimed, claimed is None and port_in_use(rt.port)
 
 
 def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:

@@ -19,7 +19,11 @@ from supervisor.port_claims import ClaimRegistry
 from supervisor.sandbox.confine import Sandboxes
 from supervisor.store import Store
 
-__all__ = ["Crowd", "Relocator", "Services"]
+__all__ = ["Crowd", "PortCheck", "Relocator", "Services"]
+
+PortCheck = tuple[str | None, bool]
+"""A port checked before a spawn in a crowd: who else claims it (None when the claim is ours), and whether a
+socket is bound to it."""
 
 Relocator = Callable[[InstanceRuntime, str], Awaitable[InstanceRuntime | None]]
 """Moves an instance whose port a stranger holds (named by the ``str``) to a free port: its runtime on the new
@@ -66,6 +70,7 @@ class Services:
     emit: Callable[[Event], None]
     claims: ClaimRegistry  # machine-wide port claims
     batch: WriteBatch[Instance]  # crowded state writes, written together
+    port_checks: WriteBatch[PortCheck]  # a crowd's port claims and bind checks, made together
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
     liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe
