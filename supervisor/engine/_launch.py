@@ -17,7 +17,7 @@ from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline
 from supervisor.engine._services import PortCheck, Services
 from supervisor.engine.logfile import LogCursor
-from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn
+from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn_keeping_log
 from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import EyrieError, PortClaimsUnusable, StartFailed
@@ -95,7 +95,8 @@ async def check_port(
     if _still_ours(rt, services):  # a respawn: one stat, on the loop even in a crash storm
         claimed = None
     elif services.writing.crowded(anyio.current_time()):  # a fleet starting: one thread call for many
-        claimed, bound = await services.port_checks.run(functools.partial(_claim_and_probe, rt, services, log))
+        check = functools.partial(_claim_and_probe, rt, services, log)
+        claimed, bound = await services.port_checks.run(check)
     else:  # a lone claim costs less than a thread's round trip
         claimed = _claim(rt, services, log)
     if claimed is not None:
@@ -187,16 +188,16 @@ async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog
         offset = log_size(rt.log_path)
     start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
-        proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
+        proc, log_fd = await anyio.to_thread.run_sync(start, limiter=services.threads)
         services.writing.surge(anyio.current_time(), _STORM_WRITES)
     else:
-        proc = start()
+        proc, log_fd = start()
     logs.cursor = LogCursor(rt.log_path, offset)
-    logs.lines.close()  # eyried's next line opens the file the child now writes to
+    logs.lines.take(rt.log_path, log_fd)  # eyried's lines go to the file the child now writes to
     return proc
 
 
-def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> SpawnedProcess:
+def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> tuple[SpawnedProcess, int]:
     """Fork/exec under the instance's confinement (its ruleset built at the first spawn of its policy)."""
     confiner = None
     if rt.sandbox is not None:
@@ -204,7 +205,7 @@ def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> Spawne
             confiner = services.sandboxes.prepare(rt.instance_id, rt.sandbox, log.warning).confiner
         except OSError as exc:
             raise StartFailed(f"cannot prepare the sandbox: {exc}") from None
-    return spawn(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path, confine=confiner)
+    return spawn_keeping_log(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path, confine=confiner)
 
 
 def sandbox_label(rt: InstanceRuntime, services: Services) -> str:
