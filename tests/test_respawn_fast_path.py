@@ -173,6 +173,7 @@ class TestClaimKnownToBeOurs:
             claims=ClaimRegistry(tmp_path / "claims"),
             batch=WriteBatch(threads),
             port_checks=WriteBatch(threads),
+            spawns=WriteBatch(threads),
         )
         rt = make_runtime(store, "claimer", ["true"])
         log = structlog.get_logger("test")

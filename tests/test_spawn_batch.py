@@ -4,7 +4,9 @@ opened."""
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,8 @@ import anyio
 import pytest
 import structlog
 
-from supervisor.engine._launch import check_port
+from supervisor.engine._launch import check_port, spawn_child
+from supervisor.engine._logs import InstanceLog
 from supervisor.engine._services import Crowd, Services
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.stop import ProcScanner
@@ -50,6 +53,7 @@ def _services(store: Store, claims: Path) -> Services:
         claims=ClaimRegistry(claims),
         batch=WriteBatch(threads),
         port_checks=WriteBatch(threads),
+        spawns=WriteBatch(threads),
     )
 
 
@@ -106,6 +110,46 @@ class TestPortChecksOfACrowd:
         assert (failed.last_error or "").startswith(f"port {held} is held by pid {os.getpid()} (")
 
 
+class TestSpawnsOfACrowd:
+    async def test_a_crowds_spawns_are_made_in_one_batch_each_child_with_its_own_log(
+        self, tmp_path: Path
+    ) -> None:
+        """Spawns asked for together run in one batch of worker-thread calls: every child runs in its own
+        session, its output in its own log, and each instance's lines go through the descriptor its spawn
+        opened."""
+        store = Store(tmp_path / "instances")
+        services = _services(store, tmp_path / "claims")
+        services.spawning.surge(anyio.current_time(), 60.0)  # a fleet starting
+        log = structlog.get_logger("test")
+        runtimes = [
+            make_runtime(store, f"agent-{i}", ["sh", "-c", "echo up; exec sleep 30"]) for i in range(6)
+        ]
+        logs = {rt.name: InstanceLog() for rt in runtimes}
+        procs = {}
+
+        async def start(index: int) -> None:
+            rt = runtimes[index]
+            procs[rt.name] = await spawn_child(rt, services, logs[rt.name], log)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for index in range(len(runtimes)):
+                    tg.start_soon(start, index)
+            assert services.spawns.batches == 1
+            for rt in runtimes:
+                proc = procs[rt.name]
+                assert os.getsid(proc.pid) == proc.pid
+                await wait_for(functools.partial(_holds, rt.log_path, "up\n"), 5.0, what="the child's output")
+                logs[rt.name].note(rt, f"started pid {proc.pid}")
+                assert rt.log_path.read_text().splitlines()[1].endswith(f"eyried: started pid {proc.pid}")
+        finally:
+            for proc in procs.values():
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+            for instance_log in logs.values():
+                instance_log.lines.close()
+
+
 class TestSpawnLines:
     async def test_each_spawn_writes_its_started_line_through_the_spawns_descriptor(self, home: Home) -> None:
         """An agent that exits at once and is restarted: its log holds one ``started pid`` line for each
@@ -137,3 +181,7 @@ def _points_at(fd: str, path: Path) -> bool:
         return os.readlink(f"/proc/self/fd/{fd}") == str(path)
     except OSError:
         return False
+
+
+def _holds(path: Path, text: str) -> bool:
+    return path.read_text() == text

@@ -181,14 +181,15 @@ async def relocate(rt: InstanceRuntime, holder: str, services: Services) -> Inst
 
 async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog, log: Any) -> ProcessHandle:
     """Rotate a log already too big, then fork/exec: on the loop when alone (quicker for a lone respawn), in
-    a worker thread in a crowd. ``logs.cursor`` then marks where the new run's output starts."""
+    a crowd batched with the others' in worker threads (`WriteBatch`: a few thread calls, not one a spawn).
+    ``logs.cursor`` then marks where the new run's output starts."""
     offset = log_size(rt.log_path)
     if offset >= rt.logs.max_bytes:
         await logs.rotate(rt, None, services.threads, log)
         offset = log_size(rt.log_path)
     start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
-        proc, log_fd = await anyio.to_thread.run_sync(start, limiter=services.threads)
+        proc, log_fd = await services.spawns.run(start)
         services.writing.surge(anyio.current_time(), _STORM_WRITES)
     else:
         proc, log_fd = start()

@@ -12,6 +12,7 @@ from supervisor.engine._liveness_pass import LivenessPass
 from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.events import Event
+from supervisor.engine.process import SpawnedProcess
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
 from supervisor.models import Instance
@@ -71,6 +72,7 @@ class Services:
     claims: ClaimRegistry  # machine-wide port claims
     batch: WriteBatch[Instance]  # crowded state writes, written together
     port_checks: WriteBatch[PortCheck]  # a crowd's port claims and bind checks, made together
+    spawns: WriteBatch[tuple[SpawnedProcess, int]]  # a crowd's fork/execs (each child and its log's fd)
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
     liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe

@@ -123,6 +123,7 @@ class Engine:
                     claims=self._claims,
                     batch=WriteBatch(threads),
                     port_checks=WriteBatch(threads),
+                    spawns=WriteBatch(threads),
                     relocate=self._relocate,
                     journals=StopJournals(self.store.root, self.boot_id),
                 )
