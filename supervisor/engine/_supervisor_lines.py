@@ -7,9 +7,8 @@ between the child's own writes. The file stays open between lines (one system ca
 the worker threads take the GIL, which in a crowd of spawns made four calls per line cost ~0.2 ms); at each
 spawn, the descriptor the spawn opened for the child's output takes its place. While a rotation copies the
 file and truncates it in place, lines wait in memory and are written once it is done, so the truncation never
-drops one. A symlink, FIFO or
-device planted at the path is never written through, and a line that cannot be written is dropped (the
-daemon's own log has it anyway).
+drops one. A symlink, FIFO or device planted at the path is never written through, and a line that cannot be
+written is dropped (the daemon's own log has it anyway).
 """
 
 from __future__ import annotations
