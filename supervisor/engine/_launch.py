@@ -120,10 +120,14 @@ async def check_port(
 
 
 def _still_ours(rt: InstanceRuntime, services: Services) -> bool:
-    """The port's claim is ours, as it was when last read (`_ours`)."""
+    """The port's claim is ours, as it was when last read (`_ours`); no stat for a port never read (a
+    fleet's first start)."""
+    known = _ours.get(rt.port)
+    if known is None:
+        return False
     path = os.path.join(services.claims.root, str(rt.port))
     seen = _identity(path)
-    return seen is not None and _ours.get(rt.port) == ((rt.instance_id, services.store.root, path), seen)
+    return seen is not None and known == ((rt.instance_id, services.store.root, path), seen)
 
 
 def _claim_and_probe(rt: InstanceRuntime, services: Services, log: Any) -> PortCheck:
