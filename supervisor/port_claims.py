@@ -98,11 +98,13 @@ class ClaimRegistry:
         """Claim ``port`` for ``owner``: None when it is now (or already was) ``owner``'s, else the claim that
         holds it. A stale claim is reclaimed first."""
         self.ensure()
-        if self._link_new(port, owner):
-            return None
-        found = self.read(port)
-        if found is None:  # released between our attempt and our read
-            return None if self._link_new(port, owner) else self.read(port)
+        found = self.read(port)  # a start finds most claims its own already: no new file to write for them
+        if found is None:
+            if self._link_new(port, owner):
+                return None
+            found = self.read(port)
+            if found is None:  # released between our attempt and our read
+                return None if self._link_new(port, owner) else self.read(port)
         if owner.owns(found):
             return None
         if not self.stale(found):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -355,7 +357,7 @@ class Provisioner:
         instance_dir = self.store.dir(instance_id)
         for sub in (STATE_DIR, TMP_DIR):
             path = instance_dir / sub
-            if path.is_dir() and not path.is_symlink():
+            if _is_real_dir(path):  # one lstat: a fleet starting checks two per instance
                 continue
             try:
                 path.mkdir(mode=DIR_MODE)
@@ -525,3 +527,11 @@ class ProvisionBatch:
             self._provisioner.claims.release(inst.port, owner)
         self._staged.clear()
         self._staging.close()
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -172,6 +172,8 @@ class TestClaimKnownToBeOurs:
             emit=lambda event: None,
             claims=ClaimRegistry(tmp_path / "claims"),
             batch=WriteBatch(threads),
+            port_checks=WriteBatch(threads),
+            spawns=WriteBatch(threads),
         )
         rt = make_runtime(store, "claimer", ["true"])
         log = structlog.get_logger("test")

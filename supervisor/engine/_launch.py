@@ -15,9 +15,9 @@ from supervisor.engine import procfs
 from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
 from supervisor.engine._redact import redact_cmdline
-from supervisor.engine._services import Services
+from supervisor.engine._services import PortCheck, Services
 from supervisor.engine.logfile import LogCursor
-from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn
+from supervisor.engine.process import AdoptedProcess, ProcessHandle, SpawnedProcess, spawn_keeping_log
 from supervisor.engine.recovery import same_program
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.errors import EyrieError, PortClaimsUnusable, StartFailed
@@ -91,15 +91,17 @@ async def check_port(
     port = rt.port
     if not port:
         return None
+    bound: bool | None = None
     if _still_ours(rt, services):  # a respawn: one stat, on the loop even in a crash storm
         claimed = None
-    elif services.writing.crowded(anyio.current_time()):
-        claimed = await anyio.to_thread.run_sync(_claim, rt, services, log, limiter=services.threads)
+    elif services.writing.crowded(anyio.current_time()):  # a fleet starting: one thread call for many
+        check = functools.partial(_claim_and_probe, rt, services, log)
+        claimed, bound = await services.port_checks.run(check)
     else:  # a lone claim costs less than a thread's round trip
         claimed = _claim(rt, services, log)
     if claimed is not None:
         return claimed
-    if not port_in_use(port):
+    if not (port_in_use(port) if bound is None else bound):
         return None
     pid = await anyio.to_thread.run_sync(holder_pid, port, limiter=services.threads)
     if pid is not None and procfs.read_marker(pid) == rt.marker:
@@ -118,10 +120,20 @@ async def check_port(
 
 
 def _still_ours(rt: InstanceRuntime, services: Services) -> bool:
-    """The port's claim is ours, as it was when last read (`_ours`)."""
+    """The port's claim is ours, as it was when last read (`_ours`); no stat for a port never read (a
+    fleet's first start)."""
+    known = _ours.get(rt.port)
+    if known is None:
+        return False
     path = os.path.join(services.claims.root, str(rt.port))
     seen = _identity(path)
-    return seen is not None and _ours.get(rt.port) == ((rt.instance_id, services.store.root, path), seen)
+    return seen is not None and known == ((rt.instance_id, services.store.root, path), seen)
+
+
+def _claim_and_probe(rt: InstanceRuntime, services: Services, log: Any) -> PortCheck:
+    """`_claim`, then, when the claim is ours, the bind check, in the same worker-thread call."""
+    claimed = _claim(rt, services, log)
+    return claimed, claimed is None and port_in_use(rt.port)
 
 
 def _claim(rt: InstanceRuntime, services: Services, log: Any) -> str | None:
@@ -173,23 +185,24 @@ async def relocate(rt: InstanceRuntime, holder: str, services: Services) -> Inst
 
 async def spawn_child(rt: InstanceRuntime, services: Services, logs: InstanceLog, log: Any) -> ProcessHandle:
     """Rotate a log already too big, then fork/exec: on the loop when alone (quicker for a lone respawn), in
-    a worker thread in a crowd. ``logs.cursor`` then marks where the new run's output starts."""
+    a crowd batched with the others' in worker threads (`WriteBatch`: a few thread calls, not one a spawn).
+    ``logs.cursor`` then marks where the new run's output starts."""
     offset = log_size(rt.log_path)
     if offset >= rt.logs.max_bytes:
         await logs.rotate(rt, None, services.threads, log)
         offset = log_size(rt.log_path)
     start = functools.partial(_confined_spawn, rt, services, log)
     if services.spawning.crowded(anyio.current_time()):
-        proc = await anyio.to_thread.run_sync(start, limiter=services.threads)
+        proc, log_fd = await services.spawns.run(start)
         services.writing.surge(anyio.current_time(), _STORM_WRITES)
     else:
-        proc = start()
+        proc, log_fd = start()
     logs.cursor = LogCursor(rt.log_path, offset)
-    logs.lines.close()  # eyried's next line opens the file the child now writes to
+    logs.lines.take(rt.log_path, log_fd)  # eyried's lines go to the file the child now writes to
     return proc
 
 
-def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> SpawnedProcess:
+def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> tuple[SpawnedProcess, int]:
     """Fork/exec under the instance's confinement (its ruleset built at the first spawn of its policy)."""
     confiner = None
     if rt.sandbox is not None:
@@ -197,7 +210,7 @@ def _confined_spawn(rt: InstanceRuntime, services: Services, log: Any) -> Spawne
             confiner = services.sandboxes.prepare(rt.instance_id, rt.sandbox, log.warning).confiner
         except OSError as exc:
             raise StartFailed(f"cannot prepare the sandbox: {exc}") from None
-    return spawn(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path, confine=confiner)
+    return spawn_keeping_log(rt.argv, env=child_env(rt), cwd=rt.cwd, log_path=rt.log_path, confine=confiner)
 
 
 def sandbox_label(rt: InstanceRuntime, services: Services) -> str:

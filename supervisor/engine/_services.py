@@ -12,6 +12,7 @@ from supervisor.engine._liveness_pass import LivenessPass
 from supervisor.engine._stop_journals import StopJournals
 from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.events import Event
+from supervisor.engine.process import SpawnedProcess
 from supervisor.engine.runtime import InstanceRuntime
 from supervisor.engine.stop import ProcScanner
 from supervisor.models import Instance
@@ -19,7 +20,11 @@ from supervisor.port_claims import ClaimRegistry
 from supervisor.sandbox.confine import Sandboxes
 from supervisor.store import Store
 
-__all__ = ["Crowd", "Relocator", "Services"]
+__all__ = ["Crowd", "PortCheck", "Relocator", "Services"]
+
+PortCheck = tuple[str | None, bool]
+"""A port checked before a spawn in a crowd: who else claims it (None when the claim is ours), and whether a
+socket is bound to it."""
 
 Relocator = Callable[[InstanceRuntime, str], Awaitable[InstanceRuntime | None]]
 """Moves an instance whose port a stranger holds (named by the ``str``) to a free port: its runtime on the new
@@ -66,6 +71,8 @@ class Services:
     emit: Callable[[Event], None]
     claims: ClaimRegistry  # machine-wide port claims
     batch: WriteBatch[Instance]  # crowded state writes, written together
+    port_checks: WriteBatch[PortCheck]  # a crowd's port claims and bind checks, made together
+    spawns: WriteBatch[tuple[SpawnedProcess, int]]  # a crowd's fork/execs (each child and its log's fd)
     relocate: Relocator | None = None
     sandboxes: Sandboxes = field(default_factory=Sandboxes)  # each instance's Landlock ruleset
     liveness: LivenessPass = field(default_factory=LivenessPass)  # checks every `process` liveness probe

@@ -4,11 +4,11 @@ output, as journald interleaves systemd's "Started …" lines: ``2026-11-30T15:0
 
 A line is one small ``O_APPEND`` write on the event loop (no thread, no await): the kernel appends it whole,
 between the child's own writes. The file stays open between lines (one system call per line: each call lets
-the worker threads take the GIL, which in a crowd of spawns made four calls per line cost ~0.2 ms), and is
-opened again, beside the child's, at each spawn. While a rotation copies the file and truncates it in place,
-lines wait in memory and are written once it is done, so the truncation never drops one. A symlink, FIFO or
-device planted at the path is never written through, and a line that cannot be written is dropped (the
-daemon's own log has it anyway).
+the worker threads take the GIL, which in a crowd of spawns made four calls per line cost ~0.2 ms); at each
+spawn, the descriptor the spawn opened for the child's output takes its place. While a rotation copies the
+file and truncates it in place, lines wait in memory and are written once it is done, so the truncation never
+drops one. A symlink, FIFO or device planted at the path is never written through, and a line that cannot be
+written is dropped (the daemon's own log has it anyway).
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ class SupervisorLines:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = self._path = None
+
+    def take(self, path: Path, fd: int) -> None:
+        """Write the next lines through ``fd``, ``path`` opened to append (a new child's log, as the spawn
+        opened it): a spawn costs no second open of the file."""
+        self.close()
+        self._fd, self._path = place_high(fd), path
 
     @contextlib.contextmanager
     def held(self, path: Path) -> Iterator[None]:

@@ -5,6 +5,7 @@ one, a crowd of them costs two event-loop wake-ups and a thread hand-off each, a
 interpreter with the loop that sends the signals and answers ``eyriectl ps``. Here the writes asked for while
 one batch is being written wait together for the next one: a few thread calls for a crowd, each write in its
 caller's order. Nothing is coalesced across instances: every write still lands, atomically, in its own file.
+The port checks and the fork/execs of a crowd run in batches of their own the same way.
 """
 
 from __future__ import annotations

@@ -122,6 +122,8 @@ class Engine:
                     emit=self._emit,
                     claims=self._claims,
                     batch=WriteBatch(threads),
+                    port_checks=WriteBatch(threads),
+                    spawns=WriteBatch(threads),
                     relocate=self._relocate,
                     journals=StopJournals(self.store.root, self.boot_id),
                 )

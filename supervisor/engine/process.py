@@ -39,6 +39,7 @@ __all__ = [
     "current_boot_id",
     "reap_recorded",
     "spawn",
+    "spawn_keeping_log",
 ]
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -338,10 +339,43 @@ def spawn(
     checked after a failure (the program, the working directory) is checked only then: a respawn pays for
     none of it.
     """
+    proc, log_fd = spawn_keeping_log(argv, env=env, cwd=cwd, log_path=log_path, confine=confine)
+    os.close(log_fd)
+    return proc
+
+
+def spawn_keeping_log(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    confine: Confiner | None = None,
+) -> tuple[SpawnedProcess, int]:
+    """`spawn`, returning too the descriptor the log was opened with (appending, ``O_CLOEXEC``), which the
+    caller now owns: the supervisor's own lines go through it rather than a second open of the file."""
     program = argv[0]
     search = env.get("PATH", os.defpath)
     executable = program if "/" in program else _resolve(program, search)
     log_fd = _open_log(log_path)
+    try:
+        return _spawn_found(argv, executable, search, env, cwd, log_fd, confine), log_fd
+    except BaseException:
+        os.close(log_fd)
+        raise
+
+
+def _spawn_found(
+    argv: Sequence[str],
+    executable: str,
+    search: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_fd: int,
+    confine: Confiner | None,
+) -> SpawnedProcess:
+    """Spawn ``executable``; when it was found on PATH (``search``) and has gone since, look again."""
+    program = argv[0]
     try:
         try:
             return _spawn_once(argv, executable, env, cwd, log_fd, confine)
@@ -355,8 +389,6 @@ def spawn(
         raise StartFailed(f"{program}: the child could not confine itself before exec") from None
     except OSError as exc:
         raise StartFailed(f"{program}: cannot execute: {exc.strerror or exc}") from None
-    finally:
-        os.close(log_fd)
 
 
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
