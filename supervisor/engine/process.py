@@ -204,21 +204,15 @@ class _PidfdProcess:
         if self._status is not None or fd is None or self._busy():
             return None
         self._watched = True
-        loop = asyncio.get_running_loop()
+        watch = _EndWatch(self, fd, callback)
+        watch.loop.add_reader(fd, watch.ended)
+        return watch.stop
 
-        def ended() -> None:
-            loop.remove_reader(fd)  # the descriptor stays readable: once is enough
-            callback()
-
-        def stop() -> None:
-            loop.remove_reader(fd)
-            self._watched = False
-            if self._unwatched is not None:
-                self._unwatched.set()
-                self._unwatched = None
-
-        loop.add_reader(fd, ended)
-        return stop
+    def _unwatch(self) -> None:
+        self._watched = False
+        if self._unwatched is not None:
+            self._unwatched.set()
+            self._unwatched = None
 
     def _collect(self) -> None:
         """Reap the process if it has ended, closing the pidfd; `_status` says whether it did."""
@@ -234,6 +228,26 @@ class _PidfdProcess:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} pid={self._pid} status={self._status}>"
+
+
+class _EndWatch:
+    """`_PidfdProcess.on_end`'s registration: slots rather than two closures (one per running instance)."""
+
+    __slots__ = ("callback", "fd", "loop", "proc")
+
+    def __init__(self, proc: _PidfdProcess, fd: int, callback: Callable[[], object]) -> None:
+        self.proc = proc
+        self.fd = fd
+        self.callback = callback
+        self.loop = asyncio.get_running_loop()
+
+    def ended(self) -> None:
+        self.loop.remove_reader(self.fd)  # the descriptor stays readable: once is enough
+        self.callback()
+
+    def stop(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.proc._unwatch()
 
 
 class SpawnedProcess(_PidfdProcess):
