@@ -4,7 +4,8 @@ Per N: a fresh daemon starts N sleepers, settles, and its ``/proc/<pid>/smaps_ro
 file-backed) is printed with the load average; then the fleet stops with the daemon. ``--trace`` runs one
 daemon under tracemalloc instead, grows its fleet from the first size to the last by a reload, and prints
 the allocations that grew in between, per instance, grouped by the traceback's innermost frames in
-``supervisor`` (or anywhere with ``--all-frames``). Fleets take ports from 51000–52999.
+``supervisor`` (or anywhere with ``--all-frames``). Fleets take ports from 51000–52999
+(``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them).
 
     .venv/bin/python bench/mem_bench.py --sizes 50 200
     .venv/bin/python bench/mem_bench.py --trace --sizes 50 200
@@ -98,7 +99,8 @@ def rollup(pid: int) -> dict[str, float]:
 
 
 def fleet(n: int) -> str:
-    return fleet_text(n).replace("first: 47000, last: 48999", "first: 51000, last: 52999")
+    first, _, last = os.environ.get("EYRIE_BENCH_PORTS", "51000-52999").partition("-")
+    return fleet_text(n).replace("first: 47000, last: 48999", f"first: {first}, last: {last}")
 
 
 def say(text: str) -> None:

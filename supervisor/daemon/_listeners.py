@@ -18,6 +18,7 @@ import anyio
 import structlog
 
 from supervisor.agentapi._listen import AgentListener, bind_agent_api
+from supervisor.daemon._malloc import compact_heap
 from supervisor.daemon._settings import bind_control_api
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Listeners:
         if agents is not None:
             await tg.start(serve_agents, self._daemon, agents)
         self._served.set()
+        compact_heap()  # what the HTTP stack's imports freed (and the start-up, when it is over)
 
     async def __aenter__(self) -> Self:
         return self

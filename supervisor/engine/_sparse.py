@@ -34,6 +34,10 @@ class SparseLock:
             self._leave()
             raise
 
+    def locked(self) -> bool:
+        """Whether it is held (or waited for)."""
+        return self._users > 0
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:

@@ -33,7 +33,7 @@ from supervisor.engine._sparse import SparseEvent
 from supervisor.engine._stopping import group_alive, stop_line, stop_run, sweep
 from supervisor.engine._takeover import take_over
 from supervisor.engine._waiters import Doorbell, StartWaiter, Waiters
-from supervisor.engine._watch import Watch, race, ready_at_spawn
+from supervisor.engine._watch import Watch, race, race_liveness, ready_at_spawn
 from supervisor.engine.logfile import LogCursor
 from supervisor.engine.probes import ProbeResult
 from supervisor.engine.process import ExitStatus, ProcessHandle
@@ -377,7 +377,7 @@ class Actor:
             await self._transition(
                 _RUNNING, ready.detail, health_status=HealthStatus.HEALTHY, last_seen=utcnow()
             )
-        live = await race(proc, lambda: self.limits.watch(watch.liveness))
+        live = await race_liveness(proc, watch.liveness, self.limits)
         if isinstance(live, ExitStatus):
             return self._exited(proc, live)
         self._note(f"liveness failed: {live.detail}")

@@ -23,6 +23,7 @@ import anyio
 
 from supervisor.engine import _posix_spawn, pidfd, procfs
 from supervisor.engine._confined_spawn import spawn_confined
+from supervisor.engine._sparse import SparseLock
 from supervisor.engine.child_setup import empty_signal_mask
 from supervisor.engine.open_files import child_command, child_open_files, place_high, spawning
 from supervisor.engine.pidfd import ExitStatus
@@ -112,7 +113,13 @@ class ProcessHandle(Protocol):
 
 
 class _PidfdProcess:
-    """Shared machinery: a pidfd that becomes readable when the process ends."""
+    """Shared machinery: a pidfd that becomes readable when the process ends.
+
+    One caller at a time waits on the descriptor: `on_end`'s callback (the running instance's watch) or a
+    `wait`. Neither keeps an `anyio.Lock` while idle (its queue of waiters is ~0.8 KB, and every running
+    instance has its process watched): waits take a `SparseLock`, and a wait that finds `on_end` there
+    makes an event to be woken by.
+    """
 
     def __init__(
         self,
@@ -130,7 +137,9 @@ class _PidfdProcess:
         self._cmdline = tuple(cmdline)
         self._status: ExitStatus | None = None
         self._fd: int | None = place_high(os.pidfd_open(pid) if pidfd is None else pidfd)
-        self._lock = anyio.Lock()
+        self._lock = SparseLock()  # held by a `wait`
+        self._watched = False  # `on_end` holds the descriptor
+        self._unwatched: anyio.Event | None = None  # set when `on_end`'s caller stops watching
 
     @property
     def pid(self) -> int:
@@ -171,8 +180,12 @@ class _PidfdProcess:
             self._fd = None
 
     async def wait(self) -> ExitStatus:
-        if self._status is None and not self._lock.locked():
+        if self._status is None and not self._busy():
             self._collect()  # ended already (`on_end` said so): no wait for the loop's next turn
+        while self._status is None and self._watched:
+            if self._unwatched is None:
+                self._unwatched = anyio.Event()
+            await self._unwatched.wait()
         if self._status is not None:
             return self._status
         async with self._lock:
@@ -182,28 +195,25 @@ class _PidfdProcess:
                 self._collect()
         return self._status
 
+    def _busy(self) -> bool:
+        return self._watched or self._lock.locked()
+
     def on_end(self, callback: Callable[[], object]) -> Callable[[], None] | None:
-        # the pidfd's readiness calls ``callback`` straight from the loop: no task waits for it; the lock
-        # keeps `wait` in another task from registering the same descriptor meanwhile
+        # the pidfd's readiness calls ``callback`` straight from the loop: no task waits for it; meanwhile a
+        # `wait` in another task waits until it stops, rather than register the same descriptor
         fd = self._fd
-        if self._status is not None or fd is None:
+        if self._status is not None or fd is None or self._busy():
             return None
-        try:
-            self._lock.acquire_nowait()
-        except anyio.WouldBlock:
-            return None
-        loop = asyncio.get_running_loop()
+        self._watched = True
+        watch = _EndWatch(self, fd, callback)
+        watch.loop.add_reader(fd, watch.ended)
+        return watch.stop
 
-        def ended() -> None:
-            loop.remove_reader(fd)  # the descriptor stays readable: once is enough
-            callback()
-
-        def stop() -> None:
-            loop.remove_reader(fd)
-            self._lock.release()
-
-        loop.add_reader(fd, ended)
-        return stop
+    def _unwatch(self) -> None:
+        self._watched = False
+        if self._unwatched is not None:
+            self._unwatched.set()
+            self._unwatched = None
 
     def _collect(self) -> None:
         """Reap the process if it has ended, closing the pidfd; `_status` says whether it did."""
@@ -219,6 +229,26 @@ class _PidfdProcess:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} pid={self._pid} status={self._status}>"
+
+
+class _EndWatch:
+    """`_PidfdProcess.on_end`'s registration: slots rather than two closures (one per running instance)."""
+
+    __slots__ = ("callback", "fd", "loop", "proc")
+
+    def __init__(self, proc: _PidfdProcess, fd: int, callback: Callable[[], object]) -> None:
+        self.proc = proc
+        self.fd = fd
+        self.callback = callback
+        self.loop = asyncio.get_running_loop()
+
+    def ended(self) -> None:
+        self.loop.remove_reader(self.fd)  # the descriptor stays readable: once is enough
+        self.callback()
+
+    def stop(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.proc._unwatch()
 
 
 class SpawnedProcess(_PidfdProcess):

@@ -117,7 +117,11 @@ class Sampled(Protocol):
 class LimitWatch:
     """Ends an actor's liveness watch when the sampler finds its tree over a limit, with the reason.
 
-    A trip cancels the watch's scope directly: no task waits for it (one per running instance)."""
+    A trip cancels the watch's scope directly: no task waits for it (one per running instance). The scope is
+    the watch's own, which the process's end cancels too (`supervisor.engine._watch.race_liveness`): a
+    running instance holds one scope, not two."""
+
+    __slots__ = ("_scope", "reason")
 
     def __init__(self) -> None:
         self._scope: anyio.CancelScope | None = None
@@ -128,17 +132,22 @@ class LimitWatch:
             self.reason = reason
             self._scope.cancel()
 
+    def guard(self, scope: anyio.CancelScope | None) -> None:
+        """From now on a trip cancels ``scope`` (None: nothing); a new scope forgets the last reason."""
+        self._scope = scope
+        if scope is not None:
+            self.reason = ""
+
     async def watch(self, body: Callable[[], Awaitable[ProbeResult]]) -> ProbeResult:
-        """Run ``body`` (the liveness watch) until it returns, or a limit trips: then fail with the reason."""
-        self.reason = ""
-        result: ProbeResult | None = None
+        """Run ``body`` (the liveness watch) in a scope of its own until it returns, or a limit trips: then
+        fail with the reason."""
         with anyio.CancelScope() as scope:
-            self._scope = scope
+            self.guard(scope)
             try:
-                result = await body()
+                return await body()
             finally:
-                self._scope = None
-        return result if result is not None else ProbeResult(False, self.reason)
+                self.guard(None)
+        return ProbeResult(False, self.reason)
 
 
 @dataclass(slots=True)
