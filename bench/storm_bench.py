@@ -36,6 +36,7 @@ import anyio
 from bench._compare import client_proc, clients, measure, procs
 from bench._compare.eyried import Eyried, own_env
 from bench._compare.proc_events import ExecWatcher
+from bench._scratch import release_claims
 from supervisor.client import ControlClient
 
 _QUIET_PERCENT = 5.0
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.close()
         procs.kill_marked(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
-        procs.release_claims(str(run_dir))
+        release_claims(str(run_dir))
 
 
 if __name__ == "__main__":
