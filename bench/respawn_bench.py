@@ -173,6 +173,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
             load = os.getloadavg()[0]
             daemon = psutil.Process(bench.proc.pid)
             cpu_before = sum(daemon.cpu_times()[:2])
+            window = time.monotonic()
             async with ControlClient(bench.home) as client, client.events() as stream:
                 for i in range(samples):
                     name = names[i % len(names)]
@@ -193,6 +194,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
                     pids[name] = pid
                     await anyio.sleep(0.03)
             cpu = (sum(daemon.cpu_times()[:2]) - cpu_before) * 1000 / max(len(to_exec), 1)
+            say(f"  samples taken from monotonic {window:.3f} to {time.monotonic():.3f} s (bench.gc_pauses)")
             how = "confined" if confined else "sandbox: off"
             say(
                 f"N={n} {how}, initial_delay {initial_delay}, {len(to_exec)} samples"
