@@ -11,6 +11,7 @@ sits in the home, a listing never stalls the event loop that supervises the flee
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import anyio.to_thread
 import supervisor
 from supervisor.control._listing import Listing
 from supervisor.control.schema import DaemonStatus, ReloadResult
+from supervisor.daemon._file_watch import FileWatch
 from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
 from supervisor.daemon._view_cache import ViewCache
@@ -58,7 +60,7 @@ class Inventory:
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
         self._fleets_for: FleetFile | None = None  # the applied fleet the cached ones were compared with
-        self._config_hashes = StatCache[str]()
+        self._config_hashes = StatCache[str](FileWatch())
         self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
         self._views = ViewCache()
         self.reloads = ReloadCounts()
@@ -156,8 +158,14 @@ class Inventory:
         inst = self._engine.written(applied.instance_id)
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
         resources = self._engine.resources(inst.id)
-        inst_json = self._engine.get_json(inst.id)
-        view = self._views.view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        view = self._views.view(
+            inst,
+            decl=decl,
+            drift=drift,
+            resources=resources,
+            last_seen=self._engine.last_seen(inst.id),
+            inst_json=functools.partial(self._engine.get_json, inst.id),
+        )
         return view, self._views.encoded(inst.id)
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
@@ -204,6 +212,7 @@ class Inventory:
 
         found: dict[str, str] = {}
         changed = []
+        self._config_hashes.refresh()
         for inst in instances:
             kept = self._config_hashes.kept(inst.config_path)
             if kept[0]:
