@@ -66,17 +66,18 @@ class FileWatch:
         """Whether ``path`` is watched and nothing happened to it since `changed` last looked."""
         return path in self._wd_of
 
-    def changed(self) -> None:
-        """Read what the kernel queued: a path it names is no longer vouched for until watched again (the
-        kernel keeps the watch of a file still there: watching it again finds the same one); an overflowed
-        queue leaves none vouched for."""
+    def changed(self) -> set[str]:
+        """Read what the kernel queued: the paths it names changed, and are no longer vouched for until
+        watched again (the kernel keeps the watch of a file still there: watching it again finds the same
+        one). An overflowed queue leaves none vouched for, and names none: a caller stats them all."""
+        changed: set[str] = set()
         if self._fd < 0:
-            return
+            return changed
         while True:
             try:
                 data = os.read(self._fd, _READ)
             except BlockingIOError:
-                return
+                return changed
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
@@ -89,9 +90,11 @@ class FileWatch:
                     for known in list(self._by_wd):
                         self._forget(known)
                 else:
-                    self._forget(wd)
+                    changed |= self._forget(wd)
 
-    def _forget(self, wd: int) -> None:
-        for path in self._by_wd.pop(wd, ()):
+    def _forget(self, wd: int) -> set[str]:
+        paths = self._by_wd.pop(wd, set())
+        for path in paths:
             if self._wd_of.get(path) == wd:
                 del self._wd_of[path]
+        return paths

@@ -27,9 +27,11 @@ class StatCache(Generic[T]):
         self._watch = watch
 
     def refresh(self) -> None:
-        """Take in what the watch saw change: once per look at a batch of files, before the first `kept`."""
+        """Take in what the watch saw change (its values are computed again, whatever a stat says): once per
+        look at a batch of files, before the first `kept`."""
         if self._watch is not None:
-            self._watch.changed()
+            for path in self._watch.changed():
+                self._entries.pop(path, None)
 
     def get(self, path: str | os.PathLike[str], compute: Callable[[], T]) -> T | None:
         """``compute()`` for the file as it is now, or the value kept for it; None if it cannot be stat'ed."""
