@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import anyio
+import structlog
 
 __all__ = ["AFTER_RELOAD", "settle_after", "settle_heap", "settle_soon"]
 
@@ -23,14 +25,19 @@ AFTER_RELOAD = 2.0
 
 _pending: list[asyncio.TimerHandle] = []
 
+log = structlog.get_logger("supervisor.daemon")
+
 
 def settle_heap(*, unfreeze: bool) -> None:
     """Collect everything the collector tracks and freeze what survives; ``unfreeze`` first to look again at
     what an earlier settling froze."""
+    started = time.perf_counter()
     if unfreeze:
         gc.unfreeze()
-    gc.collect()
+    collected = gc.collect()
     gc.freeze()
+    took = round((time.perf_counter() - started) * 1000, 1)
+    log.debug("heap_settled", collected=collected, frozen=gc.get_freeze_count(), ms=took)
 
 
 async def settle_after(announced: anyio.Event) -> None:
