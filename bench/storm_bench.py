@@ -1,7 +1,8 @@
 """Crash storms at N = 1000: ``--kill`` agents SIGKILLed at once, ``--storms`` times, on one real ``eyried``.
 
-Prints per storm: all back (the last replacement's exec, by the kernel's clock), the p95 of each one's
-respawn, the daemon's CPU from the kills until all are back and until it is quiet again, and the wall time
+Prints the daemon's CPU per listing of the quiet fleet, then per storm: all back (the last replacement's
+exec, by the kernel's clock), the p95 of each one's respawn, the daemon's CPU from the kills until all are
+back and until it is quiet again, and the wall time
 of each client request run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the
 default), ``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
 (``--during none``). The loop is timed by a process of its own (``--timer process``), by a thread of this
@@ -40,6 +41,7 @@ from bench._scratch import release_claims
 from supervisor.client import ControlClient
 
 _QUIET_PERCENT = 5.0
+_LISTINGS = 30
 
 
 def say(text: str) -> None:
@@ -69,6 +71,14 @@ def _get_ms(daemon: Eyried) -> float:
     started = time.perf_counter()
     anyio.run(get)
     return (time.perf_counter() - started) * 1000
+
+
+def _listing_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
+    """The daemon's CPU (all its threads) per ``GET /v1/instances``, over ``runs`` in a row."""
+    cpu = procs.cpu_seconds(pid)
+    for _ in range(runs):
+        _get_ms(daemon)
+    return (procs.cpu_seconds(pid) - cpu) / runs * 1000
 
 
 class _ThreadTimer:
@@ -251,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"N = {args.size}: all exec'd in {took:.2f} s (first start, provisioning)")
         measure.settle(pid, 2.0)
         say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
+        say(f"daemon CPU per listing, quiet fleet: {_listing_cpu_ms(daemon, pid):.1f} ms ({_load()})")
         spy = _profiler(pid, args.profile)
         _storms(daemon, watcher, pid, args)
         return 0
