@@ -144,6 +144,7 @@ def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Names
     cpu_back: list[float] = []
     cpu_quiet: list[float] = []
     client_times: dict[str, list[float]] = collections.defaultdict(list)
+    window = time.monotonic()
     with contextlib.ExitStack() as stack:
         _sse(daemon, args.sse, stack)
         timers = _timers(daemon, args, stack)
@@ -186,7 +187,7 @@ def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Names
                 f"{args.during} during the storms, timed in a {where} ({len(times)} runs): p50 "
                 f"{statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms"
             )
-    say(f"({_load()})")
+    say(f"storms from monotonic {window:.3f} to {time.monotonic():.3f} s (bench.gc_pauses); ({_load()})")
 
 
 def _profiler(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
