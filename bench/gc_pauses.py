@@ -39,11 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         if not pauses:
             continue
         first = pauses[0][2]
-        kept = [p for p in pauses if p[2] - first >= args.after]
-        span = pauses[-1][2] - first
-        print(
-            f"pid {record['pid']}: {len(kept)} collections over {span:.1f} s (after the first {args.after} s)"
-        )
+        low, high = args.between or (first + args.after, pauses[-1][2])
+        kept = [p for p in pauses if low <= p[2] <= high]
+        print(f"pid {record['pid']}: {len(kept)} collections over {high - low:.1f} s")
         for generation in (0, 1, 2):
             ms = [p[4] for p in kept if p[0] == generation]
             wall = [p[1] for p in kept if p[0] == generation]
