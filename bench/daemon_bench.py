@@ -37,7 +37,7 @@ from supervisor.paths import Home
 
 FLEET_HEAD = """\
 version: 1
-daemon: {ports: {first: 55000, last: 56999}}
+daemon: {ports: {first: 47000, last: 48999}}
 defaults:
   restart: {policy: always, initial_delay: 10ms, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
   health: {interval: 10s, timeout: 3s, failure_threshold: 3, start_timeout: 30s}
