@@ -79,7 +79,7 @@ class Inventory:
         stored = await anyio.to_thread.run_sync(self._store.index) if unapplied else None
         views = Listing()
         for name, decl in entries:
-            views.add(*await self._view(name, decl, declared, hashes, stored))
+            views.add(*self._view(name, decl, declared, hashes, stored))
         unmanaged = self._stored_ids() - {a.instance_id for a in managed.values()}
         if unmanaged:
             views += await anyio.to_thread.run_sync(self._orphans, names, unmanaged)
@@ -92,7 +92,7 @@ class Inventory:
             name = found[0]
             declared = await self._declared_now()
             decl = declared.decl(name) if name in declared.names() else None
-            view, _ = await self._view(name, decl, declared, await self._config_hashes_now([name]), None)
+            view, _ = self._view(name, decl, declared, await self._config_hashes_now([name]), None)
             return view
         for view in await self.instances():
             if ref in (view.name, view.id):
@@ -137,7 +137,7 @@ class Inventory:
                     views.append(instance_view(inst, decl=None, drift=False))
         return views
 
-    async def _view(
+    def _view(
         self,
         name: str,
         decl: InstanceDecl | None,
@@ -146,7 +146,8 @@ class Inventory:
         stored: NameIndex | None,
     ) -> tuple[InstanceView, Encoded | None]:
         """The row and its JSON when kept; ``stored``: the store's index, read once per listing for the names
-        not applied yet (a reload under way, or declared by hand since the last one)."""
+        not applied yet (a reload under way, or declared by hand since the last one). Not a coroutine: it
+        never waits, and a listing calls it once per instance."""
         applied = self._reconciler.applied(name)
         if applied is None:
             assert decl is not None
