@@ -22,12 +22,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
 
+from bench._scratch import scratch_dir
 from bench.daemon_bench import Bench, fleet_text
 from supervisor.client import ControlClient
 from supervisor.errors import DaemonNotRunning
@@ -95,7 +95,7 @@ def cli_adopted(bench: Bench, old: dict[str, int], launched: float, timeout: flo
 
 
 async def rounds(n: int, count: int, settle: float, cli: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-adopt-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-adopt-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         (bench.home.root / "fleet.yaml").write_text(fleet(n))
         try:

@@ -33,6 +33,7 @@ from bench._chaos.invariants import Checker, Expected, Violation
 from bench._chaos.plan import FaultKind, Planner
 from bench._chaos.procs import end_all, snapshot
 from bench._chaos.settle import settle
+from bench._scratch import release_claims
 
 _SLOW = 5.0
 """A settle longer than this many seconds prints (with -v) what was wrong until the end."""
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chaos: home kept at {home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+            release_claims(str(home))
     print(soak.summary(time.monotonic() - started) + (" (interrupted)" if interrupted else ""), flush=True)
     return 1 if soak.violations or interrupted else 0
 

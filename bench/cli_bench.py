@@ -20,12 +20,12 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
 
+from bench._scratch import scratch_dir
 from bench.daemon_bench import Bench, fleet_text, pct, say
 
 EYRIECTL = str(Path(sys.executable).parent / "eyriectl")
@@ -83,7 +83,7 @@ async def all_running(bench: Bench) -> None:
 
 
 def run(n: int, runs: int) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-cli-bench-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-cli-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         fleet = re.sub(r"^daemon: .*\n", PORTS, fleet_text(n), count=1, flags=re.MULTILINE)
         (bench.home.root / "fleet.yaml").write_text(fleet)

@@ -34,6 +34,7 @@ from types import FrameType
 from bench._compare import measure, procs, supervisord, systemd, tables
 from bench._compare.proc_events import ExecWatcher
 from bench._compare.runs import Options, run_eyried, run_supervisord, run_systemd, say
+from bench._scratch import release_claims
 
 _LARGE = 1000
 """From this N on, respawn samples are ``--samples-large`` (a full run stays under ~10 minutes)."""
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watcher.close()
         procs.kill_marked(str(run_dir))
-        procs.release_claims(str(run_dir))
+        release_claims(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import anyio
 import psutil
 
+from bench._scratch import scratch_dir
 from supervisor.client import ControlClient
 from supervisor.errors import DaemonNotRunning
 from supervisor.paths import Home
@@ -227,7 +227,7 @@ def say(text: str) -> None:
 
 
 async def run_size(n: int, idle: float, samples: int, confined: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-bench-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         (bench.home.root / "fleet.yaml").write_text(fleet_text(n, confined=confined))
         how = "confined" if confined else "sandbox: off"

@@ -16,7 +16,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import anyio
 import psutil
 import structlog
 
+from bench._scratch import scratch_dir
 from supervisor.engine import Engine, Event, InstanceRuntime
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import Instance, InstanceStatus
@@ -96,7 +96,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def bench_size(n: int, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-bench-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-bench-{n}-") as tmp:
         store = Store(Path(tmp) / "instances")
         rts = runtimes(store, n, args.interval, ProbeKind(args.probe))
         watcher = Watcher(n)
@@ -147,7 +147,7 @@ async def bench_size(n: int, args: argparse.Namespace) -> None:
 
 
 def bench_store_write() -> None:
-    with tempfile.TemporaryDirectory(prefix="eyrie-bench-store-") as tmp:
+    with scratch_dir(prefix="eyrie-bench-store-") as tmp:
         store = Store(Path(tmp))
         inst = make_instance(store, "writer")
 
@@ -175,7 +175,7 @@ async def bench_probe_cost(requests: int) -> None:
     from supervisor.engine import ProbeContext, check, spawn
     from supervisor.testing import faulty, free_port, wait_for
 
-    with tempfile.TemporaryDirectory(prefix="eyrie-bench-probe-") as tmp:
+    with scratch_dir(prefix="eyrie-bench-probe-") as tmp:
         port = free_port()
         proc = spawn(
             faulty("--http", "--port", str(port)),

@@ -18,15 +18,14 @@ import argparse
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench._compare import measure, procs
 from bench._compare.eyried import Eyried, own_env
+from bench._scratch import scratch_dir
 from supervisor.errors import DaemonNotRunning
-from supervisor.port_claims import ClaimRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,7 @@ def _window(pid: int, seconds: float) -> None:
 
 
 def run(n: int, idle: float, settle: float) -> None:
-    with tempfile.TemporaryDirectory(prefix="eyrie-idle-") as root:
+    with scratch_dir("eyrie-idle-") as root:
         marker = root
         daemon = Eyried(Path(root), n, own_env(marker))
         try:
@@ -112,15 +111,6 @@ def run(n: int, idle: float, settle: float) -> None:
         finally:
             daemon.stop_daemon()
             procs.kill_marked(marker)
-            _release_claims(daemon.home.root)
-
-
-def _release_claims(home: Path) -> None:
-    """The machine-wide port claims of the run's instances: its home is about to be deleted."""
-    registry = ClaimRegistry()
-    for claim in registry.claims():
-        if claim.owner is not None and Path(claim.owner.home) == home:
-            registry.release(claim.port, claim.owner)
 
 
 def main() -> None:

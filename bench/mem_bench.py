@@ -19,12 +19,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
 
+from bench._scratch import scratch_dir
 from bench.daemon_bench import Bench, fleet_text
 
 _TRACER = """\
@@ -108,7 +108,7 @@ def say(text: str) -> None:
 
 
 async def rss_of(n: int, settle: float) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-mem-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-mem-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         (bench.home.root / "fleet.yaml").write_text(fleet(n))
         started = bench.start_daemon()
@@ -131,7 +131,7 @@ async def traced(
     import tracemalloc
 
     first, last = sizes[0], sizes[-1]
-    with tempfile.TemporaryDirectory(prefix="eyrie-memtrace-") as tmp:
+    with scratch_dir(prefix="eyrie-memtrace-") as tmp:
         bench = Bench(Path(tmp), first)
         (bench.home.root / "fleet.yaml").write_text(fleet(first))
         trigger = Path(tmp) / "snap"

@@ -24,7 +24,6 @@ import socket
 import statistics
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._scratch import scratch_dir
 from bench.daemon_bench import Bench, pct, say
 from supervisor.client import ControlClient
 
@@ -155,7 +155,7 @@ def last_exec(events: ProcEvents, pid: int, stamp: int) -> int:
 
 
 async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"eyrie-respawn-bench-{n}-") as tmp:
+    with scratch_dir(prefix=f"eyrie-respawn-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         fleet = fleet_text(n, confined=confined, initial_delay=initial_delay)
         (bench.home.root / "fleet.yaml").write_text(fleet)
@@ -173,6 +173,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
             load = os.getloadavg()[0]
             daemon = psutil.Process(bench.proc.pid)
             cpu_before = sum(daemon.cpu_times()[:2])
+            window = time.monotonic()
             async with ControlClient(bench.home) as client, client.events() as stream:
                 for i in range(samples):
                     name = names[i % len(names)]
@@ -193,6 +194,7 @@ async def run_size(n: int, samples: int, confined: bool, initial_delay: str) -> 
                     pids[name] = pid
                     await anyio.sleep(0.03)
             cpu = (sum(daemon.cpu_times()[:2]) - cpu_before) * 1000 / max(len(to_exec), 1)
+            say(f"  samples taken from monotonic {window:.3f} to {time.monotonic():.3f} s (bench.gc_pauses)")
             how = "confined" if confined else "sandbox: off"
             say(
                 f"N={n} {how}, initial_delay {initial_delay}, {len(to_exec)} samples"

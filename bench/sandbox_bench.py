@@ -13,10 +13,10 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench._scratch import scratch_dir
 from supervisor.engine.process import spawn
 from supervisor.sandbox.confine import Sandboxes
 from supervisor.sandbox.policy import SandboxPolicy
@@ -53,7 +53,7 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="eyrie-sandbox-bench-") as tmp:
+    with scratch_dir(prefix="eyrie-sandbox-bench-") as tmp:
         home = Path(tmp)
         the_policy = policy(home)
         builds = []

@@ -26,7 +26,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import anyio
 import psutil
 
+from bench._scratch import scratch_dir
 from bench.daemon_bench import FLEET_HEAD, Bench, pct
 from supervisor.client import ControlClient
 from supervisor.control.hub import parse_event_id
@@ -298,7 +298,7 @@ def main() -> None:
         args.home.mkdir(parents=True, exist_ok=True)
         anyio.run(run, args, args.home.absolute())
         return
-    with tempfile.TemporaryDirectory(prefix="eyrie-scale-") as tmp:
+    with scratch_dir(prefix="eyrie-scale-") as tmp:
         anyio.run(run, args, Path(tmp))
 
 

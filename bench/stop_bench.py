@@ -26,6 +26,7 @@ from bench._compare import measure, procs
 from bench._compare.eyried import Eyried
 from bench._compare.proc_events import ExecWatcher
 from bench._compare.runs import _start_all
+from bench._scratch import release_claims
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon.close()
         watcher.close()
         procs.kill_marked(str(run_dir))
-        procs.release_claims(str(run_dir))
+        release_claims(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
     stops = sorted(seconds for seconds, _ in figures)
     cpus = sorted(used for _, used in figures)

@@ -1,11 +1,14 @@
 """Crash storms at N = 1000: ``--kill`` agents SIGKILLed at once, ``--storms`` times, on one real ``eyried``.
 
-Prints per storm: all back (the last replacement's exec, by the kernel's clock), the p95 of each one's
-respawn, the daemon's CPU from the kills until all are back and until it is quiet again, and the wall time
+Prints the daemon's CPU per listing of the quiet fleet, then per storm: all back (the last replacement's
+exec, by the kernel's clock), the p95 of each one's respawn, the daemon's CPU from the kills until all are
+back and until it is quiet again, and the wall time
 of each client request run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the
-default), ``GET /v1/instances`` from this process (``--during get``: the daemon's share without the CLI's
-start-up) or nothing (``--during none``). ``--profile PATH`` records the daemon with py-spy during the
-storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
+default), ``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
+(``--during none``). The loop is timed by a process of its own (``--timer process``), by a thread of this
+one as the bench did before (``thread``), or by both in turn on the same daemon (``both``); ``--sse`` keeps an
+SSE client open through the storms as ``bench.compare`` does. ``--profile PATH`` records the daemon with
+py-spy during the storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
 
     .venv/bin/python -m bench.storm_bench --size 1000 --kill 100 --storms 5
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -24,18 +28,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
-from bench._compare import measure, procs
+from bench._compare import client_proc, clients, measure, procs
 from bench._compare.eyried import Eyried, own_env
 from bench._compare.proc_events import ExecWatcher
+from bench._scratch import release_claims
 from supervisor.client import ControlClient
 
 _QUIET_PERCENT = 5.0
+_LISTINGS = 30
 
 
 def say(text: str) -> None:
@@ -67,12 +73,69 @@ def _get_ms(daemon: Eyried) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _client(daemon: Eyried, during: str, times: list[float]) -> Callable[[], None] | None:
-    if during == "ps":
-        return lambda: times.append(daemon.ps_ms())
-    if during == "get":
-        return lambda: times.append(_get_ms(daemon))
-    return None
+def _listing_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
+    """The daemon's CPU (all its threads) per ``GET /v1/instances``, over ``runs`` in a row."""
+    cpu = procs.cpu_seconds(pid)
+    for _ in range(runs):
+        _get_ms(daemon)
+    return (procs.cpu_seconds(pid) - cpu) / runs * 1000
+
+
+class _ThreadTimer:
+    """The client loop timed in a thread of this process, as the bench did before its clients had processes
+    of their own: each run's wall time then holds this process's other threads (the exec watcher, an SSE
+    client in a thread) and a fork from a threaded process."""
+
+    def __init__(self, daemon: Eyried, during: str) -> None:
+        self._daemon, self._during = daemon, during
+        self._done = threading.Event()
+        self._times: list[float] = []
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._done.clear()
+        self._times = []
+        self._worker = threading.Thread(target=self._loop, name="storm-load")
+        self._worker.start()
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            self._times.append(self._daemon.ps_ms() if self._during == "ps" else _get_ms(self._daemon))
+
+    def stop(self) -> list[float]:
+        self._done.set()
+        if self._worker is not None:
+            self._worker.join()
+        return self._times
+
+
+def _timers(daemon: Eyried, args: argparse.Namespace, stack: contextlib.ExitStack) -> list[measure.Timer]:
+    """The timers the storms take turns with: the loop in a process of its own, in a thread of this one, or
+    both alternately (the same daemon and storms, the two ways of timing side by side)."""
+    if args.during == "none":
+        return []
+    timers: list[measure.Timer] = []
+    if args.timer in ("process", "both"):
+        timers.append(stack.enter_context(clients.TimedClient(daemon, args.during)))
+    if args.timer in ("thread", "both"):
+        timers.append(_ThreadTimer(daemon, args.during))
+    return timers
+
+
+def _sse(daemon: Eyried, where: str, stack: contextlib.ExitStack) -> None:
+    """An SSE client open through the storms (as `bench.compare` keeps one), in its own process or in a
+    daemon thread of this one."""
+    if where == "process":
+        stack.enter_context(clients.EventClient(daemon))
+    elif where == "thread":
+        ready = threading.Event()
+        pids: set[int] = set()
+        home = str(daemon.home.root)
+        threading.Thread(
+            target=lambda: anyio.run(client_proc.follow_events, home, pids, ready), daemon=True
+        ).start()
+        if not ready.wait(30):
+            raise RuntimeError("the event stream did not open")
 
 
 def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Namespace) -> None:
@@ -80,43 +143,51 @@ def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Names
     latencies: list[float] = []
     cpu_back: list[float] = []
     cpu_quiet: list[float] = []
-    client_times: list[float] = []
-    for i in range(args.storms):
-        victims = sorted(procs.sleep_children(pid))[: args.kill]
-        times: list[float] = []
-        cpu = procs.cpu_seconds(pid)
-        result = measure.storm(watcher, pid, victims, during=_client(daemon, args.during, times))
-        back_cpu = procs.cpu_seconds(pid) - cpu
-        quiet_cpu = _quiet_cpu(pid) - cpu
-        all_back.append(result.all_back_ms)
-        latencies += result.latencies
-        cpu_back.append(back_cpu * 1000)
-        cpu_quiet.append(quiet_cpu * 1000)
-        client_times += times
-        client = (
-            f", {args.during} p50 {statistics.median(times):.0f} max {max(times):.0f} ms ({len(times)} runs)"
-            if times
-            else ""
-        )
-        say(
-            f"storm {i + 1}: {result.killed} killed, all back {result.all_back_ms:.0f} ms, "
-            f"p95 {measure.pct(result.latencies, 0.95) if result.latencies else float('nan'):.0f} ms, "
-            f"{result.missing} never back, daemon CPU {back_cpu * 1000:.0f} ms to all back, "
-            f"{quiet_cpu * 1000:.0f} ms to quiet{client} ({_load()})"
-        )
-        time.sleep(0.5)
+    client_times: dict[str, list[float]] = collections.defaultdict(list)
+    window = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        _sse(daemon, args.sse, stack)
+        timers = _timers(daemon, args, stack)
+        for i in range(args.storms):
+            victims = sorted(procs.sleep_children(pid))[: args.kill]
+            timer = timers[i % len(timers)] if timers else None
+            where = "thread" if isinstance(timer, _ThreadTimer) else "process"
+            cpu = procs.cpu_seconds(pid)
+            result = measure.storm(watcher, pid, victims, during=timer)
+            back_cpu = procs.cpu_seconds(pid) - cpu
+            quiet_cpu = _quiet_cpu(pid) - cpu
+            all_back.append(result.all_back_ms)
+            latencies += result.latencies
+            cpu_back.append(back_cpu * 1000)
+            cpu_quiet.append(quiet_cpu * 1000)
+            times = result.client_ms
+            client_times[where] += times
+            client = (
+                f", {args.during} timed in a {where} p50 {statistics.median(times):.0f} "
+                f"max {max(times):.0f} ms ({len(times)} runs)"
+                if times
+                else ""
+            )
+            say(
+                f"storm {i + 1}: {result.killed} killed, all back {result.all_back_ms:.0f} ms, "
+                f"p95 {measure.pct(result.latencies, 0.95) if result.latencies else float('nan'):.0f} ms, "
+                f"{result.missing} never back, daemon CPU {back_cpu * 1000:.0f} ms to all back, "
+                f"{quiet_cpu * 1000:.0f} ms to quiet{client} ({_load()})"
+            )
+            time.sleep(0.5)
     say(
         f"\n{args.storms} storms of {args.kill} at N = {args.size}: all back median "
         f"{statistics.median(all_back):.0f} ms, p95 of each respawn {measure.pct(latencies, 0.95):.0f} ms, "
         f"daemon CPU per storm {statistics.median(cpu_back):.0f} ms to all back, "
         f"{statistics.median(cpu_quiet):.0f} ms to quiet"
     )
-    if client_times:
-        say(
-            f"{args.during} during the storms ({len(client_times)} runs): p50 "
-            f"{statistics.median(client_times):.0f} ms, p95 {measure.pct(client_times, 0.95):.0f} ms"
-        )
-    say(f"({_load()})")
+    for where, times in client_times.items():
+        if times:
+            say(
+                f"{args.during} during the storms, timed in a {where} ({len(times)} runs): p50 "
+                f"{statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms"
+            )
+    say(f"storms from monotonic {window:.3f} to {time.monotonic():.3f} s (bench.gc_pauses); ({_load()})")
 
 
 def _profiler(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
@@ -159,6 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill", type=int, default=100, help="agents SIGKILLed at once per storm")
     parser.add_argument("--storms", type=int, default=5)
     parser.add_argument("--during", choices=["ps", "get", "none"], default="ps")
+    parser.add_argument(
+        "--timer",
+        choices=["process", "thread", "both"],
+        default="process",
+        help="where the client loop is timed: a process of its own, a thread of this one, or both in turn",
+    )
+    parser.add_argument(
+        "--sse",
+        choices=["none", "process", "thread"],
+        default="none",
+        help="an SSE client open through the storms, in a process of its own or a thread of this one",
+    )
     parser.add_argument("--profile", metavar="PATH", help="py-spy raw stacks of the daemon during the storms")
     parser.add_argument("--top", metavar="PATH", help="print the top functions of a py-spy raw file; no run")
     args = parser.parse_args(argv)
@@ -179,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"N = {args.size}: all exec'd in {took:.2f} s (first start, provisioning)")
         measure.settle(pid, 2.0)
         say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
+        say(f"daemon CPU per listing, quiet fleet: {_listing_cpu_ms(daemon, pid):.1f} ms ({_load()})")
         spy = _profiler(pid, args.profile)
         _storms(daemon, watcher, pid, args)
         return 0
@@ -194,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher.close()
         procs.kill_marked(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
-        procs.release_claims(str(run_dir))
+        release_claims(str(run_dir))
 
 
 if __name__ == "__main__":

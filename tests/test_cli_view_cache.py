@@ -5,7 +5,7 @@ again when one changes, and its uptime always current."""
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from supervisor.control.schema import InstanceView
 from supervisor.daemon._view_cache import ViewCache
@@ -37,7 +37,9 @@ def _sample(rss: int) -> ResourceSample:
 def _row(
     cache: ViewCache, inst: Instance, decl: InstanceDecl, sample: ResourceSample, drift: bool = False
 ) -> InstanceView:
-    return cache.view(inst, decl=decl, drift=drift, resources=sample, inst_json=inst.to_json_dict())
+    return cache.view(
+        inst, decl=decl, drift=drift, resources=sample, last_seen=inst.last_seen, inst_json=inst.to_json_dict
+    )
 
 
 class TestViewCache:
@@ -61,7 +63,14 @@ class TestViewCache:
         assert _row(cache, written, disabled, bigger).flags == ["DISABLED"]
         kept = _row(cache, written, disabled, bigger)
         probed = {**written.to_json_dict(), "last_seen": "2026-01-02T03:04:05Z"}
-        seen = cache.view(written, decl=disabled, drift=False, resources=bigger, inst_json=probed)
+        seen = cache.view(
+            written,
+            decl=disabled,
+            drift=False,
+            resources=bigger,
+            last_seen=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            inst_json=lambda: probed,
+        )
         assert seen is not kept and seen.model_dump()["last_seen"] == "2026-01-02T03:04:05Z"
         assert first is not kept
 

@@ -12,13 +12,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from bench._compare import procs
 from bench._compare.proc_events import ExecEvent, ExecWatcher
 
 __all__ = [
     "Storm",
+    "Timer",
     "floors",
     "idle",
     "pct",
@@ -98,15 +100,24 @@ def respawns(watcher: ExecWatcher, pid: int, samples: int, timeout: float = 10) 
     return latencies, missed
 
 
+class Timer(Protocol):
+    """A client timing its own requests in a loop between `start` and `stop` (`clients.TimedClient`)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> list[float]: ...
+
+
 @dataclass
 class Storm:
-    """``killed`` children SIGKILLed at once: ms until all were back, each one's ms, how many never came."""
+    """``killed`` children SIGKILLed at once: ms until all were back, each one's ms, how many never came, and
+    the ms of each client request timed while they were in flight."""
 
     killed: int
     all_back_ms: float
     latencies: list[float]
     missing: int
     execs: list[ExecEvent]
+    client_ms: list[float] = field(default_factory=list)
 
 
 def storm(
@@ -114,21 +125,14 @@ def storm(
     pid: int,
     victims: list[int],
     timeout: float = 60,
-    during: Callable[[], None] | None = None,
+    during: Timer | None = None,
 ) -> Storm:
-    """SIGKILL ``victims`` (children of ``pid``) at once; ``during`` runs in a loop in a thread from just
+    """SIGKILL ``victims`` (children of ``pid``) at once; ``during`` times its requests in a loop from just
     before the kills until all are back (a client's load while the restarts are in flight)."""
     current = procs.sleep_children(pid)
-    done = threading.Event()
-    worker: threading.Thread | None = None
+    client_ms: list[float] = []
     if during is not None:
-
-        def loop() -> None:
-            while not done.is_set():
-                during()
-
-        worker = threading.Thread(target=loop, name="storm-load")
-        worker.start()
+        during.start()
     try:
         mark = watcher.mark()
         killed = time.monotonic_ns()
@@ -136,12 +140,16 @@ def storm(
             os.kill(victim, signal.SIGKILL)
         execs = watcher.wait_sleeps(pid, len(victims), mark, current, timeout)
     finally:
-        done.set()
-        if worker is not None:
-            worker.join()
+        if during is not None:
+            client_ms = during.stop()
     latencies = [(e.at_ns - killed) / 1e6 for e in execs]
     return Storm(
-        len(victims), max(latencies, default=float("nan")), latencies, len(victims) - len(execs), execs
+        len(victims),
+        max(latencies, default=float("nan")),
+        latencies,
+        len(victims) - len(execs),
+        execs,
+        client_ms,
     )
 
 

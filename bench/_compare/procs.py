@@ -18,7 +18,6 @@ __all__ = [
     "cpu_seconds",
     "kill_marked",
     "raise_nofile",
-    "release_claims",
     "rss_mib",
     "sleep_children",
     "wait_gone",
@@ -157,19 +156,3 @@ def kill_marked(marker: str) -> list[int]:
                 killed.append(pid)
         time.sleep(0.05)
     return killed
-
-
-def release_claims(run_dir: str) -> int:
-    """Remove the port claims of instances under ``run_dir``: a deleted home's claims are reclaimed only when
-    their port is tried again, so a run that deletes its homes removes them itself. How many were removed."""
-    from supervisor.port_claims import ClaimRegistry
-
-    removed = 0
-    prefix = os.path.abspath(run_dir) + os.sep
-    registry = ClaimRegistry()
-    for claim in registry.claims():
-        if claim.owner is not None and claim.owner.instance_dir.startswith(prefix):
-            with contextlib.suppress(FileNotFoundError, PermissionError):
-                os.unlink(registry.root / str(claim.port))
-                removed += 1
-    return removed

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bench._compare import measure, storms
+from bench._compare import clients, measure, storms
 from bench._compare.eyried import Eyried
 from bench._compare.proc_events import ExecWatcher
 from bench._compare.supervisord import Supervisord
 from bench._compare.systemd import Systemd
 
 __all__ = ["Options", "run_eyried", "run_supervisord", "run_systemd", "say"]
+
+_LEAST_PS_RUNS = 20
 
 
 @dataclass(frozen=True)
@@ -223,25 +225,27 @@ def _confined(daemon: Eyried, watcher: ExecWatcher, pid: int, opts: Options, out
 def _eyried_storm(
     daemon: Eyried, watcher: ExecWatcher, pid: int, opts: Options, out: dict[str, float]
 ) -> None:
-    """Storms with ``eyriectl ps`` in a loop and an SSE client counting the respawns it is told of."""
-    ps_times: list[float] = []
-    with storms.EventCount(daemon) as stream:
+    """Storms with ``eyriectl ps`` in a loop and an SSE client counting the respawns it is told of, each in
+    a process of its own; storms go on past ``--storm-rounds`` until ps ran `_LEAST_PS_RUNS` times."""
+    with clients.EventClient(daemon) as stream, clients.TimedClient(daemon, "ps") as ps:
         results = storms.storm_rounds(
             watcher,
             pid,
             opts.storm,
             opts.storm_rounds,
-            during=lambda: ps_times.append(daemon.ps_ms()),
+            during=ps,
             between=lambda: _settled_pids(daemon, {}),
+            least_client_runs=_LEAST_PS_RUNS,
         )
         respawned = {event.pid for result in results for event in result.execs}
         out["storm_events_missed"] = stream.missing(respawned)
     say("    " + storms.storm_figures(results, out))
+    ps_times = [ms for result in results for ms in result.client_ms]
     out["storm_ps_p50"] = statistics.median(ps_times) if ps_times else float("nan")
     out["storm_ps_p95"] = measure.pct(ps_times, 0.95) if ps_times else float("nan")
     out["storm_ps_runs"] = len(ps_times)
     say(
-        f"    ps during the storms ({len(ps_times)} runs): p50 {out['storm_ps_p50']:.0f} ms, "
-        f"p95 {out['storm_ps_p95']:.0f} ms; respawns missing from the event stream: "
-        f"{out['storm_events_missed']:.0f}"
+        f"    ps during the storms ({len(ps_times)} runs, each timed by a process of its own): "
+        f"p50 {out['storm_ps_p50']:.0f} ms, p95 {out['storm_ps_p95']:.0f} ms; respawns missing from the "
+        f"event stream: {out['storm_events_missed']:.0f}"
     )

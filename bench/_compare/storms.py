@@ -1,25 +1,20 @@
 """Crash storms: ``--storm`` children SIGKILLed at once, ``--storm-rounds`` times; for eyried with
-``eyriectl ps`` run in a loop while the restarts are in flight and an SSE client checking that it is told of
-every respawn."""
+``eyriectl ps`` run in a loop while the restarts are in flight (timed by a process of its own,
+`clients.TimedClient`) and an SSE client checking that it is told of every respawn."""
 
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-import anyio
 
 from bench._compare import measure, procs
-from bench._compare.eyried import Eyried
 from bench._compare.proc_events import ExecWatcher
-from supervisor.client import ControlClient
 
-__all__ = ["EventCount", "storm_figures", "storm_rounds"]
+__all__ = ["storm_figures", "storm_rounds"]
 
 _BETWEEN_ROUNDS = 0.5
+_MOST_ROUNDS_FACTOR = 4
 
 
 def storm_rounds(
@@ -27,13 +22,18 @@ def storm_rounds(
     pid: int,
     size: int,
     rounds: int,
-    during: Callable[[], None] | None = None,
+    during: measure.Timer | None = None,
     between: Callable[[], object] | None = None,
+    least_client_runs: int = 0,
 ) -> list[measure.Storm]:
-    """``rounds`` storms of the ``size`` lowest-numbered children; ``between`` runs after each (a fleet
-    settling before the next)."""
-    results = []
-    for _ in range(rounds):
+    """``rounds`` storms of the ``size`` lowest-numbered children, more (up to four times as many) until
+    ``during`` timed ``least_client_runs`` requests in all, so that its p95 is not its worst run; ``between``
+    runs after each (a fleet settling before the next)."""
+    results: list[measure.Storm] = []
+    while len(results) < rounds or (
+        sum(len(r.client_ms) for r in results) < least_client_runs
+        and len(results) < rounds * _MOST_ROUNDS_FACTOR
+    ):
         victims = sorted(procs.sleep_children(pid))[:size]
         results.append(measure.storm(watcher, pid, victims, during=during))
         if between is not None:
@@ -54,58 +54,3 @@ def storm_figures(results: list[measure.Storm], out: dict[str, float]) -> str:
         f"storm of {killed} × {len(results)}: all back {out['storm_all_back']:.1f} ms (median), "
         f"p95 {out['storm_p95']:.1f} ms, {out['storm_missing']:.0f} never came back"
     )
-
-
-@dataclass
-class EventCount:
-    """An SSE client of the daemon in a thread of its own: the pids its ``running`` transitions name."""
-
-    daemon: Eyried
-    pids: set[int] = field(default_factory=set)
-    ready: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    failure: list[BaseException] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sse-client")
-
-    def __enter__(self) -> EventCount:
-        self._thread.start()
-        if not self.ready.wait(30):
-            raise RuntimeError(f"the event stream did not open: {self.failure}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        if self._thread.is_alive():
-            self.daemon.reload()  # an event to wake the client, which then sees it is done
-        self._thread.join(30)
-
-    def missing(self, expected: set[int], timeout: float = 10) -> int:
-        """How many of ``expected`` the stream has not reported running, after waiting up to ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while expected - self.pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return len(expected - self.pids)
-
-    def _run(self) -> None:
-        try:
-            anyio.run(self._follow)
-        except Exception as exc:  # reported by __enter__ or as missing events
-            self.failure.append(exc)
-            self.ready.set()
-
-    async def _follow(self) -> None:
-        async with ControlClient(self.daemon.home) as client, client.events() as events:
-            # The stream is live once it carries an event this client caused after opening it.
-            await client.reload()
-            with anyio.fail_after(10):
-                async for event in events:
-                    if event.event == "reload":
-                        break
-            self.ready.set()
-            async for event in events:
-                if event.event == "transition" and event.to_status == "running" and event.pid:
-                    self.pids.add(event.pid)
-                elif event.event == "reload" and self.done.is_set():
-                    return

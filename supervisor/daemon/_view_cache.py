@@ -15,7 +15,8 @@ from supervisor.control._listing import Encoded, encode_row
 from supervisor.daemon.views import instance_view, uptime_of
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
+    from datetime import datetime
 
     from supervisor.control.schema import InstanceView
     from supervisor.engine.resources import ResourceSample
@@ -72,15 +73,16 @@ class ViewCache:
         decl: InstanceDecl | None,
         drift: bool,
         resources: ResourceSample | None,
-        inst_json: dict[str, Any],
+        last_seen: datetime | None,
+        inst_json: Callable[[], dict[str, Any]],
     ) -> InstanceView:
-        """The row of ``inst``; ``inst_json``: its JSON with the current last_seen (`Engine.get_json`)."""
-        last_seen = inst_json.get("last_seen")
+        """The row of ``inst``; ``last_seen``: its current one (`Engine.last_seen`); ``inst_json``: its JSON
+        with it (`Engine.get_json`, a fresh dict), asked for only when the row is built."""
         row = self._rows.get(inst.id)
         if row is not None and row.made_of(inst, decl, drift, resources, last_seen):
             row.view.__dict__["uptime_seconds"] = uptime_of(inst)  # unvalidated either way, minus the setter
             return row.view
-        view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json())
         self._rows[inst.id] = _Row(inst, decl, drift, resources, last_seen, view)
         return view
 

@@ -1,9 +1,6 @@
-"""The composition root: fleet file → provisioner → engine → control API, plus reload and signals.
-
-The daemon is the only writer of runtime state. Fleet-file edits (from the API or by hand) take effect through
-one path, `Daemon.reload`, which diffs the new file against the one in force and touches only what changed
-(`supervisor.daemon.reconciler`); what the API lists comes from `supervisor.daemon.inventory`.
-"""
+"""The composition root: fleet file → provisioner → engine → control API, plus reload and signals. The only
+writer of runtime state; fleet-file edits (API or by hand) take effect through one path, `Daemon.reload`
+(`supervisor.daemon.reconciler`: only what changed); the API lists from `supervisor.daemon.inventory`."""
 
 from __future__ import annotations
 
@@ -22,6 +19,7 @@ from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, 
 from supervisor.daemon._children import InheritedChildren
 from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
+from supervisor.daemon._gc import settle_after, settle_soon
 from supervisor.daemon._listeners import ADOPTION_GRACE, START_GRACE, Listeners
 from supervisor.daemon._notify import Notifications
 from supervisor.daemon._plan import plan_reload
@@ -155,6 +153,7 @@ class Daemon:
             cut = functools.partial(nothing_to_adopt, self.store, self.engine.instances, boot)
             startup = await start_up(signals, self._lock, start, cut if self.reexecuted_at is None else never)
             tg.start_soon(announce_fleet_ready, self.engine, self.hub.publish, self.reexecuted_at, announced)
+            tg.start_soon(settle_after, announced)
             if startup.result is not None and not startup.result.ok:
                 self.last_reload = startup.result  # `status` shows it until a reload succeeds
             # the fleet comes to rest before the HTTP stack's imports hold the loop up
@@ -264,6 +263,7 @@ class Daemon:
             result = ReloadResult(ok=False, error=f"internal error while reloading: {exc!r}", at=utcnow())
         if result.ok:
             self._apply_daemon_settings(self.reconciler.fleet)
+            settle_soon()
         self.last_reload = self.inventory.reloads.count(result)
         detail = "applied" if result.ok else f"rejected: {result.error}"
         self.hub.publish(

@@ -11,6 +11,7 @@ sits in the home, a listing never stalls the event loop that supervises the flee
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import anyio.to_thread
 import supervisor
 from supervisor.control._listing import Listing
 from supervisor.control.schema import DaemonStatus, ReloadResult
+from supervisor.daemon._file_watch import FileWatch
 from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
 from supervisor.daemon._view_cache import ViewCache
@@ -58,7 +60,7 @@ class Inventory:
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
         self._fleets_for: FleetFile | None = None  # the applied fleet the cached ones were compared with
-        self._config_hashes = StatCache[str]()
+        self._config_hashes = StatCache[str](FileWatch())
         self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
         self._views = ViewCache()
         self.reloads = ReloadCounts()
@@ -77,7 +79,7 @@ class Inventory:
         stored = await anyio.to_thread.run_sync(self._store.index) if unapplied else None
         views = Listing()
         for name, decl in entries:
-            views.add(*await self._view(name, decl, declared, hashes, stored))
+            views.add(*self._view(name, decl, declared, hashes, stored))
         unmanaged = self._stored_ids() - {a.instance_id for a in managed.values()}
         if unmanaged:
             views += await anyio.to_thread.run_sync(self._orphans, names, unmanaged)
@@ -90,7 +92,7 @@ class Inventory:
             name = found[0]
             declared = await self._declared_now()
             decl = declared.decl(name) if name in declared.names() else None
-            view, _ = await self._view(name, decl, declared, await self._config_hashes_now([name]), None)
+            view, _ = self._view(name, decl, declared, await self._config_hashes_now([name]), None)
             return view
         for view in await self.instances():
             if ref in (view.name, view.id):
@@ -135,7 +137,7 @@ class Inventory:
                     views.append(instance_view(inst, decl=None, drift=False))
         return views
 
-    async def _view(
+    def _view(
         self,
         name: str,
         decl: InstanceDecl | None,
@@ -144,7 +146,8 @@ class Inventory:
         stored: NameIndex | None,
     ) -> tuple[InstanceView, Encoded | None]:
         """The row and its JSON when kept; ``stored``: the store's index, read once per listing for the names
-        not applied yet (a reload under way, or declared by hand since the last one)."""
+        not applied yet (a reload under way, or declared by hand since the last one). Not a coroutine: it
+        never waits, and a listing calls it once per instance."""
         applied = self._reconciler.applied(name)
         if applied is None:
             assert decl is not None
@@ -156,8 +159,14 @@ class Inventory:
         inst = self._engine.written(applied.instance_id)
         drift = decl is not None and self._drifted(applied, inst, declared, config_hashes.get(inst.id, ""))
         resources = self._engine.resources(inst.id)
-        inst_json = self._engine.get_json(inst.id)
-        view = self._views.view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json)
+        view = self._views.view(
+            inst,
+            decl=decl,
+            drift=drift,
+            resources=resources,
+            last_seen=self._engine.last_seen(inst.id),
+            inst_json=functools.partial(self._engine.get_json, inst.id),
+        )
         return view, self._views.encoded(inst.id)
 
     def _drifted(self, applied: Applied, inst: Instance, declared: FleetFile, config_hash: str) -> bool:
@@ -204,6 +213,7 @@ class Inventory:
 
         found: dict[str, str] = {}
         changed = []
+        self._config_hashes.refresh()
         for inst in instances:
             kept = self._config_hashes.kept(inst.config_path)
             if kept[0]:

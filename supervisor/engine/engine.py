@@ -278,6 +278,10 @@ class Engine:
         """``get(instance_id).to_json_dict()``, serialised once per write of the instance."""
         return self._actor(instance_id).record.written_json()
 
+    def last_seen(self, instance_id: str) -> datetime | None:
+        """`get`'s last_seen without a copy of the instance: a listing asks it of every instance."""
+        return self._actor(instance_id).record.inst.last_seen
+
     def all_written(self) -> list[Instance]:
         """Every instance as last written, shared: never to be changed (see `written`)."""
         return [actor.record.written() for actor in self._actors.values()]
