@@ -25,12 +25,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench._compare.eyried import Eyried, own_env
-from bench._compare.procs import release_claims
+from bench._scratch import scratch_dir
 from supervisor.errors import DaemonNotRunning
 
 FLOORS = {
@@ -128,7 +127,7 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=0, metavar="RUNS")
     parser.add_argument("--floor-runs", type=int, default=15)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="eyrie-start-imports-") as tmp:
+    with scratch_dir("eyrie-start-imports-") as tmp:
         daemon = Eyried(Path(tmp), args.size, own_env(f"start-imports-{os.getpid()}"))
         try:
             daemon.launch()
@@ -146,7 +145,6 @@ def main() -> None:
             counted = [instructions(daemon) for _ in range(args.instructions)]
         finally:
             daemon.close()
-            release_claims(tmp)
     say(
         f"N={args.size}, {args.rounds} rounds: launch → first spawn {statistics.median(walls):.0f} ms"
         f" (min {min(walls):.0f}), CPU by then {statistics.median(cpus):.0f} ms (min {min(cpus):.0f}),"

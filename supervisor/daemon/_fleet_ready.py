@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from supervisor.daemon._malloc import compact_heap
 from supervisor.engine.events import Event
 from supervisor.models import utcnow
 
@@ -62,7 +61,6 @@ async def announce_fleet_ready(
     }
     publish(Event(time=utcnow(), event="daemon", detail=FLEET_READY, data=data))
     log.info("fleet_ready", **data)
-    compact_heap()  # what the start-up freed
     if announced is not None:
         announced.set()
 

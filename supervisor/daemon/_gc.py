@@ -1,6 +1,6 @@
 """The garbage collector of a large fleet: what a start-up or a reload builds lives as long as the fleet, so
-once the fleet has come to rest it is collected once and frozen (`gc.freeze`), and later collections walk only
-what came after it.
+once the fleet has come to rest it is collected once and frozen (`gc.freeze`), later collections walk only
+what came after it, and the pages the collection freed go back to the system (`compact_heap`).
 
 Unfrozen, the objects of 1,000 instances sit in the collector's older generations, and every collection that
 reaches them walks them all: at N = 1000 the middle generation's collections took 2–90 ms and the oldest's
@@ -18,6 +18,8 @@ import time
 import anyio
 import structlog
 
+from supervisor.daemon._malloc import compact_heap
+
 __all__ = ["AFTER_RELOAD", "settle_after", "settle_heap", "settle_soon"]
 
 AFTER_RELOAD = 2.0
@@ -29,13 +31,14 @@ log = structlog.get_logger("supervisor.daemon")
 
 
 def settle_heap(*, unfreeze: bool) -> None:
-    """Collect everything the collector tracks and freeze what survives; ``unfreeze`` first to look again at
-    what an earlier settling froze."""
+    """Collect everything the collector tracks, freeze what survives and give the freed pages back;
+    ``unfreeze`` first to look again at what an earlier settling froze."""
     started = time.perf_counter()
     if unfreeze:
         gc.unfreeze()
     collected = gc.collect()
     gc.freeze()
+    compact_heap()
     took = round((time.perf_counter() - started) * 1000, 1)
     log.debug("heap_settled", collected=collected, frozen=gc.get_freeze_count(), ms=took)
 
