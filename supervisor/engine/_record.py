@@ -52,6 +52,7 @@ class InstanceRecord:
         self.inst = inst
         self.log = log  # the actor's bound logger, rebound when its runtime changes
         self._view = inst.model_copy()
+        self._disk = self._view  # what instance.json was last read or written with
         self._view_json: tuple[Instance, dict[str, Any]] | None = None
         self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
@@ -100,8 +101,12 @@ class InstanceRecord:
             return data
         return self.snapshot().to_json_dict()
 
-    async def persist(self) -> None:
-        """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""
+    async def persist(self, *, only_changes: bool = False) -> None:
+        """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept.
+        ``only_changes``: nothing when memory holds what the file was last read or written with and no
+        write is due (a repeated adoption); a plain write also takes in what others wrote beside them."""
+        if only_changes and self._written >= self._dirty and self._as_on_disk():
+            return
         self._dirty += 1
         mine = self._dirty
         journals = self._services.journals
@@ -127,11 +132,15 @@ class InstanceRecord:
                 self.show_memory()
                 raise
             self._written = target
-            self._view = disk
+            self._view = self._disk = disk
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
             if journals is not None:
                 journals.landed(self._instance_id, snapshot["desired"], snapshot["desired_boot_id"])
+
+    def _as_on_disk(self) -> bool:
+        memory, disk = self.inst.__dict__, self._disk.__dict__
+        return all(memory[key] == disk[key] for key in OWNED_FIELDS)
 
     def _stopping(self) -> bool:
         """Whether memory wants the instance stopped and what others can read does not say so yet: an
