@@ -101,12 +101,8 @@ class InstanceRecord:
             return data
         return self.snapshot().to_json_dict()
 
-    async def persist(self, *, only_changes: bool = False) -> None:
-        """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept.
-        ``only_changes``: nothing when memory holds what the file was last read or written with and no
-        write is due (a repeated adoption); a plain write also takes in what others wrote beside them."""
-        if only_changes and self._written >= self._dirty and self._as_on_disk():
-            return
+    async def persist(self) -> None:
+        """Write the owned fields to ``instance.json``; concurrent calls coalesce, order is kept."""
         self._dirty += 1
         mine = self._dirty
         journals = self._services.journals
@@ -137,6 +133,12 @@ class InstanceRecord:
             self.inst = disk.model_copy(update=current)
             if journals is not None:
                 journals.landed(self._instance_id, snapshot["desired"], snapshot["desired_boot_id"])
+
+    async def persist_changes(self) -> None:
+        """`persist`, unless memory holds what ``instance.json`` was last read or written with and no write
+        is due: a repeated adoption writes nothing (a plain `persist` also takes in what others wrote)."""
+        if self._written < self._dirty or not self._as_on_disk():
+            await self.persist()
 
     def _as_on_disk(self) -> bool:
         memory, disk = self.inst.__dict__, self._disk.__dict__

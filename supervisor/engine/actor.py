@@ -243,7 +243,7 @@ class Actor:
             self.inst.status_detail = f"adopted pid {self.proc.pid}"
             self.log.info("adopted", pid=self.proc.pid)
             self._note(f"adopted pid {self.proc.pid}, still running from before eyried started")
-            await self.persist(only_changes=True)
+            await self._record.persist_changes()
             # a sweep of an earlier run's leftovers that a dead image left unfinished ends now
             self.services.request_sweep(self.runtime.instance_id, False)
             self._emit("transition", self.inst.status, self.inst.status, self.inst.status_detail)
@@ -525,8 +525,8 @@ class Actor:
         if new in SETTLED:
             self._waiters.attempt_settled()
 
-    async def persist(self, *, only_changes: bool = False) -> None:
-        await self._record.persist(only_changes=only_changes)
+    async def persist(self) -> None:
+        await self._record.persist()
         unwritten, self._unwritten = self._unwritten, []
         for inst, old, new, detail in unwritten:
             announce(self.services.emit, self.log, self.runtime, inst, "transition", old, new, detail, {})
