@@ -8,7 +8,7 @@ whose event lacks them), how many instances it restarted, and its RSS (``smaps_r
 settled. ``--cli`` adds the same adoption as the CLI sees it: ``eyriectl ps --json`` run in a loop from the
 launch until it shows every instance running with its old pid. Last, the floors measured the same way:
 ``python -c pass`` and import-only processes (wall, CPU and RSS at the end of each). Fleets take ports from
-51000–52999 (``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them).
+51000–52999 (``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them); the run removes its home's port claims.
 
     .venv/bin/python -m bench.adopt_bench --size 200 --rounds 5 --cli
 """

@@ -52,6 +52,7 @@ class InstanceRecord:
         self.inst = inst
         self.log = log  # the actor's bound logger, rebound when its runtime changes
         self._view = inst.model_copy()
+        self._disk = self._view  # what instance.json was last read or written with
         self._view_json: tuple[Instance, dict[str, Any]] | None = None
         self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
@@ -127,11 +128,21 @@ class InstanceRecord:
                 self.show_memory()
                 raise
             self._written = target
-            self._view = disk
+            self._view = self._disk = disk
             current = {key: getattr(self.inst, key) for key in OWNED_FIELDS}
             self.inst = disk.model_copy(update=current)
             if journals is not None:
                 journals.landed(self._instance_id, snapshot["desired"], snapshot["desired_boot_id"])
+
+    async def persist_changes(self) -> None:
+        """`persist`, unless memory holds what ``instance.json`` was last read or written with and no write
+        is due: a repeated adoption writes nothing (a plain `persist` also takes in what others wrote)."""
+        if self._written < self._dirty or not self._as_on_disk():
+            await self.persist()
+
+    def _as_on_disk(self) -> bool:
+        memory, disk = self.inst.__dict__, self._disk.__dict__
+        return all(memory[key] == disk[key] for key in OWNED_FIELDS)
 
     def _stopping(self) -> bool:
         """Whether memory wants the instance stopped and what others can read does not say so yet: an

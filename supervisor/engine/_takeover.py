@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.engine._launch import adopt, launched_otherwise
+from supervisor.engine._record import assign
 from supervisor.engine.process import AdoptedProcess, ExitStatus, reap_recorded
 from supervisor.engine.recovery import RecoveryPlan, plan_recovery
 from supervisor.engine.runtime import InstanceRuntime
@@ -40,8 +41,7 @@ def take_over(inst: Instance, rt: InstanceRuntime, boot_id: str, log: Any) -> Ta
     if plan.process == "found dead":
         reaped = reap_recorded(inst.pid, inst.proc_start_time or 0.0) if inst.pid else None
         ended = reaped or ExitStatus()
-    inst.desired, inst.desired_boot_id, inst.phase = plan.desired, boot_id, plan.phase.value
+    assign(inst, desired=plan.desired, desired_boot_id=boot_id, phase=plan.phase.value)
     if plan.reset_counts:
-        inst.restart_count = 0
-        inst.next_start_at = None
+        assign(inst, restart_count=0, next_start_at=None)
     return Takeover(plan, proc, ended, restart)

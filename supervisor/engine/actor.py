@@ -243,7 +243,7 @@ class Actor:
             self.inst.status_detail = f"adopted pid {self.proc.pid}"
             self.log.info("adopted", pid=self.proc.pid)
             self._note(f"adopted pid {self.proc.pid}, still running from before eyried started")
-            await self.persist()
+            await self._record.persist_changes()
             # a sweep of an earlier run's leftovers that a dead image left unfinished ends now
             self.services.request_sweep(self.runtime.instance_id, False)
             self._emit("transition", self.inst.status, self.inst.status, self.inst.status_detail)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from supervisor.engine import procfs
 
-__all__ = ["ExitStatus", "collect", "ended", "open_verified", "send_signal"]
+__all__ = ["ExitStatus", "collect", "ended", "open_described", "open_verified", "send_signal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +48,23 @@ def open_verified(pid: int, start_ticks: int) -> tuple[int, procfs.ProcInfo] | N
     """A pidfd for ``pid`` while it is still the process that started at ``start_ticks``, with its stat row
     (read after the pidfd was opened, so it describes the pidfd's process). None when the pid is gone or now
     belongs to another process; the caller closes the pidfd."""
+    opened = open_described(pid)
+    if opened is not None and opened[1].start_ticks != start_ticks:
+        os.close(opened[0])
+        return None
+    return opened
+
+
+def open_described(pid: int) -> tuple[int, procfs.ProcInfo] | None:
+    """A pidfd for whoever holds ``pid`` now, with its stat row read after the pidfd was opened: the row
+    describes the pidfd's process, so a start time compared with it afterwards proves who the pidfd names.
+    None when the pid is gone; the caller closes the pidfd."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:
         return None
     info = procfs.read_stat(pid)
-    if info is None or info.start_ticks != start_ticks:
+    if info is None:
         os.close(fd)
         return None
     return fd, info

@@ -311,22 +311,24 @@ class AdoptedProcess(_PidfdProcess):
 
         The command line counts only when the marker cannot be read: programs rewrite their process title
         (OpenClaw's gateway reads ``openclaw-gateway``), but the environment they were started with stays.
-        None when it is gone, a zombie, or a different process that reuses the pid.
+        So it is read only then; a process proven by its marker keeps the recorded one. The pidfd is opened
+        before the one stat read that proves the start time, so what it names is what was checked. None when
+        it is gone, a zombie, or a different process that reuses the pid.
         """
-        seen = procfs.read_stat(pid)
-        if seen is None or seen.gone or not _started_at(seen.start_ticks, start_time):
-            return None
-        current = procfs.read_cmdline(pid)
-        opened = pidfd.open_verified(pid, seen.start_ticks)
+        opened = pidfd.open_described(pid)
         if opened is None:
             return None
         fd, info = opened
+        if info.gone or not _started_at(info.start_ticks, start_time):
+            os.close(fd)
+            return None
         found = procfs.read_marker(pid)
-        if found is None:
-            ours = (same_cmdline or _equal)(current, cmdline)
+        if found is not None:
+            ours, current = found in (marker, legacy_marker), list(cmdline)
         else:
-            ours = found in (marker, legacy_marker)
-        if info.gone or not ours:
+            current = procfs.read_cmdline(pid)
+            ours = (same_cmdline or _equal)(current, cmdline)
+        if not ours:
             os.close(fd)
             return None
         return cls(pid, info.pgid, start_time, info.start_ticks, current, fd)

@@ -9,6 +9,7 @@ in a few milliseconds, so it is read here with plain ``os.open``/``os.read``.
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -250,8 +251,9 @@ def scan(*, markers: bool = True) -> ProcTable:
 
 
 def uptime() -> float:
-    """Seconds since boot: the clock process start times are measured on."""
-    return float(_read("/proc/uptime").split()[0])
+    """Seconds since boot: the clock process start times are measured on (what ``/proc/uptime`` shows, read
+    without a file)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def uptime_ticks() -> int:
