@@ -10,21 +10,18 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 import structlog
 
 from supervisor.engine import _posix_spawn
 from supervisor.engine._launch import check_port
-from supervisor.engine._services import Crowd, Services
-from supervisor.engine._write_batch import WriteBatch
 from supervisor.engine.process import spawn
-from supervisor.engine.stop import ProcScanner
-from supervisor.port_claims import ClaimRegistry, PortOwner
+from supervisor.port_claims import PortOwner
 from supervisor.sandbox.child import Confiner
 from supervisor.sandbox.spawner import SpawnHelper
 from supervisor.store import Store
 from supervisor.testing import make_runtime, process_gone, wait_for
+from tests._services import bare_services
 
 pytestmark = [
     pytest.mark.anyio,
@@ -160,21 +157,7 @@ class TestClaimKnownToBeOurs:
     async def test_a_claim_taken_over_on_disk_is_seen_at_the_next_check(self, tmp_path: Path) -> None:
         """A claim seen to be ours is not read again while its file is unchanged; a new file is read."""
         store = Store(tmp_path / "instances")
-        threads = anyio.CapacityLimiter(1)
-        services = Services(
-            store=store,
-            boot_id="boot",
-            scanner=ProcScanner(),
-            threads=threads,
-            request_sweep=lambda instance_id, urgent: None,
-            spawning=Crowd(),
-            writing=Crowd(),
-            emit=lambda event: None,
-            claims=ClaimRegistry(tmp_path / "claims"),
-            batch=WriteBatch(threads),
-            port_checks=WriteBatch(threads),
-            spawns=WriteBatch(threads),
-        )
+        services = bare_services(store, tmp_path / "claims", threads=1)
         rt = make_runtime(store, "claimer", ["true"])
         log = structlog.get_logger("test")
 

@@ -18,14 +18,11 @@ import structlog
 
 from supervisor.engine._launch import check_port, spawn_child
 from supervisor.engine._logs import InstanceLog
-from supervisor.engine._services import Crowd, Services
-from supervisor.engine._write_batch import WriteBatch
-from supervisor.engine.stop import ProcScanner
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home
-from supervisor.port_claims import ClaimRegistry
 from supervisor.store import Store
 from supervisor.testing import fast_restart, make_runtime, running_engine, wait_for, wait_instance
+from tests._services import bare_services
 
 pytestmark = pytest.mark.anyio
 
@@ -39,24 +36,6 @@ def listening() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def _services(store: Store, claims: Path) -> Services:
-    threads = anyio.CapacityLimiter(4)
-    return Services(
-        store=store,
-        boot_id="boot",
-        scanner=ProcScanner(),
-        threads=threads,
-        request_sweep=lambda instance_id, urgent: None,
-        spawning=Crowd(),
-        writing=Crowd(),
-        emit=lambda event: None,
-        claims=ClaimRegistry(claims),
-        batch=WriteBatch(threads),
-        port_checks=WriteBatch(threads),
-        spawns=WriteBatch(threads),
-    )
-
-
 async def _no_sweep() -> None:
     pass
 
@@ -66,7 +45,7 @@ class TestPortChecksOfACrowd:
         """Checks asked for together are made in one batch: each port is claimed for its instance, and the
         one a stranger listens on is reported held, naming it, before anything is spawned."""
         store = Store(tmp_path / "instances")
-        services = _services(store, tmp_path / "claims")
+        services = bare_services(store, tmp_path / "claims")
         services.writing.surge(anyio.current_time(), 60.0)  # a fleet starting
         log = structlog.get_logger("test")
         with listening() as held:
@@ -118,7 +97,7 @@ class TestSpawnsOfACrowd:
         session, its output in its own log, and each instance's lines go through the descriptor its spawn
         opened."""
         store = Store(tmp_path / "instances")
-        services = _services(store, tmp_path / "claims")
+        services = bare_services(store, tmp_path / "claims")
         services.spawning.surge(anyio.current_time(), 60.0)  # a fleet starting
         log = structlog.get_logger("test")
         runtimes = [
