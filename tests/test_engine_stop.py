@@ -17,7 +17,8 @@ from supervisor.testing import faulty, free_port, process_gone, wait_for
 
 pytestmark = pytest.mark.anyio
 
-MARKER = "stop-test-instance"
+MARKER = f"stop-test-instance-{os.getpid()}"
+"""One per test process: another checkout's suite running beside this one marks its processes apart."""
 
 
 async def start(tmp_path: Path, *flags: str, marker: str = MARKER) -> SpawnedProcess:
