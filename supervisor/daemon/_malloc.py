@@ -17,6 +17,8 @@ arenas are ~97 % full of live objects, so there is nothing to give back there.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from typing import cast
 
 __all__ = ["compact_heap", "one_malloc_arena"]
 
@@ -25,29 +27,30 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_FROM = 128 * 1024  # glibc's initial threshold
 
 
+def _libc(name: str, *argtypes: type[ctypes._SimpleCData[int]]) -> Callable[..., int] | None:
+    """The C library's ``name`` taking ``argtypes``, returning an int; None where it has none (not glibc)."""
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = argtypes
+    function.restype = ctypes.c_int
+    return cast(Callable[..., int], function)
+
+
 def one_malloc_arena() -> bool:
     """Limit malloc to the main arena; False where the C library has no such setting (not glibc)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, 1))
+    mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, 1))
 
 
 def compact_heap() -> bool:
     """Give the heap's free pages back to the system (``malloc_trim(0)``) and map big buffers on their own
     from now on; False where the C library has neither call (not glibc)."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
+    mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+    malloc_trim = _libc("malloc_trim", ctypes.c_size_t)
+    if mallopt is None or malloc_trim is None:
         return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    malloc_trim.argtypes = (ctypes.c_size_t,)
-    malloc_trim.restype = ctypes.c_int
     mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
     malloc_trim(0)
     return True
