@@ -1,11 +1,11 @@
 """The daemon's side of a respawn, stamped from inside it: with this directory on ``PYTHONPATH`` and
 ``EYRIE_RESPAWN_PROBE=PATH`` set, an ``eyried`` process appends to PATH, when it exits, one JSON line: for
-each process end it saw (its pidfd readable, the loop's callback) and the next ``posix_spawn`` call after
-it, the event-loop thread's CPU and the wall time between the two, the spawn call's own wall and CPU time
-and those of the C library's ``posix_spawn`` in it (the clone to the child's exec, during which a vfork
-parent waits), and the collections the collector ran
-between. ``EYRIE_RESPAWN_PROFILE=1`` also runs cProfile from each readable pidfd to the end of its spawn
-call and adds the top functions. Other processes load it and do nothing.
+each process end it saw (its pidfd readable, the loop's callback) and the next ``posix_spawn`` call after it
+(unconfined agents: a confined one is spawned from a thread of its own, not stamped), the event-loop thread's
+CPU and the wall time between the two, the spawn call's own wall and CPU time and those of the C library's
+``posix_spawn`` in it (the clone to the child's exec, during which a vfork parent waits), and the collections
+the collector ran between. ``EYRIE_RESPAWN_PROFILE=1`` also runs cProfile from each readable pidfd to the end
+of its spawn call and adds the top functions. Other processes load it and do nothing.
 
     PYTHONPATH=bench/_respawn_probe EYRIE_RESPAWN_PROBE=/tmp/rp.jsonl \\
         .venv/bin/python bench/respawn_bench.py --sizes 1000 --samples 200 --unconfined
