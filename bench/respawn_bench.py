@@ -12,7 +12,8 @@ child exec'd through a trampoline (``prlimit``) counts at its second exec, the a
     .venv/bin/python bench/respawn_bench.py --sizes 200 --samples 100 --unconfined
 
 ``--initial-delay 10ms`` measures a tree whose restart delay has a 10 ms floor (the figure then includes it).
-The daemon is stopped in a ``finally`` (Ctrl-C included); its fleet uses ports 49000–50999.
+The daemon is stopped in a ``finally`` (Ctrl-C included); its fleet uses ports 49000–50999
+(``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them).
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ _PIDS = struct.Struct("=II")  # process_pid, process_tgid
 
 def fleet_text(n: int, *, confined: bool, initial_delay: str) -> str:
     sandbox = "" if confined else "    sandbox: off\n"
+    first, _, last = os.environ.get("EYRIE_BENCH_PORTS", "49000-50999").partition("-")
     return (
         "version: 1\n"
-        "daemon:\n  ports: {first: 49000, last: 50999}\n"
+        f"daemon:\n  ports: {{first: {first}, last: {last}}}\n"
         "defaults:\n"
         f"  restart: {{policy: always, initial_delay: {initial_delay}, factor: 1, max_delay: 1s, jitter: 0,"
         " max_retries: 100000}\n"

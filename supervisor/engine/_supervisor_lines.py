@@ -3,24 +3,26 @@ output, as journald interleaves systemd's "Started …" lines: ``2026-11-30T15:0
 4242``. ``eyriectl logs`` then tells the whole story of a crash, a restart or a stop.
 
 A line is one small ``O_APPEND`` write on the event loop (no thread, no await): the kernel appends it whole,
-between the child's own writes. The file stays open between lines (one system call per line: each call lets
-the worker threads take the GIL, which in a crowd of spawns made four calls per line cost ~0.2 ms); at each
-spawn, the descriptor the spawn opened for the child's output takes its place. While a rotation copies the
-file and truncates it in place, lines wait in memory and are written once it is done, so the truncation never
-drops one. A symlink, FIFO or device planted at the path is never written through, and a line that cannot be
-written is dropped (the daemon's own log has it anyway).
+between the child's own writes. A spawn's lines (the exit held back while a restart without delay spawned,
+then ``started pid``) go through the descriptor the spawn opened for the child's output, and the lines of one
+turn of the event loop through one open of the file (one system call per line: each call lets the worker
+threads take the GIL, which in a crowd of spawns made four calls per line cost ~0.2 ms). The descriptor is
+let go at the end of that turn: held for as long as the instance runs, it was one more descriptor per
+instance that every spawn's child inherits and closes (half of the ~2,000 at N = 1000). While a rotation
+copies the file and truncates it in place, lines wait in memory and are written once it is done, so the
+truncation never drops one. A symlink, FIFO or device planted at the path is never written through, and a
+line that cannot be written is dropped (the daemon's own log has it anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-from supervisor.engine.open_files import place_high
 
 __all__ = ["MARK", "SupervisorLines", "format_line"]
 
@@ -63,10 +65,20 @@ class SupervisorLines:
         self._fd = self._path = None
 
     def take(self, path: Path, fd: int) -> None:
-        """Write the next lines through ``fd``, ``path`` opened to append (a new child's log, as the spawn
+        """Write this turn's lines through ``fd``, ``path`` opened to append (a new child's log, as the spawn
         opened it): a spawn costs no second open of the file."""
         self.close()
-        self._fd, self._path = place_high(fd), path
+        self._hold(path, fd)
+
+    def _hold(self, path: Path, fd: int) -> None:
+        """Keep ``fd`` until the event loop's current turn is over (for good where no loop runs)."""
+        self._fd, self._path = fd, path
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon(self._let_go, fd)
+
+    def _let_go(self, fd: int) -> None:
+        if self._fd == fd:
+            self.close()
 
     @contextlib.contextmanager
     def held(self, path: Path) -> Iterator[None]:
@@ -80,13 +92,15 @@ class SupervisorLines:
                 self._append(path, b"".join(held))
 
     def _append(self, path: Path, data: bytes) -> None:
-        if self._path != path:
+        fd = self._fd
+        if self._path != path or fd is None:
             self.close()
-            self._fd, self._path = _open_regular(path), path
-        if self._fd is None:
-            return
+            fd = _open_regular(path)
+            if fd is None:
+                return
+            self._hold(path, fd)
         try:
-            os.write(self._fd, data)
+            os.write(fd, data)
         except OSError:
             self.close()
 
@@ -98,6 +112,6 @@ def _open_regular(path: Path) -> int | None:
     except OSError:
         return None
     if stat.S_ISREG(os.fstat(fd).st_mode):
-        return place_high(fd)
+        return fd
     os.close(fd)
     return None

@@ -1,14 +1,14 @@
 """The daemon's limit on open files: room made for its fleet, the limit it was started with for its agents.
 
-eyried holds about three descriptors per instance (a pidfd and its log file, and a pidfd while a re-exec's
-children are taken over) besides its sockets, so a fleet of a few hundred passes the soft limit of 1024 that
-systemd and most shells give a process. Its agents must start with the soft limit eyried was started with, as
-systemd's services do: a program that uses ``select()`` breaks on a descriptor above 1023. A child starts
-with the limit of the process that forks it, so once the fleet needs more, eyried keeps its soft limit and
-places each descriptor it holds for an instance above it (`place_high`: the soft limit is raised to the hard
-one for one ``fcntl(F_DUPFD)``, and lowered again; a spawn waits for that window, `spawning`). A child is
-then started directly, with no code between fork and exec, and new descriptors still come from below the soft
-limit, where few are held.
+eyried holds a pidfd per running instance (two while a re-exec's children are taken over, and its log file for
+the turn of the event loop that writes a spawn's lines) besides its sockets, so a fleet of several hundred
+passes the soft limit of 1024 that systemd and most shells give a process. Its agents must start with the soft
+limit eyried was started with, as systemd's services do: a program that uses ``select()`` breaks on a
+descriptor above 1023. A child starts with the limit of the process that forks it, so once the fleet needs
+more, eyried keeps its soft limit and places each descriptor it holds for an instance above it (`place_high`:
+the soft limit is raised to the hard one for one ``fcntl(F_DUPFD)``, and lowered again; a spawn waits for that
+window, `spawning`). A child is then started directly, with no code between fork and exec, and new descriptors
+still come from below the soft limit, where few are held.
 
 Should the room below the soft limit run short all the same, or after a re-exec, the soft limit is raised to
 the hard limit for good: a confined child then sets the original limit between fork and exec
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 FDS_PER_INSTANCE = 3
-"""Descriptors the daemon holds per running instance: two pidfds and the instance's log file."""
+"""Descriptors the daemon may hold per running instance: two pidfds and the instance's log file."""
 FDS_RESERVE = 256
 """Descriptors for everything else: sockets of the API and its clients, probes, state files being written."""
 CARRIED_ENV = "EYRIE_OPEN_FILES_SOFT"
