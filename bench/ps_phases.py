@@ -13,8 +13,9 @@ The phases, in order, each from the end of the one before (ms):
 - ``connect``: dialling (abstract socket, pid check, the socket file);
 - ``send``: the request written;
 - ``queued``: request sent until the daemon's listing starts (the loop's other work, the accept);
-- ``listing``: the daemon building the rows (``fleet`` and ``hashes`` of it: its waits for the fleet file
-  and the config hashes);
+- ``listing``: the daemon building the rows (its main thread's CPU time in it, and the time of its looks
+  at the fleet file and the config hashes: more wall than CPU is time the listing waited, for a worker
+  thread, for the loop or for a core);
 - ``body``: the body encoded and handed to the socket;
 - ``read``: until the client has the whole body (the daemon's remaining writes and the client's reads);
 - ``parse``: the JSON parsed;
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,13 +68,13 @@ def _load(path: str) -> tuple[Marks, Marks, dict[int, Marks]]:
     clis: dict[int, Marks] = {}
     for line in Path(path).read_text().splitlines():
         record = json.loads(line)
-        marks = [tuple(m) for m in record["marks"]]
+        marks: Marks = [(str(m[0]), float(m[1]), m[2]) for m in record["marks"]]
         if record["role"] == "daemon":
             daemon += marks
         elif record["role"] == "timer":
             timer += marks
         else:
-            clis[record["pid"]] = marks  # type: ignore[assignment]
+            clis[record["pid"]] = marks
     daemon.sort(key=lambda m: m[1])
     return daemon, timer, clis
 
@@ -92,6 +92,23 @@ def _spawns(timer: Marks) -> dict[int, tuple[float, float | None]]:
     return found
 
 
+_NAN = float("nan")
+
+_CLIENT_MARKS = {
+    "site": "cli.site",
+    "quick": "cli.quick.start",
+    "dial": "cli.connect.start",
+    "dialled": "cli.connect.end",
+    "sent": "cli.request.end",
+    "read": "cli.body.end",
+    "parsed": "cli.get.end",
+}
+
+
+def _since(later: float | None, earlier: float | None) -> float:
+    return later - earlier if later is not None and earlier is not None else _NAN
+
+
 def runs(path: str) -> list[dict[str, Any]]:
     """One dict per ``eyriectl ps`` the timing loop ran: its start, each phase in ms, the daemon's
     collections and settlings inside it."""
@@ -100,46 +117,34 @@ def runs(path: str) -> list[dict[str, Any]]:
     times = [at for _, at, _ in daemon]
     found = []
     for pid, marks in clis.items():
-        if pid not in spawns or _first(marks, "cli.get.start") is None:
+        if pid not in spawns:
             continue
+        at = {key: _first(marks, name) for key, name in _CLIENT_MARKS.items()}
+        if any(value is None for value in at.values()):
+            continue
+        client = {key: value for key, value in at.items() if value is not None}
         spawn, done = spawns[pid]
-        site = _first(marks, "cli.site")
-        quick = _first(marks, "cli.quick.start")
-        dial = _first(marks, "cli.connect.start")
-        sent = _first(marks, "cli.request.end")
-        head_end = _first(marks, "cli.body.end")
-        parsed = _first(marks, "cli.get.end")
-        rendered = _first(marks, "cli.render.end")
-        written = _first(marks, "cli.write.end")
-        dialled = _first(marks, "cli.connect.end")
-        if None in (site, quick, dial, dialled, sent, head_end, parsed):
-            continue
-        received = _first(daemon, "conn.received", detail=None, after=sent - 1.0)
-        accepted = next(
-            (at for name, at, d in daemon if name == "conn.accepted" and d == pid), None
-        )
-        start = _first(daemon, "listing.start", after=accepted or sent)
-        end = _first(daemon, "listing.end", after=start or sent)
-        body_end = _first(daemon, "listing.body.end", after=end or sent)
-        fleet = _span(daemon, "listing.fleet_file", start, end)
-        hashes = _span(daemon, "listing.config_hashes", start, end)
-        last = rendered or parsed
-        out = written or last
-        finish = done if done is not None else _first(marks, "cli.exit") or out
+        rendered = _first(marks, "cli.render.end") or client["parsed"]
+        written = _first(marks, "cli.write.end") or rendered
+        finish = done if done is not None else _first(marks, "cli.exit") or written
+        accepted = next((t for name, t, d in daemon if name == "conn.accepted" and d == pid), None)
+        start = _first(daemon, "listing.start", after=accepted or client["sent"])
+        end = _first(daemon, "listing.end", after=start or client["sent"])
+        body_end = _first(daemon, "listing.body.end", after=end or client["sent"])
         phases = {
-            "exec": site - spawn,
-            "entry": quick - site,
-            "imports": dial - quick,
-            "connect": dialled - dial,
-            "send": sent - dialled,
-            "queued": (start - sent) if start else float("nan"),
-            "listing": (end - start) if start and end else float("nan"),
-            "body": (body_end - end) if end and body_end else float("nan"),
-            "read": head_end - (body_end or sent),
-            "parse": parsed - head_end,
-            "render": last - parsed,
-            "write": out - last,
-            "exit": finish - out,
+            "exec": client["site"] - spawn,
+            "entry": client["quick"] - client["site"],
+            "imports": client["dial"] - client["quick"],
+            "connect": client["dialled"] - client["dial"],
+            "send": client["sent"] - client["dialled"],
+            "queued": _since(start, client["sent"]),
+            "listing": _since(end, start),
+            "body": _since(body_end, end),
+            "read": client["read"] - (body_end or client["sent"]),
+            "parse": client["parsed"] - client["read"],
+            "render": rendered - client["parsed"],
+            "write": written - rendered,
+            "exit": finish - written,
         }
         lo, hi = bisect.bisect_left(times, spawn), bisect.bisect_right(times, finish)
         events = [
@@ -153,14 +158,20 @@ def runs(path: str) -> list[dict[str, Any]]:
                 "at": spawn,
                 "total": (finish - spawn) * 1000,
                 "phases": {k: v * 1000 for k, v in phases.items()},
-                "fleet": fleet * 1000,
-                "hashes": hashes * 1000,
-                "accept_wait": ((accepted - dial) * 1000) if accepted else float("nan"),
+                "listing_cpu": _cpu(daemon, start, end) * 1000,
+                "fleet": _span(daemon, "listing.fleet_file", start, end) * 1000,
+                "hashes": _span(daemon, "listing.config_hashes", start, end) * 1000,
                 "daemon_events": events,
-                "received": received,
             }
         )
-    return sorted(found, key=lambda run: run["at"])
+    return sorted(found, key=lambda run: float(run["at"]))
+
+
+def _cpu(marks: Marks, start: float | None, end: float | None) -> float:
+    """The daemon's main-thread CPU seconds between a listing's start and end marks."""
+    began = next((d for n, at, d in marks if n == "listing.start" and at == start), None)
+    ended = next((d for n, at, d in marks if n == "listing.end" and at == end), None)
+    return (ended - began) if isinstance(began, float) and isinstance(ended, float) else float("nan")
 
 
 def _span(marks: Marks, name: str, start: float | None, end: float | None) -> float:
@@ -178,7 +189,10 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 def _line(run: dict[str, Any]) -> str:
     parts = " ".join(f"{k} {v:.0f}" for k, v in run["phases"].items())
-    extra = f" (fleet {run['fleet']:.0f}, hashes {run['hashes']:.0f})" if run["fleet"] or run["hashes"] else ""
+    extra = (
+        f" (listing: CPU {run['listing_cpu']:.0f} of it; fleet file {run['fleet']:.0f}, "
+        f"hashes {run['hashes']:.0f})"
+    )
     events = f"; daemon: {', '.join(run['daemon_events'])}" if run["daemon_events"] else ""
     return f"{run['total']:7.0f} ms = {parts}{extra}{events}"
 
@@ -206,7 +220,9 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("path")
     parser.add_argument("--from", dest="start", type=float, default=0.0, help="time.monotonic() from")
     parser.add_argument("--to", dest="end", type=float, default=float("inf"))

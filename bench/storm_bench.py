@@ -220,8 +220,8 @@ def _quiet_loop(daemon: Eyried, args: argparse.Namespace) -> None:
         args.windows["on the quiet fleet"].append((began, time.monotonic()))
     for name, times in runs.items():
         say(
-            f"{_FLOOR_NAMES[name]} on the quiet fleet ({len(times)} runs): p50 {statistics.median(times):.0f} ms, "
-            f"p95 {measure.pct(times, 0.95):.0f} ms ({_load()})"
+            f"{_FLOOR_NAMES[name]} on the quiet fleet ({len(times)} runs): "
+            f"p50 {statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms ({_load()})"
         )
 
 
@@ -283,9 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the ps loop takes turns with python -c pass and eyriectl --version, timed the same way",
     )
     parser.add_argument(
-        "--quiet-loop", type=float, default=0.0, metavar="SECONDS", help="the ps loop on the quiet fleet first"
+        "--quiet-loop",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the ps loop on the quiet fleet first",
     )
-    parser.add_argument("--phases", metavar="PATH", help="where each eyriectl ps spent its time (bench._ps_probe)")
+    parser.add_argument(
+        "--phases", metavar="PATH", help="where each eyriectl ps spent its time (bench._ps_probe)"
+    )
     parser.add_argument("--profile", metavar="PATH", help="py-spy raw stacks of the daemon during the storms")
     parser.add_argument("--top", metavar="PATH", help="print the top functions of a py-spy raw file; no run")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ Timed in the bench's own process, an ``eyriectl ps`` waited for the bench's othe
 reader, an SSE client) to let go of the GIL and was forked from a threaded process: its wall time held the
 bench's own work. Here a process that does nothing else times each run.
 
-    python -m bench._compare.client_proc ps HOME      # "run" → `eyriectl ps` in a loop; "stop" → [[ps, ms], ...]
+    python -m bench._compare.client_proc ps HOME      # "run" → `eyriectl ps` in a loop; "stop" → [[name, ms]]
     python -m bench._compare.client_proc get HOME     # the same with GET /v1/instances from this process
     python -m bench._compare.client_proc ps,pass,version HOME  # each run the next of: eyriectl ps,
                                                       # python -c pass, eyriectl --version (the floors)
