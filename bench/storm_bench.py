@@ -45,6 +45,7 @@ from bench._compare import client_proc, clients, measure, procs
 from bench._compare.eyried import Eyried, own_env
 from bench._compare.proc_events import ExecWatcher
 from bench._scratch import release_claims
+from supervisor.cli._quick_client import QuickClient
 from supervisor.client import ControlClient
 
 _QUIET_PERCENT = 5.0
@@ -85,6 +86,16 @@ def _listing_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
     cpu = procs.cpu_seconds(pid)
     for _ in range(runs):
         _get_ms(daemon)
+    return (procs.cpu_seconds(pid) - cpu) / runs * 1000
+
+
+def _ps_request_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
+    """The daemon's CPU per request ``eyriectl ps`` makes (``view=ps``; an eyried without it answers the
+    whole rows, as it did to ps), over ``runs`` in a row on one connection."""
+    cpu = procs.cpu_seconds(pid)
+    with QuickClient(daemon.home) as client:
+        for _ in range(runs):
+            client.get("/v1/instances?view=ps")
     return (procs.cpu_seconds(pid) - cpu) / runs * 1000
 
 
@@ -319,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         measure.settle(pid, 2.0)
         say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
         say(f"daemon CPU per listing, quiet fleet: {_listing_cpu_ms(daemon, pid):.1f} ms ({_load()})")
+        say(f"daemon CPU per eyriectl ps request, quiet fleet: {_ps_request_cpu_ms(daemon, pid):.1f} ms")
         if args.quiet_loop:
             _quiet_loop(daemon, args)
         spy = _profiler(pid, args.profile)

@@ -156,7 +156,8 @@ def ps_lines(rows: Sequence[Mapping[str, Any]], *, width: int, colour: bool) -> 
     JSON shape). Columns are as wide as their widest cell and two spaces apart; when the table is wider
     than ``width``, STATUS is shortened with an ellipsis."""
     table = [[(column, _BOLD) for column in PS_COLUMNS], *map(_cells, rows)]
-    widths = [max(len(text) for text, _ in column) for column in zip(*table, strict=True)]
+    texts = [[text for text, _ in line] for line in table]
+    widths = [max(map(len, column)) for column in zip(*texts, strict=True)]
     status = PS_COLUMNS.index(_SHRINKS)
     over = sum(widths) + len(_GAP) * (len(widths) - 1) - width
     if over > 0:
@@ -170,11 +171,10 @@ def ps_lines(rows: Sequence[Mapping[str, Any]], *, width: int, colour: bool) -> 
     )
     size = widths[status]
     lines = []
-    for line in table:
-        texts = [text for text, _ in line]
-        if len(texts[status]) > size:
-            texts[status] = texts[status][: size - 1] + _ELLIPSIS
-        lines.append(template.format(*texts).rstrip())
+    for cells in texts:
+        if len(cells[status]) > size:
+            cells[status] = cells[status][: size - 1] + _ELLIPSIS
+        lines.append(template.format(*cells).rstrip())
     return lines
 
 

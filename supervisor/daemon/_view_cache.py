@@ -84,12 +84,14 @@ class ViewCache:
         resources: ResourceSample | None,
         last_seen: datetime | None,
         inst_json: Callable[[], dict[str, Any]],
+        now: datetime | None = None,
     ) -> InstanceView:
         """The row of ``inst``; ``last_seen``: its current one (`Engine.last_seen`); ``inst_json``: its JSON
-        with it (`Engine.get_json`, a fresh dict), asked for only when the row is built."""
+        with it (`Engine.get_json`, a fresh dict), asked for only when the row is built; ``now``: the
+        listing's time, for the uptime of a kept row (default: now)."""
         row = self._rows.get(inst.id)
         if row is not None and row.made_of(inst, decl, drift, resources, last_seen):
-            row.view.__dict__["uptime_seconds"] = uptime_of(inst)  # unvalidated either way, minus the setter
+            row.view.__dict__["uptime_seconds"] = uptime_of(inst, now)  # unvalidated, minus the setter
             return row.view
         view = instance_view(inst, decl=decl, drift=drift, resources=resources, inst_json=inst_json())
         self._rows[inst.id] = _Row(inst, decl, drift, resources, last_seen, view)

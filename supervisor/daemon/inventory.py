@@ -78,8 +78,9 @@ class Inventory:
         unapplied = [name for name in names if name not in managed]
         stored = await anyio.to_thread.run_sync(self._store.index) if unapplied else None
         views = Listing()
+        now = utcnow()  # one clock read for every row's uptime
         for name, decl in entries:
-            views.add(*self._view(name, decl, declared, hashes, stored))
+            views.add(*self._view(name, decl, declared, hashes, stored, now))
         unmanaged = self._stored_ids() - {a.instance_id for a in managed.values()}
         if unmanaged:
             views += await anyio.to_thread.run_sync(self._orphans, names, unmanaged)
@@ -144,6 +145,7 @@ class Inventory:
         declared: FleetFile,
         config_hashes: dict[str, str],
         stored: NameIndex | None,
+        now: datetime | None = None,
     ) -> tuple[InstanceView, RowJSON | None]:
         """The row and its JSON when kept; ``stored``: the store's index, read once per listing for the names
         not applied yet (a reload under way, or declared by hand since the last one). Not a coroutine: it
@@ -166,6 +168,7 @@ class Inventory:
             resources=resources,
             last_seen=self._engine.last_seen(inst.id),
             inst_json=functools.partial(self._engine.get_json, inst.id),
+            now=now,
         )
         return view, self._views.encoded(inst.id)
 
