@@ -1,13 +1,14 @@
 """Crash storms at N = 1000: ``--kill`` agents SIGKILLed at once, ``--storms`` times, on one real ``eyried``.
 
-Prints the daemon's CPU per listing of the quiet fleet, then per storm: all back (the last replacement's
-exec, by the kernel's clock), the p95 of each one's respawn, the daemon's CPU from the kills until all are
-back and until it is quiet again, and the wall time
-of each client request run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the
-default), ``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
-(``--during none``). The loop is timed by a process of its own (``--timer process``), by a thread of this
-one as the bench did before (``thread``), or by both in turn on the same daemon (``both``); ``--sse`` keeps an
-SSE client open through the storms as ``bench.compare`` does. ``--profile PATH`` records the daemon with
+Prints the daemon's CPU per listing of the quiet fleet (and per ``eyriectl ps`` request), then per storm:
+all back (the last replacement's exec, by the kernel's clock), the p95 of each one's respawn, the daemon's
+CPU from the kills until all are back and until it is quiet again, and the wall time of each client request
+run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the default),
+``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
+(``--during none``); at the end, the first listing after a reload that changes nothing. The loop is timed
+by a process of its own (``--timer process``), by a thread of this one as the bench did before
+(``thread``), or by both in turn on the same daemon (``both``); ``--sse`` keeps an SSE client open through
+the storms as ``bench.compare`` does. ``--profile PATH`` records the daemon with
 py-spy during the storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
 
 The floors, measured the same way: ``--floors`` makes the timed loop take turns between ``eyriectl ps``,
@@ -87,6 +88,22 @@ def _listing_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
     for _ in range(runs):
         _get_ms(daemon)
     return (procs.cpu_seconds(pid) - cpu) / runs * 1000
+
+
+def _after_reload(daemon: Eyried) -> str:
+    """A reload that changes nothing, then ``eyriectl ps``'s request twice: the first listing after it
+    (``bench.compare``'s SSE client reloads right before its storms) and the one after that, in ms."""
+    reload_ms, _ = daemon.reload()
+    times = []
+    with QuickClient(daemon.home) as client:
+        for _ in range(2):
+            started = time.perf_counter()
+            client.get("/v1/instances?view=ps")
+            times.append((time.perf_counter() - started) * 1000)
+    return (
+        f"a reload that changes nothing ({reload_ms:.0f} ms), then the ps request: "
+        f"{times[0]:.0f} ms, and again {times[1]:.0f} ms ({_load()})"
+    )
 
 
 def _ps_request_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
@@ -335,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             _quiet_loop(daemon, args)
         spy = _profiler(pid, args.profile)
         _storms(daemon, watcher, pid, args)
+        say(_after_reload(daemon))
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
