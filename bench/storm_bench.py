@@ -1,14 +1,21 @@
 """Crash storms at N = 1000: ``--kill`` agents SIGKILLed at once, ``--storms`` times, on one real ``eyried``.
 
-Prints the daemon's CPU per listing of the quiet fleet, then per storm: all back (the last replacement's
-exec, by the kernel's clock), the p95 of each one's respawn, the daemon's CPU from the kills until all are
-back and until it is quiet again, and the wall time
-of each client request run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the
-default), ``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
-(``--during none``). The loop is timed by a process of its own (``--timer process``), by a thread of this
-one as the bench did before (``thread``), or by both in turn on the same daemon (``both``); ``--sse`` keeps an
-SSE client open through the storms as ``bench.compare`` does. ``--profile PATH`` records the daemon with
+Prints the daemon's CPU per listing of the quiet fleet (and per ``eyriectl ps`` request), then per storm:
+all back (the last replacement's exec, by the kernel's clock), the p95 of each one's respawn, the daemon's
+CPU from the kills until all are back and until it is quiet again, and the wall time of each client request
+run in a loop while the restarts are in flight: ``eyriectl ps`` (``--during ps``, the default),
+``GET /v1/instances`` (``--during get``: the daemon's share without the CLI's start-up) or nothing
+(``--during none``); at the end, the first listing after a reload that changes nothing. The loop is timed
+by a process of its own (``--timer process``), by a thread of this one as the bench did before
+(``thread``), or by both in turn on the same daemon (``both``); ``--sse`` keeps an SSE client open through
+the storms as ``bench.compare`` does. ``--profile PATH`` records the daemon with
 py-spy during the storms (raw collapsed stacks, for ``bench/storm_bench.py --top PATH``).
+
+The floors, measured the same way: ``--floors`` makes the timed loop take turns between ``eyriectl ps``,
+``python -c pass`` and ``eyriectl --version`` (each a fresh process) during the same storms, and
+``--quiet-loop SECONDS`` runs that loop on the quiet fleet before the storms. ``--phases PATH`` puts
+`bench/_ps_probe` in every process of the run and prints, per ``eyriectl ps``, where its time went, from both
+ends (``bench.ps_phases``).
 
     .venv/bin/python -m bench.storm_bench --size 1000 --kill 100 --storms 5
 
@@ -34,10 +41,12 @@ from pathlib import Path
 
 import anyio
 
+from bench import ps_phases
 from bench._compare import client_proc, clients, measure, procs
 from bench._compare.eyried import Eyried, own_env
 from bench._compare.proc_events import ExecWatcher
 from bench._scratch import release_claims
+from supervisor.cli._quick_client import QuickClient
 from supervisor.client import ControlClient
 
 _QUIET_PERCENT = 5.0
@@ -81,6 +90,32 @@ def _listing_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
     return (procs.cpu_seconds(pid) - cpu) / runs * 1000
 
 
+def _after_reload(daemon: Eyried) -> str:
+    """A reload that changes nothing, then ``eyriectl ps``'s request twice: the first listing after it
+    (``bench.compare``'s SSE client reloads right before its storms) and the one after that, in ms."""
+    reload_ms, _ = daemon.reload()
+    times = []
+    with QuickClient(daemon.home) as client:
+        for _ in range(2):
+            started = time.perf_counter()
+            client.get("/v1/instances?view=ps")
+            times.append((time.perf_counter() - started) * 1000)
+    return (
+        f"a reload that changes nothing ({reload_ms:.0f} ms), then the ps request: "
+        f"{times[0]:.0f} ms, and again {times[1]:.0f} ms ({_load()})"
+    )
+
+
+def _ps_request_cpu_ms(daemon: Eyried, pid: int, runs: int = _LISTINGS) -> float:
+    """The daemon's CPU per request ``eyriectl ps`` makes (``view=ps``; an eyried without it answers the
+    whole rows, as it did to ps), over ``runs`` in a row on one connection."""
+    cpu = procs.cpu_seconds(pid)
+    with QuickClient(daemon.home) as client:
+        for _ in range(runs):
+            client.get("/v1/instances?view=ps")
+    return (procs.cpu_seconds(pid) - cpu) / runs * 1000
+
+
 class _ThreadTimer:
     """The client loop timed in a thread of this process, as the bench did before its clients had processes
     of their own: each run's wall time then holds this process's other threads (the exec watcher, an SSE
@@ -116,7 +151,8 @@ def _timers(daemon: Eyried, args: argparse.Namespace, stack: contextlib.ExitStac
         return []
     timers: list[measure.Timer] = []
     if args.timer in ("process", "both"):
-        timers.append(stack.enter_context(clients.TimedClient(daemon, args.during)))
+        what = "ps,pass,version" if args.floors and args.during == "ps" else args.during
+        timers.append(stack.enter_context(clients.TimedClient(daemon, what)))
     if args.timer in ("thread", "both"):
         timers.append(_ThreadTimer(daemon, args.during))
     return timers
@@ -153,7 +189,9 @@ def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Names
             timer = timers[i % len(timers)] if timers else None
             where = "thread" if isinstance(timer, _ThreadTimer) else "process"
             cpu = procs.cpu_seconds(pid)
+            began = time.monotonic()
             result = measure.storm(watcher, pid, victims, during=timer)
+            args.windows["during the storms"].append((began, time.monotonic()))
             back_cpu = procs.cpu_seconds(pid) - cpu
             quiet_cpu = _quiet_cpu(pid) - cpu
             all_back.append(result.all_back_ms)
@@ -187,7 +225,32 @@ def _storms(daemon: Eyried, watcher: ExecWatcher, pid: int, args: argparse.Names
                 f"{args.during} during the storms, timed in a {where} ({len(times)} runs): p50 "
                 f"{statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms"
             )
+        for timer in timers:
+            for name, times in getattr(timer, "others", {}).items():
+                say(
+                    f"{_FLOOR_NAMES[name]} during the same storms, timed the same way ({len(times)} runs): "
+                    f"p50 {statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms"
+                )
     say(f"storms from monotonic {window:.3f} to {time.monotonic():.3f} s (bench.gc_pauses); ({_load()})")
+
+
+_FLOOR_NAMES = {"pass": "python -c pass", "version": "eyriectl --version", "ps": "eyriectl ps"}
+
+
+def _quiet_loop(daemon: Eyried, args: argparse.Namespace) -> None:
+    """The timed loop of the storms on the quiet fleet, for ``args.quiet_loop`` seconds."""
+    what = "ps,pass,version" if args.floors else "ps"
+    with clients.TimedClient(daemon, what) as timer:
+        began = time.monotonic()
+        timer.start()
+        time.sleep(args.quiet_loop)
+        runs = {"ps": timer.stop(), **timer.others}
+        args.windows["on the quiet fleet"].append((began, time.monotonic()))
+    for name, times in runs.items():
+        say(
+            f"{_FLOOR_NAMES[name]} on the quiet fleet ({len(times)} runs): "
+            f"p50 {statistics.median(times):.0f} ms, p95 {measure.pct(times, 0.95):.0f} ms ({_load()})"
+        )
 
 
 def _profiler(pid: int, path: str | None) -> subprocess.Popen[bytes] | None:
@@ -242,9 +305,25 @@ def main(argv: list[str] | None = None) -> int:
         default="none",
         help="an SSE client open through the storms, in a process of its own or a thread of this one",
     )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="the ps loop takes turns with python -c pass and eyriectl --version, timed the same way",
+    )
+    parser.add_argument(
+        "--quiet-loop",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the ps loop on the quiet fleet first",
+    )
+    parser.add_argument(
+        "--phases", metavar="PATH", help="where each eyriectl ps spent its time (bench._ps_probe)"
+    )
     parser.add_argument("--profile", metavar="PATH", help="py-spy raw stacks of the daemon during the storms")
     parser.add_argument("--top", metavar="PATH", help="print the top functions of a py-spy raw file; no run")
     args = parser.parse_args(argv)
+    args.windows = {"on the quiet fleet": [], "during the storms": []}
     if args.top:
         top(args.top)
         return 0
@@ -254,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     watcher = ExecWatcher()
     if not watcher.kernel_clock:
         say(f"exec times: {watcher.unavailable}")
+    if args.phases:
+        Path(args.phases).unlink(missing_ok=True)
+        probe = str(Path(__file__).parent / "_ps_probe")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [probe, os.environ.get("PYTHONPATH")]))
+        os.environ["EYRIE_PS_PHASES"] = args.phases
     run_dir = Path(tempfile.mkdtemp(prefix="eyrie-storm-"))
     daemon = Eyried(run_dir, args.size, own_env(str(run_dir)))
     spy: subprocess.Popen[bytes] | None = None
@@ -263,9 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         measure.settle(pid, 2.0)
         say(f"first eyriectl ps: {daemon.ps_ms():.0f} ms; the next: {daemon.ps_ms():.0f} ms ({_load()})")
         say(f"daemon CPU per listing, quiet fleet: {_listing_cpu_ms(daemon, pid):.1f} ms ({_load()})")
+        say(f"daemon CPU per eyriectl ps request, quiet fleet: {_ps_request_cpu_ms(daemon, pid):.1f} ms")
+        if args.quiet_loop:
+            _quiet_loop(daemon, args)
         spy = _profiler(pid, args.profile)
         _storms(daemon, watcher, pid, args)
-        return 0
+        say(_after_reload(daemon))
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -279,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         procs.kill_marked(str(run_dir))
         shutil.rmtree(run_dir, ignore_errors=True)
         release_claims(str(run_dir))
+    if args.phases:
+        for title, windows in args.windows.items():
+            if windows:
+                ps_phases.report(args.phases, windows, title=title)
+    return 0
 
 
 if __name__ == "__main__":

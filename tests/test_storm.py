@@ -17,7 +17,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from supervisor.cli._quick_client import QuickClient
-from supervisor.control._listing import Listing, encode_row, listing_body
+from supervisor.control._listing import Listing, RowJSON, listing_body
 from supervisor.control.schema import InstanceView
 from supervisor.paths import Home
 from tests._daemon import fleet_yaml, pid_alive, running_daemon, wait_for
@@ -98,7 +98,7 @@ class TestListingBody:
         ]
         listing = Listing()
         for view in kept:
-            listing.add(view, encode_row(view))
+            listing.add(view, RowJSON(view))
         listing.add(InstanceView(name="fresh", uptime_seconds=5e-05, cpu_percent=1.5))
         kept[0].uptime_seconds, kept[2].uptime_seconds, kept[3].uptime_seconds = 1234.000001, 2e-05, 3e16
         assert listing_body(listing) == _LIST.dump_json(listing)
@@ -108,7 +108,7 @@ class TestListingBody:
         """What the listing did not keep, or a view put in place of a kept one, is encoded as it is now."""
         view = InstanceView(name="a", uptime_seconds=1.0)
         listing = Listing()
-        listing.add(view, encode_row(view))
+        listing.add(view, RowJSON(view))
         listing[0] = InstanceView(name="b", uptime_seconds=2.0)
         assert listing_body(listing) == _LIST.dump_json(listing)
         assert listing_body([view]) == _LIST.dump_json([view])

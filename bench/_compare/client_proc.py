@@ -4,8 +4,10 @@ Timed in the bench's own process, an ``eyriectl ps`` waited for the bench's othe
 reader, an SSE client) to let go of the GIL and was forked from a threaded process: its wall time held the
 bench's own work. Here a process that does nothing else times each run.
 
-    python -m bench._compare.client_proc ps HOME      # "run" → `eyriectl ps` in a loop; "stop" → [ms, ...]
+    python -m bench._compare.client_proc ps HOME      # "run" → `eyriectl ps` in a loop; "stop" → [[name, ms]]
     python -m bench._compare.client_proc get HOME     # the same with GET /v1/instances from this process
+    python -m bench._compare.client_proc ps,pass,version HOME  # each run the next of: eyriectl ps,
+                                                      # python -c pass, eyriectl --version (the floors)
     python -m bench._compare.client_proc events HOME  # an SSE client; a JSON list of pids → how many of them
                                                       # no `running` transition named (after up to 10 s)
 
@@ -15,6 +17,7 @@ Each prints ``"ready"`` once it can start; it exits when its stdin closes (the S
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
@@ -27,6 +30,7 @@ __all__ = ["follow_events", "main"]
 
 EYRIECTL = str(Path(sys.executable).parent / "eyriectl")
 _MISSING_WAIT = 10.0
+_RUN_TIMEOUT = 120.0
 
 
 def _answer(value: object) -> None:
@@ -38,13 +42,39 @@ def _stdin_waiting() -> bool:
     return bool(select.select([sys.stdin], [], [], 0)[0])
 
 
-def _ps(home: str) -> Callable[[], None]:
-    argv = [EYRIECTL, "--home", home, "ps"]
+def _command(argv: list[str]) -> Callable[[], None]:
+    """Run ``argv`` to its end, seen at once through a pidfd: ``subprocess.run(timeout=…)`` polls for the
+    end with sleeps growing to 50 ms, which added 0–50 ms to every run this loop timed."""
 
     def run() -> None:
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True, timeout=120)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            ended = os.pidfd_open(child.pid)
+            try:
+                if not select.select([ended], [], [], _RUN_TIMEOUT)[0]:
+                    raise subprocess.TimeoutExpired(argv, _RUN_TIMEOUT)
+            finally:
+                os.close(ended)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            code = child.wait()
+        if code != 0:
+            raise subprocess.CalledProcessError(code, argv)
 
     return run
+
+
+def _action(what: str, home: str) -> Callable[[], None]:
+    if what == "get":
+        return _get(home)
+    return _command(
+        {
+            "ps": [EYRIECTL, "--home", home, "ps"],
+            "pass": [sys.executable, "-c", "pass"],
+            "version": [EYRIECTL, "--version"],
+        }[what]
+    )
 
 
 def _get(home: str) -> Callable[[], None]:
@@ -60,17 +90,19 @@ def _get(home: str) -> Callable[[], None]:
     return lambda: anyio.run(get)
 
 
-def _timed_loop(action: Callable[[], None]) -> None:
-    """ "run" starts the loop; it ends after the run in flight when a line arrives ("stop"): the times, ms."""
+def _timed_loop(actions: list[tuple[str, Callable[[], None]]]) -> None:
+    """ "run" starts the loop, each run the next of ``actions`` in turn; it ends after the run in flight
+    when a line arrives ("stop"): each run's name and time, ms."""
     _answer("ready")
     for line in sys.stdin:
         if line.strip() != "run":
             continue
-        times: list[float] = []
+        times: list[tuple[str, float]] = []
         while not _stdin_waiting():
+            name, action = actions[len(times) % len(actions)]
             started = time.perf_counter()
             action()
-            times.append((time.perf_counter() - started) * 1000)
+            times.append((name, (time.perf_counter() - started) * 1000))
         sys.stdin.readline()  # the "stop"
         _answer(times)
 
@@ -126,7 +158,7 @@ def main(argv: list[str]) -> int:
     if what == "events":
         _events(home)
     else:
-        _timed_loop(_ps(home) if what == "ps" else _get(home))
+        _timed_loop([(name, _action(name, home)) for name in what.split(",")])
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from supervisor.cli._exits import EXIT_DAEMON_DOWN, EXIT_DEGRADED, Failure
 from supervisor.cli._plain import degraded, ps_lines, ps_notes, status_lines, use_colour
 from supervisor.cli._quick_client import QuickClient
+from supervisor.control._ps_row import PS_VIEW
 from supervisor.errors import DaemonNotRunning, EyrieError
 
 if TYPE_CHECKING:
@@ -61,9 +62,11 @@ def recorded_views(home: Home) -> tuple[list[InstanceView], str]:
 def show_instances(cli: Cli, as_json: bool, project: str | None = None) -> None:
     """``ps`` and ``list``: the table (or the JSON list) of instances, ``project``'s only when given."""
     offline = False
+    # The table needs only what it shows (an eyried older than ``view`` sends whole rows: the same table).
+    path = "/v1/instances" if as_json else f"/v1/instances?view={PS_VIEW}"
     try:
         with QuickClient(cli.home) as client:
-            rows: list[dict[str, Any]] = client.get("/v1/instances")
+            rows: list[dict[str, Any]] = client.get(path)
     except DaemonNotRunning:
         offline = True
         views, warning = recorded_views(cli.home)

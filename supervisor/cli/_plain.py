@@ -70,6 +70,8 @@ _UNPRINTABLE_BUT_LINES = {code: text for code, text in _UNPRINTABLE.items() if c
 def printable(text: str, *, lines: bool = False) -> str:
     """``text`` with every control character (C0, DEL, C1) and bidirectional override shown as an escape
     (``\\x1b``), so that it reaches the terminal as text; ``lines=True`` keeps newlines and tabs."""
+    if text.isprintable():  # none of them is printable: the common case, without a translation
+        return text
     return text.translate(_UNPRINTABLE_BUT_LINES if lines else _UNPRINTABLE)
 
 
@@ -153,24 +155,39 @@ def ps_lines(rows: Sequence[Mapping[str, Any]], *, width: int, colour: bool) -> 
     """The ps table, one string per line: a header, then one line per instance (``rows`` in the daemon's
     JSON shape). Columns are as wide as their widest cell and two spaces apart; when the table is wider
     than ``width``, STATUS is shortened with an ellipsis."""
-    table = [[(column, _BOLD) for column in PS_COLUMNS], *(_cells(row) for row in rows)]
-    widths = [max(len(line[i][0]) for line in table) for i in range(len(PS_COLUMNS))]
+    table = [[(column, _BOLD) for column in PS_COLUMNS], *map(_cells, rows)]
+    texts = [[text for text, _ in line] for line in table]
+    widths = [max(map(len, column)) for column in zip(*texts, strict=True)]
     status = PS_COLUMNS.index(_SHRINKS)
     over = sum(widths) + len(_GAP) * (len(widths) - 1) - width
     if over > 0:
         widths[status] = max(len(_SHRINKS), widths[status] - over)
+    if colour:
+        return [_styled_line(line, widths) for line in table]
+    # One format per line: at N = 1000 padding each cell on its own was a fifth of ``eyriectl ps``.
+    template = _GAP.join(
+        f"{{:{'>' if column in _RIGHT else '<'}{size}}}"
+        for column, size in zip(PS_COLUMNS, widths, strict=True)
+    )
+    size = widths[status]
     lines = []
-    for line in table:
-        cells = []
-        for column, (text, style), size in zip(PS_COLUMNS, line, widths, strict=True):
-            if len(text) > size:
-                text = text[: size - 1] + _ELLIPSIS
-            padded = text.rjust(size) if column in _RIGHT else text.ljust(size)
-            if colour and style:
-                padded = padded.replace(text, f"\x1b[{style}m{text}\x1b[0m", 1)
-            cells.append(padded)
-        lines.append(_GAP.join(cells).rstrip())
+    for cells in texts:
+        if len(cells[status]) > size:
+            cells[status] = cells[status][: size - 1] + _ELLIPSIS
+        lines.append(template.format(*cells).rstrip())
     return lines
+
+
+def _styled_line(line: Sequence[tuple[str, str]], widths: Sequence[int]) -> str:
+    cells = []
+    for column, (text, style), size in zip(PS_COLUMNS, line, widths, strict=True):
+        if len(text) > size:
+            text = text[: size - 1] + _ELLIPSIS
+        padded = text.rjust(size) if column in _RIGHT else text.ljust(size)
+        if style:
+            padded = padded.replace(text, f"\x1b[{style}m{text}\x1b[0m", 1)
+        cells.append(padded)
+    return _GAP.join(cells).rstrip()
 
 
 def ps_notes(rows: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -6,7 +6,7 @@ the error's group (`ERROR_STATUS`) and the header the client rebuilds the error 
 
 Routes::
 
-    GET    /v1/instances                         list of InstanceView
+    GET    /v1/instances?view=ps                 list of InstanceView (with view=ps: only what ps reads)
     POST   /v1/instances                         AddRequest → InstanceView (201)
     GET    /v1/instances/{ref}                   InstanceView (ref = name or id)
     GET    /v1/instances/{ref}/status            InstanceDetail: process tree, probes, log tail
@@ -41,7 +41,8 @@ from starlette.routing import Route
 from supervisor import errors
 from supervisor.control._desired import not_as_desired
 from supervisor.control._error_answer import details_headers
-from supervisor.control._listing import listing_body
+from supervisor.control._listing import Fields, listing_body
+from supervisor.control._ps_row import PS_FIELDS, PS_VIEW
 from supervisor.control._sse import EventHistory, EventStreamResponse, EventStreams
 from supervisor.control._stop_many import MAX_NAMES, stop_each
 from supervisor.control.schema import AddRequest, InstanceView, ReloadResult
@@ -142,9 +143,19 @@ def _models(models: list[Any]) -> JSONResponse:
     return JSONResponse([m.model_dump(mode="json") for m in models])
 
 
-def _instance_list(views: list[InstanceView]) -> Response:
+def _instance_list(views: list[InstanceView], fields: Fields = None) -> Response:
     """The listing from the rows' kept JSON (`listing_body`)."""
-    return Response(listing_body(views), media_type="application/json")
+    return Response(listing_body(views, fields), media_type="application/json")
+
+
+def _listing_fields(request: Request) -> Fields:
+    """``view=ps``: the fields ``eyriectl ps`` reads (`PS_FIELDS`); no ``view``: whole rows."""
+    view = request.query_params.get("view")
+    if view is None:
+        return None
+    if view != PS_VIEW:
+        raise _BadRequest(f"query parameter 'view' must be {PS_VIEW!r} or left out, not {view!r}")
+    return PS_FIELDS
 
 
 async def _add_request(request: Request) -> AddRequest:
@@ -179,7 +190,8 @@ def create_app(target: ControlTarget, *, keepalive: float = 15.0, history: int =
     recent_events = EventHistory(history)
 
     async def list_instances(request: Request) -> Response:
-        return _instance_list(await target.list_instances())
+        fields = _listing_fields(request)
+        return _instance_list(await target.list_instances(), fields)
 
     async def get_instance(request: Request) -> Response:
         return _model(await target.get_instance(request.path_params["ref"]))

@@ -44,6 +44,13 @@ class StatCache(Generic[T]):
             self._entries[os.fspath(path)] = cached
         return cached[1]
 
+    def relabel(self, path: str | os.PathLike[str], value: T) -> None:
+        """Keep ``value`` for the file in place of the one kept, for the same state of the file (a caller
+        that knows the two stand for the same contents); nothing when none is kept."""
+        name = os.fspath(path)
+        if (cached := self._entries.get(name)) is not None:
+            self._entries[name] = (cached[0], value)
+
     def kept(self, path: str | os.PathLike[str]) -> tuple[bool, T | None]:
         """Whether `get` would answer without computing, and its answer, by one ``stat``: a caller on the
         event loop computes in a worker thread only when the file changed. A watched path is watched

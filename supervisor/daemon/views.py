@@ -9,6 +9,8 @@ from supervisor.engine.states import Phase
 from supervisor.models import HierarchyRole, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from supervisor.engine.resources import ResourceSample
     from supervisor.fleet import InstanceDecl
 
@@ -53,10 +55,11 @@ def instance_view(
     return InstanceView.model_validate(data)
 
 
-def uptime_of(inst: Instance) -> float | None:
-    """Seconds since a running instance's process started; None when it is not running."""
+def uptime_of(inst: Instance, now: datetime | None = None) -> float | None:
+    """Seconds since a running instance's process started, at ``now`` (default: now); None when it is not
+    running."""
     if inst.status is InstanceStatus.RUNNING and inst.started_at is not None:
-        return max((utcnow() - inst.started_at).total_seconds(), 0.0)
+        return max(((now or utcnow()) - inst.started_at).total_seconds(), 0.0)
     return None
 
 
