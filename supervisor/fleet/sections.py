@@ -7,6 +7,7 @@ defaults merged into instances) is checked by `supervisor.fleet.schema.FleetFile
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -194,7 +195,14 @@ class Defaults(Section):
         """The instance's memory limit: its own keys over these."""
         limit = decl.max_memory if decl.max_memory is not None else self.max_memory
         grace = decl.memory_grace if decl.memory_grace is not None else self.memory_grace
-        return MemoryPolicy(max_memory=limit, grace=grace)
+        return _memory_policy(limit, grace)
+
+
+@functools.lru_cache(maxsize=64)
+def _memory_policy(limit: int | None, grace: int) -> MemoryPolicy:
+    """One frozen policy per limit and grace, shared by the instances that have them (most have the
+    defaults'): each resolved instance holds one, and a policy of its own was ~0.5 KB."""
+    return MemoryPolicy(max_memory=limit, grace=grace)
 
 
 # --- partial overrides: the same keys as the policies, each optional ----------------------------------
