@@ -1,9 +1,10 @@
-"""A kept ``ps`` row made again from the row before (a new sample, a probe's last_seen, DRIFT) says, byte for
-byte, what a row built afresh from the instance's JSON says; that JSON is asked for only when the instance was
-written anew."""
+"""Per-instance footprint where behaviour could change: a kept ``ps`` row made again from the row before (a
+new sample, a probe's last_seen, DRIFT) says, byte for byte, what a row built afresh from the instance's JSON
+says, that JSON asked for only when the instance was written anew; sections share keys-sets."""
 
 from __future__ import annotations
 
+import pickle
 from datetime import timedelta
 from typing import Any
 
@@ -138,3 +139,19 @@ class TestRenewedRows:
         )
         assert json.calls == 2
         _same(cache, view, _fresh(inst, json, decl=decl, drift=False, resources=after))
+
+
+class TestSharedSectionKeys:
+    def test_sections_that_set_the_same_keys_share_one_set(self) -> None:
+        """Declarations that set the same keys share their keys-set; dumps of what was set, copies with more
+        keys and pickles say what they said, and the shared set refuses a change in place."""
+        first, second = InstanceDecl(name="one"), InstanceDecl(name="two")
+        assert first.model_fields_set is second.model_fields_set == {"name"}
+        modelled = InstanceDecl(name="three", model="m")
+        assert modelled.model_dump(mode="json", exclude_unset=True) == {"name": "three", "model": "m"}
+        grown = first.model_copy(update={"model": "n"})
+        assert grown.model_fields_set == {"name", "model"} and first.model_fields_set == {"name"}
+        assert pickle.loads(pickle.dumps(modelled)) == modelled
+        with pytest.raises(TypeError, match="shared"):
+            first.model_fields_set.add("model")
+        assert second.model_fields_set == {"name"}
