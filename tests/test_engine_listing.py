@@ -1,5 +1,5 @@
-"""What a listing reads from the engine: each instance as last written, shared rather than copied, and the
-JSON of `Engine.get` kept per write; both must say what `Engine.get` says."""
+"""What a listing reads from the engine: each instance as last written, shared rather than copied, and its
+JSON with the current last_seen; both must say what `Engine.get` says."""
 
 from __future__ import annotations
 

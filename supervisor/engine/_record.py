@@ -4,7 +4,6 @@ order, with writes that pile up coalesced into one."""
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -53,8 +52,6 @@ class InstanceRecord:
         self.log = log  # the actor's bound logger, rebound when its runtime changes
         self._view = inst.model_copy()
         self._disk = self._view  # what instance.json was last read or written with
-        self._view_json: tuple[Instance, dict[str, Any]] | None = None
-        self._last_seen_text: tuple[datetime | None, str | None] = (None, None)
         self._instance_id = instance_id
         self._services = services
         self._lock = SparseLock()
@@ -87,17 +84,14 @@ class InstanceRecord:
         return self._view
 
     def written_json(self) -> dict[str, Any]:
-        """``snapshot().to_json_dict()``, serialised once per write rather than on each listing."""
-        if self._view_json is None or self._view_json[0] is not self._view:
-            self._view_json = (self._view, self._view.to_json_dict())
-        data = dict(self._view_json[1])
+        """``snapshot().to_json_dict()`` without a copy of the instance. Not kept: a listing asks for it only
+        when the instance was written anew (`supervisor.daemon._view_cache`)."""
+        data = self._view.to_json_dict()
         last_seen = self.inst.last_seen
         if last_seen == self._view.last_seen:
             return data
         if "last_seen" in data and last_seen is not None:
-            if self._last_seen_text[0] != last_seen:
-                self._last_seen_text = (last_seen, rfc3339(last_seen))
-            data["last_seen"] = self._last_seen_text[1]
+            data["last_seen"] = rfc3339(last_seen)
             return data
         return self.snapshot().to_json_dict()
 

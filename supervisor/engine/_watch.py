@@ -53,7 +53,10 @@ class Watched(Protocol):
 
 
 class Watch:
-    """Probes ``proc``, spawned (or adopted) at ``since`` on the event loop's clock."""
+    """Probes ``proc``, spawned (or adopted) at ``since`` on the event loop's clock (one per running process:
+    slotted)."""
+
+    __slots__ = ("_actor", "_alive", "_failures", "_proc", "_seen_saved", "_since", "next_live")
 
     def __init__(self, actor: Watched, proc: ProcessHandle, since: float) -> None:
         self._actor = actor

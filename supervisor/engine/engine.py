@@ -275,7 +275,8 @@ class Engine:
         return self._actor(instance_id).record.written()
 
     def get_json(self, instance_id: str) -> dict[str, Any]:
-        """``get(instance_id).to_json_dict()``, serialised once per write of the instance."""
+        """``get(instance_id).to_json_dict()`` without a copy of the instance (a listing asks it only of an
+        instance written anew since its last row)."""
         return self._actor(instance_id).record.written_json()
 
     def last_seen(self, instance_id: str) -> datetime | None:
