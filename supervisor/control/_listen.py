@@ -31,7 +31,7 @@ _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 BACKLOG = 128
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class TcpSettings:
     """The optional TCP listener: loopback only, every request needs the bearer token in ``token_file``.
 
