@@ -58,7 +58,7 @@ class TcpSettings:
             raise EyrieError(f"control TCP port {self.port} is out of range")
 
 
-@dataclass
+@dataclass(eq=False)
 class ControlSockets:
     """The bound, listening sockets of the control API: the socket file, the operator's abstract socket
     (None when not asked for or taken by another process) and the TCP listener (None when not asked for)."""

@@ -50,7 +50,7 @@ class Applied:
     resolved: ResolvedInstance
 
 
-@dataclass
+@dataclass(eq=False)
 class InstanceRecord:
     """What the daemon holds about one declared instance."""
 

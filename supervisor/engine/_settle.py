@@ -41,7 +41,7 @@ class Settled:
     """Not wanted running (held back, or stopped by request)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Settling:
     """One wait for the instances the engine supervised when it began."""
 
