@@ -90,17 +90,26 @@ def measure_size(
     watcher: ExecWatcher, n: int, rounds: int, tmp: Path, env: dict[str, str]
 ) -> dict[str, list[tuple[float, float]]]:
     taken: dict[str, list[tuple[float, float]]] = {name: [] for name in [*FLOORS, EYRIED]}
-    daemon = Eyried(tmp / f"n{n}", n, env)
+    made = Eyried(tmp / f"n{n}", n, env)
+    daemon: Eyried | None = made
     try:
-        measure.start_all(watcher, n, daemon.launch)  # the first start provisions the home
-        daemon.stop_daemon()
+        try:
+            measure.start_all(watcher, n, made.launch)  # the first start provisions the home
+        except RuntimeError as exc:
+            print(f"N={n}: eyried not measured, its first start failed: {exc}", flush=True)
+            made.close()
+            daemon = None
+        else:
+            made.stop_daemon()
         for _ in range(rounds):
             for name, flags in FLOORS.items():
                 taken[name].append(floor_round(watcher, n, flags, tmp / f"logs{n}", env))
-            taken[EYRIED].append(eyried_round(watcher, daemon))
+            if daemon is not None:
+                taken[EYRIED].append(eyried_round(watcher, daemon))
     finally:
-        daemon.close()
-    return taken
+        if daemon is not None:
+            daemon.close()
+    return {name: rows for name, rows in taken.items() if rows}
 
 
 def table(n: int, taken: dict[str, list[tuple[float, float]]]) -> list[str]:
