@@ -8,8 +8,10 @@ adds the largest ``-X importtime`` entries (self time) among the imports before 
 package. ``--instructions RUNS`` adds the instructions the daemon executes up to its first spawn, counted by
 ``valgrind --tool=callgrind`` in RUNS runs that end at the spawn: whatever the load, though the worker
 threads' share before the spawn varies by ~5 % from run to run (the import alone varies by 0.3 %).
-``--modules FILE`` writes the modules loaded by the first spawn. Ports from ``EYRIE_BENCH_PORTS``
-(default 45000–46999).
+``--modules FILE`` writes the modules loaded by the first spawn. ``--memory`` prints what each import adds
+to the memory of a fresh process (`bench._import_memory`): VmRSS after each library and then eyrie's
+modules, and the Python heap (tracemalloc) of ``import supervisor.daemon.main`` by the module that made it.
+Ports from ``EYRIE_BENCH_PORTS`` (default 45000–46999).
 
     .venv/bin/python -m bench.start_imports --size 200 --rounds 5 --importtime --instructions 3
 """
@@ -34,7 +36,7 @@ from supervisor.errors import DaemonNotRunning
 
 FLOORS = {
     "python -c pass": "pass",
-    "import the libraries": "import anyio, pydantic, structlog, psutil, ruamel.yaml, click",
+    "import the libraries": "import anyio, pydantic, structlog, ruamel.yaml, click",
     "import supervisor.daemon.main": "import supervisor.daemon.main",
 }
 
@@ -116,6 +118,28 @@ def floor(code: str, runs: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def memory_tables() -> None:
+    """What each import adds to a fresh process: RSS after each step, then the traced heap by module."""
+    run = [sys.executable, "-m", "bench._import_memory"]
+    steps = json.loads(subprocess.run([*run, "rss"], capture_output=True, check=True, text=True).stdout)
+    say("RSS after each import in a fresh process (VmRSS / RssAnon, MiB; the step's own in brackets)")
+    previous = None
+    for step in steps:
+        added = f" (+{(step['VmRSS'] - previous) / 1024:.1f})" if previous is not None else ""
+        print(f"  {step['VmRSS'] / 1024:6.1f} / {step['RssAnon'] / 1024:5.1f}{added}  {step['step']}")
+        previous = step["VmRSS"]
+    traced = json.loads(subprocess.run([*run, "traced"], capture_output=True, check=True, text=True).stdout)
+    scale = {key: value for key, value in traced.items() if key.startswith("(")}
+    heap = {key: value for key, value in traced.items() if not key.startswith("(")}
+    ours = sum(value for key, value in heap.items() if key.startswith("supervisor"))
+    total, own = sum(heap.values()) / 2**20, ours / 2**20
+    say(f"Python heap after importing the daemon (tracemalloc): {total:.1f} MiB, eyrie's {own:.2f} MiB")
+    for key, value in sorted(heap.items(), key=lambda item: -item[1])[:30]:
+        print(f"  {value / 1024:8.0f} KiB  {key}")
+    for key, value in scale.items():
+        print(f"  {value / 1024:8.0f} KiB  {key}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,7 +150,12 @@ def main() -> None:
     parser.add_argument("--modules", type=Path)
     parser.add_argument("--instructions", type=int, default=0, metavar="RUNS")
     parser.add_argument("--floor-runs", type=int, default=15)
+    parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
+    if args.memory:
+        memory_tables()
+        if not args.rounds:
+            return
     with scratch_dir("eyrie-start-imports-") as tmp:
         daemon = Eyried(Path(tmp), args.size, own_env(f"start-imports-{os.getpid()}"))
         try:

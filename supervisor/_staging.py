@@ -34,7 +34,7 @@ SECRET_MODE = 0o600
 _STAGING_THREADS = 2
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class InstancePlan:
     """One instance and every file it gets, rendered in memory before anything touches disk."""
 

@@ -184,7 +184,7 @@ def _load_file(path: Path) -> Persona:
         raise PersonaError(f"{path}: {where}: {message}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Entry:
     persona: Persona
     path: Path

@@ -38,7 +38,7 @@ _MODE = 0o644
 _MAX_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class ProjectContext:
     """What an instance's ``PROJECT.md`` says: its project (id, name, goal, description) and its parent."""
 

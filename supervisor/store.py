@@ -47,7 +47,7 @@ _NAME_IN_JSON = re.compile(rb'"name"\s*:\s*"([a-z0-9][a-z0-9-]{0,62})"')
 log = structlog.get_logger("supervisor.store")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class StoreProblem:
     """An instance directory that could not be read, and why."""
 

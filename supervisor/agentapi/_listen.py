@@ -35,7 +35,7 @@ def agent_api_dir(home: Home) -> Path:
     return home.run_dir / AGENT_API_ID
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class AgentListener:
     """A bound, listening socket for the agent API and the URL agents are given."""
 

@@ -31,7 +31,7 @@ _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 BACKLOG = 128
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class TcpSettings:
     """The optional TCP listener: loopback only, every request needs the bearer token in ``token_file``.
 
@@ -58,7 +58,7 @@ class TcpSettings:
             raise EyrieError(f"control TCP port {self.port} is out of range")
 
 
-@dataclass
+@dataclass(eq=False)
 class ControlSockets:
     """The bound, listening sockets of the control API: the socket file, the operator's abstract socket
     (None when not asked for or taken by another process) and the TCP listener (None when not asked for)."""

@@ -57,7 +57,7 @@ _MAX_DETAIL = 2000  # characters of an event's detail a payload carries
 _KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Job:
     hook: NotifyHook
     kind: str

@@ -27,7 +27,7 @@ log = structlog.get_logger("supervisor.daemon")
 _CANCELS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class StartUp:
     """How the start-up went: its result (None when a signal cut it short), the signal that ends the daemon
     when one came meanwhile, and whether a reload was asked for."""

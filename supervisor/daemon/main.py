@@ -20,6 +20,12 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from supervisor._own_env import DAEMON_ONLY, set_for_daemon
+
+# pydantic looks for plugins (an entry-point scan of every installed distribution, ~5 ms) when it builds its
+# first validator; the daemon has none. Its children do not inherit the setting (`supervisor._own_env`).
+set_for_daemon("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 import anyio
 import click
 
@@ -131,6 +137,8 @@ def _reexec(outcome: Reexec) -> NoReturn:
     log = structlog.get_logger("supervisor.daemon")
     os.environ[REEXEC_ENV] = repr(outcome.began)
     os.environ.update(reexec_env())
+    for name in DAEMON_ONLY:  # the next image sets them again, as its own
+        os.environ.pop(name, None)
     for signum in outcome.carried_signals:
         os.kill(os.getpid(), signum)  # process-directed: the next image's listener thread accepts it
     sys.stdout.flush()

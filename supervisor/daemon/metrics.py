@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["ReloadCounts", "render_metrics"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ReloadCounts:
     """Reloads since the daemon started, by outcome, and when the last one finished."""
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 __all__ = ["Outcome", "Reexec", "Stopped"]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Stopped:
     """SIGTERM or SIGINT: the fleet is stopped and the process exits."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Reexec:
     """SIGUSR2: the agents keep running and the process image is to be replaced by the same command line."""
 

@@ -50,7 +50,7 @@ class Applied:
     resolved: ResolvedInstance
 
 
-@dataclass
+@dataclass(eq=False)
 class InstanceRecord:
     """What the daemon holds about one declared instance."""
 
@@ -60,7 +60,7 @@ class InstanceRecord:
     """Why the last provision or update failed; the instance may still run from its earlier declaration."""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Initial:
     """The fleet eyried starts with, and why the fleet file was refused when it was."""
 

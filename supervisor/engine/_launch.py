@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from supervisor._own_env import DAEMON_ONLY
 from supervisor.engine import procfs
 from supervisor.engine._escaped import end_escaped, runs_in
 from supervisor.engine._logs import InstanceLog, log_size
@@ -56,9 +57,10 @@ _inherited: tuple[dict[Any, Any], dict[str, str]] | None = None
 
 
 def child_env(rt: InstanceRuntime) -> dict[str, str]:
-    """The child's complete environment: ours (minus systemd's notify/socket variables, and our
-    ``EYRIE_HOME``: the runtime's says which home the process is of), the runtime's additions, and the
-    instance's identity (``EYRIE_INSTANCE_ID`` with ``EYRIE_HOME`` marks every process of its tree)."""
+    """The child's complete environment: ours (minus systemd's notify/socket variables, what the daemon set
+    for itself, and our ``EYRIE_HOME``: the runtime's says which home the process is of), the runtime's
+    additions, and the instance's identity (``EYRIE_INSTANCE_ID`` with ``EYRIE_HOME`` marks every process
+    of its tree)."""
     env = dict(_inherited_env())
     env.update(rt.env)
     env[procfs.MARKER_VAR] = rt.instance_id
@@ -73,7 +75,8 @@ def _inherited_env() -> dict[str, str]:
     global _inherited
     raw = getattr(os.environ, "_data", None)
     if raw is None or _inherited is None or _inherited[0] != raw:
-        env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP and k != procfs.HOME_VAR}
+        dropped = {*_CHILD_ENV_DROP, *DAEMON_ONLY, procfs.HOME_VAR}
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         if raw is None:
             return env
         _inherited = (dict(raw), env)

@@ -25,7 +25,7 @@ QUIET_CHECKS = 8
 what it writes in that time, starting from under half of the limit."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Seen:
     size: int
     gap: float  # checks apart, in seconds (0: not looked at yet)

@@ -31,7 +31,7 @@ Relocator = Callable[[InstanceRuntime, str], Awaitable[InstanceRuntime | None]]
 port (config re-rendered, ``instance.json`` updated), or None when it must not move."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Crowd:
     """Chooses where a short blocking call (a fork/exec, a state write) runs. A lone call (a respawn,
     typically) is quicker on the event loop than a round trip through a worker thread, which costs two

@@ -27,7 +27,7 @@ def at_rest(actor: Actor) -> bool:
     return actor.phase in _RESTING or (actor.phase is Phase.IDLE and actor.desired != "running")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Settled:
     """How the instances came to rest."""
 
@@ -41,7 +41,7 @@ class Settled:
     """Not wanted running (held back, or stopped by request)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Settling:
     """One wait for the instances the engine supervised when it began."""
 

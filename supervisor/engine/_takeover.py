@@ -17,7 +17,7 @@ from supervisor.models import Instance
 __all__ = ["Takeover", "take_over"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Takeover:
     plan: RecoveryPlan
     proc: AdoptedProcess | None  # the recorded process, still running as recorded

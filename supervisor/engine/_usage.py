@@ -20,7 +20,7 @@ _READ_LIMIT = 1 << 16
 _GONE_STATES = frozenset({b"Z", b"X", b"x"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Usage:
     """One live process of a tree, at the moment it was read."""
 

@@ -51,7 +51,7 @@ _STARTING, _RUNNING = InstanceStatus.STARTING, InstanceStatus.RUNNING
 _STOPPED, _ERROR = InstanceStatus.STOPPED, InstanceStatus.ERROR
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Outcome:
     """How one run of the process ended."""
 

@@ -90,7 +90,7 @@ class LogCursor:
         self.offset = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Rotation:
     """What one rotation did."""
 

@@ -34,7 +34,7 @@ class ProbeResult:
     detail: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ProbeContext:
     """What a probe may look at for one instance's current process."""
 

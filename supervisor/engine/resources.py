@@ -150,7 +150,7 @@ class LimitWatch:
         return ProbeResult(False, self.reason)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Track:
     """What the sampler remembers of one instance between samples."""
 

@@ -58,7 +58,7 @@ class _Scan:
         self.result: dict[int, procfs.ProcInfo] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class StopResult:
     """What a stop took."""
 

@@ -9,7 +9,7 @@ from supervisor.fleet.schema import FleetFile
 __all__ = ["FleetDiff", "diff_fleets"]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class FleetDiff:
     """Instance names by what changed; each list is in file order (``removed`` in the old file's order)."""
 

@@ -21,7 +21,7 @@ __all__ = ["PLACEHOLDERS", "PlaceholderValues", "expand", "expand_command", "exp
 PLACEHOLDERS = ("port", "config", "instance_dir", "workspace", "name", "id", "python")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class PlaceholderValues:
     """The values one instance gives the placeholders of its framework definition."""
 

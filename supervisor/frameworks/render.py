@@ -56,7 +56,7 @@ def default_allowed_commands() -> list[str]:
     return list(DEFAULT_ALLOWED_COMMANDS)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class RenderContext:
     """Everything a framework config may say about one instance."""
 
