@@ -35,7 +35,7 @@ instances:
 VALUES = PlaceholderValues(port=1, config="c", instance_dir="/d", workspace="/w", name="n", id="i")
 
 
-def _made(home: Home) -> tuple[Store, Provisioner, dict[str, object]]:
+def _made(home: Home) -> tuple[Store, Provisioner, dict[str, Instance]]:
     home.fleet_file.write_text(FLEET)
     store = Store(home)
     provisioner = Provisioner(store, home)
