@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from supervisor.daemon._last_applied import APPLIED_FILE, load_applied, save_applied
 from supervisor.daemon.reconciler import Reconciler
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.runtime import InstanceRuntime
@@ -162,3 +164,29 @@ async def test_engine_takes_the_record_as_written_after_the_scan(home: Home) -> 
                 engine, applied.instance_id, lambda i: i.status is InstanceStatus.RUNNING, timeout=20
             )
             assert running.pid
+
+
+def test_the_fleet_last_applied_is_written_only_when_it_differs(home: Home) -> None:
+    """Saving the fleet kept already leaves the file alone; another fleet, or the same one in a file that
+    is no longer owner-only or is a symlink, is written (owner-only, as a regular file)."""
+    home.fleet_file.write_text(FLEET)
+    home.ensure_run_dir()
+    fleet = load_fleet(home.fleet_file)
+    kept = home.run_dir / APPLIED_FILE
+    save_applied(home.run_dir, fleet)
+    first = kept.stat().st_ino
+    save_applied(home.run_dir, fleet)
+    assert kept.stat().st_ino == first
+    kept.chmod(0o644)
+    save_applied(home.run_dir, fleet)
+    assert kept.stat().st_ino != first and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    home.fleet_file.write_text(FLEET.replace("  - name: beta\n", "  - name: gamma\n"))
+    save_applied(home.run_dir, load_fleet(home.fleet_file))
+    assert load_applied(home.run_dir) == load_fleet(home.fleet_file)
+    target = home.root / "elsewhere.json"
+    target.write_bytes(kept.read_bytes())
+    target.chmod(0o600)
+    kept.unlink()
+    kept.symlink_to(target)
+    save_applied(home.run_dir, load_fleet(home.fleet_file))
+    assert not kept.is_symlink() and load_applied(home.run_dir) == load_fleet(home.fleet_file)

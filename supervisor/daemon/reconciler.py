@@ -466,6 +466,8 @@ def _runnable_again(inst: Instance) -> None:
 
 def _process_changed(before: FleetFile, now: FleetFile) -> frozenset[str]:
     """Names both fleets declare with a change that needs a new process (model, persona, command, …)."""
+    if before == now:  # a restart on the fleet last applied: nothing to resolve and compare
+        return frozenset()
     try:
         was, after = before.resolve_all(), now.resolve_all()
     except EyrieError:  # a last-applied fleet this release cannot resolve: the launch hash still decides
