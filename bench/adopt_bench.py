@@ -6,10 +6,7 @@ then, per round, the daemon is SIGKILLed and a new one launched, and printed: th
 daemon's CPU seconds until the event (its ``cpu_seconds``; read from ``/proc`` when it is seen, for a daemon
 whose event lacks them), how many instances it restarted, and its RSS (``smaps_rollup``) once
 settled. ``--cli`` adds the same adoption as the CLI sees it: ``eyriectl ps --json`` run in a loop from the
-launch until it shows every instance running with its old pid. ``--instructions RUNS`` adds, after the rounds,
-the instructions a new daemon executes from its exec to its ``fleet ready`` (valgrind's callgrind, which the
-machine's load does not move; the daemon ends there and the next one adopts the fleet), as the median of
-RUNS adoptions. Last, the floors measured the same way:
+launch until it shows every instance running with its old pid. Last, the floors measured the same way:
 ``python -c pass`` and import-only processes (wall, CPU and RSS at the end of each). Fleets take ports from
 51000–52999 (``EYRIE_BENCH_PORTS=FIRST-LAST`` moves them); the run removes its home's port claims.
 
@@ -97,33 +94,7 @@ def cli_adopted(bench: Bench, old: dict[str, int], launched: float, timeout: flo
     raise RuntimeError(f"eyriectl ps did not show all {len(old)} adopted within {timeout:.0f} s")
 
 
-def instructions(bench: Bench) -> int:
-    """Instructions from a new daemon's exec to its ``fleet ready`` (it ends there), by callgrind."""
-    env = {**os.environ, "EYRIE_HOME": str(bench.home.root)}
-    env.pop("NOTIFY_SOCKET", None)
-    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m"]
-    argv += ["bench._exit_at_ready", "--home", str(bench.home.root), "--log-level", "warning"]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
-    for line in done.stderr.splitlines():
-        if "Collected :" in line:
-            return int(line.rsplit(":", 1)[1])
-    raise RuntimeError(f"callgrind reported no count: {done.stderr[-2000:]}")
-
-
-async def counted(bench: Bench, runs: int) -> None:
-    """The daemon killed, then ``runs`` adoptions counted by callgrind, then a daemon serving again."""
-    assert bench.proc is not None
-    bench.proc.kill()
-    bench.proc.wait(10)
-    counts = [await anyio.to_thread.run_sync(instructions, bench) for _ in range(runs)]
-    await bench.wait_all_running(bench.start_daemon())
-    say(
-        f"N={bench.n}: {statistics.median(counts):,.0f} instructions from exec to `fleet ready` "
-        f"(callgrind, median of {runs}; {min(counts):,}–{max(counts):,})"
-    )
-
-
-async def rounds(n: int, count: int, settle: float, cli: bool, runs: int) -> None:
+async def rounds(n: int, count: int, settle: float, cli: bool) -> None:
     with scratch_dir(prefix=f"eyrie-adopt-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
         (bench.home.root / "fleet.yaml").write_text(fleet(n))
@@ -160,8 +131,6 @@ async def rounds(n: int, count: int, settle: float, cli: bool, runs: int) -> Non
                 f"{statistics.median(seen):.3f} s, CPU {statistics.median(cpus):.2f} s, "
                 f"RSS {statistics.median(rss):.1f} MiB"
             )
-            if runs:
-                await counted(bench, runs)
         finally:
             if bench.proc is not None and bench.proc.poll() is None:
                 bench.stop_daemon()
@@ -194,11 +163,10 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before RSS is read")
     parser.add_argument("--cli", action="store_true", help="one more round, timed through `eyriectl ps`")
     parser.add_argument("--floor-runs", type=int, default=5)
-    parser.add_argument("--instructions", type=int, default=0, metavar="RUNS")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed bench still stops its daemon
     say(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    anyio.run(rounds, args.size, args.rounds, args.settle, args.cli, args.instructions)
+    anyio.run(rounds, args.size, args.rounds, args.settle, args.cli)
     if args.floor_runs:
         say("floors:")
     for code in FLOORS.values() if args.floor_runs else ():
