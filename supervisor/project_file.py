@@ -55,6 +55,11 @@ class ProjectContext:
             return ""
         return f"{display_name_for(self.parent_name)} ({self.parent_name})"
 
+    @property
+    def has_file(self) -> bool:
+        """Whether it makes a ``PROJECT.md``: an instance with neither a project nor a parent has none."""
+        return bool(self.project_name or self.project_id or self.parent_name)
+
     def template_fields(self) -> dict[str, str]:
         """The `TemplateContext` fields this context fills."""
         return {
@@ -90,21 +95,21 @@ def project_file_digest(text: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest() if text is not None else ""
 
 
-def write_project_file(workspace: Path, text: str | None) -> bool:
+def write_project_file(workspace: str | Path, text: str | None) -> bool:
     """Make ``workspace/PROJECT.md`` hold ``text`` (None: no file); True when it changed anything."""
-    path = workspace / PROJECT_FILE
+    path = os.path.join(workspace, PROJECT_FILE)  # a start looks at one per instance: no Path parsed
     try:
         if text is None:
             if not os.path.lexists(path):
                 return False
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(path)
             return True
         with contextlib.suppress(OSError):  # missing, or not a regular file (a symlink, a FIFO): replaced
             if read_bytes(path, limit=_MAX_BYTES, follow_symlinks=False) == text.encode():
                 return False
         # not fsynced: eyried renders it again whenever it builds the instance's runtime (every start)
-        atomic_write(path, text, mode=_MODE, durable=False)
+        atomic_write(Path(path), text, mode=_MODE, durable=False)
     except OSError as exc:
         raise ProvisionError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return True

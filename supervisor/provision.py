@@ -287,8 +287,10 @@ class Provisioner:
     def write_project_file(self, instance: Instance, project: ProjectContext, persona: Persona | None) -> str:
         """Render the instance's ``PROJECT.md`` for ``project`` and write it if it differs (remove it when
         the instance has neither a project nor a parent); return the text's digest (``""``: no file)."""
-        text = self._project_text(self._template_context(instance, persona, project), persona)
-        if write_project_file(self.store.dir(instance.id) / "workspace", text):
+        text = None
+        if project.has_file:  # most instances have none: no template context to build for them
+            text = self._project_text(self._template_context(instance, persona, project), persona)
+        if write_project_file(f"{self.store.dir(instance.id)}/workspace", text):
             log.info("project_file_written", instance=instance.name, instance_id=instance.id)
         return project_file_digest(text)
 
@@ -356,9 +358,9 @@ class Provisioner:
         agent's ``TMPDIR`` exists; moving a framework's files into ``state/`` is `eyriectl migrate`'s job."""
         instance_dir = self.store.dir(instance_id)
         for sub in (STATE_DIR, TMP_DIR):
-            path = instance_dir / sub
-            if _is_real_dir(path):  # one lstat: a fleet starting checks two per instance
+            if _is_real_dir(f"{instance_dir}/{sub}"):  # one lstat: a fleet starting checks two per instance
                 continue
+            path = instance_dir / sub
             try:
                 path.mkdir(mode=DIR_MODE)
             except FileExistsError:  # a symlink or a file planted there: refused, never followed
@@ -387,9 +389,9 @@ class Provisioner:
 
     def config_hash(self, instance: Instance) -> str:
         """sha256 of the framework config as it is on disk; ``""`` when there is no such regular file."""
-        path = _config_path(instance)
-        if path is None:
+        if not instance.config_path:
             return ""
+        path = os.path.expanduser(instance.config_path)  # as `_config_path`, without parsing a Path
         try:
             text = read_bytes(path, limit=_MAX_CONFIG_BYTES, follow_symlinks=False)
         except OSError:  # missing, or planted as a FIFO, device, symlink or huge file: not our config
@@ -529,7 +531,7 @@ class ProvisionBatch:
         self._staging.close()
 
 
-def _is_real_dir(path: Path) -> bool:
+def _is_real_dir(path: str | Path) -> bool:
     """A directory, not a symlink to one."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)

@@ -226,7 +226,7 @@ class Store:
 
     def token(self, instance_id: str) -> str:
         """The instance's auth token from ``secrets/token`` ("" when it has none)."""
-        path = self.dir(instance_id) / "secrets" / TOKEN_FILE
+        path = f"{self.dir(instance_id)}/secrets/{TOKEN_FILE}"  # joined as text: read once a start
         try:
             return read_bytes(path, limit=_MAX_TOKEN_BYTES, follow_symlinks=False).decode().strip()
         except FileNotFoundError:

@@ -28,9 +28,27 @@ _MAX_BYTES = 16 * 1024 * 1024
 
 
 def save_applied(run_dir: Path, fleet: FleetFile) -> None:
-    """Keep ``fleet`` as the last applied (atomically, owner-only)."""
+    """Keep ``fleet`` as the last applied (atomically, owner-only); a file that holds it already, owner-only,
+    is left as it is (a restart on an unchanged fleet file writes and syncs nothing)."""
     data = fleet.model_dump(mode="json", exclude_unset=True)
-    atomic_write(run_dir / APPLIED_FILE, json.dumps(data, sort_keys=True) + "\n", mode=0o600)
+    text = (json.dumps(data, sort_keys=True) + "\n").encode()
+    path = run_dir / APPLIED_FILE
+    if _holds(path, text):
+        return
+    atomic_write(path, text, mode=0o600)
+
+
+def _holds(path: Path, text: bytes) -> bool:
+    """Whether ``path`` is a regular owner-only file of exactly ``text`` (not followed through a symlink)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o600 or info.st_size != len(text):
+            return False
+        return file.read(len(text) + 1) == text
 
 
 def load_applied(run_dir: Path) -> FleetFile | None:

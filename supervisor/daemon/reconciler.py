@@ -330,6 +330,7 @@ class Reconciler:
         config is rendered again first (a process adopted from the old config then restarts: its launch hash
         differs)."""
         inst = index.instances.get(resolved.name)
+        scanned = inst  # as the store's scan read it, handed to the engine unless written since
         try:
             if resolved.name in index.contested:
                 raise NameExists(index.contested[resolved.name])
@@ -339,16 +340,17 @@ class Reconciler:
                     raise provisioned
                 inst = provisioned
             elif not inst.port:
-                inst = await anyio.to_thread.run_sync(self._give_port, inst, resolved)
+                inst, scanned = await anyio.to_thread.run_sync(self._give_port, inst, resolved), None
             if rerender:
-                inst, config_hash = await self._rerender(inst.id, resolved)
+                (inst, config_hash), scanned = await self._rerender(inst.id, resolved), None
             else:
                 self._provisioner.ensure_layout(inst.id)
                 config_hash = self._provisioner.config_hash(inst)
             runtime = self._runtime(resolved, inst, config_hash=config_hash)
             if inst.status is InstanceStatus.ERROR and inst.phase is None:
                 await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
-            await self._engine.add(runtime)
+                scanned = None
+            await self._engine.add(runtime, scanned)
         except Exception as exc:  # that instance's own failure: the others go on
             self._failed(resolved.name, exc, "instance_provision_failed", inst.id if inst else None)
             return False
@@ -464,6 +466,8 @@ def _runnable_again(inst: Instance) -> None:
 
 def _process_changed(before: FleetFile, now: FleetFile) -> frozenset[str]:
     """Names both fleets declare with a change that needs a new process (model, persona, command, …)."""
+    if before == now:  # a restart on the fleet last applied: nothing to resolve and compare
+        return frozenset()
     try:
         was, after = before.resolve_all(), now.resolve_all()
     except EyrieError:  # a last-applied fleet this release cannot resolve: the launch hash still decides

@@ -54,10 +54,12 @@ def build_runtime(
     (an impossible probe, a port out of range, a missing secret, …), so that the failure stays that
     instance's own.
     """
-    try:
-        secrets = SecretFiles(Home(store.root.parent)).values(resolved.secrets)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"instance {inst.name!r}: {exc}") from None
+    secrets: dict[str, str] = {}
+    if resolved.secrets:
+        try:
+            secrets = SecretFiles(Home(store.root.parent)).values(resolved.secrets)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"instance {inst.name!r}: {exc}") from None
     token = store.token(inst.id)
     directory = store.dir(inst.id)
     return _assemble(resolved, inst, directory, token, config_hash, secrets, eyrie_url, files_digest)
@@ -97,10 +99,12 @@ def _assemble(
     eyrie_url: str = "",
     files_digest: str = "",
 ) -> InstanceRuntime:
+    # paths the runtime keeps as text are joined as text: pathlib's joins were a fifth of a runtime's build
+    directory = str(instance_dir)
     values = PlaceholderValues(
         port=inst.port,
         config=inst.config_path,
-        instance_dir=str(instance_dir),
+        instance_dir=directory,
         workspace=inst.workspace_path,
         name=inst.name,
         id=inst.id,
@@ -108,18 +112,18 @@ def _assemble(
     )
     spec = resolved.spec
     workspace = Path(inst.workspace_path) if inst.workspace_path else instance_dir / "workspace"
-    token_file = instance_dir / "secrets" / TOKEN_FILE
+    token_file = f"{directory}/secrets/{TOKEN_FILE}"
     try:
         argv, env = expand_command(spec, values)
         env.update(
             {
                 "EYRIE_INSTANCE_ID": inst.id,
-                "EYRIE_HOME": str(instance_dir.parent.parent),
+                "EYRIE_HOME": os.path.dirname(os.path.dirname(directory)),
                 "EYRIE_INSTANCE_NAME": inst.name,
                 "EYRIE_PORT": str(inst.port),
                 "EYRIE_CONFIG": inst.config_path,
-                "EYRIE_AUTH_TOKEN_FILE": str(token_file),
-                "TMPDIR": str(instance_dir / TMP_DIR),
+                "EYRIE_AUTH_TOKEN_FILE": token_file,
+                "TMPDIR": f"{directory}/{TMP_DIR}",
             }
         )
         if eyrie_url:
@@ -135,7 +139,7 @@ def _assemble(
             argv=tuple(argv),
             env=env,
             cwd=workspace,
-            log_path=instance_dir / "logs" / f"{inst.framework}.log",
+            log_path=instance_dir / f"logs/{inst.framework}.log",
             ready=expand_probe(spec.ready, values),
             live=expand_probe(spec.live, values) if spec.live else None,
             stop_signal=spec.stop_signum,
@@ -148,7 +152,7 @@ def _assemble(
             config_hash=config_hash,
             secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
             secrets_digest=_secrets_digest(token, secrets),
-            sandbox=_sandbox(resolved, values, tuple(argv), env, (instance_dir, workspace, token_file)),
+            sandbox=_sandbox(resolved, values, tuple(argv), env, (directory, str(workspace), token_file)),
             files_digest=files_digest,
         )
     except ValueError as exc:
@@ -162,7 +166,7 @@ def _sandbox(
     values: PlaceholderValues,
     argv: tuple[str, ...],
     env: dict[str, str],
-    paths: tuple[Path, Path, Path],
+    paths: tuple[str, str, str],
 ) -> SandboxPolicy | None:
     """The instance's confinement (docs/sandbox.md); None when its declaration says ``sandbox: off``.
     ``paths``: the instance's directory, workspace and token file, as the runtime has them."""
@@ -172,10 +176,10 @@ def _sandbox(
     read, write = expand_sandbox_paths(setting, values)
     instance_dir, workspace, token_file = paths
     return SandboxPolicy(
-        instance_dir=str(instance_dir),
-        workspace=str(workspace),
+        instance_dir=instance_dir,
+        workspace=workspace,
         config=values.config,
-        token=str(token_file),
+        token=token_file,
         port=values.port,
         argv=argv,
         search_path=env.get("PATH") or os.environ.get("PATH") or os.defpath,

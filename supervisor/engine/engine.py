@@ -168,10 +168,11 @@ class Engine:
 
     # ------------------------------------------------------------------ membership
 
-    async def add(self, runtime: InstanceRuntime) -> None:
+    async def add(self, runtime: InstanceRuntime, record: Instance | None = None) -> None:
         """Take the instance under supervision: adopt its live process, or apply its desired state.
 
-        The instance must already exist in the store (`NotFound` otherwise).
+        The instance must already exist in the store (`NotFound` otherwise). ``record``: the instance as the
+        caller has just read it from the store, unwritten since, handed over (not read a second time).
         """
         services = self._running()
         key = runtime.instance_id
@@ -179,9 +180,9 @@ class Engine:
             raise NameExists(f"instance {runtime.name} ({key}) is already supervised")
         self._adding.add(key)
         try:
-            # one small file, read on the loop: a fleet starting adds hundreds, one after another, and a
+            # else one small file, read on the loop: a fleet starting adds hundreds, one after another, and a
             # worker-thread round trip would cost each of them more than the read
-            inst = self.store.get(key)
+            inst = record if record is not None and record.id == key else self.store.get(key)
             actor = Actor(runtime, inst, services)
             actor.prepare()
             self._actors[key] = actor

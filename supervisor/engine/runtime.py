@@ -89,8 +89,8 @@ class InstanceRuntime:
                     validate(probe, port=self.port, name=self.name, instance_id=self.instance_id)
                 except ValueError as exc:
                     raise ValueError(f"{where}: {label} probe: {exc}") from None
-        object.__setattr__(self, "cwd", Path(self.cwd))
-        object.__setattr__(self, "log_path", Path(self.log_path))
+        object.__setattr__(self, "cwd", _as_path(self.cwd))
+        object.__setattr__(self, "log_path", _as_path(self.log_path))
 
     def process_fingerprint(self) -> str:
         """A digest of everything that shapes the running process; a change means a restart."""
@@ -154,3 +154,8 @@ class InstanceRuntime:
     def policies(self) -> tuple[RestartPolicy, HealthPolicy, LogPolicy, bool]:
         """What applies live, without a restart."""
         return (self.restart, self.health, self.logs, self.autostart)
+
+
+def _as_path(value: Path | str) -> Path:
+    """``value`` as a `Path`; one already is kept as it is (``Path(path)`` parses every component again)."""
+    return value if isinstance(value, Path) else Path(value)

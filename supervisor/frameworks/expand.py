@@ -43,7 +43,9 @@ def _known() -> str:
 
 def expand(template: str, values: PlaceholderValues | Mapping[str, str], *, where: str = "value") -> str:
     """Expand placeholders in one string; ``where`` names it in the error (e.g. ``command[2]``)."""
-    mapping = dict(values.as_mapping() if isinstance(values, PlaceholderValues) else values)
+    if "{" not in template and "}" not in template:  # nothing to expand, nothing to refuse
+        return template
+    mapping = values.as_mapping() if isinstance(values, PlaceholderValues) else values
     try:
         # Check every field first: format_map alone would accept `{port.real}` or `{port[0]}`.
         for _literal, field_name, spec, conversion in string.Formatter().parse(template):
@@ -67,8 +69,9 @@ def _brace_message(exc: ValueError) -> str:
 
 def expand_command(spec: FrameworkSpec, values: PlaceholderValues) -> tuple[list[str], dict[str, str]]:
     """The argv and the extra environment of one instance of ``spec``."""
-    argv = [expand(arg, values, where=f"{spec.name}: command[{i}]") for i, arg in enumerate(spec.command)]
-    env = {key: expand(val, values, where=f"{spec.name}: env.{key}") for key, val in spec.env.items()}
+    mapping = values.as_mapping()  # once, not once a string
+    argv = [expand(arg, mapping, where=f"{spec.name}: command[{i}]") for i, arg in enumerate(spec.command)]
+    env = {key: expand(val, mapping, where=f"{spec.name}: env.{key}") for key, val in spec.env.items()}
     return argv, env
 
 
@@ -77,9 +80,11 @@ _PATTERN_TOKEN = re.compile(r"\\.|\{\{|\}\}|\{([^{}]*)\}|[{}]", re.DOTALL)
 _QUANTIFIER = re.compile(r"\d+(,\d*)?|,\d+")
 
 
-def expand_pattern(pattern: str, values: PlaceholderValues, *, where: str = "pattern") -> str:
+def expand_pattern(
+    pattern: str, values: PlaceholderValues | Mapping[str, str], *, where: str = "pattern"
+) -> str:
     """Expand placeholders in a regex, escaping their values; quantifiers like ``{2,3}`` stay as they are."""
-    mapping = values.as_mapping()
+    mapping = values.as_mapping() if isinstance(values, PlaceholderValues) else values
 
     def replace(m: re.Match[str]) -> str:
         token = m.group(0)
@@ -109,11 +114,12 @@ def expand_pattern(pattern: str, values: PlaceholderValues, *, where: str = "pat
 def expand_probe(probe: Probe, values: PlaceholderValues, *, where: str = "probe") -> Probe:
     """The probe with its ``path``, ``pattern`` and ``command`` expanded for one instance; the probe itself
     (frozen, so shared by every instance) when it has no placeholder to expand."""
+    mapping = values.as_mapping()
     update: dict[str, object] = {
-        "path": expand(probe.path, values, where=f"{where}.path"),
-        "pattern": expand_pattern(probe.pattern, values, where=f"{where}.pattern") if probe.pattern else "",
+        "path": expand(probe.path, mapping, where=f"{where}.path"),
+        "pattern": expand_pattern(probe.pattern, mapping, where=f"{where}.pattern") if probe.pattern else "",
         "command": [
-            expand(arg, values, where=f"{where}.command[{i}]") for i, arg in enumerate(probe.command)
+            expand(arg, mapping, where=f"{where}.command[{i}]") for i, arg in enumerate(probe.command)
         ],
     }
     if all(value == getattr(probe, key) for key, value in update.items()):
