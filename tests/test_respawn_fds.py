@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.engine._supervisor_lines import SupervisorLines
+from supervisor.engine.engine import Engine
+from supervisor.engine.runtime import InstanceRuntime
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home
 from supervisor.store import Store
@@ -76,26 +78,33 @@ class TestLinesLetGo:
         assert not _held_on(log)
 
 
+async def _two_running_one_respawned(engine: Engine, store: Store) -> tuple[list[InstanceRuntime], int]:
+    """Two `sleep` agents started, the first SIGKILLed and running again: their runtimes, its new pid."""
+    restart = fast_restart(policy="always", initial_delay=0.0)
+    rts = [make_runtime(store, f"agent-{i}", ["sleep", "600"], restart=restart) for i in range(2)]
+    for rt in rts:
+        await engine.add(rt)
+        await engine.start(rt.instance_id, wait=True)
+    victim = engine.get(rts[0].instance_id).pid
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    inst = await wait_instance(
+        engine,
+        rts[0].instance_id,
+        lambda i: i.status is InstanceStatus.RUNNING and i.pid not in (None, victim),
+        timeout=10.0,
+    )
+    assert inst.pid is not None
+    return rts, inst.pid
+
+
 class TestChildDescriptors:
     async def test_a_running_fleet_holds_a_pidfd_per_instance_and_no_log(self, home: Home) -> None:
         """Two running instances, one respawned after a SIGKILL: the engine holds no descriptor on either
         log once their lines are written, and each log holds its ``started pid`` lines."""
         store = Store(home)
-        restart = fast_restart(policy="always", initial_delay=0.0)
-        rts = [make_runtime(store, f"agent-{i}", ["sleep", "600"], restart=restart) for i in range(2)]
         async with running_engine(store) as engine:
-            for rt in rts:
-                await engine.add(rt)
-                await engine.start(rt.instance_id, wait=True)
-            first = engine.get(rts[0].instance_id).pid
-            assert first is not None
-            os.kill(first, signal.SIGKILL)
-            await wait_instance(
-                engine,
-                rts[0].instance_id,
-                lambda i: i.status is InstanceStatus.RUNNING and i.pid not in (None, first),
-                timeout=10.0,
-            )
+            rts, _ = await _two_running_one_respawned(engine, store)
             for rt in rts:
                 await wait_for(functools.partial(_let_go, rt.log_path), 5.0, what=f"{rt.name}'s log let go")
                 started = [
@@ -108,22 +117,9 @@ class TestChildDescriptors:
         stdout and stderr on its own log, and no other descriptor (neither agent's pidfd, the other's log,
         nor any of the engine's)."""
         store = Store(home)
-        restart = fast_restart(policy="always", initial_delay=0.0)
-        rts = [make_runtime(store, f"agent-{i}", ["sleep", "600"], restart=restart) for i in range(2)]
         async with running_engine(store) as engine:
-            for rt in rts:
-                await engine.add(rt)
-                await engine.start(rt.instance_id, wait=True)
-            victim = engine.get(rts[0].instance_id).pid
-            assert victim is not None
-            os.kill(victim, signal.SIGKILL)
-            inst = await wait_instance(
-                engine,
-                rts[0].instance_id,
-                lambda i: i.status is InstanceStatus.RUNNING and i.pid not in (None, victim),
-                timeout=10.0,
-            )
-            for rt, pid in ((rts[0], inst.pid), (rts[1], engine.get(rts[1].instance_id).pid)):
+            rts, respawned = await _two_running_one_respawned(engine, store)
+            for rt, pid in ((rts[0], respawned), (rts[1], engine.get(rts[1].instance_id).pid)):
                 assert pid is not None
                 expected = {0: os.devnull, 1: str(rt.log_path), 2: str(rt.log_path)}
                 # its dynamic loader may still have a library open for a moment after the exec

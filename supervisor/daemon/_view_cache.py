@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from supervisor.control._listing import RowJSON
-from supervisor.daemon.views import instance_view, uptime_of
+from supervisor.daemon.views import instance_view, sample_fields, uptime_of
 from supervisor.models import rfc3339
 
 if TYPE_CHECKING:
@@ -143,10 +143,5 @@ def _renewed(
     if last_seen is not None:
         view.__pydantic_extra__ = {**extra, "last_seen": rfc3339(last_seen)}
     if resources is not None and inst.pid is not None:
-        fields.update(
-            cpu_percent=resources.cpu_percent,
-            memory_bytes=resources.memory_bytes,
-            cpu_seconds=round(resources.cpu_seconds, 2),
-            processes=len(resources.tree),
-        )
+        fields.update(sample_fields(resources))
     return view

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from supervisor.engine.resources import ResourceSample
     from supervisor.fleet import InstanceDecl
 
-__all__ = ["instance_view", "missing_view", "status_summary", "uptime_of"]
+__all__ = ["instance_view", "missing_view", "sample_fields", "status_summary", "uptime_of"]
 
 
 def instance_view(
@@ -46,13 +46,18 @@ def instance_view(
         health_status=inst.health_status.value if inst.health_status else "unknown",
     )
     if resources is not None and inst.pid is not None:
-        data.update(
-            cpu_percent=resources.cpu_percent,
-            memory_bytes=resources.memory_bytes,
-            cpu_seconds=round(resources.cpu_seconds, 2),
-            processes=len(resources.tree),
-        )
+        data.update(sample_fields(resources))
     return InstanceView.model_validate(data)
+
+
+def sample_fields(resources: ResourceSample) -> dict[str, Any]:
+    """A view's fields from the resource sample of its running instance."""
+    return {
+        "cpu_percent": resources.cpu_percent,
+        "memory_bytes": resources.memory_bytes,
+        "cpu_seconds": round(resources.cpu_seconds, 2),
+        "processes": len(resources.tree),
+    }
 
 
 def uptime_of(inst: Instance, now: datetime | None = None) -> float | None:
