@@ -6,7 +6,7 @@ the error's group (`ERROR_STATUS`) and the header the client rebuilds the error 
 
 Routes::
 
-    GET    /v1/instances?view=ps                 list of InstanceView (with view=ps: only what ps reads)
+    GET    /v1/instances[?view=ps]               list of InstanceView (view=ps: only the fields ps reads)
     POST   /v1/instances                         AddRequest → InstanceView (201)
     GET    /v1/instances/{ref}                   InstanceView (ref = name or id)
     GET    /v1/instances/{ref}/status            InstanceDetail: process tree, probes, log tail
