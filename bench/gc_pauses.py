@@ -17,12 +17,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench._compare.measure import pct
+
 __all__ = ["main"]
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             if ms:
                 print(
                     f"    gen {generation}: {len(ms)}, CPU p50 {statistics.median(ms):.2f} ms, "
-                    f"p95 {_pct(ms, 0.95):.2f} ms, max {max(ms):.2f} ms, total {sum(ms):.0f} ms "
-                    f"(wall p95 {_pct(wall, 0.95):.2f}, max {max(wall):.2f} ms)"
+                    f"p95 {pct(ms, 0.95):.2f} ms, max {max(ms):.2f} ms, total {sum(ms):.0f} ms "
+                    f"(wall p95 {pct(wall, 0.95):.2f}, max {max(wall):.2f} ms)"
                 )
         slow = [p for p in kept if p[4] >= 1.0]
         print(f"    over 1 ms of CPU: {len(slow)}: " + ", ".join(f"gen {p[0]} {p[4]:.1f}" for p in slow[:30]))

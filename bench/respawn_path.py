@@ -14,12 +14,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench._compare.measure import pct
+
 __all__ = ["main"]
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             values = [s[key] for s in samples]
             print(
-                f"    {label}: p50 {statistics.median(values):.3f} ms, p95 {_pct(values, 0.95):.3f} ms, "
+                f"    {label}: p50 {statistics.median(values):.3f} ms, p95 {pct(values, 0.95):.3f} ms, "
                 f"max {max(values):.3f} ms"
             )
         with_gc = [s for s in samples if s["collections"]]
