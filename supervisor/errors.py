@@ -27,6 +27,7 @@ catch one tree, and a group where one answer fits all its members (the control A
     │   └── ProvisionError         provisioning failed part-way (everything was rolled back)
     ├── IllegalTransition          the engine tried a transition the state table forbids (a bug)
     ├── StartFailed                a process could not be started (binary missing, port held, exec failed)
+    │   └── ProcessWatchUnavailable  the kernel refuses pidfds: nothing could be watched, so nothing starts
     └── DaemonNotRunning           eyriectl found no daemon on the control socket
 
 An error raised in eyried is raised again in eyriectl as the same class: its class name, its message and its
@@ -59,6 +60,7 @@ __all__ = [
     "PersonaError",
     "PortClaimsUnusable",
     "PortsExhausted",
+    "ProcessWatchUnavailable",
     "ProvisionError",
     "RequiredField",
     "StartFailed",
@@ -224,6 +226,12 @@ class IllegalTransition(EyrieError, RuntimeError):
 
 class StartFailed(EyrieError):
     """A process could not be started; the message is what goes into ``last_error``."""
+
+
+class ProcessWatchUnavailable(StartFailed):
+    """``pidfd_open``, ``pidfd_send_signal`` or a wait on a pidfd is refused (a kernel before 5.4, a seccomp
+    filter, valgrind): a process the supervisor cannot watch would be taken for ended and started again
+    while it runs, so the supervisor starts none."""
 
 
 class DaemonNotRunning(EyrieError):

@@ -34,7 +34,7 @@ from supervisor.daemon.metrics import render_metrics
 from supervisor.daemon.outcome import Outcome, Reexec, Stopped
 from supervisor.daemon.reconciler import Reconciler
 from supervisor.daemon.relocation import PortRelocator
-from supervisor.engine import Engine
+from supervisor.engine import Engine, pidfd
 from supervisor.engine.events import Event
 from supervisor.engine.process import current_boot_id
 from supervisor.errors import NotFound
@@ -116,6 +116,7 @@ class Daemon:
         self, signals: AsyncIterable[int], task_status: anyio.abc.TaskStatus[None]
     ) -> float | None:
         """Serve the fleet; return when a re-exec began (``time.monotonic()``), or None after a stop."""
+        pidfd.require()  # before anything is adopted or started: without pidfds every watch would fail
         lock = DaemonLock(self.home)
         lock.acquire()
         if self.reexecuted_at is not None:

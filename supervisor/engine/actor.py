@@ -342,6 +342,8 @@ class Actor:
                 self._say()
                 self.log.warning("start_failed", error=str(exc))
                 self._note(f"start failed: {exc}")
+                # no process of this instance is watched now: whatever a failed start left running is ended
+                self.services.request_sweep(self.runtime.instance_id, False)
                 return _Outcome(exit=None, failed=True, reason=str(exc))
             self.proc = proc
             self._say()

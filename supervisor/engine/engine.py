@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from supervisor.engine import procfs
+from supervisor.engine import pidfd, procfs
 from supervisor.engine._log_checks import QUIET_CHECKS, LogChecks
 from supervisor.engine._services import Relocator
 from supervisor.engine._settle import Settled, Settling
@@ -102,6 +102,7 @@ class Engine:
         """Serve until `shutdown`; reports started through ``task_status`` once `add` may be called."""
         if self._services is not None:
             raise RuntimeError("engine is already running")
+        pidfd.require()
         self._finished = anyio.Event()
         self._sweep_wanted, self._sweep_urgent = anyio.Event(), anyio.Event()
         self._closing = False

@@ -16,8 +16,9 @@ import signal
 from dataclasses import dataclass
 
 from supervisor.engine import procfs
+from supervisor.errors import ProcessWatchUnavailable
 
-__all__ = ["ExitStatus", "collect", "ended", "open_described", "open_verified", "send_signal"]
+__all__ = ["ExitStatus", "collect", "ended", "open_described", "open_verified", "require", "send_signal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,39 @@ class ExitStatus:
         if self.code is None:
             return "exited (status unknown)"
         return f"exit code {self.code}"
+
+
+def require() -> None:
+    """Raise `ProcessWatchUnavailable` unless this process may open, signal and wait on pidfds.
+
+    Every watch, adoption and signal goes through one; where the kernel refuses them (before Linux 5.4, or a
+    seccomp filter: a container runtime's older default profile, valgrind), a live process would look
+    ended, and the supervisor would start another beside it, without end. So it starts nothing instead.
+    """
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except OSError as exc:
+        raise ProcessWatchUnavailable(_refused("pidfd_open", exc)) from None
+    try:
+        signal.pidfd_send_signal(fd, 0)
+    except OSError as exc:
+        raise ProcessWatchUnavailable(_refused("pidfd_send_signal", exc)) from None
+    try:
+        os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+    except ChildProcessError:
+        pass  # the answer for a process that is not our child: waiting on pidfds works
+    except OSError as exc:
+        raise ProcessWatchUnavailable(_refused("waitid on a pidfd", exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _refused(call: str, exc: OSError) -> str:
+    return (
+        f"the kernel refuses {call} ({exc.strerror or exc}): eyrie watches every agent through a pidfd"
+        " and needs Linux 5.4 or later, with pidfd_open, pidfd_send_signal and waitid allowed by any"
+        " seccomp filter"
+    )
 
 
 def open_verified(pid: int, start_ticks: int) -> tuple[int, procfs.ProcInfo] | None:

@@ -8,6 +8,7 @@ found alive after a daemon restart — is usually not our child, so its exit cod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import os
@@ -516,7 +517,31 @@ def _handle_for(
     """
     info = procfs.read_stat(pid)
     ticks = info.start_ticks if info is not None else 0
-    return SpawnedProcess(pid, _start_time(ticks), ticks, argv, popen)
+    try:
+        return SpawnedProcess(pid, _start_time(ticks), ticks, argv, popen)
+    except OSError as exc:
+        ended = "it was ended" if _end_unwatched(pid, popen) else f"pid {pid} could not be ended"
+        raise StartFailed(
+            f"{argv[0]}: cannot watch the new process (pidfd_open: {exc.strerror or exc}); {ended}"
+        ) from None
+
+
+def _end_unwatched(pid: int, popen: subprocess.Popen[bytes] | None) -> bool:
+    """End and reap a child just spawned that no pidfd watches (whether it could be): left running, it
+    would be taken for ended and started again beside itself. Unreaped, it still leads its own group (its
+    own session), which no other process can take over: the group is killed by id, then the child reaped."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # a set-user-id program: waiting would never end
+        return False
+    if popen is not None:
+        popen.wait()
+    else:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return True
 
 
 @functools.cache
