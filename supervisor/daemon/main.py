@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from supervisor._own_env import DAEMON_ONLY, set_for_daemon
+from supervisor.daemon._no_plugins import skip_plugin_scan
 
 # pydantic looks for plugins (an entry-point scan of every installed distribution, ~5 ms) when it builds its
 # first validator; the daemon has none. Its children do not inherit the setting (`supervisor._own_env`).
 set_for_daemon("PYDANTIC_DISABLE_PLUGINS", "__all__")
+skip_plugin_scan()  # with plugins off, nothing needs the loader's `importlib.metadata` (`_no_plugins`)
 
 import anyio
 import click
