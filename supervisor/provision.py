@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -64,7 +64,9 @@ from supervisor.project_file import (
     write_project_file,
 )
 from supervisor.store import TOKEN_FILE, NameIndex, Store
-from supervisor.trash import Trash, TrashEntry
+
+if TYPE_CHECKING:
+    from supervisor.trash import TrashEntry
 
 __all__ = ["ProvisionBatch", "Provisioner", "identity_templates", "sha256_text"]
 
@@ -418,6 +420,8 @@ class Provisioner:
                 name = self.store.get(instance_id).name
             except EyrieError:  # unreadable: it still goes to the trash, which says whether it exists
                 name = "unreadable"
+        from supervisor.trash import Trash  # a removal's only: not loaded by a start
+
         return Trash(self.home).move_in(instance_id, name=name, declaration=declaration)
 
     def _release_port(self, instance_id: str) -> None:
