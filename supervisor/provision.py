@@ -53,7 +53,6 @@ from supervisor.models import (
     utcnow,
 )
 from supervisor.paths import STATE_DIR, TMP_DIR, Home
-from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.port_claims import ClaimRegistry, PortOwner
 from supervisor.ports import PortRange, first_free_port, port_reservation
 from supervisor.project_file import (
@@ -66,6 +65,7 @@ from supervisor.project_file import (
 from supervisor.store import TOKEN_FILE, NameIndex, Store
 
 if TYPE_CHECKING:
+    from supervisor.personas import Persona, PersonaCatalog
     from supervisor.trash import TrashEntry
 
 __all__ = ["ProvisionBatch", "Provisioner", "identity_templates", "sha256_text"]
@@ -82,6 +82,8 @@ def sha256_text(text: str) -> str:
 @cache
 def _builtin_templates() -> dict[str, dict[str, str]]:
     """``config/templates``: the shared files at its top, per-role files in ``commander/``, ``captain/``, …"""
+    from supervisor.personas import check_template  # provisioning's (see `_identity_files`)
+
     root = data_dir("config") / "templates"
     found: dict[str, dict[str, str]] = {}
     for path in sorted(root.rglob("*.md")):
@@ -140,6 +142,8 @@ class Provisioner:
     def personas(self) -> PersonaCatalog:
         """The catalog given, else the home's, loaded on first use."""
         if self._personas is None:
+            from supervisor.personas import PersonaCatalog
+
             self._personas = PersonaCatalog.load(self.home)
         return self._personas
 
@@ -252,6 +256,8 @@ class Provisioner:
     def _identity_files(
         self, request: CreateRequest, persona: Persona | None, inst: Instance
     ) -> dict[str, str]:
+        from supervisor.personas import render_template  # a provisioned start loads no persona
+
         project = ProjectContext(
             project_id=request.project_id,
             project_name=request.project_name,
