@@ -43,11 +43,12 @@ KEPT_OUT_UNTIL_SERVED = (
     "supervisor.daemon._plan",
     "supervisor.daemon._children",
     "supervisor.fleet.edit",
+    "supervisor.personas",
     "supervisor.trash",
 )
 """What a start does without until its fleet runs: pydantic's plugin scan (off in the daemon), the control
-API's models, listing, status, metrics and fleet edits, a reload's dry run, a re-exec's children,
-the trash."""
+API's models, listing, status, metrics and fleet edits, a reload's dry run, a re-exec's children, personas
+and templates (provisioned, and no project file to write) and the trash."""
 
 DEFERRED: dict[type[BaseModel], dict[str, Any]] = {
     InstanceView: {"name": 7, "pid": "x"},
