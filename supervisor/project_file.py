@@ -22,7 +22,6 @@ from supervisor._resources import data_dir
 from supervisor._safe_read import read_bytes
 from supervisor.errors import ProvisionError
 from supervisor.models import TemplateContext, display_name_for
-from supervisor.personas import check_template, render_template
 
 __all__ = [
     "PROJECT_FILE",
@@ -73,6 +72,8 @@ class ProjectContext:
 @cache
 def builtin_project_template() -> str:
     """The shipped ``config/templates/PROJECT.md``."""
+    from supervisor.personas import check_template  # templates load with the first project that has a file
+
     path = data_dir("config") / "templates" / PROJECT_FILE
     text = path.read_text(encoding="utf-8")
     try:
@@ -87,6 +88,8 @@ def render_project_file(ctx: TemplateContext, template: str | None = None) -> st
     neither a project nor a parent."""
     if not (ctx.project_name or ctx.parent_agent):
         return None
+    from supervisor.personas import render_template
+
     return render_template(PROJECT_FILE, template or builtin_project_template(), ctx)
 
 

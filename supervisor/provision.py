@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -53,7 +53,6 @@ from supervisor.models import (
     utcnow,
 )
 from supervisor.paths import STATE_DIR, TMP_DIR, Home
-from supervisor.personas import Persona, PersonaCatalog, check_template, render_template
 from supervisor.port_claims import ClaimRegistry, PortOwner
 from supervisor.ports import PortRange, first_free_port, port_reservation
 from supervisor.project_file import (
@@ -64,7 +63,10 @@ from supervisor.project_file import (
     write_project_file,
 )
 from supervisor.store import TOKEN_FILE, NameIndex, Store
-from supervisor.trash import Trash, TrashEntry
+
+if TYPE_CHECKING:
+    from supervisor.personas import Persona, PersonaCatalog
+    from supervisor.trash import TrashEntry
 
 __all__ = ["ProvisionBatch", "Provisioner", "identity_templates", "sha256_text"]
 
@@ -80,6 +82,8 @@ def sha256_text(text: str) -> str:
 @cache
 def _builtin_templates() -> dict[str, dict[str, str]]:
     """``config/templates``: the shared files at its top, per-role files in ``commander/``, ``captain/``, …"""
+    from supervisor.personas import check_template  # provisioning's (see `_identity_files`)
+
     root = data_dir("config") / "templates"
     found: dict[str, dict[str, str]] = {}
     for path in sorted(root.rglob("*.md")):
@@ -138,6 +142,8 @@ class Provisioner:
     def personas(self) -> PersonaCatalog:
         """The catalog given, else the home's, loaded on first use."""
         if self._personas is None:
+            from supervisor.personas import PersonaCatalog
+
             self._personas = PersonaCatalog.load(self.home)
         return self._personas
 
@@ -250,6 +256,8 @@ class Provisioner:
     def _identity_files(
         self, request: CreateRequest, persona: Persona | None, inst: Instance
     ) -> dict[str, str]:
+        from supervisor.personas import render_template  # a provisioned start loads no persona
+
         project = ProjectContext(
             project_id=request.project_id,
             project_name=request.project_name,
@@ -418,6 +426,8 @@ class Provisioner:
                 name = self.store.get(instance_id).name
             except EyrieError:  # unreadable: it still goes to the trash, which says whether it exists
                 name = "unreadable"
+        from supervisor.trash import Trash  # a removal's only: not loaded by a start
+
         return Trash(self.home).move_in(instance_id, name=name, declaration=declaration)
 
     def _release_port(self, instance_id: str) -> None:

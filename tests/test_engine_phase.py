@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.daemon.views import instance_view, status_summary
+from supervisor.daemon._status_line import status_summary
+from supervisor.daemon.views import instance_view
 from supervisor.frameworks.spec import Probe, ProbeKind
 from supervisor.models import InstanceStatus
 from supervisor.paths import Home

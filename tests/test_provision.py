@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 
 import supervisor._fs as fs_module
 import supervisor._staging as staging_module
+import supervisor.personas as personas_module
 import supervisor.provision as provision_module
 from supervisor.errors import (
     InvalidID,
@@ -459,7 +460,7 @@ class TestRollback:
                 ProvisionError,
             ),
             (
-                provision_module,
+                personas_module,  # imported by provisioning where it renders
                 "render_template",
                 lambda: _fail(PersonaError("template broke")),
                 PersonaError,

@@ -1,7 +1,8 @@
 """The control API's data: what the daemon serves and ``eyriectl`` reads. Plain models, no I/O.
 
-A start validates none of them but `ReloadResult`: the others build their validators on first use
-(``defer_build``), after the fleet has started."""
+A start validates none of them but `ReloadResult`, which lives apart (`supervisor.control._reload`) so that a
+start does not load the others; they build their validators on first use (``defer_build``), after the fleet
+has started."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from supervisor.control._reload import ReloadResult
 from supervisor.engine.events import Event
 from supervisor.models import HierarchyRole, LastExit, LeanModel
 
@@ -102,28 +104,6 @@ class AddRequest(BaseModel):
             created_by=self.created_by,
             autostart=self.enable,
         )
-
-
-class ReloadResult(BaseModel):
-    """What a reload did, or why it changed nothing."""
-
-    ok: bool
-    error: str = ""
-    problems: list[str] = Field(default_factory=list)
-    """Rejected: everything found wrong (nothing was applied). Applied: instances that could not be
-    provisioned or updated, each ``name: reason`` (they alone are in ``error``; the rest of the fleet is
-    applied)."""
-    warnings: list[str] = Field(default_factory=list)
-    """Applied, but worth an operator's look: a project instances name that ``projects:`` does not list."""
-    added: list[str] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    restarted: list[str] = Field(default_factory=list)
-    updated: list[str] = Field(default_factory=list)  # policy-only changes applied live
-    unchanged: list[str] = Field(default_factory=list)
-    at: datetime | None = None
-    seconds: float = 0.0
-    dry_run: bool = False
-    """A plan: what a reload would do with the fleet file now; nothing was applied."""
 
 
 class DaemonStatus(BaseModel):

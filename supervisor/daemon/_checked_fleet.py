@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from supervisor.control.schema import ReloadResult
+from supervisor.control._reload import ReloadResult
 from supervisor.daemon._last_applied import load_applied
 from supervisor.daemon.runtime import check_declaration
 from supervisor.errors import ConfigurationError, EyrieError

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.control.schema import ReloadResult
+from supervisor.control._reload import ReloadResult
 from supervisor.errors import EyrieError
 from supervisor.fleet import diff_fleets, load_fleet
 from supervisor.models import utcnow

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from supervisor.control.schema import ReloadResult
+from supervisor.control._reload import ReloadResult
 from supervisor.models import Instance
 from supervisor.store import Store
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from supervisor.daemon.views import status_summary
-from supervisor.models import Instance
+from supervisor.engine.states import Phase
+from supervisor.models import Instance, InstanceStatus
 from supervisor.systemd.notify import Notifier
 
-__all__ = ["INTERVAL", "StatusLine"]
+__all__ = ["INTERVAL", "StatusLine", "status_summary"]
 
 INTERVAL = 0.5
 """Seconds between two recounts at most: what ``systemctl status`` shows lags the fleet by no more."""
@@ -45,3 +45,13 @@ class StatusLine:
         if summary != self._sent:
             self._sent = summary
             self._notifier.status(summary)
+
+
+def status_summary(instances: list[Instance]) -> str:
+    """One line for systemd's STATUS=: ``3 running, 1 backoff, 0 error``."""
+    running = sum(i.status is InstanceStatus.RUNNING for i in instances)
+    error = sum(i.status is InstanceStatus.ERROR for i in instances)
+    backoff = sum(i.phase == Phase.BACKOFF for i in instances)
+    starting = sum(i.status is InstanceStatus.STARTING for i in instances)
+    text = f"{running} running, {backoff} backoff, {error} error"
+    return f"{text}, {starting} starting" if starting else text

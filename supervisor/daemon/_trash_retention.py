@@ -11,7 +11,6 @@ import anyio
 import structlog
 
 from supervisor.errors import EyrieError
-from supervisor.trash import Trash
 
 if TYPE_CHECKING:
     from supervisor.paths import Home
@@ -26,6 +25,8 @@ log = structlog.get_logger("supervisor.daemon")
 
 def expire_trash(home: Home, retention: float) -> int:
     """Delete the entries removed more than ``retention`` seconds ago; how many were deleted."""
+    from supervisor.trash import Trash  # in the sweep's worker thread, after the fleet has started
+
     deleted = Trash(home).empty(older_than=timedelta(seconds=retention))
     if deleted:
         names = [entry.entry for entry in deleted]

@@ -9,28 +9,24 @@ import functools
 import os
 import signal
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
+from supervisor.control._reload import ReloadResult
 from supervisor.control.hub import EventHub
-from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, InstanceView, ReloadResult
-from supervisor.daemon._children import InheritedChildren
-from supervisor.daemon._edits import FleetEdits
 from supervisor.daemon._fleet_ready import announce_fleet_ready, log_ready
 from supervisor.daemon._gc import settle_after, settle_soon
 from supervisor.daemon._listeners import ADOPTION_GRACE, START_GRACE, Listeners
 from supervisor.daemon._notify import Notifications
-from supervisor.daemon._plan import plan_reload
 from supervisor.daemon._signals import SignalListener, next_ending
 from supervisor.daemon._startup import never, nothing_to_adopt, start_up
 from supervisor.daemon._status_line import StatusLine
 from supervisor.daemon._trash_retention import keep_trash
 from supervisor.daemon._unreadable import stop_unreadable
-from supervisor.daemon.inventory import Inventory
 from supervisor.daemon.lock import DaemonLock
-from supervisor.daemon.metrics import render_metrics
 from supervisor.daemon.outcome import Outcome, Reexec, Stopped
 from supervisor.daemon.reconciler import Reconciler
 from supervisor.daemon.relocation import PortRelocator
@@ -50,6 +46,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
     from pathlib import Path
 
+    from supervisor.control.schema import AddRequest, DaemonStatus, InstanceDetail, InstanceView
+    from supervisor.daemon._children import InheritedChildren
+    from supervisor.daemon._edits import FleetEdits
+    from supervisor.daemon.inventory import Inventory
     from supervisor.paths import Home
 
 __all__ = ["Daemon"]
@@ -88,12 +88,25 @@ class Daemon:
         )
         self.reconciler = Reconciler(self.fleet_path, self.store, self.provisioner, self.engine)
         self.relocator = PortRelocator(self.provisioner, self.reconciler)
-        self.inventory = Inventory(self.reconciler, self.engine, self.store, self.provisioner)
         self._lock = anyio.Lock()  # one fleet change at a time
-        self._edits = FleetEdits(self.fleet_path, self._lock, self.reconciler, self._reload_locked)
         self._status_line = StatusLine(self.notifier, self.engine.all_written)
         self._inherited: InheritedChildren | None = None
         self._log_level = log_level
+
+    # What only the API reads or edits is built, and its modules imported, on the first request, after the
+    # fleet has started: none of it is on the path to the first spawn (tests/test_imports_start.py).
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        from supervisor.daemon.inventory import Inventory
+
+        return Inventory(self.reconciler, self.engine, self.store, self.provisioner)
+
+    @cached_property
+    def _edits(self) -> FleetEdits:
+        from supervisor.daemon._edits import FleetEdits
+
+        return FleetEdits(self.fleet_path, self._lock, self.reconciler, self._reload_locked)
 
     # --- lifecycle
 
@@ -120,6 +133,8 @@ class Daemon:
         lock = DaemonLock(self.home)
         lock.acquire()
         if self.reexecuted_at is not None:
+            from supervisor.daemon._children import InheritedChildren  # a re-executed image's only
+
             self._inherited = InheritedChildren.take(
                 lambda: {i.pid for i in self.engine.instances() if i.pid}
             )
@@ -217,6 +232,8 @@ class Daemon:
         return await self.inventory.detail(ref)
 
     async def metrics_text(self) -> bytes:
+        from supervisor.daemon.metrics import render_metrics
+
         return render_metrics(await self.list_instances(), self.inventory.reloads)
 
     # --- ControlTarget: acting
@@ -251,6 +268,8 @@ class Daemon:
         return result
 
     async def plan_reload(self) -> ReloadResult:
+        from supervisor.daemon._plan import plan_reload
+
         async with self._lock:  # what a reload would do now (`reload --dry-run`); nothing is applied
             return await plan_reload(self.reconciler)
 

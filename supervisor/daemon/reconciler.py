@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from supervisor.control.schema import ReloadResult
+from supervisor.control._reload import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
 from supervisor.daemon._fresh import provision_new
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied

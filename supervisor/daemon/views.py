@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from supervisor.control.schema import Flag, InstanceView
-from supervisor.engine.states import Phase
 from supervisor.models import HierarchyRole, Instance, InstanceStatus, utcnow
 
 if TYPE_CHECKING:
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from supervisor.engine.resources import ResourceSample
     from supervisor.fleet import InstanceDecl
 
-__all__ = ["instance_view", "missing_view", "sample_fields", "status_summary", "uptime_of"]
+__all__ = ["instance_view", "missing_view", "sample_fields", "uptime_of"]
 
 
 def instance_view(
@@ -79,13 +78,3 @@ def missing_view(decl: InstanceDecl, error: str = "") -> InstanceView:
         last_error=error,
         flags=["MISSING"],
     )
-
-
-def status_summary(instances: list[Instance]) -> str:
-    """One line for systemd's STATUS=: ``3 running, 1 backoff, 0 error``."""
-    running = sum(i.status is InstanceStatus.RUNNING for i in instances)
-    error = sum(i.status is InstanceStatus.ERROR for i in instances)
-    backoff = sum(i.phase == Phase.BACKOFF for i in instances)
-    starting = sum(i.status is InstanceStatus.STARTING for i in instances)
-    text = f"{running} running, {backoff} backoff, {error} error"
-    return f"{text}, {starting} starting" if starting else text
