@@ -9,6 +9,8 @@ Per round, in turn (`bench._floor_child` is the floor process):
 - ``the libraries, serving``: those plus starlette and uvicorn, an empty Starlette app served on a Unix
   socket, with eyried's malloc settings (one arena, the heap trimmed once serving);
 - ``+ eyrie's modules (import only)``: the libraries and ``import supervisor.daemon.main``, not serving;
+- ``+ eyrie's modules, serving``: both, the empty app served as above: the floor the daemon is measured
+  against (the two above overlap, so their gaps over the libraries do not add up);
 - ``eyried, N instances, serving``: the daemon on a home of N ``sleep`` instances (``--sizes``, default 0).
 
 Printed: median ``VmRSS`` and its anonymous and file-backed parts (``RssAnon``, ``RssFile``). Every process
@@ -41,6 +43,7 @@ FLOORS: dict[str, list[str]] = {
     "the libraries, imported": ["--libraries"],
     "the libraries, serving (+ starlette, uvicorn)": ["--libraries", "--serve"],
     "+ eyrie's modules (import only)": ["--libraries", "--daemon-modules"],
+    "+ eyrie's modules, serving": ["--libraries", "--daemon-modules", "--serve"],
 }
 
 

@@ -8,6 +8,7 @@ names are read here, at each build, so a changed secret file changes the runtime
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -80,6 +81,13 @@ def check_declaration(resolved: ResolvedInstance, store: Store) -> None:
     _assemble(resolved, trial, directory, "", "", {})
 
 
+@functools.lru_cache(maxsize=64)
+def _secret_names(secrets: frozenset[str], token_env: str) -> frozenset[str]:
+    """The names of the variables whose values are secrets: one set shared by the instances that have the
+    same (most have their framework's token variable only), not one each."""
+    return secrets | {token_env} if token_env else secrets
+
+
 def _secrets_digest(token: str, secrets: dict[str, str]) -> str:
     """What the launch hash records of the secrets: keyed with the instance's token, so that the record
     (readable where the secret files are not) gives no way to test a guess of a secret."""
@@ -150,7 +158,7 @@ def _assemble(
             memory=resolved.memory,
             autostart=resolved.autostart,
             config_hash=config_hash,
-            secret_env=frozenset(secrets) | ({spec.token_env} if spec.token_env else set()),
+            secret_env=_secret_names(frozenset(secrets), spec.token_env or ""),
             secrets_digest=_secrets_digest(token, secrets),
             sandbox=_sandbox(resolved, values, tuple(argv), env, (directory, str(workspace), token_file)),
             files_digest=files_digest,
@@ -182,7 +190,8 @@ def _sandbox(
         token=token_file,
         port=values.port,
         argv=argv,
-        search_path=env.get("PATH") or os.environ.get("PATH") or os.defpath,
+        # one copy for the fleet: each read of os.environ decodes the daemon's PATH into a string of its own
+        search_path=sys.intern(env.get("PATH") or os.environ.get("PATH") or os.defpath),
         read=read,
         write=write,
     )

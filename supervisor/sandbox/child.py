@@ -76,25 +76,31 @@ def _common_calls(drop_capabilities: bool) -> tuple[_Call, ...]:
     return tuple(calls)
 
 
+_RESTRICT_SELF = ctypes.c_long(SYS_RESTRICT_SELF)
+_NO_FLAGS = ctypes.c_uint32(0)
+"""The Landlock call's arguments that are the same for every instance: only the ruleset fd is its own."""
+_SYSCALL = _LIBC.syscall
+_get_errno = ctypes.get_errno
+_strerror = os.strerror
+
+
 class Confiner:
     """The calls above, with their arguments built now, in the parent; called in the child before exec.
 
     ``ruleset`` is a Landlock ruleset fd (-1: the kernel has none); ``drop_capabilities`` is for a root
     daemon. A failing call raises `OSError` (the spawn then fails: a child is never left half confined).
-    ``helper`` is the spawn helper that forks a child confined so (`spawn`).
+    ``helper`` is the spawn helper that forks a child confined so (`spawn`). One is kept per confined
+    instance, so it holds only what is its own (slotted, the shared calls and arguments shared).
     """
+
+    __slots__ = ("_common", "_drop_capabilities", "_helper", "_restrict", "_ruleset")
 
     def __init__(self, ruleset: int, *, drop_capabilities: bool, helper: SpawnHelper | None = None) -> None:
         self._ruleset = ruleset
         self._drop_capabilities = drop_capabilities
         self._helper = helper
-        calls = _common_calls(drop_capabilities)
-        if ruleset >= 0:
-            args = (ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0))
-            calls += ((_LIBC.syscall, args),)
-        self._calls = calls
-        self._get_errno = ctypes.get_errno
-        self._strerror = os.strerror
+        self._common = _common_calls(drop_capabilities)  # shared, not copied into a tuple of its own
+        self._restrict = (_RESTRICT_SELF, ctypes.c_int(ruleset), _NO_FLAGS) if ruleset >= 0 else None
 
     def spawn(
         self,
@@ -120,7 +126,13 @@ class Confiner:
         )
 
     def __call__(self) -> None:
-        for function, args in self._calls:
-            if function(*args) < 0:
-                err = self._get_errno()
-                raise OSError(err, self._strerror(err))
+        for function, args in self._common:
+            _check(function(*args))
+        if self._restrict is not None:
+            _check(_SYSCALL(*self._restrict))
+
+
+def _check(result: int) -> None:
+    if result < 0:
+        err = _get_errno()
+        raise OSError(err, _strerror(err))

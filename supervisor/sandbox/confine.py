@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,20 +152,23 @@ class Sandboxes:
         return ruleset
 
 
-_Key = tuple[SandboxPolicy, tuple[tuple[int, int] | None, ...]]
+_Key = tuple[SandboxPolicy, bytes]
+
+_IDENTITY = struct.Struct("=QQ")
 
 
-def _identities(policy: SandboxPolicy) -> tuple[tuple[int, int] | None, ...]:
-    """Device and inode of each of the instance's own paths (None: missing)."""
-    out: list[tuple[int, int] | None] = []
+def _identities(policy: SandboxPolicy) -> bytes:
+    """Device and inode of each of the instance's own paths, packed (zeros: missing; no file has inode 0).
+    Kept per confined instance: one bytes object, where a tuple of pairs of ints held ~500 bytes more."""
+    out = bytearray()
     for path in (*policy.areas, policy.config, policy.token):
         try:
             st = os.stat(path)
         except OSError:
-            out.append(None)
+            out += _IDENTITY.pack(0, 0)
         else:
-            out.append((st.st_dev, st.st_ino))
-    return tuple(out)
+            out += _IDENTITY.pack(st.st_dev, st.st_ino)
+    return bytes(out)
 
 
 def _add(ruleset: int, path: str, access: int, loud: bool, warn: Warn) -> None:
