@@ -9,7 +9,7 @@ from pathlib import Path
 from supervisor.daemon._file_watch import FileWatch
 from supervisor.daemon._statcache import StatCache
 from tests._cli import ps
-from tests._daemon import embedded, fleet_yaml, running_daemon
+from tests._daemon import embedded, fleet_yaml, running_daemon, wait_for
 
 
 def _write_keeping_mtime(path: Path, text: str) -> None:
@@ -98,3 +98,25 @@ class TestDriftThroughTheDaemon:
             _write_keeping_mtime(config, original[0])
             rows = ps(d.home)
             assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == ([], [])
+
+    def test_files_edited_after_an_adoption_show_at_its_first_listing(self, tmp_path: Path) -> None:
+        """The first listing after an adoption starts from what the adoption read (the fleet file, the hash
+        of each config file): a config file and the fleet file edited since show all the same, as DRIFT and
+        as a MISSING instance; what nobody edited shows as it is."""
+        with running_daemon(tmp_path, fleet_yaml(embedded("alpha"), embedded("beta"))) as d:
+            pids = d.wait_running("alpha", "beta")
+            d.kill()
+            d.start()
+
+            def adopted() -> bool:
+                found = d.instances()
+                return all(found[n].get("status_detail") == f"adopted pid {p}" for n, p in pids.items())
+
+            wait_for(adopted, what="both adopted")
+            config = Path(d.instance("alpha")["config_path"])
+            config.write_text(config.read_text() + " ")
+            d.write_fleet(fleet_yaml(embedded("alpha"), embedded("beta"), embedded("gamma")))
+            rows = ps(d.home)
+            assert (rows["alpha"]["flags"], rows["beta"]["flags"]) == (["DRIFT"], [])
+            assert (rows["alpha"]["pid"], rows["beta"]["pid"]) == (pids["alpha"], pids["beta"])
+            assert rows["gamma"]["flags"] == ["MISSING"]

@@ -16,7 +16,7 @@ from supervisor.cli._quick_client import QuickClient
 from supervisor.control._listing import Listing, RowJSON, listing_body
 from supervisor.control._ps_row import PS_FIELDS, PS_VIEW
 from supervisor.control.schema import InstanceView
-from supervisor.daemon._statcache import StatCache
+from supervisor.daemon._statcache import StatCache, file_key
 from supervisor.daemon._view_cache import ViewCache
 from supervisor.errors import EyrieError
 from supervisor.fleet import InstanceDecl
@@ -98,19 +98,26 @@ class TestAReloadThatChangesNothing:
         disabled = row(_decl(project="p1", autostart=False))
         assert disabled is not first and disabled.autostart is False
 
-    def test_a_relabelled_value_is_kept_until_the_file_changes(self, tmp_path: Path) -> None:
-        """`StatCache.relabel` keeps the new value for the file as it is, and the next change of the file
-        computes it again; with nothing kept, it keeps nothing."""
+    def test_a_value_put_is_kept_until_the_file_changes(self, tmp_path: Path) -> None:
+        """`StatCache.put` keeps a value computed elsewhere for the file as its key found it: answered
+        without computing while the file stays so; a change of the file, or one made between the key and
+        the read, computes it again."""
         path = tmp_path / "fleet.yaml"
         path.write_text("a")
+        key = file_key(path)
+        assert key is not None
         cache = StatCache[str]()
-        cache.relabel(path, "ignored")
-        assert cache.kept(path) == (False, None)
-        assert cache.get(path, path.read_text) == "a"
-        cache.relabel(path, "same file, read by another")
-        assert cache.kept(path) == (True, "same file, read by another")
+        cache.put(path, key, "read by the start")
+        assert cache.kept(path) == (True, "read by the start")
+        assert cache.get(path, path.read_text) == "read by the start"
         path.write_text("bb")
         assert cache.kept(path) == (False, None)
+        assert cache.get(path, path.read_text) == "bb"
+        stale = file_key(path)
+        assert stale is not None
+        path.write_text("ccc")  # written after the key was taken: the key no longer matches
+        cache.put(path, stale, "bb")
+        assert cache.get(path, path.read_text) == "ccc"
 
     def test_drift_is_shown_for_edits_before_and_after_a_reload(self, tmp_path: Path) -> None:
         """A reload that changes nothing, then an edit of the file: DRIFT; reloaded: gone. The ps rows are

@@ -10,11 +10,11 @@ from typing import Generic, TypeVar
 
 from supervisor.daemon._file_watch import FileWatch
 
-__all__ = ["StatCache"]
+__all__ = ["FileKey", "StatCache", "file_key"]
 
 T = TypeVar("T")
 
-_FileKey = tuple[int, int, int, int]  # device, inode, size, mtime in ns
+FileKey = tuple[int, int, int, int]  # device, inode, size, mtime in ns
 
 
 class StatCache(Generic[T]):
@@ -23,7 +23,7 @@ class StatCache(Generic[T]):
     ``watch``: files it vouches for unchanged since their value was computed are answered without a stat."""
 
     def __init__(self, watch: FileWatch | None = None) -> None:
-        self._entries: dict[str, tuple[_FileKey, T]] = {}
+        self._entries: dict[str, tuple[FileKey, T]] = {}
         self._watch = watch
 
     def refresh(self) -> None:
@@ -35,7 +35,7 @@ class StatCache(Generic[T]):
 
     def get(self, path: str | os.PathLike[str], compute: Callable[[], T]) -> T | None:
         """``compute()`` for the file as it is now, or the value kept for it; None if it cannot be stat'ed."""
-        key = _key(path)
+        key = file_key(path)
         if key is None:
             return None
         cached = self._entries.get(os.fspath(path))
@@ -44,12 +44,10 @@ class StatCache(Generic[T]):
             self._entries[os.fspath(path)] = cached
         return cached[1]
 
-    def relabel(self, path: str | os.PathLike[str], value: T) -> None:
-        """Keep ``value`` for the file in place of the one kept, for the same state of the file (a caller
-        that knows the two stand for the same contents); nothing when none is kept."""
-        name = os.fspath(path)
-        if (cached := self._entries.get(name)) is not None:
-            self._entries[name] = (cached[0], value)
+    def put(self, path: str | os.PathLike[str], key: FileKey, value: T) -> None:
+        """Keep ``value``, computed by the caller from the file as `file_key` found it (``key``, taken before
+        the read): what the daemon's start read is not read again by its first listing."""
+        self._entries[os.fspath(path)] = (key, value)
 
     def kept(self, path: str | os.PathLike[str]) -> tuple[bool, T | None]:
         """Whether `get` would answer without computing, and its answer, by one ``stat``: a caller on the
@@ -60,7 +58,7 @@ class StatCache(Generic[T]):
             if self._watch.watched(name) and name in self._entries:
                 return True, self._entries[name][1]
             self._watch.watch(name)
-        key = _key(path)
+        key = file_key(path)
         if key is None:
             return True, None
         cached = self._entries.get(os.fspath(path))
@@ -69,7 +67,8 @@ class StatCache(Generic[T]):
         return True, cached[1]
 
 
-def _key(path: str | os.PathLike[str]) -> _FileKey | None:
+def file_key(path: str | os.PathLike[str]) -> FileKey | None:
+    """The file's device, inode, size and mtime; None when it cannot be stat'ed."""
     try:
         st = os.stat(path)
     except OSError:

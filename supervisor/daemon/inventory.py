@@ -21,7 +21,6 @@ import anyio.to_thread
 import supervisor
 from supervisor.control._listing import Listing
 from supervisor.control.schema import DaemonStatus, ReloadResult
-from supervisor.daemon._file_watch import FileWatch
 from supervisor.daemon._instance_detail import instance_detail
 from supervisor.daemon._statcache import StatCache
 from supervisor.daemon._view_cache import ViewCache
@@ -60,7 +59,7 @@ class Inventory:
         self._provisioner = provisioner
         self._fleets = StatCache[FleetFile | None]()
         self._fleets_for: FleetFile | None = None  # the applied fleet the cached ones were compared with
-        self._config_hashes = StatCache[str](FileWatch())
+        self._config_hashes = reconciler.config_hashes  # what an adoption hashed is not hashed again
         self._settings_drift: dict[str, tuple[FleetFile, ResolvedInstance, bool]] = {}
         self._views = ViewCache()
         self.reloads = ReloadCounts()
@@ -198,14 +197,13 @@ class Inventory:
     async def _declared_now(self) -> FleetFile:
         """``fleet.yaml`` as on disk now; the applied one if it is unreadable or invalid."""
         path, applied = self._reconciler.fleet_path, self._reconciler.fleet
-        if self._fleets_for is not applied:  # a reload: what equals the new fleet is the new fleet itself
-            unchanged, fleet = self._fleets.kept(path)
-            if unchanged and fleet is not None and fleet is self._fleets_for:
-                # The file, unchanged since it read as the fleet then applied, is what the reload read and
-                # applied: not parsed again (at N = 1000 that was most of the first listing after a reload).
-                self._fleets.relabel(path, applied)
-            else:
-                self._fleets = StatCache[FleetFile | None]()
+        if self._fleets_for is not applied:  # a start or reload applied a fleet read from the file
+            self._fleets = StatCache[FleetFile | None]()
+            read = self._reconciler.fleet_read
+            if read is not None and read[1] is applied:
+                # The file, unchanged since the start or reload read it, is the fleet applied: not parsed
+                # again (at N = 1000 that was a third of the first listing after a start or reload).
+                self._fleets.put(path, read[0], applied)
             self._fleets_for = applied
         unchanged, fleet = self._fleets.kept(path)  # a listing in a crash storm waits for no thread
         if not unchanged:

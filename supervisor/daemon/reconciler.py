@@ -17,9 +17,11 @@ import structlog
 
 from supervisor.control._reload import ReloadResult
 from supervisor.daemon._checked_fleet import fallback_fleet, read_checked
+from supervisor.daemon._file_watch import FileWatch
 from supervisor.daemon._fresh import provision_new
 from supervisor.daemon._last_applied import APPLIED_FILE, save_applied
 from supervisor.daemon._project_context import sync_project_file
+from supervisor.daemon._statcache import StatCache, file_key
 from supervisor.daemon._withdrawn import end_processes, last_applied
 from supervisor.daemon.runtime import build_runtime
 from supervisor.engine.open_files import make_room
@@ -31,6 +33,7 @@ from supervisor.store import NameIndex
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from supervisor.daemon._statcache import FileKey
     from supervisor.engine import Engine, InstanceRuntime
     from supervisor.fleet import ResolvedInstance
     from supervisor.paths import Home
@@ -81,6 +84,12 @@ class Reconciler:
         self._records: dict[str, InstanceRecord] = {}
         self._run_dir = provisioner.home.run_dir
         self._first_apply = True
+        self.fleet_read: tuple[FileKey, FleetFile] | None = None
+        """The fleet file's stat key before its last accepted read, and what that read gave: the listing
+        takes the file, unchanged since, as the fleet in force without parsing it again."""
+        self.config_hashes = StatCache[str](FileWatch())
+        """Hashes of the instances' config files by path, as an adoption read them and as the listing reads
+        them for DRIFT (`supervisor.daemon.inventory`): the first listing after a start hashes none again."""
 
     # --- reading
 
@@ -156,7 +165,11 @@ class Reconciler:
     async def _read_checked(self) -> FleetFile | ReloadResult:
         """The fleet file checked whole; what is applied unchanged (and did not fail) is not tried again."""
         in_force, failed = self.fleet.resolve_all(), self.errors()
-        return await read_checked(self.fleet_path, self._store, in_force=in_force, failed=failed)
+        key = file_key(self.fleet_path)  # before the read: a change during it shows as another key
+        checked = await read_checked(self.fleet_path, self._store, in_force=in_force, failed=failed)
+        if isinstance(checked, FleetFile) and key is not None:
+            self.fleet_read = (key, checked)
+        return checked
 
     async def apply(
         self, new: FleetFile, *, hold: frozenset[str] = frozenset(), purge: frozenset[str] = frozenset()
@@ -345,7 +358,7 @@ class Reconciler:
                 (inst, config_hash), scanned = await self._rerender(inst.id, resolved), None
             else:
                 self._provisioner.ensure_layout(inst.id)
-                config_hash = self._provisioner.config_hash(inst)
+                config_hash = self._config_hash(inst)
             runtime = self._runtime(resolved, inst, config_hash=config_hash)
             if inst.status is InstanceStatus.ERROR and inst.phase is None:
                 await anyio.to_thread.run_sync(self._store.update, inst.id, _runnable_again)
@@ -356,6 +369,15 @@ class Reconciler:
             return False
         self._records[resolved.name] = InstanceRecord(applied=Applied(inst.id, resolved))
         return True
+
+    def _config_hash(self, inst: Instance) -> str:
+        """The hash of the instance's config file as on disk, kept in `config_hashes` with the file's stat key
+        taken before the read, as the listing's own `StatCache.get` would keep it."""
+        key = file_key(inst.config_path) if inst.config_path else None
+        digest = self._provisioner.config_hash(inst)
+        if key is not None:
+            self.config_hashes.put(inst.config_path, key, digest)
+        return digest
 
     def _runtime(self, resolved: ResolvedInstance, inst: Instance, *, config_hash: str) -> InstanceRuntime:
         """What the engine runs; the instance's ``PROJECT.md`` is made current first, and is part of what

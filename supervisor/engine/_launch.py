@@ -238,10 +238,9 @@ def spawned_fields(proc: ProcessHandle, rt: InstanceRuntime, services: Services)
     }
 
 
-def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
+def adopt(record: Instance, rt: InstanceRuntime, secrets: frozenset[str]) -> AdoptedProcess | None:
     """The process ``record`` names, if it still runs as recorded (its command line compared without the
-    secrets, which the record never holds); None when it is gone."""
-    secrets = rt.secret_values()
+    ``secrets``, `InstanceRuntime.secret_values`, which the record never holds); None when it is gone."""
 
     def same_cmdline(current: Any, recorded: Any) -> bool:
         return same_program(redact_cmdline(current, secrets), list(recorded))
@@ -257,8 +256,8 @@ def adopt(record: Instance, rt: InstanceRuntime) -> AdoptedProcess | None:
     )
 
 
-def launched_otherwise(record: Instance, rt: InstanceRuntime) -> bool:
+def launched_otherwise(record: Instance, rt: InstanceRuntime, secrets: frozenset[str]) -> bool:
     """Whether the recorded process was started from other launch data than ``rt`` (an edit made while no
     daemon ran, or a restart a dead daemon never finished). A record from before launch hashes has none:
-    its process is adopted as it is."""
-    return bool(record.launch_hash) and record.launch_hash != rt.launch_hash()
+    its process is adopted as it is. ``secrets``: `InstanceRuntime.secret_values`."""
+    return bool(record.launch_hash) and record.launch_hash != rt.launch_hash(secrets)

@@ -31,10 +31,11 @@ def take_over(inst: Instance, rt: InstanceRuntime, boot_id: str, log: Any) -> Ta
     plan = plan_recovery(inst, boot_id=boot_id, autostart=rt.autostart)
     proc, restart = None, False
     if plan.process == "adopt":
-        proc = adopt(inst, rt)
+        secrets = rt.secret_values()  # worked out once: both the proof and the launch hash leave them out
+        proc = adopt(inst, rt, secrets)
         if proc is None:
             plan = plan.adoption_failed()
-        elif launched_otherwise(inst, rt):
+        elif launched_otherwise(inst, rt, secrets):
             restart = True
             log.info("launch_changed", pid=proc.pid, detail="restarting with the current launch data")
     ended = None

@@ -117,11 +117,13 @@ class InstanceRuntime:
         its id."""
         return procfs.marker_of(self.env.get(procfs.HOME_VAR), self.instance_id)
 
-    def launch_hash(self) -> str:
+    def launch_hash(self, secrets: frozenset[str] | None = None) -> str:
         """A digest of what the process is started with: argv, env (secret values left out: the record
         holding it is not a secret), cwd and the config file's digest. Recorded at spawn; a new daemon image
-        that adopts a process recorded with another one restarts it (an edit made while it was down)."""
-        secrets = self.secret_values()
+        that adopts a process recorded with another one restarts it (an edit made while it was down).
+        ``secrets``: `secret_values`, when the caller has them already (an adoption needs both)."""
+        if secrets is None:
+            secrets = self.secret_values()
         shape = {
             "argv": list(self.argv),
             "env": sorted(
