@@ -9,11 +9,12 @@ thread runs under cProfile from ``main`` to the N-th spawn, its stats dumped to 
 ``EYRIE_BENCH_PHASES=1``: the calls named in `PHASES` are timed, each call's start and end (monotonic, and
 its thread's CPU) in the note. ``EYRIE_BENCH_EXIT_AT_SPAWN=1``: the process ends at the N-th spawn before
 making it (the home is left as it was, children spawned before it keep running).
-``EYRIE_BENCH_MARK=NAME``: the C library's function NAME (``strfry``: nothing else calls it) is called at
-the first and the N-th spawn, where ``valgrind --tool=callgrind --dump-before=NAME`` dumps its counts."""
+Each moment noted also counts the turns of the event loop so far (a figure the load does not move: what
+waits for one turn after another shows there)."""
 
 from __future__ import annotations
 
+import asyncio.base_events
 import json
 import os
 import sys
@@ -27,7 +28,6 @@ _PATH, _, _AT = os.environ.pop("EYRIE_BENCH_LAST_SPAWN", ":0").rpartition(":")
 AT = int(_AT or 0)
 PROFILE = os.environ.pop("EYRIE_BENCH_PROFILE", "")
 EXIT_AT_SPAWN = os.environ.pop("EYRIE_BENCH_EXIT_AT_SPAWN", "") == "1"
-MARK = os.environ.pop("EYRIE_BENCH_MARK", "")
 _TICK = os.sysconf("SC_CLK_TCK")
 _lock = threading.Lock()
 _seen = 0
@@ -35,8 +35,25 @@ _note: dict[str, Any] = {}
 _profile: Any = None
 
 
+_turns = 0
+
+
 def _moment() -> dict[str, float]:
-    return {"monotonic": time.monotonic(), "cpu": time.process_time()}
+    return {"monotonic": time.monotonic(), "cpu": time.process_time(), "turns": _turns}
+
+
+def _counting_turns(run_once: Any) -> Any:
+    def turn(loop: Any) -> Any:
+        global _turns
+        _turns += 1
+        return run_once(loop)
+
+    return turn
+
+
+asyncio.base_events.BaseEventLoop._run_once = _counting_turns(  # type: ignore[attr-defined]
+    asyncio.base_events.BaseEventLoop._run_once  # type: ignore[attr-defined]
+)
 
 
 def _threads() -> dict[str, float]:
@@ -53,14 +70,6 @@ def _threads() -> dict[str, float]:
     return spent
 
 
-def _mark() -> None:
-    """Call the C library's ``MARK`` function: callgrind, told to dump its counts before it, does so here."""
-    if MARK:
-        import ctypes
-
-        getattr(ctypes.CDLL(None), MARK)(ctypes.create_string_buffer(b"x"))
-
-
 def _count() -> None:
     global _seen
     with _lock:
@@ -68,10 +77,8 @@ def _count() -> None:
         seen = _seen
     if seen == 1:
         _note["first"] = _moment()
-        _mark()
     if seen != AT:
         return
-    _mark()
     if _profile is not None:
         _profile.disable()
         _profile.dump_stats(PROFILE)

@@ -5,11 +5,13 @@ One home of N ``sleep infinity`` instances (``sandbox: off``), per size. ``--fir
 daemon runs under `bench._last_spawn`, which notes the moment and the process's CPU when its imports were
 done, at its first spawn and at its N-th, and each thread's CPU by then. Printed per size, as medians over the
 rounds: launch → first and → N-th spawn (wall), the CPU from the imports' end to the N-th spawn (all threads,
-and the main thread's part), and that CPU per instance. ``--instructions RUNS`` adds what callgrind counts
-(all threads; whatever the load) from exec to the first spawn and from there to the N-th, in RUNS provisioned
-starts, and per instance. ``--profile FILE`` writes the main thread's cProfile stats from ``main`` to the N-th
-spawn of one more provisioned start (read them with ``python -m pstats FILE``); ``--phases`` times the calls
-of another (`bench._last_spawn.PHASES`: fleet read, store scan, port checks, spawns, state writes …).
+and the main thread's part), that CPU per instance, and the turns of the event loop to the first spawn and
+from there to the N-th (which the load does not move). ``--instructions RUNS`` adds what callgrind counts
+(all threads) from exec to the first spawn in RUNS provisioned starts that end there (under valgrind a
+``vfork`` is a ``fork``: the spawns after it cannot be counted). ``--profile FILE`` writes the main
+thread's cProfile stats from ``main`` to the N-th spawn of one more provisioned start (read them with ``python
+-m pstats FILE``); ``--phases`` times the calls of another (`bench._last_spawn.PHASES`: fleet read, store
+scan, port checks, spawns, state writes …).
 
 ``--tree DIR`` runs the daemon from another checkout (its ``supervisor`` package first on ``PYTHONPATH``):
 the bench's own code stays this one's, so two trees are measured by one method, back to back. Every daemon is
@@ -39,9 +41,6 @@ from bench._scratch import scratch_dir
 from bench.start_imports import wait_running
 
 WRAPPER = str(Path(__file__).with_name("_last_spawn.py"))
-MARK = "strfry"
-"""A C library function nothing else calls: the wrapper calls it at the first and N-th spawn, and callgrind
-dumps its counts there."""
 
 
 def say(text: str) -> None:
@@ -84,6 +83,8 @@ def figures(note: dict[str, Any], n: int) -> dict[str, float]:
         "main_cpu_ms": main * 1000,
         "workers_cpu_ms": sum(note["threads"].values()) * 1000,
         "per_instance_ms": (last["cpu"] - imported["cpu"]) * 1000 / n,
+        "turns_first": first["turns"] - imported["turns"],
+        "turns_between": last["turns"] - first["turns"],
     }
 
 
@@ -99,7 +100,8 @@ def summary(label: str, n: int, rounds: list[dict[str, float]]) -> None:
         f" ({med('per_instance_ms'):.2f} ms per instance;"
         f" {med('before_first_cpu_ms'):.0f} ms of it before the first spawn);"
         f" by the N-th spawn the main thread {med('main_cpu_ms'):.0f} ms,"
-        f" the others {med('workers_cpu_ms'):.0f} ms (ticks of 10 ms)"
+        f" the others {med('workers_cpu_ms'):.0f} ms (ticks of 10 ms); event-loop turns to the first spawn"
+        f" {med('turns_first'):.0f}, from there to the N-th {med('turns_between'):.0f}"
     )
 
 
@@ -129,35 +131,19 @@ def phases(note: dict[str, Any], n: int) -> None:
         print(f"  {key}: {(note[key]['monotonic'] - launched) * 1000:.1f} ms")
 
 
-def instructions(daemon: Eyried, scratch: Path) -> tuple[int, int]:
-    """Instructions from exec to the first spawn, and from there to the N-th (callgrind, all threads)."""
+def instructions(daemon: Eyried, scratch: Path) -> int:
+    """Instructions from exec to the first spawn, all threads (callgrind; the process ends there: valgrind
+    runs a ``vfork`` as a ``fork``, and its children would not be the ones the daemon watches)."""
     out = scratch / "callgrind.out"
-    note = scratch / "callgrind-note.json"
-    env = {**daemon.env, "EYRIE_BENCH_LAST_SPAWN": f"{note}:{daemon.n}", "EYRIE_BENCH_MARK": MARK}
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARK}"]
-    with (daemon.home.root / "eyried.err").open("ab") as err:
-        daemon.proc = subprocess.Popen(
-            [*command, *argv(daemon)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-        )
-    try:
-        wait_running(daemon, timeout=1800)
-    finally:
-        daemon.stop_daemon()
-    parts = [_total(Path(f"{out}.{i}")) for i in (1, 2)]
-    for path in scratch.glob("callgrind.out*"):
-        path.unlink()
-    return parts[0], parts[1]
-
-
-def _total(path: Path) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no total in {path}")
+    env = {**daemon.env, "EYRIE_BENCH_LAST_SPAWN": f"{scratch / 'unused.json'}:1"}
+    env["EYRIE_BENCH_EXIT_AT_SPAWN"] = "1"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv(daemon)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            out.unlink(missing_ok=True)
+            return int(line.rsplit(":", 1)[1])
+    raise RuntimeError(f"callgrind reported no count: {done.stderr[-2000:]}")
 
 
 def run_size(args: argparse.Namespace, n: int, env: dict[str, str]) -> None:
@@ -179,12 +165,9 @@ def run_size(args: argparse.Namespace, n: int, env: dict[str, str]) -> None:
                 summary("provisioned start", n, provisioned)
             counted = [instructions(daemon, root) for _ in range(args.instructions)]
             if counted:
-                before = statistics.median(c[0] for c in counted)
-                between = statistics.median(c[1] for c in counted)
                 say(
-                    f"N={n} provisioned start: {before:,.0f} instructions exec → first spawn,"
-                    f" {between:,.0f} first → N-th spawn ({between / max(n - 1, 1):,.0f} per instance;"
-                    f" callgrind, median of {len(counted)})"
+                    f"N={n} provisioned start: {statistics.median(counted):,.0f} instructions exec → first"
+                    f" spawn (callgrind, median of {len(counted)}: {min(counted):,}–{max(counted):,})"
                 )
             if args.phases:
                 phases(one_start(daemon, root / "note.json", {"EYRIE_BENCH_PHASES": "1"}), n)
