@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from supervisor.engine import ExitStatus, ProcScanner, SpawnedProcess, procfs, spawn, stop_tree
@@ -148,6 +149,47 @@ class TestProcScanner:
                 tg.start_soon(ask)
         assert len(tables) == 50 and scanner.scans <= 2
         assert all(os.getpid() in t for t in tables)
+
+    async def test_waiters_of_one_scan_are_woken_together(self) -> None:
+        """Callers sharing a scan all have its table within a turn or two of the event loop once it is read,
+        not one turn after another (a fleet starting has hundreds of them)."""
+        scanner = ProcScanner()
+        turns = 0
+        done_at: list[int] = []
+
+        async def ask() -> None:
+            await scanner.table()
+            done_at.append(turns)
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while len(done_at) < 200:
+                turns += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(count_turns)
+            for _ in range(200):
+                tg.start_soon(ask)
+        assert len(done_at) == 200 and scanner.scans == 1
+        assert max(done_at) - min(done_at) <= 2
+
+    async def test_a_cancelled_reader_leaves_the_scan_to_a_waiter(self) -> None:
+        """The caller reading a shared scan is cancelled before it begins: another waiter reads it, and every
+        other caller gets a table."""
+        scanner = ProcScanner()
+        tables: list[dict[int, procfs.ProcInfo]] = []
+
+        async def ask() -> None:
+            tables.append(await scanner.table())
+
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as first:
+                first.cancel()
+                await scanner.table()  # cancelled at its first checkpoint, the scan not begun
+            for _ in range(10):
+                tg.start_soon(ask)
+        assert len(tables) == 10 and all(os.getpid() in t for t in tables)
 
     async def test_table_sees_markers_groups_and_parents(self, tmp_path: Path) -> None:
         """The table has each process's parent, group, start time and instance marker."""

@@ -30,7 +30,12 @@ _KILL_ROUNDS = 5
 
 
 class ProcScanner:
-    """Reads the process table for many callers at once: each gets a table read after it asked."""
+    """Reads the process table for many callers at once: each gets a table read after it asked.
+
+    One caller of a scan runs it (after the scan in progress, if any); the others wait for its table, all
+    woken together when it is read. Handing a lock from one waiter to the next would wake them one turn of
+    the event loop after another: a fleet of 1,000 starting took seconds to pass its first sweep that way.
+    """
 
     def __init__(self, limiter: anyio.CapacityLimiter | None = None) -> None:
         self._lock = anyio.Lock()
@@ -42,20 +47,33 @@ class ProcScanner:
         scan = self._waiting
         if scan is None:
             scan = self._waiting = _Scan()
-        async with self._lock:
-            if scan.result is None:
-                if self._waiting is scan:
-                    self._waiting = None
-                scan.result = await anyio.to_thread.run_sync(procfs.scan, limiter=self.limiter)
-                self.scans += 1
+        while scan.result is None:
+            if scan.running:
+                await scan.read.wait()  # set when the table is read, or when its reader failed
+                continue
+            scan.running = True  # this caller reads it; a failure leaves it to the next waiter
+            read = scan.read
+            try:
+                async with self._lock:
+                    if self._waiting is scan:
+                        self._waiting = None
+                    scan.result = await anyio.to_thread.run_sync(procfs.scan, limiter=self.limiter)
+                    self.scans += 1
+            finally:
+                scan.running = False
+                if scan.result is None:
+                    scan.read = anyio.Event()
+                read.set()
         return scan.result
 
 
 class _Scan:
-    __slots__ = ("result",)
+    __slots__ = ("read", "result", "running")
 
     def __init__(self) -> None:
         self.result: dict[int, procfs.ProcInfo] | None = None
+        self.running = False
+        self.read = anyio.Event()
 
 
 @dataclass(slots=True, eq=False)
