@@ -38,7 +38,10 @@ again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = [
     "ConfigurationError",

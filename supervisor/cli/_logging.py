@@ -8,15 +8,15 @@ never loads it, and one that does can never log before it is configured.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
 if TYPE_CHECKING:
     from importlib.abc import Loader
+    from typing import Any
 
 __all__ = ["configure_on_first_import"]
 
@@ -51,6 +51,8 @@ class _StructlogWatch:
     ) -> ModuleSpec | None:
         if fullname != "structlog":
             return None
+        import importlib.util  # only once something imports structlog
+
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
         if spec is not None and spec.loader is not None:

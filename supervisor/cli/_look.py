@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from supervisor.cli._exits import EXIT_DAEMON_DOWN, EXIT_DEGRADED, Failure
 from supervisor.cli._plain import degraded, ps_lines, ps_notes, status_lines, use_colour
@@ -18,7 +17,10 @@ from supervisor.cli._quick_client import QuickClient
 from supervisor.control._ps_row import PS_VIEW
 from supervisor.errors import DaemonNotRunning, EyrieError
 
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
 if TYPE_CHECKING:
+    from typing import Any
+
     from supervisor.cli._session import Cli
     from supervisor.control.schema import InstanceView
     from supervisor.paths import Home

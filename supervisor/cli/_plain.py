@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
 
 from supervisor.control._desired import not_as_desired
+
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "PS_COLUMNS",
@@ -220,6 +222,8 @@ def degraded(status: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> li
 
 
 def _when(text: object) -> str:
+    from datetime import datetime  # status only: ps never shows a date
+
     try:
         return datetime.fromisoformat(str(text)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:

@@ -6,19 +6,21 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Coroutine
-from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from supervisor.cli._plain import printable
 
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
 if TYPE_CHECKING:
+    from typing import IO, Any, TypeVar
+
     from rich.console import Console
 
     from supervisor.client import ControlClient
     from supervisor.paths import Home
 
-__all__ = ["Cli"]
+    T = TypeVar("T")
 
-T = TypeVar("T")
+__all__ = ["Cli"]
 
 
 def _console(stream: IO[str], *, stderr: bool = False) -> Console:

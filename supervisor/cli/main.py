@@ -7,12 +7,14 @@ the click group (`supervisor.cli._root`, also ``cli`` here), loaded only then.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 from supervisor.cli._front import run_quick
 from supervisor.cli._logging import configure_on_first_import
 
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
 if TYPE_CHECKING:
+    from typing import Any
+
     from supervisor.cli._root import SHORT_HELP, cli
 
 __all__ = ["SHORT_HELP", "cli", "main"]

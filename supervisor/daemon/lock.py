@@ -6,12 +6,12 @@ import contextlib
 import fcntl
 import os
 import time
-from typing import TYPE_CHECKING
 
 from supervisor._safe_read import read_text
 from supervisor.errors import DaemonRunning
 from supervisor.paths import Home
 
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
 if TYPE_CHECKING:
     from pathlib import Path
 
