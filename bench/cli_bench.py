@@ -8,6 +8,8 @@ imports, no command).
 
     .venv/bin/python -m bench.cli_bench --size 200 --runs 30
 
+``EYRIE_BENCH_PORTS=FIRST-LAST`` moves the fleet's ports (default 55000–56999).
+
 Every process it starts (the daemon, whose sleepers it stops) is ended on the way out, Ctrl-C included.
 """
 
@@ -29,8 +31,13 @@ from bench._scratch import scratch_dir
 from bench.daemon_bench import Bench, fleet_text, pct, say
 
 EYRIECTL = str(Path(sys.executable).parent / "eyriectl")
-PORTS = "daemon: {ports: {first: 55000, last: 56999}}\n"
-"""The bench fleet's port range, away from the test suites' default range."""
+
+
+def ports_line() -> str:
+    """The bench fleet's port range, away from the test suites' default range: 55000–56999, or
+    ``EYRIE_BENCH_PORTS=FIRST-LAST`` (two runs side by side must not share one)."""
+    first, _, last = os.environ.get("EYRIE_BENCH_PORTS", "55000-56999").partition("-")
+    return f"daemon: {{ports: {{first: {int(first)}, last: {int(last)}}}}}\n"
 
 
 def commands(home: Path) -> list[tuple[str, list[str]]]:
@@ -39,6 +46,7 @@ def commands(home: Path) -> list[tuple[str, list[str]]]:
     return [
         ("python -c pass", [sys.executable, "-c", "pass"]),
         ("import supervisor.cli.main", [sys.executable, "-c", "import supervisor.cli.main"]),
+        ("eyriectl --version", [EYRIECTL, "--version"]),
         ("eyriectl --help", [*ctl, "--help"]),
         ("eyriectl ps", [*ctl, "ps"]),
         ("eyriectl ps --json", [*ctl, "ps", "--json"]),
@@ -85,7 +93,7 @@ async def all_running(bench: Bench) -> None:
 def run(n: int, runs: int) -> None:
     with scratch_dir(prefix=f"eyrie-cli-bench-{n}-") as tmp:
         bench = Bench(Path(tmp), n)
-        fleet = re.sub(r"^daemon: .*\n", PORTS, fleet_text(n), count=1, flags=re.MULTILINE)
+        fleet = re.sub(r"^daemon: .*\n", ports_line(), fleet_text(n), count=1, flags=re.MULTILINE)
         (bench.home.root / "fleet.yaml").write_text(fleet)
         say(f"N={n} (load average {os.getloadavg()[0]:.2f})")
         try:
