@@ -35,6 +35,11 @@ SHARED = {
 
 HEAVY = ("rich", "pydantic", "httpx", "httpcore", "anyio", "structlog", "importlib.metadata", "ruamel")
 
+LISTING_DOES_WITHOUT = (*HEAVY, "click", "typing", "hashlib", "_hashlib", "importlib.util")
+"""What ``ps`` and ``list`` also do without, each once a share of their start-up (bench/cli_bench.py): click,
+typing (the quick path's modules import it for the type checker only), OpenSSL's hashes (the socket's name is
+hashed by CPython's own) and importlib.util (only for structlog)."""
+
 # Runs eyriectl in this interpreter, then reports which heavy modules it loaded and which command modules.
 PROBE = r"""
 import json, sys
@@ -51,9 +56,10 @@ sys.stderr.write("\nLOADED " + json.dumps({"heavy": heavy, "commands": commands}
 """
 
 
-def loaded(home: Home, *args: str) -> dict[str, list[str]]:
+def loaded(home: Home, *args: str, wanted: tuple[str, ...] = HEAVY) -> dict[str, list[str]]:
+    """The modules of ``wanted`` that ``eyriectl --home HOME ARGS`` loaded, and the command modules."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(HEAVY), "--home", str(home.root), *args],
+        [sys.executable, "-c", PROBE, json.dumps(wanted), "--home", str(home.root), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -88,6 +94,17 @@ class TestImports:
         async with operator_api(home):
             with anyio.fail_after(60):
                 report = await anyio.to_thread.run_sync(functools.partial(loaded, home, *args))
+        assert report["heavy"] == []
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("args", [["ps"], ["ps", "--json"], ["list", "--project", "p"]])
+    async def test_listing_loads_only_what_it_needs(self, home: Home, args: list[str]) -> None:
+        """The listing against a running eyried loads none of `LISTING_DOES_WITHOUT`."""
+        async with operator_api(home):
+            with anyio.fail_after(60):
+                report = await anyio.to_thread.run_sync(
+                    functools.partial(loaded, home, *args, wanted=LISTING_DOES_WITHOUT)
+                )
         assert report["heavy"] == []
 
     def test_root_help_imports_no_command(self, home: Home) -> None:

@@ -16,8 +16,6 @@ import json
 import os
 import socket
 import sys
-from types import TracebackType
-from typing import Any, Self
 
 from supervisor.control._answers import (
     closed_without_answer,
@@ -29,7 +27,13 @@ from supervisor.control._answers import (
 from supervisor.control._error_answer import DETAILS_HEADER
 from supervisor.control._trust import listener_is_daemon
 from supervisor.daemon.lock import read_daemon_pid
-from supervisor.paths import Home
+
+TYPE_CHECKING = False  # typing stays unloaded at run time: eyriectl's quick path (supervisor.cli._front)
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Self
+
+    from supervisor.paths import Home
 
 __all__ = ["QuickClient"]
 
