@@ -33,6 +33,22 @@ def fleet_yaml(*instances: str, defaults: str = FAST_DEFAULTS) -> str:
     return f"version: 1\n{defaults}instances:\n{''.join(instances)}"
 
 
+SLEEPER_FRAMEWORK = """\
+frameworks:
+  sleeper:
+    command: [sleep, infinity]
+    ready: {kind: process, seconds: 0}
+    live: {kind: process, seconds: 0}
+    sandbox: off
+"""
+
+
+def sleeper_fleet(names: list[str], *, defaults: str = "") -> str:
+    """A fleet of unconfined ``sleep infinity`` instances: agents that cost nothing, for tests of numbers."""
+    members = "".join(f"  - name: {name}\n    framework: sleeper\n" for name in names)
+    return f"version: 1\n{defaults}{SLEEPER_FRAMEWORK}instances:\n{members}"
+
+
 def embedded(name: str, extra: str = "") -> str:
     text = f"  - name: {name}\n    framework: embedded\n"
     for line in extra.splitlines():

@@ -19,28 +19,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests._daemon import DaemonProcess, kill_quietly, pid_alive, wait_for
+from tests._daemon import DaemonProcess, kill_quietly, pid_alive, sleeper_fleet, wait_for
 
 REFUSE = Path(__file__).parent / "programs" / "refuse_syscall.py"
 PIDFD_OPEN = 434  # the same number on every architecture
 FLEET = 3
 
-SLEEPERS = """\
-version: 1
+RESTART_AT_ONCE = """\
 defaults:
   restart: {policy: always, initial_delay: 0, factor: 2, max_delay: 1s, jitter: 0, max_retries: 1000}
-frameworks:
-  sleeper:
-    command: [sleep, infinity]
-    ready: {kind: process, seconds: 0}
-    live: {kind: process, seconds: 0}
-    sandbox: off
-instances:
 """
 
 
 def _fleet(n: int) -> str:
-    return SLEEPERS + "".join(f"  - name: sleeper-{i}\n    framework: sleeper\n" for i in range(n))
+    return sleeper_fleet([f"sleeper-{i}" for i in range(n)], defaults=RESTART_AT_ONCE)
 
 
 def _refused(errno_name: str, *argv: str) -> list[str]:

@@ -6,24 +6,13 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests._daemon import DaemonProcess, pid_alive, wait_for
+from tests._daemon import DaemonProcess, pid_alive, sleeper_fleet, wait_for
 
 FLEET = 150
 
-SLEEPERS = """\
-version: 1
-frameworks:
-  sleeper:
-    command: [sleep, infinity]
-    ready: {kind: process, seconds: 0}
-    live: {kind: process, seconds: 0}
-    sandbox: off
-instances:
-"""
-
 
 def _fleet(n: int) -> str:
-    return SLEEPERS + "".join(f"  - name: sleeper-{i:03d}\n    framework: sleeper\n" for i in range(n))
+    return sleeper_fleet([f"sleeper-{i:03d}" for i in range(n)])
 
 
 def test_sigterm_during_first_start_exits_and_the_next_start_carries_on(tmp_path: Path) -> None:
